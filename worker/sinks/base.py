@@ -1,0 +1,59 @@
+"""The sink contract.
+
+A sink is built cheaply (no I/O in the constructor), `open()`ed, then `write()`
+is called with one batch at a time, in order. `write` returns only once every
+event of the batch is durably acknowledged by the destination; it raises
+`shared.errors.SinkError` otherwise (`retryable=True`: the runtime backs off
+with jitter and calls `write` again with the same batch; `retryable=False`:
+the pipeline fails with that message). Imports: shared + the sink's client.
+
+Sinks that store their own checkpoint transactionally with the data (Postgres,
+Kafka exactly-once) return it from `open()`; the runtime then never re-feeds
+what is at or below it.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import structlog
+
+from worker.envelope import Encoder
+
+
+@dataclass(slots=True)
+class SinkContext:
+    pipeline: str
+    position_key: Callable[[str], Any]
+    log: Any = field(default_factory=lambda: structlog.get_logger())
+    state_dir: str = "."
+
+
+@dataclass(slots=True)
+class SinkBatch:
+    """One batch as a sink sees it (after processors, after per-sink skipping)."""
+
+    seq: int                          # batch number in this worker run, 1-based, in order
+    events: list[dict[str, Any]]      # the JSON objects to deliver
+    last_position: str                # source position of the batch's last source event
+    native: list[bytes] | None = None  # compact JSON of each event when unchanged by processors
+
+
+class Sink(abc.ABC):
+    def __init__(self, config: Any, ctx: SinkContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.id: str = config.id
+        self.encoder = Encoder(config.envelope, ctx.pipeline, config.id)
+
+    async def open(self) -> str | None:
+        """Connect; return this sink's own stored checkpoint if it keeps one."""
+        return None
+
+    @abc.abstractmethod
+    async def write(self, batch: SinkBatch) -> None:
+        """Deliver every event of the batch, durably, or raise SinkError."""
+
+    async def close(self) -> None:
+        """Flush and release connections."""
