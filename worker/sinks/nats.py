@@ -1,0 +1,207 @@
+"""NATS JetStream sink (CONTRACT section 6).
+
+Every event is published to `subject` (a routing template is allowed) with the
+header `Nats-Msg-Id` = its idempotency key, so a replayed batch is dropped by
+the server's duplicate window. A batch is published all at once (publish_async)
+and `write` returns once every PubAck is in. A stream that captures the subject
+must exist (`stream` names it, else it is looked up by subject); with
+`create_stream: true` a missing one is created (subjects: the subject with each
+templated token as `*`; name: `stream` or `TIDEGATE_<pipeline>_<sink id>`).
+
+Imports: shared, worker.envelope/routing (through base) and nats-py.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import nats
+from nats import errors as nerr
+from nats.js import errors as jerr
+
+from shared.errors import SinkError
+from worker.routing import compile_template
+from worker.sinks.base import Sink, SinkBatch, SinkContext
+
+CONNECT_TIMEOUT_S = 5
+ACK_TIMEOUT_S = 15.0        # a whole batch's acks
+RECONNECT_ATTEMPTS = 5      # client-side reconnects before the connection closes (write then reconnects)
+RECONNECT_WAIT_S = 0.5
+MAX_PENDING = 1 << 20       # publish_async in flight; the batch is the real bound
+_BAD_STREAM_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+_TEMPLATE = re.compile(r"\$\{[^}]*\}")
+
+
+def nats_where(url: str) -> str:
+    try:
+        first = url.split(",")[0]
+        parts = urlsplit(first)
+        return f"{parts.hostname or '127.0.0.1'}:{parts.port or 4222}"
+    except ValueError:
+        return "<invalid url>"
+
+
+def wildcard_subject(subject: str) -> str:
+    """The subject with each token that holds a routing template replaced by `*`."""
+    marked = _TEMPLATE.sub("\0", subject)
+    return ".".join("*" if "\0" in tok else tok for tok in marked.split("."))
+
+
+def default_stream_name(pipeline: str, sink_id: str) -> str:
+    return _BAD_STREAM_CHARS.sub("_", f"TIDEGATE_{pipeline}_{sink_id}")
+
+
+class NatsSink(Sink):
+    def __init__(self, config: Any, ctx: SinkContext) -> None:
+        super().__init__(config, ctx)
+        self._where = nats_where(config.url)
+        self._subject_of = compile_template(config.subject)
+        self._static_subject = config.subject if "${" not in config.subject else None
+        self._filter = wildcard_subject(config.subject)
+        self._stream: str | None = config.stream
+        self._nc: Any = None
+        self._js: Any = None
+        self._last_err: BaseException | None = None
+
+    # ---------------------------------------------------------------- helpers
+    def _err(self, msg: str, retryable: bool) -> SinkError:
+        return SinkError(self.id, f"nats {self._where} {msg}", retryable=retryable)
+
+    def classify(self, exc: BaseException) -> SinkError:
+        if isinstance(exc, SinkError):
+            return exc
+        if isinstance(exc, nerr.AuthorizationError) or isinstance(self._last_err, nerr.AuthorizationError):
+            return self._err("rejected the credentials (Authorization Violation); fix the user/password "
+                             "or token in `url`", False)
+        if isinstance(exc, nerr.MaxPayloadError):
+            return self._err("refused a message larger than the server's max_payload; raise max_payload "
+                             "on the server or shrink the events", False)
+        if isinstance(exc, jerr.ServiceUnavailableError):
+            return self._err(f"JetStream unavailable ({exc.description}); will retry", True)
+        if isinstance(exc, jerr.APIError):
+            # 5xx: server trouble (retry); 4xx: the request cannot succeed (e.g. wrong expected stream)
+            fatal = exc.code is not None and 400 <= exc.code < 500
+            return self._err(f"JetStream refused the publish: code={exc.code} err_code={exc.err_code} "
+                             f"{exc.description}", not fatal)
+        if isinstance(exc, (asyncio.TimeoutError, nerr.TimeoutError)):
+            return self._err("did not acknowledge in time (server down or restarting?)", True)
+        if isinstance(exc, nerr.NoServersError):
+            cause = f": {self._last_err}" if self._last_err else ""
+            return self._err(f"refused connection or is unreachable{cause}", True)
+        if isinstance(exc, (nerr.ConnectionClosedError, nerr.OutboundBufferLimitError,
+                            nerr.StaleConnectionError, nerr.ConnectionReconnectingError, OSError)):
+            return self._err(f"connection lost ({exc.__class__.__name__}); will reconnect", True)
+        return self._err(f"{exc.__class__.__name__}: {exc}", True)
+
+    async def _on_error(self, exc: Exception) -> None:
+        self._last_err = exc
+
+    async def _connect(self) -> None:
+        await self._drop()
+        self._last_err = None
+        try:
+            self._nc = await nats.connect(
+                self.config.url, name=f"tidegate {self.ctx.pipeline}/{self.id}",
+                connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=True,
+                max_reconnect_attempts=RECONNECT_ATTEMPTS, reconnect_time_wait=RECONNECT_WAIT_S,
+                error_cb=self._on_error)
+        except Exception as exc:   # noqa: BLE001 - classified
+            raise self.classify(exc) from exc
+        self._js = self._nc.jetstream(timeout=CONNECT_TIMEOUT_S, publish_async_max_pending=MAX_PENDING)
+
+    async def _drop(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await nc.close()
+            except Exception:   # noqa: BLE001 - closing a broken connection
+                pass
+
+    async def _find_stream(self) -> str | None:
+        """The stream that captures our subject(s), or None when there is none."""
+        try:
+            if self._stream is not None:
+                await self._js.stream_info(self._stream)
+                return self._stream
+            return await self._js.find_stream_name_by_subject(self._filter)
+        except jerr.NotFoundError:
+            return None
+        except nerr.NoRespondersError:
+            raise self._err("has no JetStream API (start nats-server with -js)", True) from None
+
+    # --------------------------------------------------------------- contract
+    async def open(self) -> str | None:
+        await self._connect()
+        try:
+            found = await self._find_stream()
+            if found is None:
+                if not self.config.create_stream:
+                    what = f"stream {self._stream!r} does not exist" if self._stream else \
+                        f"no JetStream stream captures subject {self._filter!r}"
+                    raise self._err(f"{what}; create it (nats stream add) or set create_stream: true", False)
+                name = self._stream or default_stream_name(self.ctx.pipeline, self.id)
+                await self._js.add_stream(name=name, subjects=[self._filter])
+                self.ctx.log.info("nats_stream_created", sink=self.id, stream=name, subjects=[self._filter])
+                found = name
+            self._stream = found
+        except Exception as exc:   # noqa: BLE001 - classified
+            raise self.classify(exc) from exc
+        return None
+
+    async def write(self, batch: SinkBatch) -> None:
+        events = batch.events
+        if not events:
+            return
+        if self._nc is None or self._nc.is_closed:
+            await self._connect()
+        keys = self.encoder.keys(events)
+        bodies = self.encoder.encode_all(events, batch.native, keys)
+        futs: list[asyncio.Future[Any]] = []
+        try:
+            await asyncio.wait_for(self._publish(events, bodies, keys, futs), ACK_TIMEOUT_S)
+        except Exception as exc:   # noqa: BLE001 - classified below
+            for f in futs:
+                f.cancel()
+            if isinstance(exc, jerr.NoStreamResponseError):
+                raise await self._no_stream(getattr(exc, "subject", None)) from exc
+            raise self.classify(exc) from exc
+
+    async def _publish(self, events: list[dict[str, Any]], bodies: list[bytes], keys: list[str],
+                       futs: list[asyncio.Future[Any]]) -> None:
+        pub = self._js.publish_async
+        static = self._static_subject
+        subject_of = self._subject_of
+        for ev, body, key in zip(events, bodies, keys):
+            subject = static if static is not None else subject_of(ev)
+            futs.append(await pub(subject, body, headers={"Nats-Msg-Id": key}))
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        for i, r in enumerate(results):
+            if isinstance(r, BaseException):
+                if isinstance(r, jerr.NoStreamResponseError):
+                    r.subject = static if static is not None else subject_of(events[i])  # type: ignore[attr-defined]
+                raise r
+
+    async def _no_stream(self, subject: str | None) -> SinkError:
+        """No stream answered a publish: fatal if none captures the subject, else (server starting) retry."""
+        subject = subject or self._filter
+        try:
+            found = await self._js.find_stream_name_by_subject(subject)
+        except jerr.NotFoundError:
+            found = None
+        except Exception as exc:   # noqa: BLE001
+            return self.classify(exc)
+        if found is None:
+            return self._err(f"no JetStream stream captures subject {subject!r} (stream {self._stream!r} "
+                             "deleted or its subjects do not cover it); create it or fix `subject`", False)
+        return self._err(f"stream {found!r} did not answer (JetStream starting?); will retry", True)
+
+    async def close(self) -> None:
+        nc = self._nc
+        if nc is not None and not nc.is_closed:
+            try:
+                await nc.flush(timeout=2)
+            except Exception:   # noqa: BLE001
+                pass
+        await self._drop()
