@@ -64,6 +64,7 @@ class NatsSink(Sink):
         self._nc: Any = None
         self._js: Any = None
         self._last_err: BaseException | None = None
+        self._inflight: list[asyncio.Future[Any]] = []
 
     # ---------------------------------------------------------------- helpers
     def _err(self, msg: str, retryable: bool) -> SinkError:
@@ -98,6 +99,12 @@ class NatsSink(Sink):
     async def _on_error(self, exc: Exception) -> None:
         self._last_err = exc
 
+    async def _on_disconnect(self) -> None:
+        """Acks of messages sent before a disconnect never come: fail the write now, not at the timeout."""
+        for f in self._inflight:
+            if not f.done():
+                f.set_exception(nerr.ConnectionClosedError())
+
     async def _connect(self) -> None:
         await self._drop()
         self._last_err = None
@@ -106,7 +113,7 @@ class NatsSink(Sink):
                 self.config.url, name=f"tidegate {self.ctx.pipeline}/{self.id}",
                 connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=True,
                 max_reconnect_attempts=RECONNECT_ATTEMPTS, reconnect_time_wait=RECONNECT_WAIT_S,
-                error_cb=self._on_error)
+                error_cb=self._on_error, disconnected_cb=self._on_disconnect)
         except Exception as exc:   # noqa: BLE001 - classified
             raise self.classify(exc) from exc
         self._js = self._nc.jetstream(timeout=CONNECT_TIMEOUT_S, publish_async_max_pending=MAX_PENDING)
@@ -159,6 +166,7 @@ class NatsSink(Sink):
         keys = self.encoder.keys(events)
         bodies = self.encoder.encode_all(events, batch.native, keys)
         futs: list[asyncio.Future[Any]] = []
+        self._inflight = futs
         try:
             await asyncio.wait_for(self._publish(events, bodies, keys, futs), ACK_TIMEOUT_S)
         except Exception as exc:   # noqa: BLE001 - classified below
@@ -167,6 +175,8 @@ class NatsSink(Sink):
             if isinstance(exc, jerr.NoStreamResponseError):
                 raise await self._no_stream(getattr(exc, "subject", None)) from exc
             raise self.classify(exc) from exc
+        finally:
+            self._inflight = []
 
     async def _publish(self, events: list[dict[str, Any]], bodies: list[bytes], keys: list[str],
                        futs: list[asyncio.Future[Any]]) -> None:

@@ -1,0 +1,218 @@
+"""RedisSink against the real Redis on 127.0.0.1:6379 (scripts/services/redis.sh).
+
+Streams are named `tg_redis_<random>...` and deleted afterwards. The restart
+test stops the shared server once (`CLIENT PAUSE WRITE`, read what was
+acknowledged, `SHUTDOWN NOSAVE`) and starts it again with the service script,
+so nothing acknowledged is lost to the server's lack of persistence.
+"""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+
+from shared.errors import SinkError
+from shared.events import make_event
+from shared.spec.model import RedisSinkConfig
+from tests.support import free_port, require_service, wait_until
+from worker.sinks.base import SinkBatch, SinkContext
+from worker.sinks.redis import RedisSink
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture(autouse=True)
+def _redis_up() -> None:
+    require_service("redis", "127.0.0.1", 6379)
+
+
+@pytest.fixture
+def name() -> Any:
+    base = f"tg_redis_{uuid.uuid4().hex[:10]}"
+    yield base
+    r = redis.Redis.from_url(URL)
+    keys = list(r.scan_iter(match=base + "*"))
+    if keys:
+        r.delete(*keys)
+
+
+def events(start: int, n: int, tables: tuple[str, ...] = ("demo.a", "demo.b")) -> list[dict[str, Any]]:
+    out = []
+    for i in range(start, start + n):
+        db, table = tables[(i - 1) % len(tables)].split(".")
+        out.append(make_event("c", 1732800000000 + i, connector="generator", db=db, schema=None,
+                              table=table, position=str(i), tx_id=str(i), source_ts_ms=1732800000000,
+                              before=None, after={"id": i, "payload": "x" * 20}))
+    return out
+
+
+def batch(seq: int, evs: list[dict[str, Any]]) -> SinkBatch:
+    return SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"])
+
+
+def make_sink(**cfg: Any) -> RedisSink:
+    return RedisSink(RedisSinkConfig(id=cfg.pop("id", "cache"), **cfg), SinkContext("pipe", int))
+
+
+def entries(stream: str) -> list[dict[str, Any]]:
+    r = redis.Redis.from_url(URL)
+    return [{k.decode(): v.decode() for k, v in fields.items()} for _id, fields in r.xrange(stream)]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_every_event_arrives_with_idempotency_keys(name: str) -> None:
+    async def go() -> None:
+        sink = make_sink(stream=name)
+        await sink.open()
+        for seq in range(3):
+            evs = events(seq * 500 + 1, 500)
+            native = [msgspec.json.encode(e) for e in evs] if seq == 1 else None   # pre-encoded path too
+            await sink.write(SinkBatch(seq + 1, evs, evs[-1]["source"]["position"], native))
+        await sink.close()
+    run(go())
+    got = entries(name)
+    assert [msgspec.json.decode(e["event"])["after"]["id"] for e in got] == list(range(1, 1501))
+    assert [e["idempotency_key"] for e in got] == [f"pipe:cache:{i}" for i in range(1, 1501)]
+    assert set(got[0]) == {"event", "idempotency_key"}
+
+
+def test_routing_template_splits_by_table(name: str) -> None:
+    async def go() -> None:
+        sink = make_sink(stream=name + "_${source.db}_${source.table}_${op}")
+        await sink.open()
+        await sink.write(batch(1, events(1, 300, ("shop.orders", "shop.items", "crm.users"))))
+        await sink.close()
+    run(go())
+    for i, suffix in enumerate(["shop_orders_c", "shop_items_c", "crm_users_c"]):
+        ids = [msgspec.json.decode(e["event"])["after"]["id"] for e in entries(f"{name}_{suffix}")]
+        assert ids == list(range(i + 1, 301, 3))
+
+
+@pytest.mark.parametrize("envelope", ["native", "debezium", "cloudevents"])
+def test_envelope_shapes(name: str, envelope: str) -> None:
+    evs = events(1, 4)
+    async def go() -> None:
+        sink = make_sink(stream=name, envelope=envelope)
+        await sink.open()
+        await sink.write(batch(1, evs))
+        await sink.close()
+    run(go())
+    bodies = [msgspec.json.decode(e["event"]) for e in entries(name)]
+    for ev, body in zip(evs, bodies):
+        if envelope == "native":
+            assert body == ev
+        elif envelope == "debezium":
+            assert body == {"schema": None, "payload": {k: ev[k] for k in
+                                                        ("before", "after", "source", "op", "ts_ms")}}
+        else:
+            pos = ev["source"]["position"]
+            assert body["specversion"] == "1.0" and body["id"] == f"pipe:cache:{pos}"
+            assert body["source"] == "tidegate/pipe" and body["type"] == "io.tidegate.change.c"
+            assert body["subject"] == f"demo.{ev['source']['table']}"
+            assert body["datacontenttype"] == "application/json" and body["data"] == ev
+            assert body["time"].startswith("2024-11-28T13:20:00.") and body["time"].endswith("Z")
+
+
+def test_maxlen_trims_approximately(name: str) -> None:
+    async def go() -> None:
+        sink = make_sink(stream=name, maxlen=100)
+        await sink.open()
+        for seq in range(5):
+            await sink.write(batch(seq + 1, events(seq * 400 + 1, 400)))
+        await sink.close()
+    run(go())
+    n = redis.Redis.from_url(URL).xlen(name)
+    assert 100 <= n < 400, n
+
+
+def test_fatal_errors_name_the_cause(name: str) -> None:
+    redis.Redis.from_url(URL).set(name, "not a stream")
+    async def go() -> list[SinkError]:
+        errs = []
+        for sink in (make_sink(stream=name), make_sink(stream=name + "_s", url="redis://nobody:pw@127.0.0.1:6379/0")):
+            with pytest.raises(SinkError) as ei:
+                await sink.open()
+            errs.append(ei.value)
+            await sink.close()
+        return errs
+    wrong_type, bad_auth = run(go())
+    assert not wrong_type.retryable and "holds a string" in wrong_type.message and "'cache'" in wrong_type.message
+    assert not bad_auth.retryable and "credentials" in bad_auth.message
+
+
+def test_unreachable_server_is_retryable(name: str) -> None:
+    async def go() -> SinkError:
+        sink = make_sink(stream=name, url=f"redis://127.0.0.1:{free_port()}/0")
+        with pytest.raises(SinkError) as ei:
+            await sink.open()
+        await sink.close()
+        return ei.value
+    err = run(go())
+    assert err.retryable and "connection failed" in err.message
+
+
+class Writer:
+    """Plays the runtime: delivers batches in order on its own loop thread, retrying the same batch
+    on retryable errors (short backoff); `gate` holds it before the next batch."""
+
+    def __init__(self, sink: Any, batches: list[SinkBatch], hold_after: int) -> None:
+        self.sink, self.batches, self.hold_after = sink, batches, hold_after
+        self.done, self.errors, self.fatal = 0, [], []
+        self.gate = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="tg-redis-writer")
+
+    async def _main(self) -> None:
+        await self.sink.open()
+        for b in self.batches:
+            while self.done >= self.hold_after and not self.gate.is_set():
+                await asyncio.sleep(0.01)
+            while True:
+                try:
+                    await self.sink.write(b)
+                    break
+                except SinkError as exc:
+                    if not exc.retryable:
+                        self.fatal.append(exc)
+                        return
+                    self.errors.append(exc.message)
+                    await asyncio.sleep(0.1)
+            self.done += 1
+        await self.sink.close()
+
+
+def test_server_restart_mid_stream_holds_then_delivers_everything(name: str) -> None:
+    w = Writer(make_sink(stream=name), [batch(s + 1, events(s * 200 + 1, 200)) for s in range(20)], 5)
+    w.thread.start()
+    wait_until(lambda: w.done >= 5, 10, message="5 batches written")
+    r = redis.Redis.from_url(URL)
+    w.gate.set()
+    # freeze writes, take what was acknowledged, stop the server: no acked entry can be lost to nosave
+    r.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
+    before = entries(name)
+    try:
+        r.execute_command("SHUTDOWN", "NOSAVE")
+    except redis.exceptions.ConnectionError:
+        pass
+    try:
+        wait_until(lambda: w.errors, 10, message="a retryable error while redis is down")
+        done_while_down = w.done
+        assert done_while_down < 20
+    finally:
+        subprocess.run(["bash", str(ROOT / "scripts/services/redis.sh")], check=True, timeout=30)
+    w.thread.join(30)
+    assert not w.fatal and w.done == 20
+    assert all("redis 127.0.0.1:6379" in m for m in w.errors), w.errors
+    after = entries(name)
+    ids = {msgspec.json.decode(e["event"])["after"]["id"] for e in before + after}
+    assert ids == set(range(1, 4001))
