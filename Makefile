@@ -1,0 +1,37 @@
+# tidegate: `make run` serves the demo pipeline; `make test` runs every test
+# against real services (started/configured by `make services`).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: install run test unit services bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+run: install
+	$(BIN)/tidegate serve --config specs/demo.yaml --state-dir .tidegate --api-addr 127.0.0.1:8080
+
+services:
+	@set -e; for s in scripts/services/*.sh; do echo "== $$s"; bash $$s; done
+
+test: install services
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+unit: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
+
+bench: install services
+	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+lint: install
+	$(BIN)/python -m ruff check shared supervisor worker tests bench || true
+
+clean:
+	rm -rf $(VENV) .tidegate build *.egg-info

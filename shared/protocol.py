@@ -1,0 +1,103 @@
+"""THE supervisor <-> worker control protocol.
+
+Every message is a msgspec Struct, tagged, sent as msgpack over the pipe (see
+`shared.channel`). Commands flow supervisor -> worker, reports worker ->
+supervisor. Pipes carry control and status, never event data. Each side handles
+its union with one `match` ending in `assert_never`.
+Imports: stdlib + msgspec + shared.errors.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import msgspec
+
+from shared.errors import ErrorInfo
+
+
+class _Msg(msgspec.Struct, tag=True, frozen=True):
+    pass
+
+
+# ----------------------------------------------------------------- commands
+class Pause(_Msg):
+    pass
+
+
+class Resume(_Msg):
+    pass
+
+
+class Stop(_Msg):
+    """Drain in-flight batches, checkpoint, exit 0."""
+    drop_source_state: bool = False   # DELETE: also drop the slot etc. the source created
+
+
+Command = Union[Pause, Resume, Stop]
+
+
+# ------------------------------------------------------------------ reports
+class SinkCheckpoint(msgspec.Struct, frozen=True):
+    position: str
+    updated_at: str
+
+
+class Gap(msgspec.Struct, frozen=True):
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+
+
+class Counters(msgspec.Struct):
+    events_in: int = 0
+    events_out: int = 0
+    batches: int = 0
+    inflight: int = 0
+    lag_ms: int | None = None
+    processor_ms: float = 0.0         # total time spent in processors
+    batch_events_sum: int = 0
+    batch_ms_sum: float = 0.0
+    rss_bytes: int = 0
+    sink_events: dict[str, int] = {}
+    sink_error_count: dict[str, int] = {}
+
+
+class Ready(_Msg):
+    """The worker built its pipeline and is running (or paused)."""
+    pid: int
+    paused: bool = False
+
+
+class Status(_Msg):
+    """Heartbeat with the worker's view; sent periodically and on changes."""
+    state: str                            # running | paused | stopping
+    counters: Counters
+    last_error: ErrorInfo | None = None
+    sink_errors: dict[str, str] = {}
+    source: dict[str, msgspec.Raw] = {}   # source.stats(), e.g. snapshot progress
+
+
+class Paused(_Msg):
+    pass
+
+
+class Resumed(_Msg):
+    pass
+
+
+class Failed(_Msg):
+    """The pipeline cannot go on (retries exhausted, fatal config): the worker exits."""
+    error: ErrorInfo
+
+
+class Stopped(_Msg):
+    """Drained and checkpointed; the worker exits right after."""
+    pass
+
+
+Report = Union[Ready, Status, Paused, Resumed, Failed, Stopped]
+
+# Named exit codes (gunicorn-style) so a boot error is not restarted forever.
+EXIT_OK = 0
+EXIT_FAILED = 3        # pipeline failed for good: do not restart (status failed)
+EXIT_CONFIG = 4        # could not build the pipeline from its spec: failed
+EXIT_PARENT_GONE = 5   # the supervisor went away

@@ -1,0 +1,1 @@
+"""The pipeline spec: model (Structs), load (parse, expand, validate), patch, redact."""

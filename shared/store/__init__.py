@@ -1,0 +1,1 @@
+"""State stores: specs, desired states, per-sink checkpoints, sink gaps."""

@@ -1,0 +1,195 @@
+"""SQLite state store (WAL) shared by the supervisor and its workers.
+
+`<state-dir>/tidegate.db` holds specs, desired states, per-sink checkpoints
+and recorded sink gaps. Each process opens its own connection; a worker is the
+only writer of its pipeline's checkpoints. synchronous=FULL: a checkpoint is
+durable (survives power loss) before it is reported anywhere.
+Imports: stdlib only.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pipelines (
+  name TEXT PRIMARY KEY,
+  spec BLOB NOT NULL,
+  desired TEXT NOT NULL,
+  last_error TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+  pipeline TEXT NOT NULL,
+  sink_id TEXT NOT NULL,
+  position TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (pipeline, sink_id)
+);
+CREATE TABLE IF NOT EXISTS gaps (
+  pipeline TEXT NOT NULL,
+  sink_id TEXT NOT NULL,
+  from_pos TEXT NOT NULL,
+  to_pos TEXT NOT NULL,
+  at TEXT NOT NULL
+);
+"""
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+
+@dataclass(slots=True)
+class PipelineRow:
+    name: str
+    spec: bytes
+    desired: str
+    last_error: str | None
+    created_at: str
+    updated_at: str
+
+
+class SqliteStore:
+    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(state_dir)
+        self.path = self.dir / "tidegate.db"
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self) -> "SqliteStore":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            conn.executescript(SCHEMA)
+        try:
+            os.chmod(self.path, 0o600)
+        except OSError:
+            pass
+        self._conn = conn
+        return self
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.open()
+        assert self._conn is not None
+        return self._conn
+
+    def _write(self, sql: str, args: tuple = ()) -> None:
+        with self._lock:
+            self.conn.execute(sql, args)
+
+    # ------------------------------------------------------------ pipelines
+    def list_pipelines(self) -> list[PipelineRow]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT name, spec, desired, last_error, created_at, updated_at FROM pipelines ORDER BY name").fetchall()
+        return [PipelineRow(*r) for r in rows]
+
+    def get_pipeline(self, name: str) -> PipelineRow | None:
+        with self._lock:
+            r = self.conn.execute("SELECT name, spec, desired, last_error, created_at, updated_at FROM pipelines "
+                                  "WHERE name = ?", (name,)).fetchone()
+        return PipelineRow(*r) if r else None
+
+    def put_pipeline(self, name: str, spec: bytes, desired: str) -> None:
+        t = now_iso()
+        self._write("INSERT INTO pipelines(name, spec, desired, created_at, updated_at) VALUES (?,?,?,?,?) "
+                    "ON CONFLICT(name) DO UPDATE SET spec=excluded.spec, desired=excluded.desired, "
+                    "updated_at=excluded.updated_at", (name, spec, desired, t, t))
+
+    def set_desired(self, name: str, desired: str, last_error: str | None = None) -> None:
+        self._write("UPDATE pipelines SET desired = ?, last_error = ?, updated_at = ? WHERE name = ?",
+                    (desired, last_error, now_iso(), name))
+
+    def delete_pipeline(self, name: str) -> None:
+        with self._lock:
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("DELETE FROM pipelines WHERE name = ?", (name,))
+                c.execute("DELETE FROM checkpoints WHERE pipeline = ?", (name,))
+                c.execute("DELETE FROM gaps WHERE pipeline = ?", (name,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+    # ---------------------------------------------------------- checkpoints
+    def checkpoints(self, pipeline: str) -> dict[str, tuple[str, str]]:
+        with self._lock:
+            rows = self.conn.execute("SELECT sink_id, position, updated_at FROM checkpoints WHERE pipeline = ? "
+                                     "ORDER BY sink_id", (pipeline,)).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def save_checkpoints(self, pipeline: str, positions: dict[str, str]) -> str:
+        """Durably store several sinks' checkpoints in one transaction; return the timestamp."""
+        t = now_iso()
+        with self._lock:
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany("INSERT INTO checkpoints(pipeline, sink_id, position, updated_at) VALUES (?,?,?,?) "
+                              "ON CONFLICT(pipeline, sink_id) DO UPDATE SET position=excluded.position, "
+                              "updated_at=excluded.updated_at",
+                              [(pipeline, s, p, t) for s, p in positions.items()])
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return t
+
+    def clear_checkpoints(self, pipeline: str) -> None:
+        with self._lock:
+            c = self.conn
+            c.execute("BEGIN IMMEDIATE")
+            c.execute("DELETE FROM checkpoints WHERE pipeline = ?", (pipeline,))
+            c.execute("DELETE FROM gaps WHERE pipeline = ?", (pipeline,))
+            c.execute("COMMIT")
+
+    def drop_sink_checkpoints(self, pipeline: str, keep: set[str]) -> None:
+        """Forget checkpoints of sinks no longer in the spec."""
+        with self._lock:
+            rows = self.conn.execute("SELECT sink_id FROM checkpoints WHERE pipeline = ?", (pipeline,)).fetchall()
+            for (sid,) in rows:
+                if sid not in keep:
+                    self.conn.execute("DELETE FROM checkpoints WHERE pipeline = ? AND sink_id = ?", (pipeline, sid))
+
+    # ----------------------------------------------------------------- gaps
+    def add_gap(self, pipeline: str, sink_id: str, from_pos: str, to_pos: str) -> None:
+        self._write("INSERT INTO gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (?,?,?,?,?)",
+                    (pipeline, sink_id, from_pos, to_pos, now_iso()))
+
+    def extend_gap(self, pipeline: str, sink_id: str, to_pos: str) -> None:
+        """Grow the sink's latest gap to `to_pos` (consecutive skipped batches are one gap)."""
+        with self._lock:
+            cur = self.conn.execute("UPDATE gaps SET to_pos = ?, at = ? WHERE rowid = (SELECT max(rowid) FROM gaps "
+                                    "WHERE pipeline = ? AND sink_id = ?)", (to_pos, now_iso(), pipeline, sink_id))
+            if cur.rowcount == 0:
+                self.conn.execute("INSERT INTO gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (?,?,?,?,?)",
+                                  (pipeline, sink_id, to_pos, to_pos, now_iso()))
+
+    def gaps(self, pipeline: str) -> dict[str, list[dict[str, str]]]:
+        with self._lock:
+            rows = self.conn.execute("SELECT sink_id, from_pos, to_pos FROM gaps WHERE pipeline = ? ORDER BY rowid",
+                                     (pipeline,)).fetchall()
+        out: dict[str, list[dict[str, str]]] = {}
+        for sid, f, t in rows:
+            out.setdefault(sid, []).append({"from": f, "to": t})
+        return out
+

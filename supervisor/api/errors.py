@@ -1,0 +1,63 @@
+"""The only place HTTP status codes are chosen. Imports: stdlib + starlette + shared + supervisor."""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from shared.spec.load import SpecInvalid, SpecMalformed
+from supervisor.manager import Conflict, NotFound
+
+STATUS = {"bad_request": 400, "unauthorized": 401, "not_found": 404, "conflict": 409,
+          "payload_too_large": 413, "unsupported_media_type": 415, "invalid_spec": 422, "internal": 500}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, message: str, details: list[dict[str, str]] | None = None,
+                 status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or []
+        self.status = status or STATUS[code]
+
+
+def error_response(code: str, message: str, details: list[dict[str, str]] | None = None,
+                   status: int | None = None, headers: dict[str, str] | None = None) -> Response:
+    body = {"error": {"code": code, "message": message, "details": details or []}}
+    return Response(msgspec.json.encode(body), status_code=status or STATUS[code],
+                    media_type="application/json", headers=headers)
+
+
+def from_exception(exc: BaseException) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, NotFound):
+        return ApiError("not_found", str(exc))
+    if isinstance(exc, Conflict):
+        return ApiError("conflict", str(exc))
+    if isinstance(exc, SpecMalformed):
+        return ApiError("bad_request", str(exc))
+    if isinstance(exc, SpecInvalid):
+        details = [{"path": p, "message": m} for p, m in exc.errors]
+        n = len(details)
+        return ApiError("invalid_spec", f"the spec has {n} error{'s' if n != 1 else ''}: "
+                        + "; ".join(f"{d['path']}: {d['message']}" for d in details[:5]), details)
+    return ApiError("internal", f"internal error: {exc.__class__.__name__}")
+
+
+async def handle(request: Request, exc: Any) -> Response:
+    e = from_exception(exc)
+    return error_response(e.code, e.message, e.details, e.status)
+
+
+async def http_exception(request: Request, exc: Any) -> Response:
+    status = getattr(exc, "status_code", 500)
+    if status == 404:
+        return error_response("not_found", f"no route {request.method} {request.url.path}")
+    if status == 405:
+        return error_response("bad_request", f"method {request.method} not allowed on {request.url.path}", status=405)
+    return error_response("bad_request" if status < 500 else "internal", str(getattr(exc, "detail", "")),
+                          status=status)

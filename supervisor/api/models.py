@@ -1,0 +1,76 @@
+"""API response and request types (msgspec Structs). The OpenAPI document is
+generated from these same types. Imports: stdlib + msgspec + shared.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from shared.spec.model import PipelineSpec
+
+StatusName = Literal["starting", "running", "paused", "stopping", "stopped", "failed"]
+ErrorCode = Literal["bad_request", "invalid_spec", "not_found", "conflict", "unauthorized",
+                    "payload_too_large", "unsupported_media_type", "internal"]
+
+
+class Checkpoint(msgspec.Struct):
+    position: str
+    updated_at: str
+
+
+class GapRange(msgspec.Struct):
+    from_: str = msgspec.field(name="from")
+    to: str = ""
+
+
+class Ops(msgspec.Struct):
+    pid: int | None
+    restarts: int
+    uptime_s: float
+    last_error: str | None
+    events_in: int
+    events_out: int
+    batches: int
+    inflight: int
+    lag_ms: int | None
+    sink_errors: dict[str, str]
+    sink_gaps: dict[str, list[GapRange]]
+    checkpoints: dict[str, Checkpoint]
+    source: dict[str, Any] = {}
+
+
+class PipeInfo(msgspec.Struct):
+    name: str
+    status: StatusName
+    spec: PipelineSpec
+    ops: Ops
+
+
+class ErrorDetail(msgspec.Struct):
+    path: str
+    message: str
+
+
+class ErrorBody(msgspec.Struct):
+    code: ErrorCode
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorResponse(msgspec.Struct):
+    error: ErrorBody
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok"]
+
+
+class ReadyPipeline(msgspec.Struct):
+    name: str
+    status: StatusName
+
+
+class Readiness(msgspec.Struct):
+    status: Literal["ready", "starting"]
+    pipelines: list[ReadyPipeline]

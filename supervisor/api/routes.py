@@ -1,0 +1,151 @@
+"""REST routes (CONTRACT section 8): thin - decode -> manager -> encode.
+
+Routes are async and run on the loop thread (workers are spawned from it).
+Imports: stdlib + starlette + msgspec + shared + supervisor.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shared.spec.load import SpecMalformed, parse, to_document
+from shared.spec.redact import redact
+from supervisor.api.errors import ApiError
+from supervisor.manager import Managed, PipelineManager
+
+MAX_BODY = 10 * 1024 * 1024
+JSON_TYPES = {"", "application/json", "text/json"}
+YAML_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+MERGE_TYPES = {"application/merge-patch+json"}
+
+_enc = msgspec.json.Encoder()
+
+
+def json(body: Any, status: int = 200) -> Response:
+    return Response(_enc.encode(body), status_code=status, media_type="application/json")
+
+
+def manager(request: Request) -> PipelineManager:
+    return request.state.manager  # type: ignore[no-any-return]
+
+
+def pipe_info(mgr: PipelineManager, m: Managed) -> dict[str, Any]:
+    return {"name": m.name, "status": m.status.value, "spec": redact(to_document(m.spec)), "ops": mgr.ops(m)}
+
+
+async def read_body(request: Request, *, patch: bool = False) -> Any:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = JSON_TYPES | YAML_TYPES | (MERGE_TYPES if patch else set())
+    if ctype not in allowed:
+        raise ApiError("unsupported_media_type",
+                       f"unsupported Content-Type {ctype!r}; use application/json or application/yaml"
+                       + (" or application/merge-patch+json" if patch else ""))
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError("payload_too_large", f"request body over {MAX_BODY} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError("payload_too_large", f"request body over {MAX_BODY} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise ApiError("bad_request", "empty request body; send the pipeline spec as JSON or YAML")
+    try:
+        doc = parse(raw, yaml_ok=ctype in YAML_TYPES or ctype == "")
+    except UnicodeDecodeError:
+        raise ApiError("bad_request", "request body is not UTF-8") from None
+    except SpecMalformed as exc:
+        raise ApiError("bad_request", str(exc)) from None
+    if not isinstance(doc, dict):
+        kind = "an array" if isinstance(doc, list) else type(doc).__name__
+        raise ApiError("invalid_spec", f"request body must be a JSON object, got {kind}",
+                       [{"path": "$", "message": "must be an object"}])
+    return doc
+
+
+async def healthz(request: Request) -> Response:
+    return json({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    mgr = manager(request)
+    pipes = [{"name": m.name, "status": m.status.value} for m in mgr.pipelines.values()]
+    return json({"status": "ready" if mgr.ready else "starting", "pipelines": pipes}, 200 if mgr.ready else 503)
+
+
+async def list_pipelines(request: Request) -> Response:
+    mgr = manager(request)
+    wanted: list[tuple[str, str]] = []
+    for sel in request.query_params.getlist("label"):
+        k, sep, v = sel.partition("=")
+        if not sep or not k:
+            raise ApiError("bad_request", f"label selector {sel!r} must be key=value")
+        wanted.append((k, v))
+    out = [pipe_info(mgr, m) for m in mgr.pipelines.values()
+           if all(m.spec.metadata.labels.get(k) == v for k, v in wanted)]
+    return json(out)
+
+
+async def create_pipeline(request: Request) -> Response:
+    mgr = manager(request)
+    m = await mgr.create(await read_body(request))
+    return json(pipe_info(mgr, m), 201)
+
+
+async def get_pipeline(request: Request) -> Response:
+    mgr = manager(request)
+    return json(pipe_info(mgr, mgr.get(request.path_params["name"])))
+
+
+async def patch_pipeline(request: Request) -> Response:
+    mgr = manager(request)
+    name = request.path_params["name"]
+    mgr.get(name)
+    m = await mgr.patch(name, await read_body(request, patch=True))
+    return json(pipe_info(mgr, m))
+
+
+async def delete_pipeline(request: Request) -> Response:
+    await manager(request).delete(request.path_params["name"])
+    return Response(status_code=204)
+
+
+def _action(op: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        mgr = manager(request)
+        m = await getattr(mgr, op)(request.path_params["name"])
+        return json(pipe_info(mgr, m))
+    endpoint.__name__ = f"{op}_pipeline"
+    return endpoint
+
+
+async def get_checkpoints(request: Request) -> Response:
+    return json(manager(request).checkpoints(request.path_params["name"]))
+
+
+async def delete_checkpoints(request: Request) -> Response:
+    await manager(request).clear_checkpoints(request.path_params["name"])
+    return Response(status_code=204)
+
+
+ROUTES = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/pipelines", list_pipelines, methods=["GET"]),
+    Route("/pipelines", create_pipeline, methods=["POST"]),
+    Route("/pipelines/{name}", get_pipeline, methods=["GET"]),
+    Route("/pipelines/{name}", patch_pipeline, methods=["PATCH"]),
+    Route("/pipelines/{name}", delete_pipeline, methods=["DELETE"]),
+    Route("/pipelines/{name}/pause", _action("pause"), methods=["POST"]),
+    Route("/pipelines/{name}/resume", _action("resume"), methods=["POST"]),
+    Route("/pipelines/{name}/stop", _action("stop"), methods=["POST"]),
+    Route("/pipelines/{name}/restart", _action("restart"), methods=["POST"]),
+    Route("/pipelines/{name}/checkpoints", get_checkpoints, methods=["GET"]),
+    Route("/pipelines/{name}/checkpoints", delete_checkpoints, methods=["DELETE"]),
+]

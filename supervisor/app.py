@@ -1,0 +1,207 @@
+"""The supervisor's composition root: state store, manager, Starlette app,
+embedded Hypercorn, signals (handlers only set events), sd_notify.
+Imports: stdlib + starlette + hypercorn + shared + supervisor (never worker).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+import msgspec
+import structlog
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HyperConfig
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from shared import logs
+from shared.spec.load import SpecInvalid, SpecMalformed, encode_spec, parse, spec_files, validate_document
+from shared.states import Desired
+from shared.store.sqlite import SqliteStore
+from supervisor import metrics, systemd
+from supervisor.api import errors, openapi
+from supervisor.api.routes import ROUTES
+from supervisor.manager import PipelineManager
+
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+
+
+@dataclass
+class ServeConfig:
+    configs: list[str] = field(default_factory=list)
+    state_dir: str = ".tidegate"
+    api_addr: str = "127.0.0.1:8080"
+    log_format: str = "console"
+    log_level: str = "info"
+    token: str | None = None
+
+
+class AuthMiddleware:
+    """Bearer token on every route but the open ones; constant-time comparison."""
+
+    def __init__(self, app: Any, token: str | None) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.expected is None or scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        got = b""
+        for k, v in scope.get("headers", []):
+            if k == b"authorization":
+                got = v
+                break
+        if not hmac.compare_digest(got, self.expected):
+            resp = errors.error_response("unauthorized", "missing or wrong bearer token (Authorization: Bearer ...)",
+                                         headers={"www-authenticate": 'Bearer realm="tidegate"'})
+            await resp(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def build_app(manager: PipelineManager, token: str | None) -> Any:
+    registry = metrics.build_registry(manager)
+    doc = msgspec.json.encode(openapi.build())
+
+    async def metrics_route(request: Request) -> Response:
+        return Response(metrics.render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def openapi_route(request: Request) -> Response:
+        return Response(doc, media_type="application/json")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        yield {"manager": manager}
+
+    handlers: dict[Any, Any] = {HTTPException: errors.http_exception, Exception: errors.handle}
+    for exc in (errors.ApiError, SpecInvalid, SpecMalformed):
+        handlers[exc] = errors.handle
+    from supervisor.manager import Conflict, NotFound
+    handlers[NotFound] = errors.handle
+    handlers[Conflict] = errors.handle
+    app = Starlette(routes=[*ROUTES, Route("/metrics", metrics_route), Route("/openapi.json", openapi_route)],
+                    exception_handlers=handlers, lifespan=lifespan)
+    return AuthMiddleware(app, token)
+
+
+def check_processor_fn() -> Any:
+    try:
+        from supervisor.jscheck import check_javascript
+        return check_javascript
+    except ImportError:
+        return None
+
+
+def load_config_specs(paths: list[str], check: Any) -> tuple[list[Any], list[str]]:
+    specs, problems = [], []
+    for f in spec_files(paths):
+        try:
+            specs.append(validate_document(parse(f.read_bytes()), check_processor=check))
+        except OSError as exc:
+            problems.append(f"{f}: {exc.strerror}")
+        except SpecMalformed as exc:
+            problems.append(f"{f}: {exc}")
+        except SpecInvalid as exc:
+            problems.extend(f"{f}: {p}: {m}" for p, m in exc.errors)
+    return specs, problems
+
+
+def seed_store(store: SqliteStore, specs: list[Any]) -> None:
+    """Config specs at start: created, or updated when they differ (desired state kept)."""
+    for spec in specs:
+        row = store.get_pipeline(spec.metadata.name)
+        data = encode_spec(spec)
+        if row is None:
+            store.put_pipeline(spec.metadata.name, data, Desired.RUNNING.value)
+        elif row.spec != data:
+            store.put_pipeline(spec.metadata.name, data,
+                               Desired.RUNNING.value if row.desired == Desired.FAILED.value else row.desired)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def run(cfg: ServeConfig) -> int:
+    logs.configure(cfg.log_format, cfg.log_level)
+    log = structlog.get_logger().bind(component="supervisor", pid=os.getpid())
+    check = check_processor_fn()
+    specs, problems = load_config_specs(cfg.configs, check)
+    for p in problems:
+        log.error("config_invalid", problem=p)
+    if problems:
+        return 2
+    os.makedirs(cfg.state_dir, exist_ok=True)
+    state_dir = os.path.abspath(cfg.state_dir)
+    store = SqliteStore(state_dir).open()
+    seed_store(store, specs)
+    manager = PipelineManager(store, state_dir=state_dir, log_format=cfg.log_format, log_level=cfg.log_level,
+                              check_processor=check)
+    host, _, port = cfg.api_addr.rpartition(":")
+    hc = HyperConfig()
+    hc.bind = [cfg.api_addr]
+    hc.accesslog = None
+    hc.errorlog = None
+    hc.graceful_timeout = 5
+    app = build_app(manager, cfg.token)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    reload = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, reload.set)
+
+    await manager.start()
+
+    async def reload_loop() -> None:
+        while True:
+            await reload.wait()
+            reload.clear()
+            specs2, problems2 = load_config_specs(cfg.configs, check)
+            for p in problems2:
+                log.error("config_invalid", problem=p)
+            for spec in specs2:
+                m, what = await manager.apply(msgspec.to_builtins(spec))
+                log.info("config_applied", pipeline=m.name, result=what)
+
+    def summary() -> str:
+        counts: dict[str, int] = {}
+        for m in manager.pipelines.values():
+            counts[m.status.value] = counts.get(m.status.value, 0) + 1
+        return "pipelines: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none")
+
+    async def ready_notifier() -> None:
+        while not _port_open(host or "127.0.0.1", int(port)):
+            await asyncio.sleep(0.02)
+        systemd.notify("READY=1\nSTATUS=" + summary())
+        log.info("supervisor_ready", api=cfg.api_addr, state_dir=state_dir, pipelines=len(manager.pipelines))
+
+    tasks = [loop.create_task(reload_loop(), name="reload_loop"),
+             loop.create_task(ready_notifier(), name="ready_notifier"),
+             loop.create_task(systemd.watchdog_loop(lambda: True, summary), name="watchdog_loop")]
+    try:
+        await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        systemd.notify("STOPPING=1")
+        log.info("supervisor_stopping")
+        for t in tasks:
+            t.cancel()
+        await manager.shutdown()
+        store.close()
+        log.info("supervisor_stopped")
+    return 0

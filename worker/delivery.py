@@ -1,0 +1,149 @@
+"""Delivery to one sink: an ordered queue, retries with backoff + jitter, the
+sink's own checkpoint, skip-already-delivered, and the bounded backlog of a
+best-effort sink (CONTRACT section 7).
+
+Imports: stdlib + shared + worker.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+from typing import Any, Awaitable, Callable
+
+from shared.errors import SinkError
+from worker.batcher import Batch
+from worker.commit import position_le, skip_delivered
+from worker.sinks.base import Sink, SinkBatch
+
+RETRY_BASE_S = 0.25
+RETRY_CAP_S = 5.0
+
+
+def backoff(attempt: int, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_S) -> float:
+    """Exponential backoff with +-20% jitter."""
+    return min(cap, base * (2 ** attempt)) * random.uniform(0.8, 1.2)
+
+
+class FatalSinkError(Exception):
+    def __init__(self, err: SinkError) -> None:
+        super().__init__(err.message)
+        self.err = err
+
+
+class SinkRunner:
+    def __init__(self, sink: Sink, *, waited: bool, key: Callable[[str], Any], gate: asyncio.Event,
+                 checkpoint: str | None,
+                 on_ack: Callable[["SinkRunner", Batch], Awaitable[None]],
+                 on_error: Callable[[str, str | None], None],
+                 committed: Callable[[], str | None],
+                 on_gap: Callable[[str, str, str, bool], None],
+                 log: Any) -> None:
+        self.sink = sink
+        self.id = sink.id
+        self.waited = waited
+        self.key = key
+        self.gate = gate
+        self.checkpoint = checkpoint
+        self.on_ack = on_ack
+        self.on_error = on_error
+        self.committed = committed
+        self.on_gap = on_gap
+        self.log = log
+        self.backlog_limit: int = sink.config.backlog_events
+        self.queue: collections.deque[Batch] = collections.deque()
+        self.queued_events = 0
+        self.busy = False
+        self.delivered_events = 0
+        self.error_count = 0
+        self._wake = asyncio.Event()
+        self._last_gap_seq = -1
+
+    # -------------------------------------------------------------- enqueue
+    def submit(self, batch: Batch) -> None:
+        self.queue.append(batch)
+        self.queued_events += len(batch.events)
+        self._wake.set()
+        if not self.waited:
+            self._trim()
+
+    def _trim(self) -> None:
+        """A best-effort sink further behind than its backlog skips ahead, but
+        only over batches the commit policy no longer needs it for."""
+        committed = self.committed()
+        while self.queued_events > self.backlog_limit and len(self.queue) > 1:
+            victim = self.queue[1]   # never the head: it may be being written
+            if not position_le(victim.last_position, committed, self.key):
+                break
+            del self.queue[1]
+            self.queued_events -= len(victim.events)
+            extend = victim.seq == self._last_gap_seq + 1
+            self._last_gap_seq = victim.seq
+            self.on_gap(self.id, victim.first_position, victim.last_position, extend)
+
+    @property
+    def idle(self) -> bool:
+        return not self.queue and not self.busy
+
+    # ----------------------------------------------------------------- loop
+    async def run(self) -> None:
+        while True:
+            while not self.queue:
+                self._wake.clear()
+                await self._wake.wait()
+            batch = self.queue[0]
+            await self._deliver(batch)
+            if self.queue and self.queue[0] is batch:
+                self.queue.popleft()
+                self.queued_events -= len(batch.events)
+            self.checkpoint = batch.last_position
+            await self.on_ack(self, batch)
+            if not self.waited:
+                self._trim()
+
+    def _sink_batch(self, batch: Batch) -> SinkBatch | None:
+        ck = self.checkpoint
+        if ck is not None and position_le(batch.last_position, ck, self.key):
+            return None   # everything here was delivered before
+        events = batch.out_events if batch.out_events is not None else batch.events
+        native = batch.encoded if batch.out_events is None else None
+        if ck is not None and position_le(batch.first_position, ck, self.key):
+            events = skip_delivered(events, ck, self.key)
+            native = None
+        return SinkBatch(seq=batch.seq, events=events, last_position=batch.last_position, native=native)
+
+    async def _deliver(self, batch: Batch) -> None:
+        sb = self._sink_batch(batch)
+        if sb is None:
+            return
+        attempt = 0
+        while True:
+            await self.gate.wait()
+            self.busy = True
+            try:
+                await self.sink.write(sb)
+                self.busy = False
+                self.delivered_events += len(sb.events)
+                if attempt:
+                    self.on_error(self.id, None)
+                    self.log.info("sink_recovered", sink=self.id, attempts=attempt)
+                return
+            except SinkError as exc:
+                self.busy = False
+                if not exc.retryable:
+                    raise FatalSinkError(exc) from exc
+                msg = exc.message
+            except asyncio.CancelledError:
+                self.busy = False
+                raise
+            except Exception as exc:  # noqa: BLE001 - an unexpected client error: retry, say what
+                self.busy = False
+                msg = f"sink '{self.id}': {exc.__class__.__name__}: {exc}"
+            self.error_count += 1
+            self.on_error(self.id, msg)
+            delay = backoff(attempt)
+            if attempt == 0 or attempt % 10 == 0:
+                self.log.warning("sink_write_failed", sink=self.id, error=msg, retry_in_s=round(delay, 2),
+                                 attempt=attempt + 1)
+            attempt += 1
+            await asyncio.sleep(delay)

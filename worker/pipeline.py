@@ -1,0 +1,436 @@
+"""One pipeline, end to end: source -> batcher -> processors -> every sink ->
+commit policy -> checkpoints (SQLite) -> source.commit(committed).
+
+Imports: stdlib + msgspec + shared + worker (never supervisor).
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import msgspec
+
+from shared.errors import ConfigError, ErrorInfo, ProcessorError, SinkError, SourceError, TidegateError, describe
+from shared.protocol import Counters
+from shared.spec.model import PipelineSpec
+from shared.store.sqlite import SqliteStore
+from worker import plugins
+from worker.batcher import Batch, Batcher
+from worker.commit import committed_position, position_le, waited_sinks
+from worker.delivery import FatalSinkError, SinkRunner, backoff
+from worker.processors.base import Processor, ProcessorContext
+from worker.sinks.base import SinkContext
+from worker.sources.base import Chunk, Source, SourceContext
+
+PROCESSOR_RETRY_S = (1.0, 2.0, 4.0)
+STOP_DRAIN_S = 10.0
+_REOPEN = object()
+_decode = msgspec.json.Decoder().decode
+
+
+class PipelineFailed(Exception):
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
+def tag_of(struct: Any) -> str:
+    return str(type(struct).__struct_config__.tag)
+
+
+class Pipeline:
+    def __init__(self, spec: PipelineSpec, store: SqliteStore, log: Any, *, state_dir: str,
+                 start_paused: bool = False) -> None:
+        self.spec = spec
+        self.name = spec.metadata.name
+        self.store = store
+        self.log = log
+        self.state_dir = state_dir
+        body = spec.spec
+        self.batch_spec = body.batch
+        self.policy = body.commit_policy
+        self.counters = Counters()
+        self.last_error: ErrorInfo | None = None
+        self.sink_errors: dict[str, str] = {}
+        self.gate = asyncio.Event()          # set = running, clear = paused
+        if not start_paused:
+            self.gate.set()
+        self.stopping = asyncio.Event()
+        self.drop_source_state = False
+        self.source: Source | None = None
+        self.processors: list[Processor] = []
+        self.runners: list[SinkRunner] = []
+        self.inflight: collections.deque[Batch] = collections.deque()
+        self.sem = asyncio.Semaphore(body.batch.max_inflight)
+        self.committed: str | None = None
+        self.key: Any = None
+        self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self.proc_pool = ThreadPoolExecutor(1, thread_name_prefix="processors")
+        self.coordinating = False
+        self._committed_cond = asyncio.Condition()
+        self._fatal: asyncio.Future[None] | None = None
+        self.ready = asyncio.Event()
+
+    # ---------------------------------------------------------------- build
+    def _source(self) -> Source:
+        src = self.spec.spec.source
+        cls = plugins.resolve(plugins.SOURCES, tag_of(src))
+        return cls(src.config, SourceContext(pipeline=self.name, log=self.log.bind(source=tag_of(src)),
+                                             state_dir=self.state_dir))
+
+    async def _run_store(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.store_pool, fn, *args)
+
+    async def _open_sinks(self) -> dict[str, str | None]:
+        cls_key = self.key
+        own: dict[str, str | None] = {}
+        specs = self.spec.spec.sinks
+        waited = waited_sinks(self.policy.mode, [(s.config.id, s.config.required) for s in specs])
+        for s in specs:
+            cls = plugins.resolve(plugins.SINKS, tag_of(s))
+            sink = cls(s.config, SinkContext(pipeline=self.name, position_key=cls_key,
+                                             log=self.log.bind(sink=s.config.id), state_dir=self.state_dir))
+            attempt = 0
+            while True:
+                try:
+                    own[s.config.id] = await sink.open()
+                    self.sink_errors.pop(s.config.id, None)
+                    break
+                except SinkError as exc:
+                    if not exc.retryable:
+                        raise PipelineFailed(exc.info()) from exc
+                    self.sink_errors[s.config.id] = exc.message
+                    self.last_error = exc.info()
+                    self.log.warning("sink_open_failed", sink=s.config.id, error=exc.message)
+                    await self._sleep_or_stop(backoff(attempt))
+                    attempt += 1
+                    if self.stopping.is_set():
+                        raise asyncio.CancelledError from exc
+            self.runners.append(SinkRunner(
+                sink, waited=s.config.id in waited, key=cls_key, gate=self.gate, checkpoint=None,
+                on_ack=self._on_ack, on_error=self._on_sink_error, committed=lambda: self.committed,
+                on_gap=self._on_gap, log=self.log))
+        return own
+
+    async def _sleep_or_stop(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def _open_processors(self) -> None:
+        for p in self.spec.spec.processors:
+            cls = plugins.resolve(plugins.PROCESSORS, tag_of(p))
+            proc = cls(p, ProcessorContext(pipeline=self.name, log=self.log.bind(processor=p.id)))
+            proc.open()
+            self.processors.append(proc)
+
+    async def build(self) -> None:
+        self.source = self._source()
+        self.key = self.source.position_key
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.proc_pool, self._open_processors)
+        except TidegateError as exc:
+            raise PipelineFailed(exc.info()) from exc
+        own = await self._open_sinks()
+        stored = await self._run_store(self.store.checkpoints, self.name)
+        for r in self.runners:
+            ck = stored.get(r.id, (None, ""))[0]
+            mine = own.get(r.id)
+            if mine is not None and not position_le(mine, ck, self.key):
+                ck = mine
+            r.checkpoint = ck
+        self.committed = self._policy_position()
+        # best-effort sinks behind the committed position skip ahead (never silently)
+        for r in self.runners:
+            if not r.waited and self.committed is not None and not position_le(self.committed, r.checkpoint, self.key):
+                self._on_gap(r.id, f"after {r.checkpoint}" if r.checkpoint else "start", self.committed, False)
+                r.checkpoint = self.committed
+        await self._open_source(self.source)
+
+    async def _open_source(self, source: Source) -> None:
+        attempt = 0
+        while True:
+            try:
+                await source.open(self.committed)
+                return
+            except (SourceError, OSError) as exc:
+                info = describe(exc)
+                if isinstance(exc, SourceError) and not exc.retryable:
+                    await self._close_quietly(source)
+                    raise PipelineFailed(info) from exc
+                self.last_error = info
+                self.log.warning("source_open_failed", error=info.message)
+                await self._close_quietly(source)
+                await self._sleep_or_stop(backoff(attempt, 0.5, 10.0))
+                attempt += 1
+                if self.stopping.is_set():
+                    raise asyncio.CancelledError from exc
+            except ConfigError as exc:
+                raise PipelineFailed(exc.info()) from exc
+
+    async def _close_quietly(self, source: Source) -> None:
+        try:
+            await source.close()
+        except Exception as exc:  # noqa: BLE001
+            self.log.warning("source_close_failed", error=str(exc))
+
+    # -------------------------------------------------------------- commits
+    def _policy_position(self) -> str | None:
+        return committed_position(self.policy.mode, self.policy.quorum,
+                                  [(r.id, r.sink.config.required) for r in self.runners],
+                                  {r.id: r.checkpoint for r in self.runners}, self.key)
+
+    def _on_sink_error(self, sink_id: str, msg: str | None) -> None:
+        if msg is None:
+            self.sink_errors.pop(sink_id, None)
+        else:
+            self.sink_errors[sink_id] = msg
+            self.last_error = ErrorInfo(kind="sink", message=msg, retryable=True)
+            self.counters.sink_error_count[sink_id] = self.counters.sink_error_count.get(sink_id, 0) + 1
+
+    def _on_gap(self, sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
+        self.log.warning("sink_gap", sink=sink_id, from_position=from_pos, to_position=to_pos)
+        self.store_pool.submit(self._store_gap, sink_id, from_pos, to_pos, extend)
+
+    def _store_gap(self, sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
+        if extend:
+            self.store.extend_gap(self.name, sink_id, to_pos)
+        else:
+            self.store.add_gap(self.name, sink_id, from_pos, to_pos)
+
+    async def _on_ack(self, runner: SinkRunner, batch: Batch) -> None:
+        await self._run_store(self.store.save_checkpoints, self.name, {runner.id: batch.last_position})
+        self.counters.sink_events[runner.id] = runner.delivered_events
+        new = self._policy_position()
+        if new is None or (self.committed is not None and position_le(new, self.committed, self.key)):
+            return
+        self.committed = new
+        now_ms = int(time.time() * 1000)
+        while self.inflight and position_le(self.inflight[0].last_position, new, self.key):
+            b = self.inflight.popleft()
+            self.counters.batches += 1
+            self.counters.events_out += len(b.out_events if b.out_events is not None else b.events)
+            self.counters.batch_events_sum += len(b.events)
+            self.counters.batch_ms_sum += (time.monotonic() - b.opened_at) * 1000
+            if b.source_ts_ms:
+                self.counters.lag_ms = max(0, now_ms - int(b.source_ts_ms))
+            self.sem.release()
+        self.counters.inflight = len(self.inflight)
+        async with self._committed_cond:
+            self._committed_cond.notify_all()
+        if self.source is not None:
+            try:
+                await self.source.commit(new)
+            except Exception as exc:  # noqa: BLE001 - acknowledging upstream is retried at the next commit
+                self.log.warning("source_commit_failed", error=str(exc))
+
+    # ----------------------------------------------------------- processing
+    def _chain(self, data: bytes) -> list[dict[str, Any]]:
+        last = self.processors[-1].id
+        for p in self.processors:
+            data = p.process(data)
+        try:
+            out = _decode(data)
+        except msgspec.DecodeError as exc:
+            raise ProcessorError(last, f"returned invalid JSON: {exc}") from exc
+        if not isinstance(out, list):
+            raise ProcessorError(last, f"process() must return an array, got {type(out).__name__}")
+        for i, e in enumerate(out):
+            if not isinstance(e, dict):
+                raise ProcessorError(last, f"element {i} of the returned array is not an object")
+        return out
+
+    async def _process(self, batch: Batch) -> None:
+        if not self.processors:
+            return
+        data = b"[" + b",".join(batch.encoded) + b"]"
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            t0 = time.perf_counter()
+            try:
+                batch.out_events = await loop.run_in_executor(self.proc_pool, self._chain, data)
+                self.counters.processor_ms += (time.perf_counter() - t0) * 1000
+                if attempt:
+                    self.log.info("processor_recovered", attempts=attempt)
+                return
+            except ProcessorError as exc:
+                info = exc.info()
+                self.last_error = info
+                if attempt >= len(PROCESSOR_RETRY_S):
+                    self.log.error("processor_failed", error=info.message, attempts=attempt + 1)
+                    raise PipelineFailed(ErrorInfo(kind="processor", retryable=False,
+                                                   message=f"{info.message} (failed {attempt + 1} times)")) from exc
+                self.log.warning("processor_error", error=info.message, retry_in_s=PROCESSOR_RETRY_S[attempt])
+                if exc.limit:
+                    await loop.run_in_executor(self.proc_pool, self._reset, exc.processor_id)
+                await self._sleep_or_stop(PROCESSOR_RETRY_S[attempt])
+                if self.stopping.is_set():
+                    raise asyncio.CancelledError from exc
+                attempt += 1
+
+    def _reset(self, processor_id: str) -> None:
+        for p in self.processors:
+            if p.id == processor_id:
+                p.reset()
+
+    async def _dispatch(self, batch: Batch) -> None:
+        await self.sem.acquire()
+        self.coordinating = True
+        try:
+            self.counters.events_in += len(batch.events)
+            await self._process(batch)
+            self.inflight.append(batch)
+            self.counters.inflight = len(self.inflight)
+            for r in self.runners:
+                r.submit(batch)
+        finally:
+            self.coordinating = False
+
+    # ---------------------------------------------------------------- loops
+    async def _reader_loop(self, queue: asyncio.Queue[Any]) -> None:
+        assert self.source is not None
+        while not self.stopping.is_set():
+            await self.gate.wait()
+            try:
+                chunk = await self.source.read()
+            except SourceError as exc:
+                if not exc.retryable:
+                    raise PipelineFailed(exc.info()) from exc
+                self.last_error = exc.info()
+                self.log.warning("source_failed", error=exc.message)
+                await queue.put(_REOPEN)
+                return
+            except ConfigError as exc:
+                raise PipelineFailed(exc.info()) from exc
+            if chunk is not None and (chunk.events or chunk.tx_end):
+                await queue.put(chunk)
+
+    async def _batch_loop(self, tasks: asyncio.TaskGroup) -> None:
+        b = self.batch_spec
+        batcher = Batcher(b.max_events, b.max_bytes, b.max_ms, b.respect_source_tx)
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
+        reader = tasks.create_task(self._reader_loop(queue), name="reader_loop")
+        while not self.stopping.is_set():
+            await self.gate.wait()
+            deadline = batcher.deadline()
+            timeout = 0.1 if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = await asyncio.wait_for(queue.get(), min(timeout, 0.1))
+            except TimeoutError:
+                due = batcher.due()
+                if due is not None:
+                    await self._dispatch(due)
+                continue
+            if item is _REOPEN:
+                batcher.discard()
+                await self._reopen_source(queue)
+                reader = tasks.create_task(self._reader_loop(queue), name="reader_loop")
+                continue
+            for batch in batcher.add(item):
+                await self._dispatch(batch)
+        reader.cancel()
+        last = batcher.flush()
+        if last is not None:
+            await self._dispatch(last)
+
+    async def _wait_drained(self, timeout: float | None) -> bool:
+        async def drained() -> None:
+            async with self._committed_cond:
+                await self._committed_cond.wait_for(lambda: not self.inflight)
+        try:
+            await asyncio.wait_for(drained(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _reopen_source(self, queue: asyncio.Queue[Any]) -> None:
+        while not queue.empty():
+            queue.get_nowait()
+        await self._wait_drained(None)
+        assert self.source is not None
+        await self._close_quietly(self.source)
+        attempt = 0
+        await self._sleep_or_stop(backoff(attempt, 0.5, 10.0))
+        self.source = self._source()
+        await self._open_source(self.source)
+        self.log.info("source_reopened", position=self.committed)
+
+    async def run(self) -> None:
+        """Build, then move data until stopped; raise PipelineFailed on a fatal error."""
+        await self.build()
+        self.ready.set()
+        self.log.info("pipeline_started", committed=self.committed,
+                      checkpoints={r.id: r.checkpoint for r in self.runners})
+        try:
+            async with asyncio.TaskGroup() as tg:
+                sink_tasks = [tg.create_task(self._guard(r.run()), name=f"sink_loop[{r.id}]") for r in self.runners]
+                await self._batch_loop(tg)
+                # stopping: let in-flight batches reach their sinks and be checkpointed
+                self.gate.set()
+                if not await self._wait_drained(STOP_DRAIN_S):
+                    self.log.warning("stop_drain_timeout", inflight=len(self.inflight))
+                for t in sink_tasks:
+                    t.cancel()
+        except* PipelineFailed as eg:
+            raise eg.exceptions[0] from None
+        finally:
+            await self.close()
+
+    async def _guard(self, coro: Any) -> None:
+        try:
+            await coro
+        except FatalSinkError as exc:
+            self.sink_errors[exc.err.sink_id] = exc.err.message
+            raise PipelineFailed(exc.err.info()) from exc
+
+    async def close(self) -> None:
+        for r in self.runners:
+            try:
+                await r.sink.close()
+            except Exception as exc:  # noqa: BLE001
+                self.log.warning("sink_close_failed", sink=r.id, error=str(exc))
+        if self.source is not None:
+            if self.drop_source_state:
+                try:
+                    await self.source.drop()
+                except Exception as exc:  # noqa: BLE001
+                    self.log.warning("source_drop_failed", error=str(exc))
+            await self._close_quietly(self.source)
+        loop = asyncio.get_running_loop()
+        for p in self.processors:
+            try:
+                await loop.run_in_executor(self.proc_pool, p.close)
+            except Exception:  # noqa: BLE001
+                pass
+        self.proc_pool.shutdown(wait=False)
+        self.store_pool.shutdown(wait=True)
+
+    # -------------------------------------------------------------- control
+    async def pause(self) -> None:
+        """Halt source reading, batch coordination and deliveries; return once still."""
+        self.gate.clear()
+        while self.coordinating or any(r.busy for r in self.runners):
+            await asyncio.sleep(0.01)
+
+    def resume(self) -> None:
+        self.gate.set()
+
+    def request_stop(self, drop_source_state: bool = False) -> None:
+        self.drop_source_state = self.drop_source_state or drop_source_state
+        self.stopping.set()
+        self.gate.set()
+
+    def sink_positions(self) -> dict[str, str | None]:
+        return {r.id: r.checkpoint for r in self.runners}
+
+    def source_stats(self) -> dict[str, Any]:
+        try:
+            return self.source.stats() if self.source is not None else {}
+        except Exception:  # noqa: BLE001
+            return {}

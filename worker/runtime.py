@@ -1,0 +1,154 @@
+"""The worker's asyncio side: control_loop (commands from the pipe), status_loop
+(heartbeat), and the pipeline run. Imports: stdlib + shared + worker.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from typing import Any, assert_never
+
+import msgspec
+import structlog
+
+from shared.channel import Channel, worker_channel
+from shared.errors import ErrorInfo, describe
+from shared.protocol import (EXIT_FAILED, EXIT_OK, EXIT_PARENT_GONE, Failed, Pause, Paused, Ready, Resume,
+                             Resumed, Status, Stop, Stopped)
+from shared.spec.load import decode_spec
+from shared.store.sqlite import SqliteStore
+from worker.pipeline import Pipeline, PipelineFailed
+
+STATUS_INTERVAL_S = 0.5
+_enc = msgspec.json.Encoder()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return 0
+
+
+class Runtime:
+    def __init__(self, chan: Channel[Any], pipeline: Pipeline, log: Any) -> None:
+        self.chan = chan
+        self.pipeline = pipeline
+        self.log = log
+        self.state = "starting"
+
+    def send(self, msg: Any) -> None:
+        try:
+            self.chan.send(msg)
+        except (OSError, EOFError, BrokenPipeError):
+            self.parent_gone()
+
+    def parent_gone(self) -> None:
+        """The supervisor is gone: exit now (workers never outlive it)."""
+        self.log.warning("supervisor_gone")
+        os._exit(EXIT_PARENT_GONE)
+
+    # --------------------------------------------------------------- control
+    def on_readable(self) -> None:
+        try:
+            while self.chan.poll():
+                cmd = self.chan.recv()
+                self.handle(cmd)
+        except (EOFError, OSError):
+            self.parent_gone()
+
+    def handle(self, cmd: Any) -> None:
+        match cmd:
+            case Pause():
+                asyncio.get_running_loop().create_task(self._pause(), name="pause")
+            case Resume():
+                self.pipeline.resume()
+                self.state = "running"
+                self.send(Resumed())
+            case Stop(drop_source_state=drop):
+                self.stop(drop)
+            case _:
+                assert_never(cmd)
+
+    async def _pause(self) -> None:
+        await self.pipeline.pause()
+        if not self.pipeline.gate.is_set():
+            self.state = "paused"
+            self.send(Paused())
+            self.send_status()
+
+    def stop(self, drop: bool = False) -> None:
+        self.state = "stopping"
+        self.pipeline.request_stop(drop)
+
+    # ---------------------------------------------------------------- status
+    def send_status(self) -> None:
+        p = self.pipeline
+        p.counters.rss_bytes = _rss_bytes()
+        source = {k: msgspec.Raw(_enc.encode(v)) for k, v in p.source_stats().items()}
+        self.send(Status(state=self.state, counters=p.counters, last_error=p.last_error,
+                         sink_errors=dict(p.sink_errors), source=source))
+
+    async def status_loop(self) -> None:
+        while True:
+            self.send_status()
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+    # ------------------------------------------------------------------- run
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.chan.fileno(), self.on_readable)
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        status = loop.create_task(self.status_loop(), name="status_loop")
+        run = loop.create_task(self.pipeline.run(), name="pipeline_run")
+        ready = loop.create_task(self.pipeline.ready.wait())
+        await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if ready.done() and not run.done():
+            paused = not self.pipeline.gate.is_set()
+            if self.state != "stopping":
+                self.state = "paused" if paused else "running"
+            self.send(Ready(pid=os.getpid(), paused=paused))
+            self.log.info("worker_ready", paused=paused)
+        ready.cancel()
+        code = EXIT_OK
+        try:
+            await run
+        except PipelineFailed as exc:
+            self.pipeline.last_error = exc.info
+            self.send_status()
+            self.send(Failed(error=exc.info))
+            self.log.error("pipeline_failed", error=exc.info.message)
+            code = EXIT_FAILED
+        except asyncio.CancelledError:
+            pass
+        except BaseException as exc:
+            info = describe(exc)
+            self.log.exception("worker_crashed", error=info.message)
+            self.pipeline.last_error = ErrorInfo(kind="internal", message=info.message, retryable=True)
+            self.send_status()
+            code = 1
+        status.cancel()
+        if code == EXIT_OK:
+            self.state = "stopped"
+            self.send_status()
+            self.send(Stopped())
+            self.log.info("worker_stopped", checkpoints=self.pipeline.sink_positions())
+        loop.remove_reader(self.chan.fileno())
+        return code
+
+
+async def main(conn: Any, spec_bytes: bytes, state_dir: str, start_paused: bool) -> int:
+    spec = decode_spec(spec_bytes)
+    log = structlog.get_logger().bind(pipeline=spec.metadata.name, pid=os.getpid())
+    chan = worker_channel(conn)
+    store = SqliteStore(state_dir).open()
+    pipeline = Pipeline(spec, store, log, state_dir=state_dir, start_paused=start_paused)
+    rt = Runtime(chan, pipeline, log)
+    t0 = time.monotonic()
+    try:
+        return await rt.run()
+    finally:
+        store.close()
+        log.debug("worker_exit", ran_s=round(time.monotonic() - t0, 3))

@@ -1,0 +1,18 @@
+"""Stdout sink: JSON Lines on the worker's standard output (demos, debugging).
+
+Imports: stdlib + worker.sinks.base.
+"""
+from __future__ import annotations
+
+import sys
+
+from worker.sinks.base import Sink, SinkBatch
+
+
+class StdoutSink(Sink):
+    async def write(self, batch: SinkBatch) -> None:
+        if not batch.events:
+            return
+        out = sys.stdout.buffer
+        out.write(b"\n".join(self.encoder.encode_all(batch.events, batch.native)) + b"\n")
+        out.flush()
