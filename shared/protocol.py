@@ -47,6 +47,12 @@ class Gap(msgspec.Struct, frozen=True):
     to: str = ""
 
 
+# Fixed histogram buckets (upper bounds) for batch size (events) and batch
+# latency (ms from the batch's first event to its commit).
+BATCH_SIZE_BUCKETS = (1, 10, 100, 500, 1000, 2000, 5000, 10000, 50000)
+BATCH_MS_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
 class Counters(msgspec.Struct):
     events_in: int = 0
     events_out: int = 0
@@ -59,6 +65,9 @@ class Counters(msgspec.Struct):
     rss_bytes: int = 0
     sink_events: dict[str, int] = {}
     sink_error_count: dict[str, int] = {}
+    # per-bucket counts (not cumulative); the last slot counts what is above every bound
+    batch_size_hist: list[int] = msgspec.field(default_factory=lambda: [0] * (len(BATCH_SIZE_BUCKETS) + 1))
+    batch_ms_hist: list[int] = msgspec.field(default_factory=lambda: [0] * (len(BATCH_MS_BUCKETS) + 1))
 
 
 class Ready(_Msg):

@@ -67,7 +67,9 @@ class Managed:
                         sink_events={k: b.sink_events.get(k, 0) + c.sink_events.get(k, 0)
                                      for k in {*b.sink_events, *c.sink_events}},
                         sink_error_count={k: b.sink_error_count.get(k, 0) + c.sink_error_count.get(k, 0)
-                                          for k in {*b.sink_error_count, *c.sink_error_count}})
+                                          for k in {*b.sink_error_count, *c.sink_error_count}},
+                        batch_size_hist=[x + y for x, y in zip(b.batch_size_hist, c.batch_size_hist)],
+                        batch_ms_hist=[x + y for x, y in zip(b.batch_ms_hist, c.batch_ms_hist)])
 
 
 class PipelineManager:

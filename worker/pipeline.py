@@ -6,6 +6,7 @@ Imports: stdlib + msgspec + shared + worker (never supervisor).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from typing import Any
 import msgspec
 
 from shared.errors import ConfigError, ErrorInfo, ProcessorError, SinkError, SourceError, TidegateError, describe
-from shared.protocol import Counters
+from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS, Counters
 from shared.spec.model import PipelineSpec
 from shared.store.sqlite import SqliteStore
 from worker import plugins
@@ -216,7 +217,10 @@ class Pipeline:
             self.counters.batches += 1
             self.counters.events_out += len(b.out_events if b.out_events is not None else b.events)
             self.counters.batch_events_sum += len(b.events)
-            self.counters.batch_ms_sum += (time.monotonic() - b.opened_at) * 1000
+            ms = (time.monotonic() - b.opened_at) * 1000
+            self.counters.batch_ms_sum += ms
+            self.counters.batch_size_hist[bisect.bisect_left(BATCH_SIZE_BUCKETS, len(b.events))] += 1
+            self.counters.batch_ms_hist[bisect.bisect_left(BATCH_MS_BUCKETS, ms)] += 1
             if b.source_ts_ms:
                 self.counters.lag_ms = max(0, now_ms - int(b.source_ts_ms))
             self.sem.release()
