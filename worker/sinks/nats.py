@@ -49,6 +49,12 @@ def wildcard_subject(subject: str) -> str:
     return ".".join("*" if "\0" in tok else tok for tok in marked.split("."))
 
 
+def _is_auth_error(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, nerr.AuthorizationError) or "authorization violation" in text \
+        or "authentication" in text
+
+
 def default_stream_name(pipeline: str, sink_id: str) -> str:
     return _BAD_STREAM_CHARS.sub("_", f"TIDEGATE_{pipeline}_{sink_id}")
 
@@ -73,7 +79,7 @@ class NatsSink(Sink):
     def classify(self, exc: BaseException) -> SinkError:
         if isinstance(exc, SinkError):
             return exc
-        if isinstance(exc, nerr.AuthorizationError) or isinstance(self._last_err, nerr.AuthorizationError):
+        if _is_auth_error(exc) or (self._last_err is not None and _is_auth_error(self._last_err)):
             return self._err("rejected the credentials (Authorization Violation); fix the user/password "
                              "or token in `url`", False)
         if isinstance(exc, nerr.MaxPayloadError):
@@ -91,6 +97,8 @@ class NatsSink(Sink):
         if isinstance(exc, nerr.NoServersError):
             cause = f": {self._last_err}" if self._last_err else ""
             return self._err(f"refused connection or is unreachable{cause}", True)
+        if isinstance(exc, (ConnectionRefusedError, nerr.NoServersError)) and not self._nc:
+            return self._err(f"refused connection or is unreachable ({exc})", True)
         if isinstance(exc, (nerr.ConnectionClosedError, nerr.OutboundBufferLimitError,
                             nerr.StaleConnectionError, nerr.ConnectionReconnectingError, OSError)):
             return self._err(f"connection lost ({exc.__class__.__name__}); will reconnect", True)
@@ -109,13 +117,17 @@ class NatsSink(Sink):
         await self._drop()
         self._last_err = None
         try:
+            # the first connect fails fast (the runtime backs off); after it the client rides out
+            # short outages itself, and write() reconnects once it has given up
             self._nc = await nats.connect(
                 self.config.url, name=f"tidegate {self.ctx.pipeline}/{self.id}",
-                connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=True,
-                max_reconnect_attempts=RECONNECT_ATTEMPTS, reconnect_time_wait=RECONNECT_WAIT_S,
+                connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False,
+                max_reconnect_attempts=1, reconnect_time_wait=RECONNECT_WAIT_S,
                 error_cb=self._on_error, disconnected_cb=self._on_disconnect)
         except Exception as exc:   # noqa: BLE001 - classified
             raise self.classify(exc) from exc
+        self._nc.options["allow_reconnect"] = True
+        self._nc.options["max_reconnect_attempts"] = RECONNECT_ATTEMPTS
         self._js = self._nc.jetstream(timeout=CONNECT_TIMEOUT_S, publish_async_max_pending=MAX_PENDING)
 
     async def _drop(self) -> None:
