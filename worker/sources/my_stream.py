@@ -1,0 +1,248 @@
+"""Binlog streaming for the mysql source: mysql-replication events -> chunks of change events.
+
+Runs on the source's reader thread (mysql-replication blocks). Imports: stdlib, pymysql,
+pymysqlreplication and the sibling my_* modules.
+
+Transactions: a GTID event (or BEGIN without GTID) opens one at its start position `txpos`; XID (or
+COMMIT, or a DDL statement) closes it. Rows get `<file>:<txpos>:<n>` (see my_position). Chunks end at
+a transaction end (`tx_end=True`) unless a transaction outgrows `max_chunk` rows, then it is cut with
+`tx_end=False`, holding back at least its last row for the closing chunk. Small transactions are
+grouped while more binlog data is already waiting on the socket (bounded by size and 20 ms).
+"""
+from __future__ import annotations
+
+import select
+import time
+from typing import Any
+
+import pymysql
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication import row_event as rowmod
+from pymysqlreplication.event import (GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent,
+                                      RotateEvent, XidEvent)
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+from shared.errors import SourceError
+from worker.sources.base import Chunk
+from worker.sources.my_feed import Feed, Stopped
+from worker.sources.my_position import (BinlogPoint, BinlogPos, file_seq, format_points, point_for,
+                                        points_after)
+from worker.sources.my_schema import Dsn, ServerInfo, TableInfo, gtid_at, load_tables
+
+ONLY_EVENTS = [MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, WriteRowsEvent, UpdateRowsEvent,
+               DeleteRowsEvent, RotateEvent, HeartbeatLogEvent]
+HEARTBEAT_S = 1.0
+GROUP_S = 0.02
+
+
+class BinlogStream:
+    def __init__(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], server_id: int, feed: Feed,
+                 status: dict[str, Any], log: Any, max_chunk: int = 2000) -> None:
+        self.dsn, self.server, self.server_id, self.feed = dsn, server, server_id, feed
+        self.tables = {(t.db, t.name): t for t in tables}
+        self.status, self.log, self.max_chunk = status, log, max(2, max_chunk)
+        self.reader: BinLogStreamReader | None = None
+
+    # -- connection -------------------------------------------------------------------------------
+    def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
+        if self.feed.stop.is_set():
+            raise Stopped()
+        conn = pymysql.connect(**kwargs)
+        with conn.cursor() as cur:    # a paused pipeline must not get the dump thread killed after 60 s
+            cur.execute("SET SESSION net_write_timeout = 86400")
+        return conn
+
+    def open_reader(self, start: BinlogPoint) -> BinLogStreamReader:
+        settings = self.dsn.connect_args(read_timeout=int(HEARTBEAT_S * 10))
+        settings.pop("autocommit")
+        return BinLogStreamReader(
+            connection_settings=settings, server_id=self.server_id, blocking=True, resume_stream=True,
+            log_file=start.file, log_pos=start.pos, only_events=ONLY_EVENTS,
+            only_schemas=sorted({t.db for t in self.tables.values()}),
+            only_tables=sorted({t.name for t in self.tables.values()}),
+            slave_heartbeat=HEARTBEAT_S, is_mariadb=False, pymysql_wrapper=self._connect,
+            use_column_name_cache=not self.server.row_metadata_full, enable_logging=False)
+
+    def interrupt(self) -> None:
+        """From another thread: unblock a read in progress (close() of the source)."""
+        r = self.reader
+        sock = getattr(getattr(r, "_stream_connection", None), "_sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(2)
+            except OSError:
+                pass
+
+    def _data_waiting(self) -> bool:
+        sock = getattr(getattr(self.reader, "_stream_connection", None), "_sock", None)
+        if sock is None:
+            return False
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, start: BinlogPos) -> None:
+        """Stream from `start` (skipping its first n rows) until the feed stops. Raises on errors."""
+        where = self.dsn.where
+        gtid_state: dict[str, str] = {}
+        meta = self._connect(**self.dsn.connect_args())
+        try:
+            with meta.cursor() as cur:
+                text = gtid_at(cur, self.server.flavor, start.tx_start)
+        finally:
+            meta.close()
+        for g in (text or "").split(","):
+            if g.strip():
+                gtid_state[g.split("-", 1)[0]] = g.strip()
+        points = start.points
+        filters = self._filters(points)
+        self.reader = reader = self.open_reader(start.tx_start)
+        self.status.update(connected=True, file=start.file, pos=start.txpos)
+        fname = start.file
+        fseq = file_seq(fname)
+        skip_at, skip_n = (start.file, start.txpos), start.n
+        first_tx = True
+        tx_open = False
+        txpos, txid, n, prefix, suffix, gtid_set = 0, "", 0, "", "", ""
+        pending: list[dict[str, Any]] = []
+        closed = False          # the last pending event ends its transaction
+        since = 0.0
+        feed, stop, put, max_chunk = self.feed, self.feed.stop, self.feed.put, self.max_chunk
+        tables = self.tables
+        try:
+            for ev in iter(reader.fetchone, None):
+                if stop.is_set():
+                    raise Stopped()
+                cls = ev.__class__
+                if cls is WriteRowsEvent or cls is UpdateRowsEvent or cls is DeleteRowsEvent:
+                    t = tables.get((ev.schema, ev.table))
+                    if t is None or not tx_open:
+                        continue
+                    if filters:
+                        p = filters.get((ev.schema, ev.table))
+                        if p is not None and (fseq, txpos) < p:
+                            continue
+                    conv = t.convert
+                    src_ts = ev.timestamp * 1000
+                    now = int(time.time() * 1000)
+                    db, name = t.db, t.name
+                    if not pending:
+                        since = time.monotonic()
+                    for row in ev.rows:
+                        n += 1
+                        if n <= skip_n:
+                            continue
+                        if cls is WriteRowsEvent:
+                            op, before, after = "c", None, conv(row["values"], row.get("none_sources"))
+                        elif cls is UpdateRowsEvent:
+                            op = "u"
+                            before = conv(row["before_values"], row.get("before_none_sources"))
+                            after = conv(row["after_values"], row.get("after_none_sources"))
+                        else:
+                            op, before, after = "d", conv(row["values"], row.get("none_sources")), None
+                        source = {"connector": "mysql", "db": db, "schema": None, "table": name,
+                                  "position": f"{prefix}{n}{suffix}", "tx_id": txid, "ts_ms": src_ts}
+                        if gtid_set:
+                            source["gtid_set"] = gtid_set
+                        pending.append({"op": op, "ts_ms": now, "source": source,
+                                        "before": before, "after": after})
+                        closed = False
+                        if len(pending) > max_chunk:
+                            last = pending.pop()
+                            put(Chunk(pending, tx_end=False))
+                            pending, since = [last], time.monotonic()
+                elif cls is XidEvent or cls is QueryEvent or cls is MariadbGtidEvent or cls is GtidEvent:
+                    if cls is QueryEvent:
+                        q = ev.query.strip().upper()
+                        if q == "BEGIN":
+                            if tx_open:
+                                continue
+                            cls = None          # opens a transaction without a GTID
+                        elif q.startswith(("SAVEPOINT", "ROLLBACK TO", "XA ")):
+                            continue
+                        elif q not in ("COMMIT", "ROLLBACK"):
+                            self._ddl(ev)
+                    if cls is XidEvent or cls is QueryEvent:
+                        if tx_open:
+                            tx_open = False
+                            skip_n = 0
+                            if pending:
+                                closed = True
+                                if (len(pending) >= max_chunk // 2 or time.monotonic() - since > GROUP_S
+                                        or not self._data_waiting()):
+                                    put(Chunk(pending, tx_end=True))
+                                    pending = []
+                        continue
+                    # a transaction starts here
+                    start_pos = ev.packet.log_pos - ev.packet.event_size
+                    if first_tx:
+                        first_tx = False
+                        if skip_n and (fname, start_pos) != skip_at:
+                            raise SourceError(f"{where}: position {start} does not start a transaction in "
+                                              f"the binlog (found one at {fname}:{start_pos}); was the "
+                                              "binlog reset? DELETE /pipelines/<name>/checkpoints to "
+                                              "start over", retryable=False)
+                    elif (fname, start_pos) != skip_at:
+                        skip_n = 0
+                    tx_open, txpos, n = True, start_pos, 0
+                    fseq = int(fname.rpartition(".")[2])
+                    if cls is MariadbGtidEvent:
+                        txid = ev.gtid
+                        gtid_state[str(ev.domain_id)] = txid
+                        gtid_set = ",".join(gtid_state[d] for d in sorted(gtid_state))
+                    elif cls is GtidEvent:
+                        txid = ev.gtid
+                    else:
+                        txid = f"{fname}:{start_pos}"
+                    prefix = f"{fname}:{txpos}:"
+                    if points:
+                        points = points_after(points, BinlogPoint.of(fname, txpos))
+                        filters = self._filters(points)
+                        suffix = f"@{format_points(points)}" if points else ""
+                    self.status["pos"] = txpos
+                elif cls is RotateEvent:
+                    if ev.next_binlog != fname:
+                        fname = ev.next_binlog
+                        self.status["file"] = fname
+                        fseq = int(fname.rpartition(".")[2])
+                elif cls is HeartbeatLogEvent:
+                    if pending and closed:
+                        put(Chunk(pending, tx_end=True))
+                        pending = []
+        finally:
+            self.status["connected"] = False
+            self.reader = None
+            reader.close()
+        raise SourceError(f"{where}: the binlog stream ended", retryable=True)
+
+    def _filters(self, points: tuple) -> dict[tuple[str, str], tuple[int, int]]:
+        """Per table: transactions starting before this (file seq, pos) are in its snapshot already."""
+        out = {}
+        for key, t in self.tables.items():
+            p = point_for(points, t.index)
+            if p is not None:
+                out[key] = p.sort_key
+        return out
+
+    def _ddl(self, ev: QueryEvent) -> None:
+        """A statement on one of our tables may have changed its columns: refresh their converters."""
+        text = ev.query.lower()
+        hit = [t for t in self.tables.values() if t.name.lower() in text]
+        if not hit:
+            return
+        for t in hit:
+            rowmod._COLUMN_NAME_CACHE.pop(f"{t.db}.{t.name}", None)
+        conn = self._connect(**self.dsn.connect_args())
+        try:
+            with conn.cursor() as cur:
+                fresh = load_tables(cur, [(t.db, t.name) for t in hit], self.server.flavor, self.dsn.where)
+        except SourceError as exc:      # dropped table: keep the old converter, say so
+            self.log.warning("mysql_schema_refresh_failed", error=exc.message)
+            return
+        finally:
+            conn.close()
+        for t, f in zip(hit, fresh):
+            t.columns, t.pk, t.convert = f.columns, f.pk, f.convert
+        self.log.info("mysql_schema_refreshed", tables=[t.full_name for t in hit])

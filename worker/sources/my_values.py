@@ -1,0 +1,161 @@
+"""Column values of MySQL/MariaDB rows as JSON-friendly values, the same for snapshot and binlog rows.
+
+Pure (stdlib only). pymysql (snapshot) and mysql-replication (binlog) hand out different Python values for
+some types; both go through the converter of the table, built from its information_schema columns:
+
+  integers, text         as they are (TEXT/VARCHAR are str; BOOLEAN is TINYINT(1): 0/1)
+  DECIMAL                string ("12.34"), exact
+  FLOAT                  float rounded to 6 significant digits (what the server prints), DOUBLE as is
+  DATETIME, DATE         ISO-8601 without zone ("2024-01-02T03:04:05.123000", "2024-01-02")
+  TIMESTAMP              ISO-8601 UTC with "Z" (the snapshot session runs with time_zone '+00:00')
+  TIME                   "[-]HH:MM:SS[.ffffff]" (hours may exceed 24)
+  BINARY/VARBINARY/BLOB  base64 string
+  JSON                   parsed (MariaDB stores JSON as LONGTEXT with a json_valid() check)
+  ENUM                   string; SET: list of members in definition order; BIT: integer
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+from decimal import Decimal
+from typing import Any, Callable
+
+Row = dict[str, Any]
+PLAIN = frozenset({int, str, float, type(None), bool, list, dict})
+
+
+def time_str(v: dt.timedelta) -> str:
+    us = (v.days * 86400 + v.seconds) * 1_000_000 + v.microseconds
+    sign = "-" if us < 0 else ""
+    us = abs(us)
+    secs, frac = divmod(us, 1_000_000)
+    h, rem = divmod(secs, 3600)
+    m, s = divmod(rem, 60)
+    text = f"{sign}{h:02d}:{m:02d}:{s:02d}"
+    return f"{text}.{frac:06d}" if frac else text
+
+
+def plain(v: Any) -> Any:
+    """Any Python value from a driver -> a JSON-friendly value (no column knowledge)."""
+    cls = v.__class__
+    if cls in PLAIN:
+        if cls is list:
+            return [plain(x) for x in v]
+        if cls is dict:
+            return {(k.decode() if isinstance(k, bytes) else str(k)): plain(x) for k, x in v.items()}
+        return v
+    if cls is Decimal:
+        return str(v)
+    if cls is dt.datetime:
+        return v.isoformat()
+    if cls is dt.date:
+        return v.isoformat()
+    if cls is dt.timedelta:
+        return time_str(v)
+    if cls is bytes or cls is bytearray or cls is memoryview:
+        return base64.b64encode(bytes(v)).decode("ascii")
+    if cls is set or cls is frozenset or cls is tuple:
+        return sorted(plain(x) for x in v) if cls is not tuple else [plain(x) for x in v]
+    return str(v)
+
+
+def _json(v: Any) -> Any:
+    if isinstance(v, (str, bytes, bytearray)):
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v if isinstance(v, str) else plain(v)
+    return plain(v)
+
+
+def _bit(v: Any) -> Any:
+    if isinstance(v, str):          # mysql-replication: "1010"
+        return int(v, 2) if v else 0
+    if isinstance(v, (bytes, bytearray)):   # pymysql: big-endian bytes
+        return int.from_bytes(v, "big")
+    return v
+
+
+def _timestamp(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        return v.replace(tzinfo=None).isoformat() + "Z"
+    return plain(v)
+
+
+def _float(v: Any) -> Any:
+    if isinstance(v, float):
+        return float(f"{v:.6g}")
+    return v
+
+
+def _set_of(members: list[str]) -> Callable[[Any], Any]:
+    order = {m: i for i, m in enumerate(members)}
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, str):      # pymysql: "x,z"
+            return v.split(",") if v else []
+        if isinstance(v, (set, frozenset, list, tuple)):
+            return sorted((str(x) for x in v), key=lambda m: order.get(m, len(order)))
+        return plain(v)
+    return conv
+
+
+_SET_RE = re.compile(r"'((?:[^']|'')*)'")
+
+
+def set_members(column_type: str) -> list[str]:
+    """"set('x','y','it''s')" -> ["x", "y", "it's"]."""
+    return [m.replace("''", "'") for m in _SET_RE.findall(column_type)]
+
+
+class Column:
+    __slots__ = ("name", "data_type", "column_type", "is_json")
+
+    def __init__(self, name: str, data_type: str, column_type: str = "", is_json: bool = False) -> None:
+        self.name = name
+        self.data_type = data_type.lower()
+        self.column_type = column_type
+        self.is_json = is_json or self.data_type == "json"
+
+
+def special_converters(columns: list[Column]) -> dict[str, Callable[[Any], Any]]:
+    out: dict[str, Callable[[Any], Any]] = {}
+    for c in columns:
+        if c.is_json:
+            out[c.name] = _json
+        elif c.data_type == "bit":
+            out[c.name] = _bit
+        elif c.data_type == "timestamp":
+            out[c.name] = _timestamp
+        elif c.data_type == "float":
+            out[c.name] = _float
+        elif c.data_type == "set":
+            out[c.name] = _set_of(set_members(c.column_type))
+    return out
+
+
+def make_converter(columns: list[Column]) -> Callable[[Row, Any], Row]:
+    """A function converting a row dict in place (and returning it).
+
+    The second argument is mysql-replication's `none_sources` for the row (or None): an empty SET
+    arrives there as None with reason "empty set", which becomes [] like in the snapshot.
+    """
+    specials = special_converters(columns)
+    sets = {c.name for c in columns if c.data_type == "set"}
+    items = tuple(specials.items())
+    plain_classes = PLAIN
+
+    def convert(row: Row, none_sources: Any = None) -> Row:
+        for name, fn in items:
+            v = row.get(name)
+            if v is not None:
+                row[name] = fn(v)
+            elif none_sources and name in sets and none_sources.get(name) == "empty set":
+                row[name] = []
+        for k, v in row.items():
+            if v.__class__ not in plain_classes:
+                row[k] = plain(v)
+        return row
+    return convert

@@ -1,0 +1,196 @@
+"""The `mysql` source: MySQL 8 / MariaDB 10.11+ binlog (row format) with an optional initial snapshot.
+
+Imports: stdlib, shared, worker.sources.base and the my_* modules (pymysql, mysql-replication).
+
+Shape: `open()` checks the server and the tables (on a thread) and starts one reader thread, named
+`mysql-source-<pipeline>`, that runs the snapshot (my_snapshot) and then the binlog stream
+(my_stream); chunks reach the loop through a bounded Feed (my_feed), so back-pressure stops the binlog
+read. Positions and their order: my_position. Values: my_values.
+
+Reconnects are internal: when the server restarts or the link drops, the reader backs off (0.5 s
+doubling to 10 s) and resumes after the last event it handed over (in a snapshot: at the interrupted
+table, see my_position), so read() just returns None meanwhile; `stats()` shows `connected: false` and
+the error, and the log has `mysql_reconnect`. Errors that a retry cannot fix (binlog purged, missing
+privilege, table gone) are raised from read() as SourceError(retryable=False).
+
+Nothing is acknowledged upstream (a binlog has no consumer state), so commit() only records the
+position; there is no server-side state for drop() to remove.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pymysql
+
+from shared.errors import SourceError
+from worker.sources.base import Chunk, Source, SourceContext
+from worker.sources.my_feed import Feed, Stopped
+from worker.sources.my_position import BinlogPos, SnapshotPos, key, parse
+from worker.sources.my_schema import (Dsn, ServerInfo, TableInfo, all_tables, check_privileges, check_server,
+                                      connect, current_point, default_server_id, error, load_tables,
+                                      parse_dsn, require_binlog, split_names)
+from worker.sources.my_snapshot import Snapshot
+from worker.sources.my_stream import BinlogStream
+
+READ_WAIT_S = 0.1
+BACKOFF_S = (0.5, 10.0)
+
+
+class MysqlSource(Source):
+    def __init__(self, config: Any, ctx: SourceContext) -> None:
+        super().__init__(config, ctx)
+        self.log = ctx.log.bind(source="mysql") if hasattr(ctx.log, "bind") else ctx.log
+        self.server_id = config.server_id or default_server_id(ctx.pipeline)
+        self._feed: Feed | None = None
+        self._thread: threading.Thread | None = None
+        self._stream: BinlogStream | None = None
+        self._progress: dict[str, Any] = {}
+        self._status: dict[str, Any] = {"connected": False, "file": None, "pos": None, "last_error": None,
+                                        "reconnects": 0}
+        self._committed: str | None = None
+
+    @staticmethod
+    def position_key(position: str) -> Any:
+        return key(position)
+
+    # -- open -------------------------------------------------------------------------------------
+    async def open(self, position: str | None) -> None:
+        self._feed = Feed(asyncio.get_running_loop())
+        dsn, server, tables, start = await asyncio.to_thread(self._prepare, position)
+        self._thread = threading.Thread(target=self._run, args=(dsn, server, tables, start),
+                                        name=f"mysql-source-{self.ctx.pipeline}", daemon=True)
+        self._thread.start()
+
+    def _prepare(self, position: str | None) -> tuple[Dsn, ServerInfo, list[TableInfo], Any]:
+        dsn = parse_dsn(self.config.dsn)
+        where = dsn.where
+        try:
+            start = parse(position) if position is not None else None
+        except ValueError as exc:
+            raise SourceError(f"{where}: checkpoint {position!r} is not a mysql position: "
+                              "DELETE /pipelines/<name>/checkpoints to start over", retryable=False) from exc
+        conn = connect(dsn)
+        try:
+            with conn.cursor() as cur:
+                server = check_server(cur, where)
+                if server.server_id == self.server_id:
+                    raise SourceError(f"{where}: server_id {self.server_id} is the server's own: set "
+                                      "spec.source.config.server_id to another value", retryable=False)
+                warnings = server.warnings + check_privileges(cur, where)
+                names = self.config.tables
+                if names:
+                    pairs = split_names(names, dsn.db, where)
+                elif dsn.db:
+                    pairs = all_tables(cur, dsn.db)
+                else:
+                    raise SourceError(f"{where}: no tables: list them in spec.source.config.tables "
+                                      "(db.table) or put a database in the dsn", retryable=False)
+                tables = load_tables(cur, pairs, server.flavor, where)
+                if start is None and self.config.snapshot == "never":
+                    start = BinlogPos(*_point_args(current_point(cur, where)), 0)
+                elif isinstance(start, BinlogPos):
+                    require_binlog(cur, where, start.tx_start)
+                elif isinstance(start, SnapshotPos) and start.table_index >= len(tables):
+                    raise SourceError(f"{where}: checkpoint {position} names table #{start.table_index} "
+                                      f"but {len(tables)} are configured: DELETE the checkpoints to start "
+                                      "over", retryable=False)
+                if isinstance(start, SnapshotPos):
+                    require_binlog(cur, where, start.points[0][1])
+        except pymysql.MySQLError as exc:
+            raise error(where, exc, "open") from exc
+        finally:
+            conn.close()
+        for w in warnings:
+            self.log.warning("mysql_source_config", problem=w)
+        self.log.info("mysql_source_opened", server=f"{server.flavor} {server.version}", position=position,
+                      start=str(start) if start is not None else "snapshot", server_id=self.server_id,
+                      tables=[t.full_name for t in tables])
+        if self.config.snapshot == "initial":
+            self._progress.update(table=None, rows_done=0, rows_estimated=0,
+                                  done=not (start is None or isinstance(start, SnapshotPos)))
+        return dsn, server, tables, start
+
+    # -- the reader thread ------------------------------------------------------------------------
+    def _run(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], start: Any) -> None:
+        feed = self._feed
+        assert feed is not None
+        delay = BACKOFF_S[0]
+        resume = start
+        try:
+            while True:
+                before = feed.events_out
+                try:
+                    self._run_once(dsn, server, tables, resume)
+                except Stopped:
+                    return
+                except Exception as exc:  # noqa: BLE001 - sorted into retryable or not
+                    err = error(dsn.where, exc)
+                    if not err.retryable:
+                        self.log.error("mysql_source_failed", error=err.message)
+                        feed.fail(err)
+                        return
+                    if feed.events_out > before:
+                        delay = BACKOFF_S[0]
+                    self._status.update(connected=False, last_error=err.message)
+                    self._status["reconnects"] += 1
+                    self.log.warning("mysql_reconnect", error=err.message, in_s=delay,
+                                     resume=feed.last_position or str(start))
+                    feed.wait(delay)
+                    delay = min(delay * 2, BACKOFF_S[1])
+                    resume = parse(feed.last_position) if feed.last_position else start
+        except Stopped:
+            return
+
+    def _run_once(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], resume: Any) -> None:
+        feed = self._feed
+        assert feed is not None
+        if resume is None or isinstance(resume, SnapshotPos):
+            if resume is None:
+                first, points = 0, ()
+            else:
+                first = resume.table_index + 1 if resume.end else resume.table_index
+                points = resume.points
+            snap = Snapshot(dsn, server, tables, self.config.snapshot_chunk, feed, self._progress, self.log)
+            points = snap.run(first, points)
+            begin = points[0][1]
+            resume = BinlogPos(begin.file, begin.pos, 0, points if len(points) > 1 else ())
+        self._stream = BinlogStream(dsn, server, tables, self.server_id, feed, self._status, self.log)
+        self._status["last_error"] = None
+        self._stream.run(resume)
+
+    # -- loop side --------------------------------------------------------------------------------
+    async def read(self) -> Chunk | None:
+        feed = self._feed
+        if feed is None:
+            raise SourceError("mysql source: read() before open()", retryable=False)
+        return await feed.get(READ_WAIT_S)
+
+    async def commit(self, position: str) -> None:
+        self._committed = position
+
+    async def close(self) -> None:
+        feed, thread = self._feed, self._thread
+        if feed is not None:
+            feed.stop.set()
+        if self._stream is not None:
+            self._stream.interrupt()
+        if thread is not None and thread.is_alive():
+            await asyncio.to_thread(thread.join, 10.0)
+            if thread.is_alive():
+                self.log.warning("mysql_source_thread_stuck", thread=thread.name)
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"binlog": dict(self._status), "server_id": self.server_id,
+                               "committed": self._committed}
+        if self._progress:
+            p = self._progress
+            out["snapshot"] = {"table": p.get("table"), "rows_done": p.get("rows_done", 0),
+                               "rows_estimated": p.get("rows_estimated", 0), "done": bool(p.get("done")),
+                               "tables_done": p.get("tables_done"), "tables_total": p.get("tables_total")}
+        return out
+
+
+def _point_args(p: Any) -> tuple[str, int]:
+    return p.file, p.pos
