@@ -183,25 +183,35 @@ async def run(cfg: ServeConfig) -> int:
         counts: dict[str, int] = {}
         for m in manager.pipelines.values():
             counts[m.status.value] = counts.get(m.status.value, 0) + 1
-        return "pipelines: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none")
+        return "pipelines: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none") \
+            + f"; API {cfg.api_addr}"
+
+    notifier = systemd.StatusNotifier(summary)
+    manager.on_change = notifier.update
+
+    def healthy() -> bool:   # the loop answers (we run on it) and the worker monitor is alive
+        mon = getattr(manager, "_monitor", None)
+        return mon is None or not mon.done()
 
     async def ready_notifier() -> None:
         while not _port_open(host or "127.0.0.1", int(port)):
             await asyncio.sleep(0.02)
-        systemd.notify("READY=1\nSTATUS=" + summary())
+        notifier.ready()
         log.info("supervisor_ready", api=cfg.api_addr, state_dir=state_dir, pipelines=len(manager.pipelines))
 
     tasks = [loop.create_task(reload_loop(), name="reload_loop"),
-             loop.create_task(ready_notifier(), name="ready_notifier"),
-             loop.create_task(systemd.watchdog_loop(lambda: True, summary), name="watchdog_loop")]
+             loop.create_task(ready_notifier(), name="ready_notifier")]
+    # the watchdog keeps pinging while workers drain at shutdown; cancelled last
+    watchdog = loop.create_task(systemd.watchdog_loop(healthy), name="watchdog_loop")
     try:
         await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
     finally:
-        systemd.notify("STOPPING=1")
+        notifier.stopping(f"stopping: draining {len(manager.pipelines)} pipelines")
         log.info("supervisor_stopping")
         for t in tasks:
             t.cancel()
         await manager.shutdown()
+        watchdog.cancel()
         store.close()
         log.info("supervisor_stopped")
     return 0

@@ -1,7 +1,10 @@
 """sd_notify protocol: READY=1, STATUS=..., STOPPING=1, WATCHDOG=1.
 
 Speaks to $NOTIFY_SOCKET (a unix datagram socket, abstract when it starts
-with '@'); a no-op when it is unset. Imports: stdlib only.
+with '@'); every call is a no-op when it is unset, so the supervisor behaves the
+same outside systemd. `StatusNotifier` sends STATUS= only when the one-line
+summary changes; `watchdog_loop` pings WATCHDOG=1 at half of WATCHDOG_USEC while
+the supervisor's loop runs and its health check passes. Imports: stdlib only.
 """
 from __future__ import annotations
 
@@ -12,10 +15,16 @@ from typing import Callable
 
 
 def notify(message: str) -> bool:
+    """Send one datagram to $NOTIFY_SOCKET; False when unset or unreachable (never raises)."""
     path = os.environ.get("NOTIFY_SOCKET")
     if not path:
         return False
-    addr = "\0" + path[1:] if path.startswith("@") else path
+    if path.startswith("@"):
+        addr = "\0" + path[1:]
+    elif path.startswith("/"):
+        addr = path
+    else:   # vsock: and other transports are not for us
+        return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
             s.connect(addr)
@@ -36,15 +45,51 @@ def watchdog_interval() -> float | None:
     return int(usec) / 2 / 1_000_000
 
 
-async def watchdog_loop(healthy: Callable[[], bool], status: Callable[[], str]) -> None:
-    """WATCHDOG=1 at half of WATCHDOG_USEC while the loop answers; STATUS= with a summary."""
+class StatusNotifier:
+    """READY=1 / STATUS= / STOPPING=1 with the last STATUS remembered, so that a
+    status is sent only when it changes (the manager calls `update` on every report)."""
+
+    def __init__(self, summary: Callable[[], str]) -> None:
+        self.summary = summary
+        self.last: str | None = None
+        self.ready_sent = False
+        self.stopping_sent = False
+
+    def update(self) -> None:
+        if self.stopping_sent:
+            return
+        s = self.summary()
+        if s != self.last:
+            self.last = s
+            notify(f"STATUS={s}")
+
+    def ready(self) -> None:
+        if self.ready_sent:
+            return
+        self.ready_sent = True
+        self.last = self.summary()
+        notify(f"READY=1\nSTATUS={self.last}")
+
+    def stopping(self, status: str = "stopping: draining pipelines") -> None:
+        if self.stopping_sent:
+            return
+        self.stopping_sent = True
+        self.last = status
+        notify(f"STOPPING=1\nSTATUS={status}")
+
+
+async def watchdog_loop(healthy: Callable[[], bool], status: Callable[[], str] | None = None) -> None:
+    """WATCHDOG=1 at half of WATCHDOG_USEC while `healthy()` holds; a missed ping
+    lets systemd restart a supervisor whose loop is stuck or whose monitor died.
+    `status` (optional) is polled each round as a fallback for STATUS= updates."""
     interval = watchdog_interval()
     last_status = ""
     while True:
-        s = status()
-        if s != last_status:
-            notify(f"STATUS={s}")
-            last_status = s
+        if status is not None:
+            s = status()
+            if s != last_status:
+                notify(f"STATUS={s}")
+                last_status = s
         if interval is not None and healthy():
             notify("WATCHDOG=1")
         await asyncio.sleep(interval if interval is not None else 5.0)
