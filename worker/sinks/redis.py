@@ -75,6 +75,7 @@ class RedisSink(Sink):
             raise SinkError(self.id, f"invalid redis url: {exc}", retryable=False) from None
 
     async def open(self) -> str | None:
+        await self.close()           # open() is retried after a retryable failure
         self._client = self._connect()
         try:
             await self._client.ping()

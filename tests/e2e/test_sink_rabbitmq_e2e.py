@@ -1,0 +1,101 @@
+"""Generator -> RabbitMQ through a real `tidegate serve` (HTTP API only).
+
+Every event arrives (count and ids, persistent, message_id), routing keys split
+by table, each envelope has its shape; with the broker stopped mid-stream
+(`rabbitmqctl stop_app`) the pipeline holds (`ops.sink_errors` names the sink)
+and then delivers everything.
+"""
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from tests.integration.test_sink_rabbitmq import amqp, bind, drain
+from tests.support import require_service, wait_until
+from tests.support.supervisor import Supervisor, generator_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@pytest.fixture
+def name() -> Any:
+    require_service("rabbitmq", "127.0.0.1", 5672)
+    base = f"tg_rabbitmq_{uuid.uuid4().hex[:10]}"
+    yield base
+
+    async def drop(ch: Any) -> None:
+        for suffix in ("_orders", "_items", "_dbz", "_ce", "_all"):
+            await ch.queue_delete(base + suffix)
+        for suffix in ("", "_dbz", "_ce"):
+            await ch.exchange_delete(base + suffix)
+    amqp(drop)
+
+
+def sink(sid: str, exchange: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "rabbitmq", "config": {"id": sid, "url": URL, "exchange": exchange, **extra}}
+
+
+def ids_of(msgs: list[Any], path: tuple[str, ...] = ("after", "id")) -> list[int]:
+    out = []
+    for m in msgs:
+        v: Any = msgspec.json.decode(m.body)
+        for k in path:
+            v = v[k]
+        out.append(v)
+    return out
+
+
+def test_generator_to_rabbitmq_every_event_routing_and_envelopes(supervisor: Supervisor, name: str) -> None:
+    pipe = name.replace("_", "-")
+    n = 2000
+    bind(name, {name + "_orders": "shop.orders", name + "_items": "shop.items"})
+    bind(name + "_dbz", {name + "_dbz": "#"})
+    bind(name + "_ce", {name + "_ce": "#"})
+    supervisor.create(generator_spec(pipe, [
+        sink("native", name, routing_key="${source.db}.${source.table}"),
+        sink("dbz", name + "_dbz", envelope="debezium", declare=False),
+        sink("ce", name + "_ce", envelope="cloudevents"),
+    ], tables=["shop.orders", "shop.items"], count=n, payload_bytes=50))
+    for sid in ("native", "dbz", "ce"):
+        supervisor.wait_position(pipe, sid, n, timeout=60)
+    orders = drain(name + "_orders")
+    assert ids_of(orders) == list(range(1, n + 1, 2))
+    assert ids_of(drain(name + "_items")) == list(range(2, n + 1, 2))
+    assert orders[0].message_id == f"{pipe}:native:1" and orders[0].delivery_mode == 2
+    dbz = drain(name + "_dbz")
+    assert ids_of(dbz, ("payload", "after", "id")) == list(range(1, n + 1))
+    assert msgspec.json.decode(dbz[0].body)["schema"] is None
+    ce = drain(name + "_ce")
+    assert ids_of(ce, ("data", "after", "id")) == list(range(1, n + 1))
+    for m in ce[:50]:
+        b = msgspec.json.decode(m.body)
+        assert b["specversion"] == "1.0" and b["id"] == m.message_id
+        assert b["source"] == f"tidegate/{pipe}" and b["type"] == "io.tidegate.change.c"
+        assert b["subject"] == f"shop.{b['data']['source']['table']}" and b["time"].endswith("Z")
+
+
+def test_rabbitmq_stopped_mid_stream_holds_then_delivers_everything(supervisor: Supervisor, name: str) -> None:
+    pipe = name.replace("_", "-")
+    n = 8000
+    bind(name, {name + "_all": "#"})
+    supervisor.create(generator_spec(pipe, [sink("mq", name)], count=n, rate=2000, payload_bytes=50))
+    supervisor.wait_position(pipe, "mq", 1000, timeout=30)
+    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60, capture_output=True)
+    try:
+        info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("mq") and i, 30,
+                          message="ops.sink_errors to name the rabbitmq sink")
+        assert "sink 'mq': rabbitmq 127.0.0.1:5672" in info["ops"]["sink_errors"]["mq"]
+        assert info["status"] == "running"
+        assert int(info["ops"]["checkpoints"]["mq"]["position"]) < n
+    finally:
+        subprocess.run(["bash", str(ROOT / "scripts/services/rabbitmq.sh")], check=True, timeout=120)
+    supervisor.wait_position(pipe, "mq", n, timeout=90)
+    info = supervisor.info(pipe)
+    assert info["status"] == "running" and not info["ops"]["sink_errors"]
+    assert set(ids_of(drain(name + "_all"))) == set(range(1, n + 1))   # at least once
