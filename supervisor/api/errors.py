@@ -58,6 +58,7 @@ async def http_exception(request: Request, exc: Any) -> Response:
     if status == 404:
         return error_response("not_found", f"no route {request.method} {request.url.path}")
     if status == 405:
-        return error_response("bad_request", f"method {request.method} not allowed on {request.url.path}", status=405)
+        return error_response("bad_request", f"method {request.method} not allowed on {request.url.path}", status=405,
+                              headers=getattr(exc, "headers", None))   # keeps Allow (RFC 9110)
     return error_response("bad_request" if status < 500 else "internal", str(getattr(exc, "detail", "")),
                           status=status)
