@@ -1,15 +1,20 @@
 """Prometheus /metrics: a collector over the manager's view of every pipeline
-(workers report counters through the control protocol). Imports: stdlib +
-prometheus-client + supervisor.
+(workers report counters through the control protocol; the collector reads
+them at scrape time, so nothing is kept twice). Histograms are rebuilt from the
+workers' per-bucket counts (`Counters.batch_size_hist` / `batch_ms_hist`).
+Imports: stdlib + prometheus-client + shared.protocol + supervisor.
 """
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client import generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS
 
 STATUSES = ("starting", "running", "paused", "stopping", "stopped", "failed")
 
@@ -35,8 +40,14 @@ class PipelineCollector(Collector):
                                    labels=["pipeline", "status"])
         ck_age = GaugeMetricFamily("tidegate_checkpoint_age_seconds", "Seconds since a sink checkpoint moved",
                                    labels=["pipeline", "sink"])
+        size_h = HistogramMetricFamily("tidegate_batch_size_events", "Events per committed batch", labels=labels)
+        lat_h = HistogramMetricFamily("tidegate_batch_latency_seconds",
+                                      "From a batch's first event to its commit", labels=labels)
+        pipes = GaugeMetricFamily("tidegate_pipelines", "Pipelines known to the supervisor")
         now = time.time()
-        for m in list(self.manager.pipelines.values()):
+        managed = list(self.manager.pipelines.values())
+        pipes.add_metric([], len(managed))
+        for m in managed:
             t = m.totals()
             n = [m.name]
             ev_in.add_metric(n, t.events_in)
@@ -56,13 +67,30 @@ class PipelineCollector(Collector):
                 sink_ev.add_metric([m.name, sid], c)
             for sid, (_pos, at) in self.manager.store.checkpoints(m.name).items():
                 ck_age.add_metric([m.name, sid], max(0.0, now - _parse_ts(at)))
-        yield from (ev_in, ev_out, batches, restarts, proc, sink_err, sink_ev, inflight, lag, rss, status, ck_age)
+            size_h.add_metric(n, histogram_buckets(t.batch_size_hist, BATCH_SIZE_BUCKETS), float(t.batch_events_sum))
+            lat_h.add_metric(n, histogram_buckets(t.batch_ms_hist, BATCH_MS_BUCKETS, divisor=1000.0),
+                             t.batch_ms_sum / 1000.0)
+        yield from (ev_in, ev_out, batches, restarts, proc, sink_err, sink_ev, inflight, lag, rss, status, ck_age,
+                    size_h, lat_h, pipes)
+
+
+def histogram_buckets(counts: list[int], bounds: tuple[float, ...], divisor: float = 1.0) -> list[tuple[str, float]]:
+    """Per-bucket counts (last slot: above every bound) -> cumulative (le, count) pairs ending at +Inf."""
+    out: list[tuple[str, float]] = []
+    total = 0
+    padded = list(counts) + [0] * (len(bounds) + 1 - len(counts))
+    for bound, c in zip(bounds, padded):
+        total += c
+        out.append((repr(float(bound) / divisor), float(total)))
+    total += sum(padded[len(bounds):])
+    out.append(("+Inf", float(total)))
+    return out
 
 
 def _parse_ts(s: str) -> float:
-    import datetime as dt
+    """The store's `2026-11-29T03:00:00.12Z` (any fraction, or none) as epoch seconds."""
     try:
-        return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc).timestamp()
+        return dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return time.time()
 

@@ -1,85 +1,129 @@
-"""OpenAPI 3 document of the REST API, generated from the msgspec types the
-routes use. Imports: stdlib + msgspec + shared + supervisor.api.models.
+"""OpenAPI 3.1 document of the REST API (CONTRACT section 8), generated from the
+msgspec types the routes use (`supervisor.api.models`, `shared.spec.model`).
+
+OpenAPI 3.1 because its schema objects are JSON Schema 2020-12, which is what
+`msgspec.json.schema_components` emits (`anyOf` with `{"type": "null"}`,
+`discriminator` on the tagged unions). Imports: stdlib + msgspec + shared +
+supervisor.api.models.
 """
 from __future__ import annotations
 
+import importlib.metadata
 from typing import Any
 
 import msgspec
 
 from shared.spec.model import PipelineSpec
-from supervisor.api.models import ErrorResponse, Health, PipeInfo, Readiness
+from supervisor.api.models import Checkpoint, ErrorResponse, Health, PipeInfo, Readiness
 
 
-def _resp(desc: str, ref: str | None = None, array: bool = False) -> dict[str, Any]:
-    if ref is None:
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tidegate")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0"
+
+
+VERSION = _version()
+REF = "#/components/schemas/{name}"
+ERROR_TEXT = {400: "Malformed request (bad JSON/YAML, bad label selector)", 401: "Missing or wrong bearer token",
+              404: "No such pipeline", 405: "Method not allowed on this path",
+              409: "Conflict with the pipeline's state or name", 413: "Body over 10 MiB",
+              415: "Unsupported Content-Type", 422: "Invalid spec (every error with its field path)"}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF.format(name=name)}
+
+
+def _resp(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    if schema is None:
         return {"description": desc}
-    schema: dict[str, Any] = {"$ref": f"#/components/schemas/{ref}"}
-    if array:
-        schema = {"type": "array", "items": schema}
     return {"description": desc, "content": {"application/json": {"schema": schema}}}
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    names = {400: "Malformed request", 401: "Missing or wrong bearer token", 404: "No such pipeline",
-             409: "Conflict with the pipeline's state", 413: "Body over 10 MiB",
-             415: "Unsupported Content-Type", 422: "Invalid spec"}
-    return {str(c): _resp(names[c], "ErrorResponse") for c in codes}
+    return {str(c): _resp(ERROR_TEXT[c], _ref("ErrorResponse")) for c in codes}
+
+
+def _op(op_id: str, summary: str, responses: dict[str, Any], *, secured: bool = True,
+        params: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": ["pipelines" if secured else "service"]}
+    if params:
+        out["parameters"] = params
+    if body:
+        out["requestBody"] = body
+    if secured:
+        out["security"] = [{"bearer": []}]
+        responses = {**responses, **_errors(401)}
+    else:
+        out["security"] = []
+    out["responses"] = responses
+    return out
 
 
 def build() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components([PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec],
-                                                   ref_template="#/components/schemas/{name}")
-    name_param = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
-    spec_body = {"required": True, "content": {
-        "application/json": {"schema": {"$ref": "#/components/schemas/PipelineSpec"}},
-        "application/yaml": {"schema": {"$ref": "#/components/schemas/PipelineSpec"}}}}
-    patch_body = {"required": True, "content": {
+    _, components = msgspec.json.schema_components([PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec,
+                                                    Checkpoint], ref_template=REF)
+    name_param = [{"name": "name", "in": "path", "required": True, "description": "pipeline name",
+                   "schema": {"type": "string"}}]
+    spec_body = {"required": True, "description": "A pipeline spec document (CONTRACT section 2); JSON also "
+                 "when Content-Type is missing", "content": {
+                     "application/json": {"schema": _ref("PipelineSpec")},
+                     "application/yaml": {"schema": _ref("PipelineSpec")}}}
+    patch_body = {"required": True, "description": "JSON merge patch (RFC 7386) of the spec document", "content": {
         "application/merge-patch+json": {"schema": {"type": "object"}},
         "application/json": {"schema": {"type": "object"}}}}
-    sec = [{"bearer": []}]
+    pipe = _ref("PipeInfo")
 
-    def action(summary: str, extra: tuple[int, ...] = ()) -> dict[str, Any]:
-        return {"post": {"summary": summary, "parameters": name_param, "security": sec,
-                         "responses": {"200": _resp("The pipeline", "PipeInfo"), **_errors(401, 404, *extra)}}}
+    def action(op: str, summary: str, extra: tuple[int, ...] = ()) -> dict[str, Any]:
+        return {"post": _op(f"{op}Pipeline", summary, {"200": _resp("The pipeline", pipe), **_errors(404, *extra)},
+                            params=name_param)}
 
     paths: dict[str, Any] = {
-        "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _resp("Alive", "Health")}}},
-        "/readyz": {"get": {"summary": "Readiness", "responses": {"200": _resp("Ready", "Readiness"),
-                                                                 "503": _resp("Starting", "Readiness")}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {
-            "description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
+        "/healthz": {"get": _op("healthz", "Liveness: the supervisor loop answers",
+                                {"200": _resp("Alive", _ref("Health"))}, secured=False)},
+        "/readyz": {"get": _op("readyz", "Readiness: stored pipelines have been started",
+                               {"200": _resp("Ready", _ref("Readiness")),
+                                "503": _resp("Starting", _ref("Readiness"))}, secured=False)},
+        "/metrics": {"get": _op("metrics", "Prometheus metrics", {"200": {
+            "description": "Prometheus text exposition format 0.0.4",
+            "content": {"text/plain": {"schema": {"type": "string"}}}}}, secured=False)},
+        "/openapi.json": {"get": _op("openapi", "This document", {"200": _resp("OpenAPI 3.1", {"type": "object"})},
+                                     secured=False)},
         "/pipelines": {
-            "get": {"summary": "List pipelines", "security": sec,
-                    "parameters": [{"name": "label", "in": "query", "required": False,
-                                    "schema": {"type": "string"}, "description": "key=value"}],
-                    "responses": {"200": _resp("Pipelines", "PipeInfo", array=True), **_errors(400, 401)}},
-            "post": {"summary": "Create a pipeline", "security": sec, "requestBody": spec_body,
-                     "responses": {"201": _resp("Created", "PipeInfo"), **_errors(400, 401, 409, 413, 415, 422)}}},
+            "get": _op("listPipelines", "List pipelines",
+                       {"200": _resp("Pipelines", {"type": "array", "items": pipe}), **_errors(400)},
+                       params=[{"name": "label", "in": "query", "required": False, "description":
+                                "label selector key=value (repeat to AND them)", "schema": {"type": "string"}}]),
+            "post": _op("createPipeline", "Create a pipeline (it starts)",
+                        {"201": _resp("Created", pipe), **_errors(400, 409, 413, 415, 422)}, body=spec_body)},
         "/pipelines/{name}": {
-            "get": {"summary": "Get a pipeline", "parameters": name_param, "security": sec,
-                    "responses": {"200": _resp("The pipeline", "PipeInfo"), **_errors(401, 404)}},
-            "patch": {"summary": "Merge-patch the spec", "parameters": name_param, "security": sec,
-                      "requestBody": patch_body,
-                      "responses": {"200": _resp("Patched", "PipeInfo"),
-                                    **_errors(400, 401, 404, 409, 413, 415, 422)}},
-            "delete": {"summary": "Delete a pipeline", "parameters": name_param, "security": sec,
-                       "responses": {"204": _resp("Deleted"), **_errors(401, 404)}}},
-        "/pipelines/{name}/pause": action("Pause", (409,)),
-        "/pipelines/{name}/resume": action("Resume"),
-        "/pipelines/{name}/stop": action("Stop"),
-        "/pipelines/{name}/restart": action("Restart"),
+            "get": _op("getPipeline", "Get a pipeline", {"200": _resp("The pipeline", pipe), **_errors(404)},
+                       params=name_param),
+            "patch": _op("patchPipeline", "Merge-patch the spec; the worker restarts from its checkpoint",
+                         {"200": _resp("Patched", pipe), **_errors(400, 404, 409, 413, 415, 422)},
+                         params=name_param, body=patch_body),
+            "delete": _op("deletePipeline", "Stop the worker; remove spec and checkpoints",
+                          {"204": _resp("Deleted"), **_errors(404)}, params=name_param)},
+        "/pipelines/{name}/pause": action("pause", "Pause (idempotent)", (409,)),
+        "/pipelines/{name}/resume": action("resume", "Resume (idempotent; restarts a stopped or failed one)"),
+        "/pipelines/{name}/stop": action("stop", "Flush, checkpoint and stop (idempotent)"),
+        "/pipelines/{name}/restart": action("restart", "Restart the worker from the committed position"),
         "/pipelines/{name}/checkpoints": {
-            "get": {"summary": "Per-sink checkpoints", "parameters": name_param, "security": sec,
-                    "responses": {"200": {"description": "Checkpoints by sink id", "content": {"application/json": {
-                        "schema": {"type": "object", "additionalProperties": {
-                            "$ref": "#/components/schemas/Checkpoint"}}}}}, **_errors(401, 404)}},
-            "delete": {"summary": "Forget checkpoints (stopped pipelines only)", "parameters": name_param,
-                       "security": sec, "responses": {"204": _resp("Deleted"), **_errors(401, 404, 409)}}},
+            "get": _op("getCheckpoints", "Per-sink checkpoints",
+                       {"200": _resp("Checkpoints by sink id",
+                                     {"type": "object", "additionalProperties": _ref("Checkpoint")}),
+                        **_errors(404)}, params=name_param),
+            "delete": _op("deleteCheckpoints", "Forget checkpoints (stopped pipelines only)",
+                          {"204": _resp("Deleted"), **_errors(404, 409)}, params=name_param)},
     }
-    return {"openapi": "3.0.3",
-            "info": {"title": "tidegate", "version": "0.1.0",
-                     "description": "Change-data-capture pipeline runtime: REST API"},
+    return {"openapi": "3.1.0",
+            "info": {"title": "tidegate", "version": VERSION,
+                     "description": "Change-data-capture pipeline runtime: REST API. When TIDEGATE_API_TOKEN "
+                                    "is set, every route but /healthz, /readyz, /metrics and /openapi.json needs "
+                                    "`Authorization: Bearer <token>`."},
             "paths": paths,
             "components": {"schemas": components,
                            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
