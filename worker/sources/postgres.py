@@ -1,0 +1,207 @@
+"""PostgreSQL logical replication source (pgoutput), with an initial snapshot.
+
+Imports: stdlib + psycopg2 + shared + worker.sources.base/pg_*. The async face of
+the source: ``open`` runs the checks and slot set-up on a worker thread, then
+starts ``pg_stream.StreamThread`` which owns every blocking PostgreSQL call; the
+loop only takes chunks from a bounded buffer and passes commits back.
+
+Behaviour (see pg_position, pg_stream, pg_decode, pg_types for details):
+- Slot and publication default to ``tidegate_<pipeline name, - as _>``; the
+  publication is created when missing (FOR TABLE the listed tables, else FOR ALL
+  TABLES) and marked as ours with a comment, so ``drop()`` removes only what it
+  created (when ``drop_slot_on_delete``).
+- open(None) with ``snapshot: initial``: (re)creates the slot with EXPORT_SNAPSHOT,
+  reads every table in that snapshot (op ``r``), then streams from the slot's
+  consistent point: nothing missed or doubled. ``snapshot: never``: creates the
+  slot when missing and streams from it (an existing slot is reused, so changes
+  since it was created are not lost).
+- open(snapshot position): resumes the snapshot at table granularity (see
+  pg_stream). open(stream position): the slot must still exist.
+- ``commit(position)`` is the only source of flush feedback: the commit LSN of the
+  committed event (so a transaction committed only in part is sent again and its
+  delivered prefix skipped by index).
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from typing import Any
+
+import psycopg2
+
+from shared.errors import SourceError
+from worker.sources.base import Chunk, Source, SourceContext
+from worker.sources import pg_position
+from worker.sources.pg_position import SnapshotPos, StreamPos
+from worker.sources.pg_setup import (check_server, check_slot, connect_repl, connect_sql, create_slot,
+                                     drop_publication_if_ours, drop_slot, ensure_publication, fail, slot_info,
+                                     wait_slot_free)
+from worker.sources.pg_stream import Buffer, StreamParams, StreamThread
+from worker.sources.pg_types import TYPES_SQL, Types
+
+MAX_CHUNK = 5000          # events per Chunk handed to the batcher
+BUFFER_EVENTS = 20000     # bounded hand-off; the thread stops reading the socket beyond it
+
+
+def default_name(pipeline: str) -> str:
+    return "tidegate_" + pipeline.replace("-", "_")
+
+
+class PostgresSource(Source):
+    def __init__(self, config: Any, ctx: SourceContext) -> None:
+        super().__init__(config, ctx)
+        self.slot = config.slot or default_name(ctx.pipeline)
+        self.publication = config.publication or default_name(ctx.pipeline)
+        self.log = ctx.log.bind(source="postgres", slot=self.slot)
+        self._buf = Buffer(BUFFER_EVENTS)
+        self._thread: StreamThread | None = None
+        self._ready: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-source-setup")
+
+    position_key = staticmethod(pg_position.position_key)
+
+    # ------------------------------------------------------------------ open
+    async def open(self, position: str | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._ready = asyncio.Event()
+        try:
+            start = pg_position.parse(position) if position is not None else None
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+        if position is not None:     # already durable: counts as committed, and may be confirmed upstream
+            key = pg_position.position_key(position)
+            self._buf.committed_key = key
+            if key[0] == 1:
+                self._buf.flush_target = key[1]
+        self._buf.notify = lambda: self._loop.call_soon_threadsafe(self._ready.set)  # type: ignore[union-attr]
+        thread = await self._loop.run_in_executor(self._pool, self._prepare, start)
+        self._thread = thread
+        thread.start()
+
+    def _prepare(self, start: SnapshotPos | StreamPos | None) -> StreamThread:
+        cfg = self.config
+        conn = connect_sql(cfg.dsn, f"tidegate_{self.ctx.pipeline}_setup")
+        exported = None
+        try:
+            cur = conn.cursor()
+            check_server(cur)
+            tables = ensure_publication(cur, self.publication, list(cfg.tables), self.ctx.pipeline, self.log)
+            cur.execute(TYPES_SQL)
+            types = Types(cur.fetchall())
+            db = conn.info.dbname
+            info = slot_info(cur, self.slot)
+            if info is not None:
+                check_slot(info, self.slot, db)
+                info = wait_slot_free(cur, self.slot, info)
+            if (start is None and cfg.snapshot == "initial") or (isinstance(start, SnapshotPos) and info is None):
+                if info is not None:
+                    drop_slot(cur, self.slot)
+                    self.log.info("pg_slot_dropped", reason="no checkpoint: a fresh snapshot needs a fresh slot")
+                elif start is not None:
+                    self.log.warning("pg_slot_missing_restarting_snapshot", resume_after=start.format())
+                repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_snapshot")
+                epoch, snap_name = create_slot(repl, self.slot, temporary=False, export=True)
+                exported = (repl, snap_name or "", epoch)
+                start = SnapshotPos(-1, 0, ((0, epoch),), True)
+                self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(epoch), snapshot=True)
+            elif start is None:
+                if info is None:
+                    repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_setup")
+                    try:
+                        point, _ = create_slot(repl, self.slot, temporary=False, export=False)
+                    finally:
+                        repl.close()
+                    self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(point), snapshot=False)
+            elif isinstance(start, StreamPos) and info is None:
+                raise fail(f"replication slot {self.slot} no longer exists, so changes after {start.format()} "
+                           "cannot be read. Fix: delete the pipeline's checkpoints "
+                           "(DELETE /pipelines/<name>/checkpoints) to start over with a new snapshot")
+            params = StreamParams(dsn=cfg.dsn, slot=self.slot, publication=self.publication,
+                                  pipeline=self.ctx.pipeline, snapshot_chunk=cfg.snapshot_chunk,
+                                  heartbeat_ms=cfg.heartbeat_ms, status_interval_ms=cfg.status_interval_ms,
+                                  server_version=conn.server_version, db=db)
+            filter_ = {t.full for t in tables} if cfg.tables else None
+            return StreamThread(params=params, buf=self._buf, start=start, exported=exported, tables=tables,
+                                filter_=filter_, types=types, log=self.log)
+        except psycopg2.Error as exc:
+            if exported is not None:
+                exported[0].close()
+            raise fail(f"set-up failed: {exc.__class__.__name__}: {str(exc).strip()}", retryable=True) from exc
+        except BaseException:
+            if exported is not None:
+                exported[0].close()
+            raise
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------------ read
+    async def read(self) -> Chunk | None:
+        buf = self._buf
+        if buf.error is not None:
+            raise buf.error
+        got = buf.take(MAX_CHUNK)
+        if got is None:
+            assert self._ready is not None
+            self._ready.clear()
+            buf.loop_waiting = True
+            got = buf.take(MAX_CHUNK)
+            if got is None:
+                try:
+                    await asyncio.wait_for(self._ready.wait(), 0.1)
+                except asyncio.TimeoutError:
+                    pass
+                if buf.error is not None:
+                    raise buf.error
+                got = buf.take(MAX_CHUNK)
+                if got is None:
+                    return None
+        return Chunk(events=got[0], tx_end=got[1])
+
+    # ---------------------------------------------------------------- commit
+    async def commit(self, position: str) -> None:
+        key = pg_position.position_key(position)
+        buf = self._buf
+        if buf.committed_key is None or key > buf.committed_key:
+            buf.committed_key = key
+        if key[0] == 1 and key[1] > buf.flush_target:
+            buf.flush_target = key[1]
+            buf.wake_thread()
+
+    # ----------------------------------------------------------------- close
+    async def close(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.stop()
+            await asyncio.get_running_loop().run_in_executor(self._pool, thread.join, 10.0)
+        self._pool.shutdown(wait=False)
+        self._buf.close()
+
+    async def drop(self) -> None:
+        if not self.config.drop_slot_on_delete:
+            return
+        await asyncio.get_running_loop().run_in_executor(None, self._drop)
+
+    def _drop(self) -> None:
+        conn = connect_sql(self.config.dsn, f"tidegate_{self.ctx.pipeline}_drop")
+        try:
+            cur = conn.cursor()
+            if drop_slot(cur, self.slot):
+                self.log.info("pg_slot_dropped", reason="pipeline deleted")
+            if drop_publication_if_ours(cur, self.publication, self.ctx.pipeline):
+                self.log.info("pg_publication_dropped", publication=self.publication)
+        except psycopg2.Error as exc:
+            raise fail(f"dropping slot {self.slot}: {str(exc).strip()}", retryable=True) from exc
+        finally:
+            conn.close()
+
+    def stats(self) -> dict[str, Any]:
+        thread = self._thread
+        if thread is None:
+            return {}
+        out = {k: dict(v) for k, v in thread.stats.items()}
+        out["stream"]["slot"] = self.slot
+        return out
+
+
+__all__ = ["PostgresSource", "SourceError"]
