@@ -112,7 +112,8 @@ class PipelineManager:
     def _spawn(self, m: Managed) -> None:
         h = WorkerHandle(m.name, self._on_report, self._on_exit)
         m.handle = h
-        m.status = Status.STARTING
+        # a worker started paused moves no data from its first instant: show it paused
+        m.status = Status.PAUSED if m.desired == Desired.PAUSED else Status.STARTING
         m.ready_at = None
         m.cur = Counters()
         m.failed_by_worker = False

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 BASE_S = 1.0
 CAP_S = 60.0
 HEALTHY_RESET_S = 60.0
-MAX_CRASHES = 5
+MAX_CRASHES = 6   # the 6th crash within the window fails the pipeline: 5 are restarted
 CRASH_WINDOW_S = 300.0
 
 

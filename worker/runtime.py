@@ -20,7 +20,7 @@ from shared.spec.load import decode_spec
 from shared.store.sqlite import SqliteStore
 from worker.pipeline import Pipeline, PipelineFailed
 
-STATUS_INTERVAL_S = 0.5
+STATUS_INTERVAL_S = 0.25
 _enc = msgspec.json.Encoder()
 
 
