@@ -25,6 +25,7 @@ class Supervisor:
     def __init__(self, tmp: Path, *, configs: list[str] | None = None, env: dict[str, str] | None = None,
                  token: str | None = None, port: int | None = None) -> None:
         self.tmp = Path(tmp)
+        self.tmp.mkdir(parents=True, exist_ok=True)
         self.state_dir = self.tmp / "state"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"

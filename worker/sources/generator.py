@@ -17,7 +17,7 @@ import msgspec
 
 from worker.sources.base import Chunk, Source, SourceContext
 
-CHUNK = 2000
+CHUNK = 1000
 _enc = msgspec.json.Encoder()
 
 
