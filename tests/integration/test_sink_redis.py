@@ -71,9 +71,11 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def test_every_event_arrives_with_idempotency_keys(name: str) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["packed", "redis-py-pipeline"])
+def test_every_event_arrives_with_idempotency_keys(name: str, fast: bool) -> None:
     async def go() -> None:
         sink = make_sink(stream=name)
+        sink.fast = fast
         await sink.open()
         for seq in range(3):
             evs = events(seq * 500 + 1, 500)
@@ -87,9 +89,11 @@ def test_every_event_arrives_with_idempotency_keys(name: str) -> None:
     assert set(got[0]) == {"event", "idempotency_key"}
 
 
-def test_routing_template_splits_by_table(name: str) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["packed", "redis-py-pipeline"])
+def test_routing_template_splits_by_table(name: str, fast: bool) -> None:
     async def go() -> None:
         sink = make_sink(stream=name + "_${source.db}_${source.table}_${op}")
+        sink.fast = fast
         await sink.open()
         await sink.write(batch(1, events(1, 300, ("shop.orders", "shop.items", "crm.users"))))
         await sink.close()
@@ -124,9 +128,11 @@ def test_envelope_shapes(name: str, envelope: str) -> None:
             assert body["time"].startswith("2024-11-28T13:20:00.") and body["time"].endswith("Z")
 
 
-def test_maxlen_trims_approximately(name: str) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["packed", "redis-py-pipeline"])
+def test_maxlen_trims_approximately(name: str, fast: bool) -> None:
     async def go() -> None:
         sink = make_sink(stream=name, maxlen=100)
+        sink.fast = fast
         await sink.open()
         for seq in range(5):
             await sink.write(batch(seq + 1, events(seq * 400 + 1, 400)))
@@ -149,6 +155,23 @@ def test_fatal_errors_name_the_cause(name: str) -> None:
     wrong_type, bad_auth = run(go())
     assert not wrong_type.retryable and "holds a string" in wrong_type.message and "'cache'" in wrong_type.message
     assert not bad_auth.retryable and "credentials" in bad_auth.message
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["packed", "redis-py-pipeline"])
+def test_error_reply_in_a_batch_is_fatal_and_the_rest_lands(name: str, fast: bool) -> None:
+    redis.Redis.from_url(URL).set(name + "_b", "not a stream")   # table b's stream is a string
+
+    async def go() -> SinkError:
+        sink = make_sink(stream=name + "_${source.table}")
+        sink.fast = fast
+        await sink.open()
+        with pytest.raises(SinkError) as ei:
+            await sink.write(batch(1, events(1, 10)))
+        await sink.close()
+        return ei.value
+    err = run(go())
+    assert not err.retryable and "WRONGTYPE" in err.message
+    assert len(entries(name + "_a")) == 5
 
 
 def test_unreachable_server_is_retryable(name: str) -> None:
