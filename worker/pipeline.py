@@ -322,11 +322,17 @@ class Pipeline:
         reader = tasks.create_task(self._reader_loop(queue), name="reader_loop")
         while not self.stopping.is_set():
             await self.gate.wait()
-            deadline = batcher.deadline()
-            timeout = 0.1 if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                item = await asyncio.wait_for(queue.get(), min(timeout, 0.1))
-            except TimeoutError:
+            if not queue.empty():
+                item = queue.get_nowait()
+            else:
+                deadline = batcher.deadline()
+                # never a zero timeout: a due batch waiting for its transaction's end must still read
+                timeout = 0.1 if deadline is None else max(0.002, deadline - time.monotonic())
+                try:
+                    item = await asyncio.wait_for(queue.get(), min(timeout, 0.1))
+                except TimeoutError:
+                    item = None
+            if item is None:
                 due = batcher.due()
                 if due is not None:
                     await self._dispatch(due)

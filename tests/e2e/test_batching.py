@@ -102,3 +102,10 @@ def test_max_inflight_keeps_order(supervisor: Supervisor, endpoint: RecordingSer
     ids = endpoint.ids()
     assert ids == list(range(1, count + 1))
     assert all(p % 200 == 0 for p in seen), "checkpoints sit on batch ends"
+
+
+def test_max_ms_closes_at_the_next_transaction_end(supervisor: Supervisor, endpoint: RecordingServer) -> None:
+    # a slow generator hands over transactions in pieces: time-due batches wait for the end, then close
+    batches = run(supervisor, endpoint, "slowtx", {"max_events": 100000, "max_ms": 200}, 120, rate=200, tx_size=4)
+    assert len(batches) >= 3
+    assert all(len(b) % 4 == 0 for b in batches), [len(b) for b in batches]
