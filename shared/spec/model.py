@@ -140,6 +140,7 @@ class KafkaSinkConfig(SinkConfigBase, kw_only=True):
     exactly_once: bool = False
     key_columns: list[str] | None = None   # default: the row's key columns as the source knows them, else `id`
     client_conf: dict[str, Union[str, int, float, bool]] = {}
+    checkpoint_topic: Annotated[str, Meta(min_length=1)] = "__tidegate_checkpoints"  # exactly_once only
 
 
 class RabbitmqSinkConfig(SinkConfigBase, kw_only=True):

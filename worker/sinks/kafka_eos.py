@@ -1,0 +1,277 @@
+"""Exactly-once delivery for the Kafka sink: one transaction per batch.
+
+Each batch is one Kafka transaction (`transactional.id` =
+`tidegate-<pipeline>-<sink id>`) holding the batch's messages and, last, this
+sink's checkpoint: a record keyed `<pipeline>/<sink id>` in the compacted topic
+`checkpoint_topic` whose value is `{"position", "topics", "updated_at"}`. A
+read_committed reader therefore sees a batch and its checkpoint together or not
+at all; `recover()` (at open and after any failure) makes a fresh producer,
+whose `init_transactions` fences a zombie and aborts its open transaction, then
+reads the checkpoint back, so a replay never writes a committed batch again.
+
+Brokers that do not hide aborted records from read_committed readers (tansu
+0.6 returns no aborted-transaction list in fetch responses) would still show
+the part of a batch whose transaction was cut off by a crash. To stay
+duplicate-free there too, every message carries a `tidegate-id` header (the
+idempotency key), the data is flushed before the checkpoint record is
+produced, and `recover()` scans the tail of every topic this sink wrote (kept
+in the checkpoint record, registered before a new topic is first written) for
+ids past the checkpoint: those events are already visible and are skipped. On
+a broker that filters aborted records the scan finds nothing.
+Imports: shared, worker.sinks.kafka_common, confluent-kafka, msgspec.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+import msgspec
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from shared.errors import SinkError
+from shared.events import position_of
+from worker.sinks.base import SinkBatch
+from worker.sinks.kafka_common import (ID_HEADER, classify, discard, flush_within, produce_all,
+                                       producer_conf)
+
+if TYPE_CHECKING:
+    from worker.sinks.kafka import KafkaSink
+
+WINDOW = 2000                 # records read per step when scanning a partition backwards
+SCAN_LIMIT = 500_000          # records scanned per partition at most
+_CONSUMER_KEYS = ("security.", "sasl.", "ssl.", "client.", "socket.", "broker.", "api.", "metadata.")
+
+
+class Checkpoint(msgspec.Struct, kw_only=True):
+    position: str | None
+    topics: list[str] = []
+    updated_at: str = ""
+
+
+_dec = msgspec.json.Decoder(Checkpoint)
+
+
+def _now() -> str:
+    return _dt.datetime.now(tz=_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ExactlyOnce:
+    def __init__(self, sink: "KafkaSink") -> None:
+        self.sink = sink
+        cfg = sink.config
+        self.ckpt_topic: str = cfg.checkpoint_topic
+        self.record_key = f"{sink.ctx.pipeline}/{sink.id}".encode()
+        self.id_prefix = f"{sink.ctx.pipeline}:{sink.id}:"
+        self.txn_id = f"tidegate-{sink.ctx.pipeline}-{sink.id}"
+        self.producer: Producer | None = None
+        self.position: str | None = None
+        self.pos_key: Any = None
+        self.topics: set[str] = set()
+        self.skip: dict[str, Any] = {}     # ids already visible past the checkpoint -> position key
+
+    # ------------------------------------------------------------- recovery
+    def recover(self) -> str | None:
+        """Fresh producer (fences zombies), then the committed checkpoint and visible leftovers."""
+        s = self.sink
+        discard(self.producer)
+        self.producer = None
+        timeout = s.ack_timeout
+        try:
+            p = Producer(producer_conf(s.config.brokers, s.config.client_conf, s.tracker, self.txn_id))
+            p.init_transactions(timeout)
+        except Exception as exc:   # noqa: BLE001 - classified
+            raise classify(s.id, s.where, exc, "init_transactions") from exc
+        try:
+            self._ensure_checkpoint_topic()
+            consumer = Consumer(self._consumer_conf())
+            try:
+                ckpt = self._read_checkpoint(consumer)
+                self.position = ckpt.position if ckpt else None
+                self.pos_key = s.ctx.position_key(self.position) if self.position is not None else None
+                self.topics = set(ckpt.topics) if ckpt else set()
+                self.skip = self._scan_leftovers(consumer)
+            finally:
+                consumer.close()
+        except Exception as exc:   # noqa: BLE001 - classified
+            discard(p)
+            raise classify(s.id, s.where, exc, f"reading checkpoint topic {self.ckpt_topic!r}") from exc
+        self.producer = p
+        if self.skip:
+            s.ctx.log.warning("kafka_uncommitted_records_visible", sink=s.id, count=len(self.skip),
+                              hint="the broker shows records of aborted transactions; they are not re-sent")
+        return self.position
+
+    def _consumer_conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = {k: v for k, v in self.sink.config.client_conf.items()
+                                if k.startswith(_CONSUMER_KEYS)}
+        conf.update({"bootstrap.servers": self.sink.config.brokers, "group.id": f"{self.txn_id}-reader",
+                     "isolation.level": "read_committed", "enable.auto.commit": False,
+                     "enable.partition.eof": True, "auto.offset.reset": "earliest",
+                     "fetch.wait.max.ms": 10, "topic.metadata.refresh.interval.ms": -1})
+        return conf
+
+    def _ensure_checkpoint_topic(self) -> None:
+        conf = {k: v for k, v in self._consumer_conf().items()
+                if k.startswith(_CONSUMER_KEYS) or k == "bootstrap.servers"}
+        admin = AdminClient(conf)
+        # create first: asking a broker with auto-create for the topic's metadata would make it
+        # with the default partition count and no compaction
+        futures = admin.create_topics([NewTopic(self.ckpt_topic, 1, 1, config={"cleanup.policy": "compact"})],
+                                      operation_timeout=self.sink.ack_timeout)
+        for fut in futures.values():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+
+    def _partitions(self, consumer: Consumer, topic: str) -> list[int]:
+        md = consumer.list_topics(topic, timeout=self.sink.ack_timeout)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            return []
+        return sorted(t.partitions)
+
+    def _windows(self, consumer: Consumer, topic: str, part: int) -> Iterator[list[Any]]:
+        """The partition's committed records, newest window first (each in offset order)."""
+        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=self.sink.ack_timeout,
+                                                cached=False)
+        end, scanned = hi, 0
+        while end > lo and scanned < SCAN_LIMIT:
+            start = max(lo, end - WINDOW)
+            yield self._read_range(consumer, topic, part, start, end)
+            scanned += end - start
+            end = start
+
+    def _read_range(self, consumer: Consumer, topic: str, part: int, start: int, end: int) -> list[Any]:
+        consumer.assign([TopicPartition(topic, part, start)])
+        out: list[Any] = []
+        deadline = time.monotonic() + self.sink.ack_timeout
+        while time.monotonic() < deadline:
+            m = consumer.poll(0.1)
+            if m is None:
+                continue
+            err = m.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    return out
+                raise KafkaException(err)
+            if m.offset() >= end:
+                return out
+            out.append(m)
+            if m.offset() >= end - 1:
+                return out
+        raise SinkError(self.sink.id, f"kafka {self.sink.where}: timed out reading {topic}[{part}] "
+                        f"offsets {start}..{end}; will retry", retryable=True)
+
+    def _read_checkpoint(self, consumer: Consumer) -> Checkpoint | None:
+        best: tuple[int, Checkpoint] | None = None
+        for part in self._partitions(consumer, self.ckpt_topic):
+            for window in self._windows(consumer, self.ckpt_topic, part):
+                mine = [m for m in window if m.key() == self.record_key]
+                if mine:
+                    m = mine[-1]
+                    # one partition holds our key; the newest record there is the checkpoint
+                    if best is None or m.offset() > best[0]:
+                        best = (m.offset(), _dec.decode(m.value()))
+                    break
+        return best[1] if best else None
+
+    def _scan_leftovers(self, consumer: Consumer) -> dict[str, Any]:
+        """Our ids visible past the checkpoint (records of transactions that did not commit)."""
+        s = self.sink
+        topics = set(self.topics)
+        if s.static_topic is not None:
+            topics.add(s.static_topic)
+        prefix = self.id_prefix.encode()
+        skip: dict[str, Any] = {}
+        for topic in sorted(topics):
+            for part in self._partitions(consumer, topic):
+                for window in self._windows(consumer, topic, part):
+                    reached_committed = False
+                    for m in window:
+                        for hk, hv in m.headers() or ():
+                            if hk == ID_HEADER and hv and hv.startswith(prefix):
+                                ident = hv.decode()
+                                key = s.ctx.position_key(_position_of_id(ident, len(self.id_prefix)))
+                                if self.pos_key is not None and key <= self.pos_key:
+                                    reached_committed = True
+                                else:
+                                    skip[ident] = key
+                    if reached_committed:
+                        break
+        return skip
+
+    # ---------------------------------------------------------------- write
+    def write(self, batch: SinkBatch) -> None:
+        s = self.sink
+        if self.producer is None:
+            self.recover()
+        pk = s.ctx.position_key
+        if self.pos_key is not None and pk(batch.last_position) <= self.pos_key:
+            return                          # committed before (an ambiguous commit resolved by recover)
+        events, native = batch.events, batch.native
+        ids = s.encoder.keys(events)
+        first = position_of(events[0]) if events else None
+        if self.skip or (self.pos_key is not None and first is not None and pk(first) <= self.pos_key):
+            keep = [i for i, (ev, ident) in enumerate(zip(events, ids)) if ident not in self.skip
+                    and not self._at_or_below(position_of(ev))]
+            events = [events[i] for i in keep]
+            ids = [ids[i] for i in keep]
+            native = [native[i] for i in keep] if native is not None else None
+        bodies = s.encoder.encode_all(events, native, ids)
+        key_of = s.key_of
+        keys = [key_of(e) for e in events]
+        if s.static_topic is not None:
+            topics: list[str] | str = s.static_topic
+            used = {s.static_topic} if events else set()
+        else:
+            route = s.route
+            topics = [route(e) for e in events]
+            used = set(topics)
+        all_topics = self.topics | used
+        p = self.producer
+        assert p is not None
+        s.tracker.reset()
+        try:
+            p.begin_transaction()
+            if len(all_topics) != len(self.topics):     # register new topics before writing to them
+                p.produce(self.ckpt_topic, self._record(self.position, all_topics), self.record_key)
+                self._flush(p, "registering topics")
+            produce_all(p, topics, bodies, keys, ids)
+            self._flush(p, f"{len(bodies)} messages")
+            p.produce(self.ckpt_topic, self._record(batch.last_position, all_topics), self.record_key)
+            p.commit_transaction(s.ack_timeout)
+        except Exception as exc:   # noqa: BLE001 - classified; the next write recovers
+            discard(p)
+            self.producer = None
+            raise classify(s.id, s.where, exc, "transaction") from exc
+        self.position = batch.last_position
+        self.pos_key = pk(batch.last_position)
+        self.topics = all_topics
+        if self.skip:
+            self.skip = {k: v for k, v in self.skip.items() if v > self.pos_key}
+
+    def _at_or_below(self, pos: str | None) -> bool:
+        return pos is not None and self.pos_key is not None and self.sink.ctx.position_key(pos) <= self.pos_key
+
+    def _flush(self, p: Producer, what: str) -> None:
+        s = self.sink
+        remaining = flush_within(p, s.ack_timeout)
+        if remaining or s.tracker.failures:
+            raise s.delivery_error(what, remaining)
+
+    def _record(self, position: str | None, topics: set[str]) -> bytes:
+        return msgspec.json.encode(Checkpoint(position=position, topics=sorted(topics), updated_at=_now()))
+
+    def close(self) -> None:
+        discard(self.producer)
+        self.producer = None
+
+
+def _position_of_id(ident: str, prefix_len: int) -> str:
+    rest = ident[prefix_len:]
+    head, sep, tail = rest.rpartition("#")
+    return head if sep and tail.isdigit() else rest
