@@ -5,9 +5,14 @@ PostgreSQL I/O of a running source happens here, never on the event loop.
 
 - Hand-off: ``Buffer`` (bounded). When it is full the thread stops reading the
   socket but keeps sending status updates (no flush advance) every status
-  interval, so the walsender never times out while the pipeline is paused.
-- Flush feedback: only ``Buffer.flush_target`` (set by ``commit()``, i.e. the
-  pipeline's durable committed position) is sent, forced. Idle advance: when
+  interval, so the walsender never times out while the pipeline is paused; after
+  ``PARK_AFTER_S`` of a full buffer it closes the replication connection (so a
+  paused pipeline never holds up a server shutdown) and reconnects after the last
+  event handed out once the buffer has drained.
+- Flush feedback (through ``pg_wire``, not psycopg2's feedback: see there why):
+  only ``Buffer.flush_target`` (set by ``commit()``, i.e. the pipeline's durable
+  committed position) is ever confirmed; routine status updates and keepalive
+  replies report WAL received with an invalid flush. Idle advance: when
   nothing is in flight (no open transaction, buffer empty, committed == last
   published), once per heartbeat tick the slot is confirmed up to the server's
   WAL end; ``heartbeat_ms`` also emits ``pg_logical_emit_message`` then.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import os
 import secrets
 import select
+import struct
 import threading
 import time
 from collections import deque
@@ -43,6 +49,10 @@ from worker.sources.pg_setup import (HEARTBEAT_PREFIX, TableInfo, connect_repl, 
                                      slot_in_use)
 from worker.sources.pg_snapshot import raw_text, read_table
 from worker.sources.pg_types import Types
+from worker.sources.pg_wire import CopyBoth, WireError, parse_keepalive
+
+PARK_AFTER_S = 30.0           # a full buffer for this long closes the replication connection (see _stream)
+_XLOG = struct.Struct(">QQ").unpack_from
 
 
 class Buffer:
@@ -139,6 +149,11 @@ def classify(exc: BaseException, slot: str) -> SourceError:
         return fail(f"{text}. Fix: the slot or publication was dropped behind tidegate's back; delete the "
                     "pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over with a new "
                     "snapshot")
+    if isinstance(exc, WireError):
+        if exc.sqlstate in ("42704", "42P01", "55000"):     # undefined object/table, object not in state
+            return fail(f"{text}. Fix: the slot or publication was dropped or changed behind tidegate's back; "
+                        "delete the pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over")
+        return fail(f"replication stream lost: {text}", retryable=True)
     if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
         return fail(f"connection lost: {text}", retryable=True)
     if isinstance(exc, psycopg2.Error):
@@ -207,9 +222,10 @@ class StreamThread(threading.Thread):
                 pass
             self.exported = None
 
-    def _wait_room(self) -> bool:
-        """Block while the buffer is full (snapshot phase); False when stopping."""
-        while self.buf.count >= self.buf.limit and not self.stop_event.is_set():
+    def _wait_room(self, below: int | None = None) -> bool:
+        """Block while the buffer holds `below` (default: its limit) events or more; False when stopping."""
+        limit = self.buf.limit if below is None else below
+        while self.buf.count >= limit and not self.stop_event.is_set():
             self.buf.thread_blocked = True
             select.select([self.buf.wake_r], [], [], 0.5)
             self.buf.drain_wake()
@@ -281,8 +297,19 @@ class StreamThread(threading.Thread):
         self.buf.put(events, tx_end, pos, (1, pos.lsn, pos.index))
 
     def _stream(self, runs: tuple[tuple[int, int], ...], resume: StreamPos | None) -> None:
-        if self.stop_event.is_set():
-            return
+        while not self.stop_event.is_set():
+            if not self._stream_once(runs, resume):
+                return
+            # parked: the buffer stayed full for PARK_AFTER_S; the connection is closed so that the
+            # walsender is neither kept waiting (server shutdown) nor timed out; resume once drained
+            self.log.info("pg_stream_parked", after_s=PARK_AFTER_S, reason="pipeline not reading (paused?)")
+            if not self._wait_room(self.buf.limit // 2):
+                return
+            if isinstance(self.buf.published, StreamPos):
+                resume = self.buf.published
+
+    def _stream_once(self, runs: tuple[tuple[int, int], ...], resume: StreamPos | None) -> bool:
+        """Stream until stopped (False) or parked (True)."""
         conn = connect_repl(self.p.dsn, f"tidegate_{self.p.pipeline}")
         try:
             cur = conn.cursor()
@@ -290,64 +317,85 @@ class StreamThread(threading.Thread):
             if self.p.server_version >= 140000:
                 opts["messages"] = "true"
             cur.start_replication(slot_name=self.p.slot, decode=False, start_lsn=resume.lsn if resume else 0,
-                                  options=opts, status_interval=self.p.status_interval_ms / 1000)
+                                  options=opts)
             self.log.info("pg_streaming", slot=self.p.slot, publication=self.p.publication,
                           resume_after=resume.format() if resume else None)
             decoder = self._decoder = Decoder(types=self.types, db=self.p.db, publish=self._publish,
                                               log=self.log, tables=self.filter, table_index=self.table_index,
                                               runs=runs, resume=resume)
-            self._loop(conn, cur, decoder)
-            if self.buf.flush_target > self.flushed:     # final forced feedback at shutdown
-                self._send_flush(cur, self.buf.flush_target)
+            return self._loop(conn, CopyBoth(conn), decoder, resume.lsn if resume else 0)
         finally:
             conn.close()
 
-    def _send_flush(self, cur: Any, lsn: int) -> None:
-        cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, force=True)
+    def _confirm(self, wire: CopyBoth, lsn: int, wal_end: int) -> None:
+        wire.status(max(wal_end, lsn), lsn)
         self.flushed = lsn
         self.stats["stream"]["flushed_lsn"] = lsn_str(lsn)
 
-    def _loop(self, conn: Any, cur: Any, decoder: Decoder) -> None:
+    def _loop(self, conn: Any, wire: CopyBoth, decoder: Decoder, wal_end: int) -> bool:
         buf, stop = self.buf, self.stop_event
-        read, feed = cur.read_message, decoder.feed
+        read, feed, status = wire.read, decoder.feed, wire.status
         fd = conn.fileno()
         status_s = self.p.status_interval_ms / 1000
         tick_s = (self.p.heartbeat_ms or self.p.status_interval_ms) / 1000
         next_tick = time.monotonic() + tick_s
         last_status = time.monotonic()
+        blocked_since: float | None = None
         while not stop.is_set():
             if buf.flush_target > self.flushed:
-                self._send_flush(cur, buf.flush_target)
-            if buf.count >= buf.limit:                   # back-pressure: answer, do not read
+                self._confirm(wire, buf.flush_target, wal_end)
+            if buf.count >= buf.limit:                   # back-pressure: keep answering, stop reading
+                now = time.monotonic()
+                if blocked_since is None:
+                    blocked_since = now
+                elif now - blocked_since >= PARK_AFTER_S:
+                    return True
                 buf.thread_blocked = True
-                if time.monotonic() - last_status >= status_s:
-                    cur.send_feedback(force=True)        # keeps the walsender alive; flush unchanged
-                    last_status = time.monotonic()
+                if now - last_status >= status_s:
+                    status(wal_end)                      # keeps the walsender alive; flush unchanged
+                    last_status = now
                 select.select([buf.wake_r], [], [], min(0.5, status_s))
                 buf.drain_wake()
                 continue
+            blocked_since = None
             buf.thread_blocked = False
-            msg = None
+            data = None
             for _ in range(1000):
-                msg = read()
-                if msg is None:
+                data = read()
+                if data is None:
                     break
-                feed(msg.payload, msg.data_start)
-            if msg is not None:
+                if data[0] == 119:                       # 'w' XLogData
+                    start, end = _XLOG(data, 1)
+                    if end > wal_end:
+                        wal_end = end
+                    feed(data[25:], start)
+                elif data[0] == 107:                     # 'k' keepalive
+                    end, reply = parse_keepalive(data)
+                    if end > wal_end:
+                        wal_end = end
+                    if reply:
+                        status(wal_end)
+                        last_status = time.monotonic()
+            if data is not None:
                 continue
-            self.stats["stream"]["wal_end"] = lsn_str(cur.wal_end)
-            self.stats["stream"]["truncates_skipped"] = decoder.truncates
             now = time.monotonic()
+            if now - last_status >= status_s:
+                status(wal_end)
+                last_status = now
+            self.stats["stream"]["wal_end"] = lsn_str(wal_end)
+            self.stats["stream"]["truncates_skipped"] = decoder.truncates
             if now >= next_tick:
                 next_tick = now + tick_s
-                last_status = now
                 if self._idle(decoder):
                     if self.p.heartbeat_ms:
                         self._heartbeat()
-                    if cur.wal_end > self.flushed:
-                        self._send_flush(cur, cur.wal_end)
+                    if wal_end > self.flushed:
+                        self._confirm(wire, wal_end, wal_end)
             select.select([fd, buf.wake_r], [], [], max(0.0, min(0.5, next_tick - now)))
             buf.drain_wake()
+        if buf.flush_target > self.flushed:              # final confirm at shutdown
+            self._confirm(wire, buf.flush_target, wal_end)
+        return False
 
     def _idle(self, decoder: Decoder) -> bool:
         """Nothing in flight: no open transaction, nothing buffered, everything published committed."""
