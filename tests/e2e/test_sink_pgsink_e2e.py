@@ -1,0 +1,67 @@
+"""Generator -> Postgres replica table through a real `tidegate serve` (HTTP API only).
+
+Every event arrives as a row; the target database refuses connections for a
+while (ALLOW_CONNECTIONS false + terminated backends; the shared server is not
+restarted): the pipeline holds (`ops.sink_errors` names the sink), then
+delivers everything; after a worker SIGKILL mid-stream no row change is
+applied twice (a trigger counts every applied row change).
+"""
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+from tests.integration.test_sink_pgsink import admin, db, query  # noqa: F401 - fixture
+from tests.support import wait_until
+from tests.support.supervisor import Supervisor, generator_spec, wait_pid_gone
+
+
+def pg(sid: str, dsn: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "postgres", "config": {"id": sid, "dsn": dsn, "table": "orders", **extra}}
+
+
+def pipe_name(dsn: str) -> str:
+    return dsn.rsplit("/", 1)[1].replace("_", "-")
+
+
+def test_generator_to_postgres_every_event(supervisor: Supervisor, db: str) -> None:  # noqa: F811
+    pipe, n = pipe_name(db), 5000
+    supervisor.create(generator_spec(pipe, [pg("replica", db)], count=n, payload_bytes=50, tables=["shop.orders"]))
+    supervisor.wait_position(pipe, "replica", n, timeout=60)
+    assert query(db, "SELECT count(*), min(id), max(id), min(length(payload)) FROM orders") == [(n, 1, n, 50)]
+    assert query(db, "SELECT pipeline, sink_id, position FROM tidegate_checkpoints") == [(pipe, "replica", str(n))]
+
+
+def test_database_refusing_connections_holds_then_delivers(supervisor: Supervisor, db: str) -> None:  # noqa: F811
+    pipe, n, name = pipe_name(db), 12000, db.rsplit("/", 1)[1]
+    supervisor.create(generator_spec(pipe, [pg("replica", db)], count=n, rate=3000, payload_bytes=50))
+    supervisor.wait_position(pipe, "replica", 1500, timeout=30)
+    admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+    try:
+        admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+        info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("replica") and i, 30,
+                          message="ops.sink_errors to name the postgres sink")
+        assert info["ops"]["sink_errors"]["replica"].startswith(f"sink 'replica': postgres 127.0.0.1:5432/{name}")
+        assert info["status"] == "running"
+        assert int(info["ops"]["checkpoints"]["replica"]["position"]) < n
+    finally:
+        admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+    supervisor.wait_position(pipe, "replica", n, timeout=60)
+    info = supervisor.info(pipe)
+    assert info["status"] == "running" and not info["ops"]["sink_errors"]
+    assert query(db, "SELECT count(*), min(id), max(id) FROM orders") == [(n, 1, n)]
+    assert query(db, "SELECT count(*) FROM applied") == [(n,)]
+
+
+def test_no_change_applied_twice_after_worker_sigkill(supervisor: Supervisor, db: str) -> None:  # noqa: F811
+    pipe, n = pipe_name(db), 30000
+    supervisor.create(generator_spec(pipe, [pg("replica", db)], count=n, rate=6000, payload_bytes=50))
+    supervisor.wait_position(pipe, "replica", 5000, timeout=30)
+    pid = supervisor.worker_pid(pipe)
+    os.kill(pid, signal.SIGKILL)
+    wait_pid_gone(pid)
+    wait_until(lambda: supervisor.info(pipe)["ops"]["restarts"] >= 1, timeout=30, message="a worker restart")
+    supervisor.wait_position(pipe, "replica", n, timeout=90)
+    assert query(db, "SELECT count(*), count(DISTINCT id) FROM applied") == [(n, n)]
+    assert query(db, "SELECT count(*), min(id), max(id) FROM orders") == [(n, 1, n)]
