@@ -2,29 +2,34 @@
 
 Pure (stdlib only). Two forms, both "the last event delivered":
 
-- binlog row: ``<file>:<txpos>:<n>[@<points>]``: ``txpos`` is where the row's transaction starts in the
-  binlog (its GTID event, or BEGIN without GTID); ``n`` is the 1-based index of the row among the
+- binlog row ``<file>:<txpos>:<n>[@<entries>]``: ``txpos`` is where the row's transaction starts in
+  the binlog (its GTID event, or BEGIN without GTID); ``n`` is the 1-based index of the row among the
   captured rows of that transaction. Resuming connects at ``txpos`` and skips the first ``n`` captured
-  rows of that transaction, so a resume in the middle of a transaction neither skips nor repeats a row.
-  ``n = 0`` means "start at txpos, skip nothing" (the point where streaming starts).
-- snapshot row: ``snapshot:<ti>:<ord>[:end]@<points>``: the ``ord``-th row (1-based, primary key order)
-  of the ``ti``-th configured table; ``end`` marks the last row of that table.
+  rows of that transaction: a resume in the middle of a transaction neither skips nor repeats a row.
+  ``n = 0`` means "start at txpos, skip nothing".
+- snapshot row ``snapshot:<ti>:<n>[:end]@<entries>``: a row of the ``ti``-th configured table; ``n`` is
+  its primary key when the key is made of integer columns (``17`` or ``17,5``), else ``#<ordinal>``
+  (1-based, primary key order); ``end`` marks the last row of the table.
 
-``points`` (``<k>=<file>:<pos>,...``, ascending) are the binlog positions at which snapshots were taken:
-tables ``k..`` (up to the next point's k) were read at that point, so binlog transactions that start
-before it are already in their snapshot rows and are skipped for those tables. There is one point per
-snapshot run that covered new tables (a run resumed after a crash re-reads the interrupted table at a
-new point). A binlog position carries only the points that lie after it, so a normal stream has none.
+``entries`` (``;``-separated) record the snapshot runs, one per run (a run resumed after a crash adds
+one): ``<k>=<file>:<pos>`` tables k.. were read at that binlog point; ``<k>=<file>:<pos>><pk>`` table k
+was continued after primary key pk at that point (its rows <= pk come from the earlier entries);
+``<k>=<file>:<pos>!`` table k was read again in full (its key is not integer: its changes are then
+streamed from its earlier point, so changes made during the interrupted read may come twice; full
+row images make that converge). A binlog row of table t is emitted only if its transaction starts at
+or after the point that covers the row (`filter_point`), so nothing is missed or doubled across the
+snapshot-to-stream handoff. Binlog positions carry only the entries that still lie ahead.
 
-Order (`key`): every snapshot position sorts before every binlog position; snapshot rows by table index,
-then by the table's snapshot point (a re-read after a crash sorts after the interrupted read), then by
-row; binlog rows by file sequence number, transaction start, row index.
+Order (`key`): every snapshot position sorts before every binlog position; snapshot rows by table,
+then the binlog point of the run that read them, then key/ordinal; binlog rows by file sequence,
+transaction start, row index.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 SNAPSHOT = "snapshot:"
+PLAIN, CONTINUE, REREAD = "", ">", "!"
 
 
 def file_seq(name: str) -> int:
@@ -48,10 +53,6 @@ class BinlogPoint:
         return cls(file, int(pos))
 
     @property
-    def seq(self) -> int:
-        return file_seq(self.file)
-
-    @property
     def sort_key(self) -> tuple[int, int]:
         return (file_seq(self.file), self.pos)
 
@@ -65,38 +66,79 @@ class BinlogPoint:
         return self.sort_key <= other.sort_key
 
 
-Points = tuple[tuple[int, BinlogPoint], ...]
+def format_pk(pk: tuple[int, ...]) -> str:
+    return ",".join(str(v) for v in pk)
 
 
-def format_points(points: Points) -> str:
-    return ",".join(f"{k}={p}" for k, p in points)
+def parse_pk(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
 
 
-def parse_points(text: str) -> Points:
-    if not text:
-        return ()
+@dataclass(frozen=True, slots=True)
+class Entry:
+    k: int
+    point: BinlogPoint
+    mode: str = PLAIN
+    after: tuple[int, ...] = ()     # CONTINUE: rows with a key above this were read at `point`
+
+    def __str__(self) -> str:
+        tail = f">{format_pk(self.after)}" if self.mode == CONTINUE else self.mode
+        return f"{self.k}={self.point}{tail}"
+
+
+Entries = tuple[Entry, ...]
+
+
+def format_entries(entries: Entries) -> str:
+    return ";".join(str(e) for e in entries)
+
+
+def parse_entries(text: str) -> Entries:
     out = []
-    for part in text.split(","):
-        k, _, where = part.partition("=")
-        file, _, pos = where.rpartition(":")
-        out.append((int(k), BinlogPoint.of(file, int(pos))))
+    for part in filter(None, text.split(";")):
+        k, _, rest = part.partition("=")
+        mode, after = PLAIN, ()
+        if rest.endswith(REREAD):
+            mode, rest = REREAD, rest[:-1]
+        elif CONTINUE in rest:
+            rest, _, pk = rest.partition(CONTINUE)
+            mode, after = CONTINUE, parse_pk(pk)
+        file, _, pos = rest.rpartition(":")
+        out.append(Entry(int(k), BinlogPoint.of(file, int(pos)), mode, after))
     return tuple(out)
 
 
-def point_for(points: Points, table_index: int) -> BinlogPoint | None:
-    """The snapshot point that covers table `table_index` (the last point with k <= index)."""
+def read_point(entries: Entries, table_index: int) -> BinlogPoint | None:
+    """The point at which the latest run read table `table_index` (the last entry with k <= index)."""
     found = None
-    for k, p in points:
-        if k <= table_index:
-            found = p
-        else:
-            break
+    for e in entries:
+        if e.k <= table_index:
+            found = e.point
     return found
 
 
-def points_after(points: Points, where: BinlogPoint) -> Points:
-    """The points that still filter transactions starting at or after `where`."""
-    return tuple((k, p) for k, p in points if where < p)
+def filter_point(entries: Entries, table_index: int, pk: tuple[int, ...] | None) -> BinlogPoint | None:
+    """Binlog transactions of this table (row key `pk`, None if unknown) starting before the returned
+    point are already in its snapshot rows; None: no filter."""
+    for e in reversed(entries):
+        if e.k > table_index:
+            continue
+        if e.k < table_index or e.mode == PLAIN:
+            return e.point
+        if e.mode == CONTINUE and pk is not None and pk > e.after:
+            return e.point
+        # rows at or below a continue key, or a table read again: what the earlier runs delivered
+    return None
+
+
+def entries_after(entries: Entries, where: BinlogPoint) -> Entries:
+    """The entries that can still filter transactions starting at or after `where` (points only grow)."""
+    return tuple(e for e in entries if where < e.point)
+
+
+def has_row_filters(entries: Entries, table_index: int) -> bool:
+    """Whether the filter of this table depends on the row's key (not just on the table)."""
+    return any(e.k == table_index and e.mode != PLAIN for e in entries)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +146,7 @@ class BinlogPos:
     file: str
     txpos: int
     n: int
-    points: Points = ()
+    entries: Entries = ()
 
     @property
     def tx_start(self) -> BinlogPoint:
@@ -112,47 +154,52 @@ class BinlogPos:
 
     def __str__(self) -> str:
         base = f"{self.file}:{self.txpos}:{self.n}"
-        return f"{base}@{format_points(self.points)}" if self.points else base
+        return f"{base}@{format_entries(self.entries)}" if self.entries else base
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPos:
     table_index: int
+    pk: tuple[int, ...] | None      # None: `ordinal` counts rows
     ordinal: int
     end: bool
-    points: Points
+    entries: Entries
 
     def __str__(self) -> str:
+        n = format_pk(self.pk) if self.pk is not None else f"#{self.ordinal}"
         end = ":end" if self.end else ""
-        return f"{SNAPSHOT}{self.table_index}:{self.ordinal}{end}@{format_points(self.points)}"
+        return f"{SNAPSHOT}{self.table_index}:{n}{end}@{format_entries(self.entries)}"
 
 
 def parse(position: str) -> BinlogPos | SnapshotPos:
     try:
         if position.startswith(SNAPSHOT):
-            head, _, pts = position[len(SNAPSHOT):].partition("@")
+            head, _, tail = position[len(SNAPSHOT):].partition("@")
             parts = head.split(":")
             end = len(parts) == 3 and parts[2] == "end"
             if len(parts) not in (2, 3) or (len(parts) == 3 and not end):
                 raise ValueError(position)
-            points = parse_points(pts)
-            if not points:
+            entries = parse_entries(tail)
+            if not entries:
                 raise ValueError(position)
-            return SnapshotPos(int(parts[0]), int(parts[1]), end, points)
-        head, _, pts = position.partition("@")
+            if parts[1].startswith("#"):
+                return SnapshotPos(int(parts[0]), None, int(parts[1][1:]), end, entries)
+            return SnapshotPos(int(parts[0]), parse_pk(parts[1]), 0, end, entries)
+        head, _, tail = position.partition("@")
         rest, _, n = head.rpartition(":")
         file, _, txpos = rest.rpartition(":")
         file_seq(file)
-        return BinlogPos(file, int(txpos), int(n), parse_points(pts))
+        return BinlogPos(file, int(txpos), int(n), parse_entries(tail))
     except ValueError:
         raise ValueError(f"not a mysql source position: {position!r}") from None
 
 
-def key(position: str) -> tuple[int, ...]:
+def key(position: str) -> tuple:
     """Total order of positions (see the module docstring)."""
     p = parse(position)
     if isinstance(p, SnapshotPos):
-        pt = point_for(p.points, p.table_index)
-        assert pt is not None
-        return (0, p.table_index, pt.seq, pt.pos, p.ordinal)
-    return (1, file_seq(p.file), p.txpos, p.n)
+        pt = read_point(p.entries, p.table_index)
+        if pt is None:
+            raise ValueError(f"not a mysql source position: {position!r}")
+        return (0, p.table_index, pt.sort_key, p.pk if p.pk is not None else (p.ordinal,))
+    return (1, (file_seq(p.file), p.txpos), p.n)

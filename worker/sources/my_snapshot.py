@@ -20,7 +20,8 @@ import pymysql.cursors
 
 from worker.sources.base import Chunk
 from worker.sources.my_feed import Feed
-from worker.sources.my_position import BinlogPoint, Points, SNAPSHOT, format_points
+from worker.sources.my_position import (PLAIN, SNAPSHOT, BinlogPoint, Entries, Entry, format_entries,
+                                        format_pk)
 from worker.sources.my_schema import Dsn, ServerInfo, TableInfo, connect, current_point, gtid_at
 
 PROGRESS_EVERY_S = 2.0
@@ -53,16 +54,17 @@ class Snapshot:
         self.feed, self.progress, self.log = feed, progress, log
         self._logged = 0.0
 
-    def run(self, start: int, points: Points) -> Points:
-        """Read tables[start:] at one new consistent point; return the points including it."""
-        points = tuple((k, p) for k, p in points if k < start)
+    def run(self, start: int, entries: Entries, mode: str = PLAIN, after: tuple[int, ...] = ()) -> Entries:
+        """Read tables[start:] at one new consistent point (table `start` only above key `after` when
+        mode is CONTINUE); return the entries including the new one (see my_position)."""
+        entries = tuple(e for e in entries if e.k <= start)
         todo = self.tables[start:]
         prog = self.progress
         prog.update(tables_total=len(self.tables), tables_done=start, done=False,
                     rows_estimated=sum(t.estimated_rows for t in todo), rows_done=0)
         if not todo:
             prog.update(done=True, table=None)
-            return points
+            return entries
         conn = connect(self.dsn, autocommit=False, read_timeout=3600)
         try:
             with conn.cursor() as cur:
@@ -70,13 +72,13 @@ class Snapshot:
                 cur.execute("SET SESSION net_write_timeout = 86400")
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
                 point = self._begin(cur)
-                points = points + ((start, point),)
+                entries = entries + (Entry(start, point, mode, after),)
                 gtid = gtid_at(cur, self.server.flavor, point)
             self.log.info("snapshot_started", point=str(point), gtid=gtid,
                           tables=[t.full_name for t in todo], rows_estimated=prog["rows_estimated"])
             ts_ms = int(time.time() * 1000)
             for t in todo:
-                self._table(conn, t, points, ts_ms, gtid)
+                self._table(conn, t, entries, ts_ms, gtid, after if t.index == start else None)
                 prog["tables_done"] = t.index + 1
                 self.log.info("snapshot_table_done", table=t.full_name, rows_done=prog["rows_done"])
             conn.commit()
@@ -84,7 +86,7 @@ class Snapshot:
             conn.close()
         prog.update(done=True, table=None)
         self.log.info("snapshot_done", rows=prog["rows_done"], point=str(point))
-        return points
+        return entries
 
     def _begin(self, cur: Any) -> BinlogPoint:
         if self.server.flavor == "mariadb":
@@ -99,34 +101,40 @@ class Snapshot:
         finally:
             cur.execute("UNLOCK TABLES")
 
-    def _table(self, conn: Any, t: TableInfo, points: Points, ts_ms: int, gtid: str | None) -> None:
+    def _table(self, conn: Any, t: TableInfo, entries: Entries, ts_ms: int, gtid: str | None,
+               after: tuple[int, ...] | None) -> None:
         names = [c.name for c in t.columns]
         select = f"SELECT {', '.join(q(c) for c in names)} FROM {q(t.db)}.{q(t.name)}"
         prefix = f"{SNAPSHOT}{t.index}:"
-        suffix = f"@{format_points(points)}"
+        suffix = f"@{format_entries(entries)}"
+        by_key = t.int_pk
+        idx = [names.index(c) for c in t.pk]
         self.progress["table"] = t.full_name
         self.log.info("snapshot_table_started", table=t.full_name, rows_estimated=t.estimated_rows)
         ordinal = 0
-        for rows, last in self._chunks(conn, t, select, names):
+        for rows, last in self._chunks(conn, t, select, names, after or None):
             events = []
             conv = t.convert
             for row in rows:
                 ordinal += 1
+                n = format_pk(tuple(row[i] for i in idx)) if by_key else f"#{ordinal}"
                 source = {"connector": "mysql", "db": t.db, "schema": None, "table": t.name,
-                          "position": f"{prefix}{ordinal}{suffix}", "tx_id": None, "ts_ms": ts_ms}
+                          "position": f"{prefix}{n}{suffix}", "tx_id": None, "ts_ms": ts_ms}
                 if gtid:
                     source["gtid_set"] = gtid
                 events.append({"op": "r", "ts_ms": int(time.time() * 1000), "source": source,
                                "before": None, "after": conv(dict(zip(names, row)))})
             if events:
                 if last:
-                    events[-1]["source"]["position"] = f"{prefix}{ordinal}:end{suffix}"
+                    src = events[-1]["source"]
+                    src["position"] = src["position"].replace("@", ":end@", 1)
                 self.feed.put(Chunk(events, tx_end=True))
                 self.progress["rows_done"] += len(events)
                 self._log_progress()
 
-    def _chunks(self, conn: Any, t: TableInfo, select: str, names: list[str]):  # type: ignore[no-untyped-def]
-        """Yield (rows, is_last_chunk)."""
+    def _chunks(self, conn: Any, t: TableInfo, select: str, names: list[str],  # type: ignore[no-untyped-def]
+                after: tuple[int, ...] | None):
+        """Yield (rows, is_last_chunk), rows above primary key `after` when given."""
         size = self.chunk
         if not t.pk:
             with conn.cursor(pymysql.cursors.SSCursor) as cur:
@@ -139,7 +147,7 @@ class Snapshot:
             return
         order = ", ".join(q(c) for c in t.pk)
         idx = [names.index(c) for c in t.pk]
-        key: tuple[Any, ...] | None = None
+        key: tuple[Any, ...] | None = after
         with conn.cursor() as cur:
             while True:
                 if key is None:

@@ -11,6 +11,7 @@ grouped while more binlog data is already waiting on the socket (bounded by size
 """
 from __future__ import annotations
 
+import logging
 import select
 import time
 from typing import Any
@@ -25,14 +26,25 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 from shared.errors import SourceError
 from worker.sources.base import Chunk
 from worker.sources.my_feed import Feed, Stopped
-from worker.sources.my_position import (BinlogPoint, BinlogPos, file_seq, format_points, point_for,
-                                        points_after)
+from worker.sources.my_position import (BinlogPoint, BinlogPos, Entries, entries_after, file_seq,
+                                        filter_point, format_entries, has_row_filters)
 from worker.sources.my_schema import Dsn, ServerInfo, TableInfo, gtid_at, load_tables
 
 ONLY_EVENTS = [MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, WriteRowsEvent, UpdateRowsEvent,
                DeleteRowsEvent, RotateEvent, HeartbeatLogEvent]
 HEARTBEAT_S = 1.0
+
+
+class _QuietReconnect(logging.Filter):
+    """mysql-replication warns on every reconnect it does itself (also when we close the stream);
+    our own log says what happened."""
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Re-request the connection" not in record.getMessage()
+
+
+logging.getLogger("pymysqlreplication").addFilter(_QuietReconnect())
 GROUP_S = 0.02
+BY_ROW = (-1, -1)      # filter marker: this table's filter depends on the row's primary key
 
 
 class BinlogStream:
@@ -47,6 +59,8 @@ class BinlogStream:
     def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
         if self.feed.stop.is_set():
             raise Stopped()
+        if "db" in kwargs:          # mysql-replication still passes the deprecated name
+            kwargs["database"] = kwargs.pop("db")
         conn = pymysql.connect(**kwargs)
         with conn.cursor() as cur:    # a paused pipeline must not get the dump thread killed after 60 s
             cur.execute("SET SESSION net_write_timeout = 86400")
@@ -96,8 +110,8 @@ class BinlogStream:
         for g in (text or "").split(","):
             if g.strip():
                 gtid_state[g.split("-", 1)[0]] = g.strip()
-        points = start.points
-        filters = self._filters(points)
+        entries = entries_after(start.entries, start.tx_start)
+        filters = self._filters(entries)
         self.reader = reader = self.open_reader(start.tx_start)
         self.status.update(connected=True, file=start.file, pos=start.txpos)
         fname = start.file
@@ -120,9 +134,12 @@ class BinlogStream:
                     t = tables.get((ev.schema, ev.table))
                     if t is None or not tx_open:
                         continue
+                    by_row = None
                     if filters:
                         p = filters.get((ev.schema, ev.table))
-                        if p is not None and (fseq, txpos) < p:
+                        if p is BY_ROW:
+                            by_row = t
+                        elif p is not None and (fseq, txpos) < p:
                             continue
                     conv = t.convert
                     src_ts = ev.timestamp * 1000
@@ -131,6 +148,8 @@ class BinlogStream:
                     if not pending:
                         since = time.monotonic()
                     for row in ev.rows:
+                        if by_row is not None and self._in_snapshot(by_row, row, entries, (fseq, txpos)):
+                            continue
                         n += 1
                         if n <= skip_n:
                             continue
@@ -197,10 +216,10 @@ class BinlogStream:
                     else:
                         txid = f"{fname}:{start_pos}"
                     prefix = f"{fname}:{txpos}:"
-                    if points:
-                        points = points_after(points, BinlogPoint.of(fname, txpos))
-                        filters = self._filters(points)
-                        suffix = f"@{format_points(points)}" if points else ""
+                    if entries:
+                        entries = entries_after(entries, BinlogPoint.of(fname, txpos))
+                        filters = self._filters(entries)
+                        suffix = f"@{format_entries(entries)}" if entries else ""
                     self.status["pos"] = txpos
                 elif cls is RotateEvent:
                     if ev.next_binlog != fname:
@@ -217,14 +236,34 @@ class BinlogStream:
             reader.close()
         raise SourceError(f"{where}: the binlog stream ended", retryable=True)
 
-    def _filters(self, points: tuple) -> dict[tuple[str, str], tuple[int, int]]:
-        """Per table: transactions starting before this (file seq, pos) are in its snapshot already."""
+    def _filters(self, entries: Entries) -> dict[tuple[str, str], tuple[int, int]]:
+        """Per table: transactions starting before this (file seq, pos) are in its snapshot already
+        (BY_ROW: that depends on the row's key)."""
         out = {}
         for key, t in self.tables.items():
-            p = point_for(points, t.index)
+            if has_row_filters(entries, t.index):
+                out[key] = BY_ROW
+                continue
+            p = filter_point(entries, t.index, None)
             if p is not None:
                 out[key] = p.sort_key
         return out
+
+    @staticmethod
+    def _in_snapshot(t: TableInfo, row: dict[str, Any], entries: Entries, tx: tuple[int, int]) -> bool:
+        """Is this binlog row already in the table's snapshot rows? (Emitted if any image needs it.)"""
+        images = [row[k] for k in ("values", "before_values", "after_values") if k in row]
+        for values in images:
+            pk = None
+            if t.int_pk:
+                try:
+                    pk = tuple(int(values[c]) for c in t.pk)
+                except (KeyError, TypeError, ValueError):
+                    pk = None
+            p = filter_point(entries, t.index, pk)
+            if p is None or tx >= p.sort_key:
+                return False
+        return True
 
     def _ddl(self, ev: QueryEvent) -> None:
         """A statement on one of our tables may have changed its columns: refresh their converters."""

@@ -27,7 +27,7 @@ import pymysql
 from shared.errors import SourceError
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.my_feed import Feed, Stopped
-from worker.sources.my_position import BinlogPos, SnapshotPos, key, parse
+from worker.sources.my_position import CONTINUE, PLAIN, REREAD, BinlogPos, SnapshotPos, entries_after, key, parse
 from worker.sources.my_schema import (Dsn, ServerInfo, TableInfo, all_tables, check_privileges, check_server,
                                       connect, current_point, default_server_id, error, load_tables,
                                       parse_dsn, require_binlog, split_names)
@@ -39,6 +39,8 @@ BACKOFF_S = (0.5, 10.0)
 
 
 class MysqlSource(Source):
+    max_chunk = 2000          # events per chunk at most (a bigger transaction spans chunks)
+
     def __init__(self, config: Any, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
         self.log = ctx.log.bind(source="mysql") if hasattr(ctx.log, "bind") else ctx.log
@@ -97,7 +99,7 @@ class MysqlSource(Source):
                                       f"but {len(tables)} are configured: DELETE the checkpoints to start "
                                       "over", retryable=False)
                 if isinstance(start, SnapshotPos):
-                    require_binlog(cur, where, start.points[0][1])
+                    require_binlog(cur, where, start.entries[0].point)
         except pymysql.MySQLError as exc:
             raise error(where, exc, "open") from exc
         finally:
@@ -147,16 +149,24 @@ class MysqlSource(Source):
         feed = self._feed
         assert feed is not None
         if resume is None or isinstance(resume, SnapshotPos):
+            mode, after = PLAIN, ()
             if resume is None:
-                first, points = 0, ()
-            else:
-                first = resume.table_index + 1 if resume.end else resume.table_index
-                points = resume.points
+                first, entries = 0, ()
+            elif resume.end:
+                first, entries = resume.table_index + 1, resume.entries
+            else:   # interrupted inside a table: continue after its key, or read it again
+                first, entries = resume.table_index, resume.entries
+                t = tables[first]
+                if resume.pk is not None and t.int_pk and len(resume.pk) == len(t.pk):
+                    mode, after = CONTINUE, resume.pk
+                else:
+                    mode = REREAD
             snap = Snapshot(dsn, server, tables, self.config.snapshot_chunk, feed, self._progress, self.log)
-            points = snap.run(first, points)
-            begin = points[0][1]
-            resume = BinlogPos(begin.file, begin.pos, 0, points if len(points) > 1 else ())
-        self._stream = BinlogStream(dsn, server, tables, self.server_id, feed, self._status, self.log)
+            entries = snap.run(first, entries, mode, after)
+            begin = entries[0].point
+            resume = BinlogPos(begin.file, begin.pos, 0, entries_after(entries, begin))
+        self._stream = BinlogStream(dsn, server, tables, self.server_id, feed, self._status, self.log,
+                                    self.max_chunk)
         self._status["last_error"] = None
         self._stream.run(resume)
 
