@@ -26,7 +26,8 @@ CHECK_MEMORY = 64 << 20
 _MODULE_RE = re.compile(r"^[ \t]*export\s", re.M)          # same rule as the worker's loader
 _IMPORT_RE = re.compile(r"^[ \t]*(import\s*[\w{*'\"]|export\s[^;\n]*\bfrom\s*['\"])", re.M)
 _EXPORT_LIST_RE = re.compile(r"^[ \t]*export\s*\{[^}]*\}\s*;?", re.M)
-_EXPORT_KW_RE = re.compile(r"^([ \t]*)(export(?:\s+default)?)(?=\s)", re.M)
+_EXPORT_KW_RE = re.compile(r"^([ \t]*)export(\s+default)?(?=\s)", re.M)
+_NAMED_DECL_RE = re.compile(r"\s+(?:async\s+)?function\s*\*?\s*[\w$]|\s+class\s+[\w$]")
 _LINE_RE = re.compile(r"at <input>:(\d+)")
 _TOKEN_RE = re.compile(r"(?:'(.+)'|: ([\w$]+))$")
 NO_PROCESS = ("no function process(batch) defined: write `export function process(batch) { ... }` "
@@ -41,13 +42,22 @@ def _blank(match: re.Match[str]) -> str:
     return re.sub(r"[^\n]", " ", match.group(0))
 
 
+def _strip_exports(body: str) -> str:
+    """Blank `export` (a declaration stays a declaration); `export default <expr>` becomes
+    `0, <expr>`. Same lengths, so lines and columns hold."""
+    def repl(m: re.Match[str]) -> str:
+        indent, width = m.group(1), len(m.group(0)) - len(m.group(1))
+        if m.group(2) and not _NAMED_DECL_RE.match(body, m.end()):
+            return indent + "0,".ljust(width)
+        return indent + " " * width
+    return _EXPORT_KW_RE.sub(repl, _EXPORT_LIST_RE.sub(_blank, body))
+
+
 def _prepare(code: str) -> tuple[str, str]:
     """(wrapper prefix, body) with export syntax blanked out, columns preserved."""
     if not is_module(code):
         return "(function(){", code
-    body = _EXPORT_LIST_RE.sub(_blank, code)
-    body = _EXPORT_KW_RE.sub(lambda m: m.group(1) + " " * len(m.group(2)), body)
-    return '(async function(){"use strict";', body
+    return '(async function(){"use strict";', _strip_exports(code)
 
 
 def _compile(source: str) -> tuple[str, int] | None:
@@ -103,8 +113,9 @@ def check_javascript(code: str) -> str | None:
     if lineno == len(lines) + 1:
         if "redefinition" in message:
             return None
-        return (f"{message} at end of script (line {len(lines)}, column {len(lines[-1]) + 1}); check for "
-                "unbalanced braces or an unterminated string, template or comment")
+        last = max((i for i, line in enumerate(lines) if line.strip()), default=0)
+        return (f"{message} at end of script (line {last + 1}, column {len(lines[last].rstrip()) + 1}); "
+                "check for unbalanced braces or an unterminated string, template or comment")
     if not 1 <= lineno <= len(lines):
         return message
     if message.endswith("out of memory"):

@@ -39,6 +39,10 @@ class Deadline(Exception):
 class CpuExceeded(Exception):
     """The CPU watchdog saw the child exceed its budget; the child was killed."""
 
+    def __init__(self, used_s: float) -> None:
+        super().__init__(f"{used_s:.3f} s of CPU")
+        self.used_s = used_s
+
 
 class Died(Exception):
     """The child exited or broke the protocol."""
@@ -184,7 +188,7 @@ class SandboxProcess:
                 used = self.cpu_seconds()
                 if used is not None and used - start_cpu > cpu_budget_s:
                     self.kill()
-                    raise CpuExceeded()
+                    raise CpuExceeded(used - start_cpu)
             for fd, ev in poller.poll(min(deadline - now, tick) * 1000):
                 if fd == self.w:
                     if ev & (select.POLLERR | select.POLLHUP):

@@ -193,6 +193,11 @@ def classify(text: str) -> tuple[str, str | None]:
         return "limit", "cpu_ms"
     if first.startswith("InternalError: out of memory"):
         return "limit", "mem_mb"
+    if text.rstrip("\n") in ("null", "null\nundefined"):
+        # QuickJS throws `null` when it runs out of memory while building the "out of memory"
+        # error itself (a nested OOM). A script may also `throw null`; that rare case is
+        # reported as the memory limit too (and retried in a fresh context).
+        return "limit", "mem_mb"
     if first.startswith("TidegateContractError"):
         return "contract", None
     return "throw", None
@@ -208,9 +213,14 @@ def trim_stack(text: str, name: str) -> str:
     return "\n".join(lines)
 
 
+CALL_START = [0.0]   # process CPU seconds when the current call (or the load) began
+
+
 def error_payload(kind: str, limit: str | None, message: str) -> bytes:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return json.dumps({"kind": kind, "limit": limit, "message": message, "peak_rss_kb": peak}).encode()
+    used_ms = round((time.process_time() - CALL_START[0]) * 1000, 1)
+    return json.dumps({"kind": kind, "limit": limit, "message": message, "peak_rss_kb": peak,
+                       "cpu_ms_used": used_ms}).encode()
 
 
 def load(quickjs, cfg: dict, holder: list):
@@ -262,6 +272,7 @@ def main() -> int:
     cfg = json.loads(msg[1])
     name = cfg.get("name", "processor")
     set_call_limits(cfg, len(cfg["code"]))
+    CALL_START[0] = time.process_time()
     holder: list = []
     try:
         ctx, run, drain = load(quickjs, cfg, holder)
@@ -289,6 +300,7 @@ def main() -> int:
         try:
             text = shared.read_text(body)
             set_call_limits(cfg, len(text))
+            CALL_START[0] = time.process_time()
             out = run(text).encode("utf-8")
             del text
             reply = shared.write(out)

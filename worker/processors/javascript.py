@@ -49,7 +49,7 @@ from worker.processors.base import Processor, ProcessorContext
 MAX_SAFE_INT = 2**53 - 1
 LOG_RATE = 20            # console lines per second per processor
 SPAWN_TIMEOUT_S = 15.0   # interpreter start + import quickjs, before any user code runs
-CPU_WATCHDOG = 1.5       # kill at 1.5 x cpu_ms (+20 ms) if the interrupt handler never fired
+CPU_WATCHDOG = 1.25      # kill at 1.25 x cpu_ms (+20 ms) if the interrupt handler never fired
 _MODULE_RE = re.compile(r"^[ \t]*export\s", re.M)
 _DIGIT_TABLE = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 _LONG_RUN = b"0" * 16    # |n| > 2^53 - 1 needs at least 16 digits
@@ -130,11 +130,13 @@ class JavascriptProcessor(Processor):
 
     # ------------------------------------------------------------------ the call
     def process(self, batch_json: bytes) -> bytes:
-        if self._sandbox is None or not self._sandbox.alive():
-            if self._sandbox is not None:
-                self.log.warning("js_sandbox_restarted", reason="the sandbox process had exited")
-            self._discard()
-            self.open()
+        if self._sandbox is not None and not self._sandbox.alive():
+            died = self._sandbox.death()
+            self._discard()   # the next call starts a fresh context
+            raise ProcessorError(self.id, f"the JavaScript sandbox died between batches ({died}); "
+                                 "module-level state is lost, a fresh context takes over")
+        if self._sandbox is None:
+            self.open()   # after a limit breach discarded the sandbox (or before open())
         assert self._sandbox is not None
         kind, body = self._call(b"B", self._sandbox.put(protect_big_ints(batch_json)))
         if kind == b"R":
@@ -163,7 +165,8 @@ class JavascriptProcessor(Processor):
             self._discard()
             raise self._limit("timeout_ms", f"process(batch) ran longer than {lim.timeout_ms} ms of "
                               "wall-clock time; raise limits.timeout_ms or make the script faster") from None
-        except _jspipe.CpuExceeded:
+        except _jspipe.CpuExceeded as exc:
+            self.last_error_stats = {"cpu_ms_used": round(exc.used_s * 1000, 1)}
             self._discard()
             raise self._limit("cpu_ms", f"the script used more than {lim.cpu_ms} ms of CPU time "
                               "(in native code); raise limits.cpu_ms or make the script cheaper") from None
@@ -181,7 +184,7 @@ class JavascriptProcessor(Processor):
 
     def _failure(self, body: bytes, *, loading: bool) -> ProcessorError:
         err = json.loads(body)
-        self.last_error_stats = {"peak_rss_kb": err.get("peak_rss_kb")}
+        self.last_error_stats = {"peak_rss_kb": err.get("peak_rss_kb"), "cpu_ms_used": err.get("cpu_ms_used")}
         limit, message = err.get("limit"), err.get("message", "")
         if limit:
             self._discard()
@@ -190,7 +193,9 @@ class JavascriptProcessor(Processor):
                       "mem_mb": f"the JS heap reached {self.limits.mem_mb} MiB; raise limits.mem_mb "
                                 "or keep less state"}[limit]
             where = " while loading the script" if loading else ""
-            return self._limit(limit, detail + where + f" ({message.splitlines()[0]})")
+            first = message.splitlines()[0] if message else ""
+            cause = "InternalError: out of memory" if first in ("", "null") else first
+            return self._limit(limit, f"{detail}{where} ({cause})")
         if loading:
             self._discard()
             return ProcessorError(self.id, f"cannot load the script: {message}")
