@@ -1,0 +1,160 @@
+"""NATS JetStream sink throughput beside the raw nats-py loop, same server, same run.
+
+    .venv/bin/python bench/bench_sink_nats.py [--events N]
+
+1. raw: nats-py JetStream, per 2000 events `publish_async` with the header
+   `Nats-Msg-Id` (what the sink sends), then await every PubAck; and the
+   plain variant: a gather of `js.publish` (one request per message);
+   the faster is the reference;
+2. NatsSink.write() with batches of 2000 (pre-encoded bodies, as the runtime
+   hands them over);
+3. generator -> nats sink through a real pipeline (`tidegate serve`),
+   measured from the first to the last checkpoint.
+Each run publishes to its own file-storage stream (deleted afterwards). Events
+are generator events of about 210 bytes; only client work is timed in 1 and 2.
+Target: 2 and 3 at >= 80% of 1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import nats  # noqa: E402
+
+from bench_sink_redis import PAYLOAD, TABLES, chunks, measure  # noqa: E402
+from shared.spec.model import NatsSinkConfig  # noqa: E402
+from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
+from worker.sinks.nats import NatsSink  # noqa: E402
+
+URL = "nats://127.0.0.1:4222"
+
+
+async def with_stream(name: str, fn: Any) -> Any:
+    nc = await nats.connect(URL)
+    js = nc.jetstream(publish_async_max_pending=1 << 20)
+    await js.add_stream(name=name, subjects=[f"{name}.>"], storage="file")
+    try:
+        out = await fn(js)
+        count = (await js.stream_info(name)).state.messages
+        return out, count
+    finally:
+        await js.delete_stream(name)
+        await nc.close()
+
+
+async def raw_async(name: str, n: int) -> float:
+    async def go(js: Any) -> float:
+        spent = 0.0
+        async for evs, enc in chunks(n):
+            t = time.perf_counter()
+            futs = [await js.publish_async(f"{name}.events", body,
+                                           headers={"Nats-Msg-Id": f"bench:raw:{ev['source']['position']}"})
+                    for ev, body in zip(evs, enc)]
+            await asyncio.gather(*futs)
+            spent += time.perf_counter() - t
+        return n / spent
+    rate, count = await with_stream(name, go)
+    assert count == n, (count, n)
+    return rate
+
+
+async def raw_publish(name: str, n: int) -> float:
+    async def go(js: Any) -> float:
+        spent = 0.0
+        async for evs, enc in chunks(n):
+            t = time.perf_counter()
+            await asyncio.gather(*[js.publish(f"{name}.events", body,
+                                              headers={"Nats-Msg-Id": f"bench:raw:{ev['source']['position']}"})
+                                   for ev, body in zip(evs, enc)])
+            spent += time.perf_counter() - t
+        return n / spent
+    rate, count = await with_stream(name, go)
+    assert count == n, (count, n)
+    return rate
+
+
+async def sink_write(name: str, n: int) -> float:
+    async def go(_js: Any) -> float:
+        sink = NatsSink(NatsSinkConfig(id="bus", url=URL, subject=f"{name}.events", stream=name),
+                        SinkContext("bench", int))
+        await sink.open()
+        spent, seq = 0.0, 0
+        async for evs, enc in chunks(n):
+            seq += 1
+            b = SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"], native=enc)
+            t = time.perf_counter()
+            await sink.write(b)
+            spent += time.perf_counter() - t
+        await sink.close()
+        return n / spent
+    rate, count = await with_stream(name, go)
+    assert count == n, (count, n)
+    return rate
+
+
+def pipeline(name: str, n: int) -> float:
+    from tests.support.supervisor import Supervisor, generator_spec
+    pipe = "bench-nats-" + uuid.uuid4().hex[:6]
+
+    async def add() -> None:
+        nc = await nats.connect(URL)
+        await nc.jetstream().add_stream(name=name, subjects=[f"{name}.>"], storage="file")
+        await nc.close()
+
+    async def drop() -> int:
+        nc = await nats.connect(URL)
+        js = nc.jetstream()
+        count = (await js.stream_info(name)).state.messages
+        await js.delete_stream(name)
+        await nc.close()
+        return count
+    asyncio.run(add())
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sup = Supervisor(Path(tmp))
+            sup.start()
+            try:
+                sup.create(generator_spec(pipe, [{"type": "nats", "config": {
+                    "id": "bus", "url": URL, "subject": f"{name}.events", "stream": name}}],
+                    tables=TABLES, count=n, payload_bytes=PAYLOAD))
+                rate = measure(sup, pipe, "bus", n)
+            finally:
+                sup.close()
+    finally:
+        count = asyncio.run(drop())
+    assert count == n, (count, n)
+    return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--no-pipeline", action="store_true")
+    a = ap.parse_args()
+    n = a.events
+    base = f"tg_nats_bench_{uuid.uuid4().hex[:8]}"
+    ref_async = asyncio.run(raw_async(base + "_a", n))
+    ref_pub = asyncio.run(raw_publish(base + "_b", n))
+    ref = max(ref_async, ref_pub)
+    rows = [("NatsSink.write, batches of 2000", asyncio.run(sink_write(base + "_c", n)))]
+    if not a.no_pipeline:
+        rows.append(("generator -> nats pipeline (tidegate serve)", pipeline(base + "_d", n)))
+    print(f"nats sink: {n:,} events of ~210 bytes, JetStream file stream at {URL}, Nats-Msg-Id on each")
+    print(f"{'measure':<48}{'events/s':>12}{'raw loop/s':>12}{'ratio':>8}")
+    print(f"{'raw nats-py publish_async + acks':<48}{ref_async:>12,.0f}{ref:>12,.0f}{ref_async / ref:>8.2f}")
+    print(f"{'raw nats-py gather(js.publish)':<48}{ref_pub:>12,.0f}{ref:>12,.0f}{ref_pub / ref:>8.2f}")
+    for label, v in rows:
+        print(f"{label:<48}{v:>12,.0f}{ref:>12,.0f}{v / ref:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""RabbitMQ sink throughput beside the raw aio-pika loop, same broker, same run.
+
+    .venv/bin/python bench/bench_sink_rabbitmq.py [--events N]
+
+200,000 events by default, not 1,000,000: publisher confirms run at ~8-10K/s
+here, so a million would take ~2 minutes per measure.
+1. raw: aio-pika, channel with publisher confirms, per 2000 events a gather of
+   `exchange.publish` (persistent, message_id, content_type) awaiting every
+   confirm: the reference;
+2. RabbitmqSink.write() with batches of 2000 (pre-encoded bodies);
+3. generator -> rabbitmq sink through a real pipeline (`tidegate serve`),
+   measured from the first to the last checkpoint.
+The topic exchange routes to one durable queue (purged between measures), so
+the broker really stores every persistent message. Only client work is timed in
+1 and 2. Target: 2 and 3 at >= 80% of 1.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aio_pika  # noqa: E402
+
+from bench_sink_redis import PAYLOAD, TABLES, chunks, measure  # noqa: E402
+from shared.spec.model import RabbitmqSinkConfig  # noqa: E402
+from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
+from worker.sinks.rabbitmq import RabbitmqSink  # noqa: E402
+
+URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+async def setup(name: str) -> None:
+    conn = await aio_pika.connect(URL)
+    ch = await conn.channel()
+    ex = await ch.declare_exchange(name, type="topic", durable=True)
+    q = await ch.declare_queue(name, durable=True)
+    await q.bind(ex, "#")
+    await conn.close()
+
+
+async def take(name: str, drop: bool = False) -> int:
+    """Messages in the queue; then purge it (or delete queue and exchange)."""
+    conn = await aio_pika.connect(URL)
+    ch = await conn.channel()
+    q = await ch.declare_queue(name, durable=True, passive=True)
+    count = q.declaration_result.message_count
+    if drop:
+        await ch.queue_delete(name)
+        await ch.exchange_delete(name)
+    else:
+        await q.purge()
+    await conn.close()
+    return count
+
+
+async def raw(name: str, n: int) -> float:
+    conn = await aio_pika.connect(URL)
+    ch = await conn.channel(publisher_confirms=True)
+    ex = await ch.get_exchange(name)
+    spent = 0.0
+    persistent = aio_pika.DeliveryMode.PERSISTENT
+    async for evs, enc in chunks(n):
+        t = time.perf_counter()
+        await asyncio.gather(*[ex.publish(aio_pika.Message(body, delivery_mode=persistent,
+                                                           message_id=f"bench:raw:{ev['source']['position']}",
+                                                           content_type="application/json"),
+                                          routing_key=ev["source"]["table"], mandatory=False)
+                               for ev, body in zip(evs, enc)])
+        spent += time.perf_counter() - t
+    await conn.close()
+    return n / spent
+
+
+async def sink_write(name: str, n: int) -> float:
+    sink = RabbitmqSink(RabbitmqSinkConfig(id="mq", url=URL, exchange=name), SinkContext("bench", int))
+    await sink.open()
+    spent, seq = 0.0, 0
+    async for evs, enc in chunks(n):
+        seq += 1
+        b = SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"], native=enc)
+        t = time.perf_counter()
+        await sink.write(b)
+        spent += time.perf_counter() - t
+    await sink.close()
+    return n / spent
+
+
+def pipeline(name: str, n: int) -> float:
+    from tests.support.supervisor import Supervisor, generator_spec
+    pipe = "bench-rabbitmq-" + uuid.uuid4().hex[:6]
+    with tempfile.TemporaryDirectory() as tmp:
+        sup = Supervisor(Path(tmp))
+        sup.start()
+        try:
+            sup.create(generator_spec(pipe, [{"type": "rabbitmq", "config": {
+                "id": "mq", "url": URL, "exchange": name}}], tables=TABLES, count=n, payload_bytes=PAYLOAD))
+            return measure(sup, pipe, "mq", n)
+        finally:
+            sup.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--no-pipeline", action="store_true")
+    a = ap.parse_args()
+    n = a.events
+    name = f"tg_rabbitmq_bench_{uuid.uuid4().hex[:8]}"
+    asyncio.run(setup(name))
+    try:
+        ref = asyncio.run(raw(name, n))
+        assert asyncio.run(take(name)) == n
+        rows = [("RabbitmqSink.write, batches of 2000", asyncio.run(sink_write(name, n)))]
+        assert asyncio.run(take(name)) == n
+        if not a.no_pipeline:
+            rows.append(("generator -> rabbitmq pipeline (tidegate serve)", pipeline(name, n)))
+            assert asyncio.run(take(name)) >= n
+    finally:
+        asyncio.run(take(name, drop=True))
+    print(f"rabbitmq sink: {n:,} events of ~210 bytes, persistent + confirms, topic exchange -> "
+          "1 durable queue")
+    print(f"{'measure':<48}{'events/s':>12}{'raw loop/s':>12}{'ratio':>8}")
+    print(f"{'raw aio-pika publish + confirms (reference)':<48}{ref:>12,.0f}{ref:>12,.0f}{1:>8.2f}")
+    for label, v in rows:
+        print(f"{label:<48}{v:>12,.0f}{ref:>12,.0f}{v / ref:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()
