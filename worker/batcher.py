@@ -9,7 +9,9 @@ stdlib + msgspec + worker.sources.base (Chunk).
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any, Callable
 
 import msgspec
@@ -92,16 +94,24 @@ class Batcher:
         if self._opened is None:
             self._opened = self.clock()
         respect = self.respect_tx
+        cum = list(accumulate(map(len, encoded)))      # cum[x]: bytes of events[0..x]
+        limit = self.max_bytes
         while i < n:
             # take as many events as fit under the thresholds in one slice
             room = self.max_events - len(self._events)
-            j = i
-            b = self._bytes
-            limit = self.max_bytes
-            while j < n and room > 0 and b < limit:
-                b += len(encoded[j])
-                j += 1
-                room -= 1
+            base = cum[i - 1] if i else 0
+            b0 = self._bytes
+            take = min(room, n - i)
+            if b0 < limit:
+                # first x >= i where the batch reaches max_bytes
+                x = bisect_left(cum, limit - b0 + base, i)
+                take = min(take, x - i + 1)
+            else:
+                take = 0
+            take = max(take, 0)
+            j = i + take
+            room -= take
+            b = b0 + (cum[j - 1] - base if take else 0)
             if j > i:
                 self._events.extend(events[i:j])
                 self._encoded.extend(encoded[i:j])
