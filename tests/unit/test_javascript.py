@@ -273,3 +273,12 @@ def test_unicode_round_trip(make: Make) -> None:
 def test_no_worker_address_space_needed() -> None:
     assert address_space_budget([JsSpec(id="a", inline="function process(b){return b}")]) == 0
     assert javascript.is_module("export function process(b) {}") and not javascript.is_module("function process(b){}")
+
+
+def test_invalid_json_batch_fails_without_losing_state(make: Make) -> None:
+    p = make("let n = 0;\nexport function process(b) { n++; return b.map(e => ({...e, n})); }", id="strict")
+    with pytest.raises(ProcessorError, match="processor 'strict': the batch is not valid JSON"):
+        p.process(b'[{"a": 12345678901234567890')     # the unsafe-integer scan cannot decode it
+    with pytest.raises(ProcessorError, match="processor 'strict': process\\(batch\\) threw SyntaxError"):
+        p.process(b'[{"a": 1')                         # JSON.parse in the sandbox reports it
+    assert run(p, BATCH[:1])[0]["n"] == 1              # neither reached process(); the context lives on

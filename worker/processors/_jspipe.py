@@ -80,6 +80,7 @@ class SandboxProcess:
             os.set_blocking(fd, False)
         self.pid = self.proc.pid
         self._buf = bytearray()
+        self._out: list[memoryview] = []
 
     # ------------------------------------------------------------------ lifecycle
     def alive(self) -> bool:
@@ -163,15 +164,24 @@ class SandboxProcess:
             if select.select([self.r], [], [], deadline - now)[0] and not self._read_some():
                 raise self.death()
 
+    def send(self, kind: bytes, payload: bytes) -> None:
+        """Queue one frame and write what the pipe takes now (the rest goes out in `exchange`)."""
+        self._out += [memoryview(HEADER.pack(kind, len(payload))), memoryview(payload)]
+        self._out = self._write_some(self._out)
+
     def exchange(self, kind: bytes, payload: bytes, deadline: float, on_log: Callable[[bytes], None],
-                 cpu_budget_s: float | None = None) -> tuple[bytes, bytes]:
-        """Send one frame, return the first reply frame that is not a console line."""
-        views = [memoryview(HEADER.pack(kind, len(payload))), memoryview(payload)]
+                 cpu_budget_s: float | None = None, start_cpu: float | None = None) -> tuple[bytes, bytes]:
+        """Send one frame, return the first reply frame that is not a console line.
+
+        `start_cpu`: the child's CPU seconds when the call began (default: now)."""
+        self.send(kind, payload)
         poller = select.poll()
         poller.register(self.r, select.POLLIN)
-        if views:
+        writing = bool(self._out)
+        if writing:
             poller.register(self.w, select.POLLOUT)
-        start_cpu = self.cpu_seconds() if cpu_budget_s is not None else None
+        if cpu_budget_s is not None and start_cpu is None:
+            start_cpu = self.cpu_seconds()
         tick = 0.1 if cpu_budget_s is None else min(0.1, max(0.01, cpu_budget_s / 6))
         while True:
             frame = self._next_frame()
@@ -191,18 +201,19 @@ class SandboxProcess:
                     raise CpuExceeded(used - start_cpu)
             for fd, ev in poller.poll(min(deadline - now, tick) * 1000):
                 if fd == self.w:
-                    if ev & (select.POLLERR | select.POLLHUP):
-                        poller.unregister(self.w)
-                        views = []
-                        continue
-                    views = self._write_some(views)
-                    if not views:
-                        poller.unregister(self.w)
+                    if not ev & (select.POLLERR | select.POLLHUP):
+                        self._out = self._write_some(self._out)
+                        if self._out:
+                            continue
+                    self._out = []
+                    poller.unregister(self.w)
                 elif ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
                     if not self._read_some():
                         raise self.death()
 
     def _write_some(self, views: list[memoryview]) -> list[memoryview]:
+        if not views:
+            return views
         try:
             n = os.writev(self.w, views)
         except BlockingIOError:

@@ -5,8 +5,10 @@ talks to it over stdin/stdout with length-prefixed frames (5-byte header: kind, 
 Batch data lives in the shared memfd; `B`/`R` frames carry only its length (u64).
 Imports: stdlib + quickjs ONLY (never tidegate packages; the child must start lean).
 
-Parent -> child: b"I" init (JSON config: code, module, cpu_ms, mem_mb, log_rate), then b"B"
-batches (a JSON array as UTF-8 in the memfd). Child -> parent: b"S" started, b"O" init ok
+Parent -> child: b"I" init (JSON config: code, module, cpu_ms, mem_mb, log_rate), then per
+batch b"B" (a JSON array as UTF-8 in the memfd; the child starts JSON.parse) followed by the
+verdict of the parent's unsafe-integer scan: b"G" go, b"P" + a protected batch to parse
+instead, or b"A" + a reason to reject the batch. Child -> parent: b"S" started, b"O" init ok
 (JSON stats), b"R" result (JSON array, UTF-8, in the memfd), b"E" error (JSON {kind, limit, message, peak_rss_kb}),
 b"L" console line (JSON [level, text]; level "suppressed" carries a count).
 
@@ -71,8 +73,12 @@ GLUE = r"""
   }
   class ContractError extends Error {}
   ContractError.prototype.name = "TidegateContractError";
-  globalThis.__tg_run = function __tidegate_run(text) {
-    const out = globalThis.__tg_process(parse(text));
+  let pending;
+  globalThis.__tg_parse = function __tidegate_parse(text) { pending = undefined; pending = parse(text); };
+  globalThis.__tg_run = function __tidegate_run() {
+    const batch = pending;
+    pending = undefined;
+    const out = globalThis.__tg_process(batch);
     if (!isArray(out))
       throw new ContractError("process(batch) must return an array of events, got " + describe(out));
     for (let i = 0; i < out.length; i++) {
@@ -128,17 +134,9 @@ class Channel:
         self.fd_in, self.fd_out = fd_in, fd_out
 
     def send(self, kind: bytes, payload: bytes) -> None:
-        data = memoryview(HEADER.pack(kind, len(payload)) + payload) if len(payload) < 65536 else None
-        if data is None:   # large: avoid concatenating, write header then body
-            self._write_all(memoryview(HEADER.pack(kind, len(payload))))
-            self._write_all(memoryview(payload))
-        else:
-            self._write_all(data)
-
-    def _write_all(self, view: memoryview) -> None:
+        view = memoryview(HEADER.pack(kind, len(payload)) + payload)   # frames here are small
         while view:
-            n = os.write(self.fd_out, view)
-            view = view[n:]
+            view = view[os.write(self.fd_out, view):]
 
     def _read_exact(self, n: int) -> bytearray | None:
         buf = bytearray(n)
@@ -205,7 +203,7 @@ def classify(text: str) -> tuple[str, str | None]:
 
 def trim_stack(text: str, name: str) -> str:
     lines = [ln for ln in text.rstrip("\n").replace("<input>", name).split("\n")
-             if "__tidegate_run" not in ln]
+             if "__tidegate_" not in ln]
     if lines and lines[-1] == "undefined":   # a thrown non-Error has no stack
         lines = lines[:-1]
     if len(lines) > MAX_STACK_LINES:
@@ -228,7 +226,7 @@ def load(quickjs, cfg: dict, holder: list):
     ctx.set_memory_limit(cfg["mem_mb"] << 20)
     ctx.set_time_limit(cfg["cpu_ms"] / 1000)
     ctx.eval(GLUE.replace("RATE", str(int(cfg.get("log_rate", 20)))).replace("MAX_CHARS", str(MAX_LOG_CHARS)))
-    run, drain = ctx.get("__tg_run"), ctx.get("__tg_drain")
+    run, drain = (ctx.get("__tg_parse"), ctx.get("__tg_run")), ctx.get("__tg_drain")
     holder.append(drain)
     if cfg["module"]:
         ctx.module(cfg["code"] + BRIDGE)
@@ -254,6 +252,46 @@ def flush_console(chan: Channel, drain) -> None:
     if text:
         for level, line in json.loads(text):
             chan.send(b"L", json.dumps([level, line]).encode())
+
+
+def call(quickjs, ctx, run, chan: Channel, shared: Shared, cfg: dict, body: bytes):
+    """One batch. JSON.parse starts at once; meanwhile the parent scans the batch for unsafe
+    integers and then sends `G` (go), `P` + a protected batch to parse instead, or `A` +
+    a reason (abort). Returns the reply frame, or None on EOF."""
+    parse, apply = run
+    limit_s = cfg["cpu_ms"] / 1000
+    failure: BaseException | None = None
+    try:
+        text = shared.read_text(body)
+        set_call_limits(cfg, len(text))
+        CALL_START[0] = time.process_time()
+        ctx.set_time_limit(limit_s)
+        parse(text)
+        del text
+    except (quickjs.JSException, MemoryError) as exc:
+        failure = exc
+    verdict = chan.recv()
+    if verdict is None:
+        return None
+    if verdict[0] == b"A":   # the parent could not vet the batch: drop it, keep the context
+        parse("[]")
+        return b"E", error_payload("contract", None, verdict[1].decode("utf-8", "replace"))
+    if verdict[0] not in (b"G", b"P"):
+        return b"E", error_payload("contract", None, f"sandbox protocol error: frame {verdict[0]!r}")
+    try:
+        if verdict[0] == b"P":
+            parse(verdict[1].decode("utf-8"))
+            failure = None
+        if failure is not None:
+            raise failure
+        ctx.set_time_limit(max(0.001, limit_s - (time.process_time() - CALL_START[0])))
+        out = apply().encode("utf-8")
+        return b"R", shared.write(out)
+    except quickjs.JSException as exc:
+        kind, limit = classify(str(exc))
+        return b"E", error_payload(kind, limit, trim_stack(str(exc), cfg.get("name", "processor")))
+    except MemoryError:
+        return b"E", error_payload("limit", "mem_mb", "out of memory (sandbox address space)")
 
 
 def main() -> int:
@@ -297,24 +335,11 @@ def main() -> int:
         kind, body = msg
         if kind != b"B":
             return EXIT_PROTOCOL
-        try:
-            text = shared.read_text(body)
-            set_call_limits(cfg, len(text))
-            CALL_START[0] = time.process_time()
-            out = run(text).encode("utf-8")
-            del text
-            reply = shared.write(out)
-            del out
-        except quickjs.JSException as exc:
-            kind_, limit = classify(str(exc))
-            flush_console(chan, drain)
-            chan.send(b"E", error_payload(kind_, limit, trim_stack(str(exc), name)))
-            continue
-        except MemoryError:
-            chan.send(b"E", error_payload("limit", "mem_mb", "out of memory (sandbox address space)"))
-            return EXIT_MEMORY
+        result = call(quickjs, ctx, run, chan, shared, cfg, body)
+        if result is None:
+            return 0                # EOF while waiting for the verdict
         flush_console(chan, drain)
-        chan.send(b"R", reply)
+        chan.send(*result)
 
 
 if __name__ == "__main__":
