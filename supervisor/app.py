@@ -84,7 +84,7 @@ def build_app(manager: PipelineManager, token: str | None) -> Any:
         yield {"manager": manager}
 
     handlers: dict[Any, Any] = {HTTPException: errors.http_exception, Exception: errors.handle}
-    for exc in (errors.ApiError, SpecInvalid, SpecMalformed):
+    for exc in (errors.ApiError, SpecInvalid, SpecMalformed, msgspec.ValidationError):
         handlers[exc] = errors.handle
     from supervisor.manager import Conflict, NotFound
     handlers[NotFound] = errors.handle

@@ -6,6 +6,7 @@ from typing import Any
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 from shared.spec.load import SpecInvalid, SpecMalformed
 from supervisor.manager import Conflict, NotFound
@@ -40,6 +41,10 @@ def from_exception(exc: BaseException) -> ApiError:
         return ApiError("conflict", str(exc))
     if isinstance(exc, SpecMalformed):
         return ApiError("bad_request", str(exc))
+    if isinstance(exc, msgspec.ValidationError):   # a document the spec walker let through: still the client's
+        msg, _, where = str(exc).partition(" - at `")
+        path = where.rstrip("`").removeprefix("$.") or "$"
+        return ApiError("invalid_spec", f"the spec has 1 error: {path}: {msg}", [{"path": path, "message": msg}])
     if isinstance(exc, SpecInvalid):
         details = [{"path": p, "message": m} for p, m in exc.errors]
         n = len(details)
@@ -59,6 +64,17 @@ async def http_exception(request: Request, exc: Any) -> Response:
         return error_response("not_found", f"no route {request.method} {request.url.path}")
     if status == 405:
         return error_response("bad_request", f"method {request.method} not allowed on {request.url.path}", status=405,
-                              headers=getattr(exc, "headers", None))   # keeps Allow (RFC 9110)
+                              headers={"allow": _allowed(request)})   # RFC 9110
     return error_response("bad_request" if status < 500 else "internal", str(getattr(exc, "detail", "")),
                           status=status)
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves on this path (one Route per method, so
+    Starlette's own Allow would name only the first route's methods)."""
+    methods: set[str] = set()
+    for route in getattr(request.app, "routes", []):
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return ", ".join(sorted(methods))
