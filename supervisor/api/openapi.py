@@ -96,7 +96,8 @@ def build() -> dict[str, Any]:
             "get": _op("listPipelines", "List pipelines",
                        {"200": _resp("Pipelines", {"type": "array", "items": pipe}), **_errors(400)},
                        params=[{"name": "label", "in": "query", "required": False, "description":
-                                "label selector key=value (repeat to AND them)", "schema": {"type": "string"}}]),
+                                "label selector key=value (repeat to AND them)",
+                                "schema": {"type": "string", "pattern": "^[^=]+=.*$"}}]),
             "post": _op("createPipeline", "Create a pipeline (it starts)",
                         {"201": _resp("Created", pipe), **_errors(400, 409, 413, 415, 422)}, body=spec_body)},
         "/pipelines/{name}": {
