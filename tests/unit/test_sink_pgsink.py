@@ -75,14 +75,14 @@ def test_plan_fails_on_an_event_without_its_key() -> None:
 
 def test_sql_shapes() -> None:
     ti = TableInfo("s", "t", {"id": "bigint", "name": "text", "k2": "uuid"}, ["id", "k2"])
-    sql, tpl = upsert_sql(ti, ("id", "k2", "name"))
-    assert sql == ('INSERT INTO "s"."t" ("id", "k2", "name") VALUES %s ON CONFLICT ("id", "k2") '
-                   'DO UPDATE SET "name" = EXCLUDED."name"')
-    assert tpl == "(%s::bigint, %s::uuid, %s::text)"
-    assert upsert_sql(ti, ("id", "k2"))[0].endswith("DO NOTHING")
-    sql, tpl = delete_sql(ti)
-    assert sql == ('DELETE FROM "s"."t" AS t USING (VALUES %s) AS d(k0, k1) '
-                   'WHERE t."id" = d.k0 AND t."k2" = d.k1')
+    head, tail, tpl = upsert_sql(ti, ("id", "k2", "name"))
+    assert head + "(1, 2, 3)" + tail == ('INSERT INTO "s"."t" ("id", "k2", "name") VALUES (1, 2, 3) '
+                                         'ON CONFLICT ("id", "k2") DO UPDATE SET "name" = EXCLUDED."name"')
+    assert tpl == "(%s, %s, %s)"
+    assert upsert_sql(ti, ("id", "k2"))[1].endswith("DO NOTHING")
+    head, tail, tpl = delete_sql(ti)
+    assert head + "(1, 2)" + tail == ('DELETE FROM "s"."t" AS t USING (VALUES (1, 2)) AS d(k0, k1) '
+                                      'WHERE t."id" = d.k0 AND t."k2" = d.k1')
     assert tpl == "(%s::bigint, %s::uuid)"
 
 

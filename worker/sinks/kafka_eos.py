@@ -1,23 +1,26 @@
 """Exactly-once delivery for the Kafka sink: one transaction per batch.
 
 Each batch is one Kafka transaction (`transactional.id` =
-`tidegate-<pipeline>-<sink id>`) holding the batch's messages and, last, this
-sink's checkpoint: a record keyed `<pipeline>/<sink id>` in the compacted topic
-`checkpoint_topic` whose value is `{"position", "topics", "updated_at"}`. A
-read_committed reader therefore sees a batch and its checkpoint together or not
-at all; `recover()` (at open and after any failure) makes a fresh producer,
-whose `init_transactions` fences a zombie and aborts its open transaction, then
-reads the checkpoint back, so a replay never writes a committed batch again.
+`tidegate-<pipeline>-<sink id>`) holding the batch's messages and this sink's
+checkpoint: a record keyed `<pipeline>/<sink id>` in the compacted topic
+`checkpoint_topic`, value `{"position", "prev", "topics", "updated_at"}`
+(`prev`: the position committed before this transaction began). A
+read_committed reader sees a batch and its checkpoint together or not at all.
+`recover()` (at open and after any failure) makes a fresh producer, whose
+`init_transactions` fences a zombie and aborts its open transaction, then reads
+the checkpoint back, so a replay never writes a committed batch again.
 
 Brokers that do not hide aborted records from read_committed readers (tansu
-0.6 returns no aborted-transaction list in fetch responses) would still show
-the part of a batch whose transaction was cut off by a crash. To stay
-duplicate-free there too, every message carries a `tidegate-id` header (the
-idempotency key), the data is flushed before the checkpoint record is
-produced, and `recover()` scans the tail of every topic this sink wrote (kept
-in the checkpoint record, registered before a new topic is first written) for
-ids past the checkpoint: those events are already visible and are skipped. On
-a broker that filters aborted records the scan finds nothing.
+0.6 returns no aborted-transaction list in fetch responses) show the part of
+a batch whose transaction a crash cut off, and possibly its checkpoint record.
+To stay duplicate-free and lossless there too, every message carries a
+`tidegate-id` header (the idempotency key), and `recover()` trusts only the
+latest record's `prev` (committed for sure), then scans the tail of every
+topic this sink wrote (listed in the checkpoint record; a new topic is
+registered, and flushed, before it is first written) for ids past it: those
+events are already visible and are skipped, the rest are sent again. On a
+broker that filters aborted records this finds exactly the last committed
+batch, whose events are then skipped too.
 Imports: shared, worker.sinks.kafka_common, confluent-kafka, msgspec.
 """
 from __future__ import annotations
@@ -46,6 +49,7 @@ _CONSUMER_KEYS = ("security.", "sasl.", "ssl.", "client.", "socket.", "broker.",
 
 class Checkpoint(msgspec.Struct, kw_only=True):
     position: str | None
+    prev: str | None = None
     topics: list[str] = []
     updated_at: str = ""
 
@@ -88,7 +92,9 @@ class ExactlyOnce:
             consumer = Consumer(self._consumer_conf())
             try:
                 ckpt = self._read_checkpoint(consumer)
-                self.position = ckpt.position if ckpt else None
+                # `prev` was committed before the latest record's transaction began; whether that
+                # one committed, the scan below tells by the ids it finds visible
+                self.position = ckpt.prev if ckpt else None
                 self.pos_key = s.ctx.position_key(self.position) if self.position is not None else None
                 self.topics = set(ckpt.topics) if ckpt else set()
                 self.skip = self._scan_leftovers(consumer)
@@ -98,9 +104,8 @@ class ExactlyOnce:
             discard(p)
             raise classify(s.id, s.where, exc, f"reading checkpoint topic {self.ckpt_topic!r}") from exc
         self.producer = p
-        if self.skip:
-            s.ctx.log.warning("kafka_uncommitted_records_visible", sink=s.id, count=len(self.skip),
-                              hint="the broker shows records of aborted transactions; they are not re-sent")
+        s.ctx.log.info("kafka_eos_recovered", sink=s.id, checkpoint=self.position,
+                       latest=ckpt.position if ckpt else None, visible_past_checkpoint=len(self.skip))
         return self.position
 
     def _consumer_conf(self) -> dict[str, Any]:
@@ -238,12 +243,15 @@ class ExactlyOnce:
         try:
             p.begin_transaction()
             if len(all_topics) != len(self.topics):     # register new topics before writing to them
-                p.produce(self.ckpt_topic, self._record(self.position, all_topics), self.record_key)
+                p.produce(self.ckpt_topic, self._record(self.position, self.position, all_topics),
+                          self.record_key)
                 self._flush(p, "registering topics")
+            p.produce(self.ckpt_topic, self._record(batch.last_position, self.position, all_topics),
+                      self.record_key)
             produce_all(p, topics, bodies, keys, ids)
-            self._flush(p, f"{len(bodies)} messages")
-            p.produce(self.ckpt_topic, self._record(batch.last_position, all_topics), self.record_key)
             p.commit_transaction(s.ack_timeout)
+            if s.tracker.failures:
+                raise s.delivery_error(f"{len(bodies)} messages", 0)
         except Exception as exc:   # noqa: BLE001 - classified; the next write recovers
             discard(p)
             self.producer = None
@@ -263,8 +271,9 @@ class ExactlyOnce:
         if remaining or s.tracker.failures:
             raise s.delivery_error(what, remaining)
 
-    def _record(self, position: str | None, topics: set[str]) -> bytes:
-        return msgspec.json.encode(Checkpoint(position=position, topics=sorted(topics), updated_at=_now()))
+    def _record(self, position: str | None, prev: str | None, topics: set[str]) -> bytes:
+        return msgspec.json.encode(Checkpoint(position=position, prev=prev, topics=sorted(topics),
+                                              updated_at=_now()))
 
     def close(self) -> None:
         discard(self.producer)

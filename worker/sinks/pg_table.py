@@ -3,7 +3,7 @@
 `TableInfo` is read from the catalog at open (columns with their types, the key
 columns), `plan()` folds a batch into the final state per key (the batch is
 applied in one transaction, so only that state is visible), and the SQL helpers
-build the upsert/delete statements for psycopg2's `execute_values`.
+build the upsert/delete statements (head + mogrified rows + tail).
 Pure except `load_table` (one catalog query on a given cursor).
 Imports: stdlib, psycopg2 (adapters).
 """
@@ -185,25 +185,29 @@ def plan(info: TableInfo, events: list[dict[str, Any]]) -> Plan:
     return Plan(deletes, upserts, ignored, ignored_ops)
 
 
-def upsert_sql(info: TableInfo, cols: tuple[str, ...]) -> tuple[str, str]:
-    """(statement with one `%s` for execute_values, per-row template with casts)."""
+def upsert_sql(info: TableInfo, cols: tuple[str, ...]) -> tuple[str, str, str]:
+    """(head, tail, per-row template): the statement is head + rows joined by "," + tail.
+
+    INSERT ... VALUES coerces each value to its target column's type, so the
+    row template needs no casts."""
     names = ", ".join(quote_ident(c) for c in cols)
     conflict = ", ".join(quote_ident(k) for k in info.keys)
     updates = [c for c in cols if c not in info.keys]
     action = ("DO UPDATE SET " + ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in updates)
               if updates else "DO NOTHING")
-    sql = f"INSERT INTO {info.qualified} ({names}) VALUES %s ON CONFLICT ({conflict}) {action}"
-    template = "(" + ", ".join(f"%s::{info.columns[c]}" for c in cols) + ")"
-    return sql, template
+    head = f"INSERT INTO {info.qualified} ({names}) VALUES "
+    tail = f" ON CONFLICT ({conflict}) {action}"
+    return head, tail, "(" + ", ".join("%s" for _c in cols) + ")"
 
 
-def delete_sql(info: TableInfo) -> tuple[str, str]:
+def delete_sql(info: TableInfo) -> tuple[str, str, str]:
+    """(head, tail, per-row template with casts: a VALUES list in USING is not coerced)."""
     keys = info.keys
     alias = ", ".join(f"k{i}" for i in range(len(keys)))
     match = " AND ".join(f"t.{quote_ident(k)} = d.k{i}" for i, k in enumerate(keys))
-    sql = f"DELETE FROM {info.qualified} AS t USING (VALUES %s) AS d({alias}) WHERE {match}"
-    template = "(" + ", ".join(f"%s::{info.columns[k]}" for k in keys) + ")"
-    return sql, template
+    head = f"DELETE FROM {info.qualified} AS t USING (VALUES "
+    tail = f") AS d({alias}) WHERE {match}"
+    return head, tail, "(" + ", ".join(f"%s::{info.columns[k]}" for k in keys) + ")"
 
 
 def convert_keys(info: TableInfo, keys: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -2,8 +2,8 @@
 
 `c`/`u`/`r` upsert `after` (INSERT ... ON CONFLICT (key) DO UPDATE), `d` deletes by
 the key in `before` (or `after`). Key columns: `key_columns`, else the target
-table's primary key (read at open). Each batch is one transaction that also
-upserts this sink's checkpoint into `tidegate_checkpoints(pipeline, sink_id,
+table's primary key (read at open). Each batch is one transaction (one
+multi-statement query: one round trip) that also upserts this sink's checkpoint into `tidegate_checkpoints(pipeline, sink_id,
 position, updated_at)` (created in the target table's schema), so `open()`
 returns it and a replay never applies a batch twice: exactly-once for this sink.
 Event columns the target table lacks are ignored, with one warning per column.
@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 import psycopg2
 import psycopg2.errors
-from psycopg2.extras import execute_values
 
 from shared.errors import SinkError
 from shared.events import position_of
@@ -53,12 +52,15 @@ class PostgresSink(Sink):
         except ValueError as exc:
             raise SinkError(self.id, str(exc), retryable=False) from None
         self._ckpt_table = f"{quote_ident(self._schema)}.{quote_ident(CHECKPOINT_TABLE)}"
+        self._ckpt_sql = (f"INSERT INTO {self._ckpt_table} (pipeline, sink_id, position, updated_at) "
+                          "VALUES (%s, %s, %s, now()) ON CONFLICT (pipeline, sink_id) "
+                          "DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at")
         self._conn: Any = None
         self._info: TableInfo | None = None
         self._position: str | None = None
         self._pos_key: Any = None
         self._warned: set[str] = set()
-        self._sql: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._sql: dict[tuple[str, ...], tuple[bytes, bytes, str]] = {}
         self._exec: ThreadPoolExecutor | None = None
         self._opened = False
 
@@ -80,6 +82,7 @@ class PostgresSink(Sink):
                                     keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         except psycopg2.Error as exc:
             raise self._classify_connect(exc) from exc
+        conn.autocommit = True
         try:
             with conn.cursor() as cur:
                 try:
@@ -95,7 +98,6 @@ class PostgresSink(Sink):
                 cur.execute(f"SELECT position FROM {self._ckpt_table} WHERE pipeline = %s AND sink_id = %s",
                             (self.ctx.pipeline, self.id))
                 row = cur.fetchone()
-            conn.commit()
         except psycopg2.errors.UniqueViolation:     # two sinks created the checkpoint table at once
             conn.close()
             return self._connect()
@@ -165,27 +167,29 @@ class PostgresSink(Sink):
         conn = self._conn
         try:
             with conn.cursor() as cur:
+                mog = cur.mogrify
+                parts: list[bytes] = []
                 if p.deletes:
-                    sql, tpl = self._statement(("\0delete",), lambda: delete_sql(info))
-                    execute_values(cur, sql, convert_keys(info, p.deletes), template=tpl, page_size=len(p.deletes))
+                    head, tail, tpl = self._statement(("\0delete",), lambda: delete_sql(info))
+                    parts.append(head + b",".join([mog(tpl, k) for k in convert_keys(info, p.deletes)]) + tail)
                 for cols, rows in p.upserts.items():
-                    sql, tpl = self._statement(cols, lambda: upsert_sql(info, cols))
-                    execute_values(cur, sql, rows, template=tpl, page_size=len(rows))
-                cur.execute(f"""INSERT INTO {self._ckpt_table} (pipeline, sink_id, position, updated_at)
-                                VALUES (%s, %s, %s, now()) ON CONFLICT (pipeline, sink_id)
-                                DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at""",
-                            (self.ctx.pipeline, self.id, batch.last_position))
-            conn.commit()
+                    head, tail, tpl = self._statement(cols, lambda: upsert_sql(info, cols))
+                    parts.append(head + b",".join([mog(tpl, r) for r in rows]) + tail)
+                parts.append(mog(self._ckpt_sql, (self.ctx.pipeline, self.id, batch.last_position)))
+                # one round trip: a multi-statement query runs as one transaction (autocommit mode)
+                cur.execute(b";\n".join(parts))
         except Exception as exc:   # noqa: BLE001 - classified; the next write reconnects
             self._drop()
             raise self._classify(exc) from exc
         self._position = batch.last_position
         self._pos_key = pk(batch.last_position)
 
-    def _statement(self, cols: tuple[str, ...], build: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+    def _statement(self, cols: tuple[str, ...],
+                   build: Callable[[], tuple[str, str, str]]) -> tuple[bytes, bytes, str]:
         sql = self._sql.get(cols)
         if sql is None:
-            sql = self._sql[cols] = build()
+            head, tail, tpl = build()
+            sql = self._sql[cols] = (head.encode(), tail.encode(), tpl)
         return sql
 
     def _at_or_below(self, pos: str | None) -> bool:
