@@ -90,3 +90,56 @@ def test_a_runaway_processor_does_not_stall_another() -> None:
     finally:
         bad.close()
         good.close()
+
+
+WORKER = r"""
+import sys, json, structlog
+from shared.spec.model import JavascriptProcessor as JsSpec, Limits
+from worker.processors.base import ProcessorContext
+from worker.processors.javascript import JavascriptProcessor
+code = sys.argv[1]
+p = JavascriptProcessor(JsSpec(id="orphan", inline=code, limits=Limits(cpu_ms=60000, timeout_ms=60000)),
+                        ProcessorContext(pipeline="tg-js-orphan", log=structlog.get_logger()))
+p.open()
+print(p.sandbox_pid, flush=True)
+p.process(b"[]")
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("code", ["export function process(b) { return b; }",          # idle sandbox
+                                  "export function process(b) { for (;;) {} }"])       # busy in JS
+def test_the_sandbox_never_outlives_its_worker(code: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.support import wait_until
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    try:
+        assert worker.stdout is not None
+        pid = int(worker.stdout.readline())
+        assert os.path.exists(f"/proc/{pid}")
+        if "for (;;)" in code:   # make sure it is inside the runaway call when its worker dies
+            def cpu_s() -> float:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            wait_until(lambda: cpu_s() > 0.2, timeout=10, message="the sandbox to be spinning")
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(5)
+
+        def gone() -> bool:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except OSError:
+                return True
+        wait_until(gone, timeout=2, message=f"sandbox {pid} to exit after its worker was killed")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

@@ -60,6 +60,9 @@ def _set_pipe_size(fd: int) -> None:
 
 
 class SandboxProcess:
+    """One sandbox child. Spawn it from a long-lived thread (the worker's processor thread):
+    the child's PR_SET_PDEATHSIG fires when the spawning *thread* exits."""
+
     def __init__(self, pipeline: str, name: str) -> None:
         env = dict(os.environ, MALLOC_ARENA_MAX="2")
         self.shm_fd = os.memfd_create("tidegate-js", os.MFD_CLOEXEC)
@@ -67,7 +70,7 @@ class SandboxProcess:
             os.ftruncate(self.shm_fd, SHM_INITIAL)
             self.mm = mmap.mmap(self.shm_fd, SHM_INITIAL)
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", CHILD, str(self.shm_fd), pipeline, name],
+                [sys.executable, "-I", CHILD, str(self.shm_fd), pipeline, name, str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0,
                 pass_fds=(self.shm_fd,))
         except BaseException:

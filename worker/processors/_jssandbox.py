@@ -1,6 +1,7 @@
 """The JavaScript sandbox child: one QuickJS context in its own small process.
 
-Started by `worker.processors.javascript` as `python -I _jssandbox.py <memfd> <pipeline> <processor>`;
+Started by `worker.processors.javascript` as
+`python -I _jssandbox.py <memfd> <pipeline> <processor> <parent pid>`;
 talks to it over stdin/stdout with length-prefixed frames (5-byte header: kind, u32 length).
 Batch data lives in the shared memfd; `B`/`R` frames carry only its length (u64).
 Imports: stdlib + quickjs ONLY (never tidegate packages; the child must start lean).
@@ -18,7 +19,8 @@ CPU counts), `mem_mb` through the QuickJS heap limit. Kernel backstops set per c
 RLIMIT_CPU (a little above the call's budget; SIGXCPU ends a native-level runaway) and
 RLIMIT_AS (current size + room for the heap and the batch strings). The wall-clock
 `timeout_ms` (and a CPU watchdog) live in the parent, which SIGKILLs this process.
-SIGINT/SIGTERM are ignored: the child ends on EOF of stdin (its worker closed or died).
+SIGINT/SIGTERM are ignored: the child ends on EOF of stdin (its worker closed or died),
+and PR_SET_PDEATHSIG kills it if the worker dies mid-call.
 """
 import json
 import mmap
@@ -294,7 +296,19 @@ def call(quickjs, ctx, run, chan: Channel, shared: Shared, cfg: dict, body: byte
         return b"E", error_payload("limit", "mem_mb", "out of memory (sandbox address space)")
 
 
+def die_with_parent(parent: int) -> None:
+    """SIGKILL us when the thread that spawned us (the worker's processor thread) exits."""
+    try:
+        import ctypes  # noqa: PLC0415
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:   # it died before prctl
+        os._exit(0)
+
+
 def main() -> int:
+    die_with_parent(int(sys.argv[4]))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -343,4 +357,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:   # the worker went away mid-reply
+        os._exit(0)
