@@ -282,3 +282,18 @@ def test_invalid_json_batch_fails_without_losing_state(make: Make) -> None:
     with pytest.raises(ProcessorError, match="processor 'strict': process\\(batch\\) threw SyntaxError"):
         p.process(b'[{"a": 1')                         # JSON.parse in the sandbox reports it
     assert run(p, BATCH[:1])[0]["n"] == 1              # neither reached process(); the context lives on
+
+
+def test_bigint_results_leave_as_decimal_strings(make: Make) -> None:
+    p = make("export function process(b) {\n  for (const e of b) e.after.tripled = BigInt(e.after.big) * 3n;\n"
+             "  return b;\n}\n")
+    out = run(p, [ev(1, big=12345678901234567890)])
+    assert out[0]["after"]["big"] == "12345678901234567890"
+    assert out[0]["after"]["tripled"] == str(3 * 12345678901234567890)
+
+
+def test_top_level_throw_fails_open_with_its_stack(make: Make) -> None:
+    p = make("const table = {};\nthrow new Error('bad init');\nfunction process(b) { return b; }", id="init",
+             open=False)
+    with pytest.raises(ProcessorError, match="processor 'init': cannot load the script: Error: bad init\n    at .*init:2"):
+        p.open()

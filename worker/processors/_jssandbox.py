@@ -75,6 +75,10 @@ GLUE = r"""
   }
   class ContractError extends Error {}
   ContractError.prototype.name = "TidegateContractError";
+  // BigInts (e.g. BigInt(e.after.big) + 1n) leave as decimal strings, like unsafe integers enter.
+  if (typeof BigInt === "function" && !BigInt.prototype.toJSON)
+    Object.defineProperty(BigInt.prototype, "toJSON", { value: function () { return this.toString(); },
+                                                        writable: true, configurable: true });
   let pending;
   globalThis.__tg_parse = function __tidegate_parse(text) { pending = undefined; pending = parse(text); };
   globalThis.__tg_run = function __tidegate_run() {

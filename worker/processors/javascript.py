@@ -28,7 +28,8 @@ counted and reported as one `js_console_suppressed` line ("suppressed N lines").
 Integers beyond 2^53: JavaScript numbers are doubles, so JSON.parse would silently round
 9007199254740993 to 9007199254740992. Policy: any integer outside +-(2^53 - 1) in a batch
 is handed to JavaScript as its exact decimal *string* ("9007199254740993"), and leaves the
-processor as that string unless the script converts it (`BigInt(v)` works for arithmetic).
+processor as that string unless the script converts it (`BigInt(v)` works for arithmetic;
+a BigInt in the result is written as its decimal string too).
 Nothing is ever rounded. The check is a scan for 16+ digit runs (~0.4 ms/MB) that runs
 in this process while the child is already in JSON.parse; the child calls process() only
 after our verdict ("go", or "parse this protected batch instead"), so the scan costs
