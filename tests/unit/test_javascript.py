@@ -297,3 +297,11 @@ def test_top_level_throw_fails_open_with_its_stack(make: Make) -> None:
              open=False)
     with pytest.raises(ProcessorError, match="processor 'init': cannot load the script: Error: bad init\n    at .*init:2"):
         p.open()
+
+
+def test_the_sandbox_gets_a_minimal_environment(make: Make, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TG_JS_DB_PASSWORD", "hunter2")
+    p = make("export function process(b) { return b; }")
+    with open(f"/proc/{p.sandbox_pid}/environ", "rb") as f:
+        env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if item)
+    assert b"TG_JS_DB_PASSWORD" not in env and env[b"MALLOC_ARENA_MAX"] == b"2"

@@ -64,7 +64,9 @@ class SandboxProcess:
     the child's PR_SET_PDEATHSIG fires when the spawning *thread* exits."""
 
     def __init__(self, pipeline: str, name: str) -> None:
-        env = dict(os.environ, MALLOC_ARENA_MAX="2")
+        # A minimal environment: the worker's may hold expanded secrets the child has no use for.
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "TZ")}
+        env["MALLOC_ARENA_MAX"] = "2"
         self.shm_fd = os.memfd_create("tidegate-js", os.MFD_CLOEXEC)
         try:
             os.ftruncate(self.shm_fd, SHM_INITIAL)
