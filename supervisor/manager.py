@@ -24,6 +24,10 @@ from supervisor.process import WorkerHandle, describe_exit
 from supervisor.restart import RestartPolicy
 
 HEARTBEAT_TIMEOUT_S = 15.0
+
+
+def tag_of(struct: Any) -> str:
+    return str(type(struct).__struct_config__.tag)
 STOP_GRACE_S = 20.0
 ACK_TIMEOUT_S = 10.0
 
@@ -303,10 +307,23 @@ class PipelineManager:
         async with m.lock:
             self._cancel_restart(m)
             m.desired = Desired.STOPPED
-            await self._stop_worker(m, "delete", drop=True)
+            if m.handle is not None:
+                await self._stop_worker(m, "delete", drop=True)
+            else:
+                await self._drop_source_state(m)
             self.store.delete_pipeline(name)
             self.pipelines.pop(name, None)
         self._changed(m)
+
+    async def _drop_source_state(self, m: Managed) -> None:
+        """No worker runs: start one in drop mode so the source removes its server-side state."""
+        if tag_of(m.spec.spec.source) == "generator":
+            return
+        h = WorkerHandle(m.name, lambda _h, _msg: None, lambda _h, _code: None)
+        h.start(encode_spec(m.spec), self.state_dir, self.log_format, self.log_level, paused=True, mode="drop")
+        if not await h.wait(30.0):
+            h.signal(9)
+            await h.wait(5.0)
 
     async def pause(self, name: str) -> Managed:
         m = self.get(name)

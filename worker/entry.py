@@ -84,7 +84,7 @@ def lock_pipeline(state_dir: str, name: str, timeout: float = 30.0) -> int:
 
 
 def main(conn: Any, spec_bytes: bytes, state_dir: str, log_format: str, log_level: str,
-         start_paused: bool, supervisor_pid: int) -> None:
+         start_paused: bool, supervisor_pid: int, mode: str = "run") -> None:
     set_parent_death_signal()
     spec = decode_spec(spec_bytes)
     name = spec.metadata.name
@@ -99,9 +99,11 @@ def main(conn: Any, spec_bytes: bytes, state_dir: str, log_format: str, log_leve
         os._exit(EXIT_PARENT_GONE)
     limit_malloc_arenas()
     logs.configure(log_format, log_level)
+    from worker import runtime
+    if mode == "drop":   # the pipeline is being deleted while no worker runs: drop its source state only
+        os._exit(asyncio.run(runtime.drop_source(spec_bytes, state_dir)))
     lock_pipeline(state_dir, name)
     set_rlimits(spec)
-    from worker import runtime
     code = asyncio.run(runtime.main(conn, spec_bytes, state_dir, start_paused))
     sys.stdout.flush()
     sys.stderr.flush()

@@ -152,3 +152,20 @@ async def main(conn: Any, spec_bytes: bytes, state_dir: str, start_paused: bool)
     finally:
         store.close()
         log.debug("worker_exit", ran_s=round(time.monotonic() - t0, 3))
+
+
+async def drop_source(spec_bytes: bytes, state_dir: str) -> int:
+    """Delete of a pipeline with no running worker: let the source drop what it
+    created on the server (a replication slot...). Exit 0, or 1 with the error logged."""
+    spec = decode_spec(spec_bytes)
+    log = structlog.get_logger().bind(pipeline=spec.metadata.name, pid=os.getpid())
+    store = SqliteStore(state_dir).open()
+    try:
+        source = Pipeline(spec, store, log, state_dir=state_dir)._source()
+        await source.drop()
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - reported, the delete goes on
+        log.warning("source_drop_failed", error=describe(exc).message)
+        return 1
+    finally:
+        store.close()
