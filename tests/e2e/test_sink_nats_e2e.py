@@ -19,7 +19,6 @@ import msgspec
 import nats
 import pytest
 
-from tests.integration.test_sink_nats import nats_server_pid
 from tests.support import port_open, require_service, wait_until
 from tests.support.supervisor import Supervisor, generator_spec
 
@@ -52,6 +51,20 @@ def name() -> Any:
     async def drop(j: Any) -> None:
         await j.delete_stream(base)
     js(drop)
+
+
+def nats_server_pid() -> int:
+    """The nats-server process serving 127.0.0.1:4222 (the one scripts/services/nats.sh starts)."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            args = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if args and args[0].endswith(b"nats-server") and b"4222" in args:
+            return int(d)
+    raise AssertionError("no nats-server process serves port 4222")
 
 
 def sink(sid: str, subject: str, **extra: Any) -> dict[str, Any]:

@@ -53,7 +53,7 @@ def ids_of(msgs: list[Any], path: tuple[str, ...] = ("after", "id")) -> list[int
 
 def test_generator_to_rabbitmq_every_event_routing_and_envelopes(supervisor: Supervisor, name: str) -> None:
     pipe = name.replace("_", "-")
-    n = 2000
+    n = 1000
     bind(name, {name + "_orders": "shop.orders", name + "_items": "shop.items"})
     bind(name + "_dbz", {name + "_dbz": "#"})
     bind(name + "_ce", {name + "_ce": "#"})
@@ -82,9 +82,9 @@ def test_generator_to_rabbitmq_every_event_routing_and_envelopes(supervisor: Sup
 
 def test_rabbitmq_stopped_mid_stream_holds_then_delivers_everything(supervisor: Supervisor, name: str) -> None:
     pipe = name.replace("_", "-")
-    n = 8000
+    n = 5000
     bind(name, {name + "_all": "#"})
-    supervisor.create(generator_spec(pipe, [sink("mq", name)], count=n, rate=2000, payload_bytes=50))
+    supervisor.create(generator_spec(pipe, [sink("mq", name)], count=n, rate=2500, payload_bytes=50))
     supervisor.wait_position(pipe, "mq", 1000, timeout=30)
     subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60, capture_output=True)
     try:

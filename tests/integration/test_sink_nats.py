@@ -1,17 +1,13 @@
 """NatsSink against the real NATS + JetStream on 127.0.0.1:4222 (scripts/services/nats.sh).
 
 Streams are named `tg_nats_<random>` (subjects `<name>.>`, file storage) and
-deleted afterwards. The restart test stops the shared nats-server once
-(SIGTERM to the process serving port 4222) and starts it again with the
-service script; JetStream keeps the stream on disk across the restart.
+deleted afterwards. The server stopped mid-stream is shown once, end to end, in
+tests/e2e/test_sink_nats_e2e.py.
 """
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -27,7 +23,6 @@ from tests.support import free_port, port_open, require_service, wait_until
 from worker.sinks.base import SinkBatch, SinkContext
 from worker.sinks.nats import NatsSink, default_stream_name
 
-ROOT = Path(__file__).resolve().parents[2]
 URL = "nats://127.0.0.1:4222"
 
 
@@ -164,6 +159,30 @@ def test_missing_stream_is_fatal_unless_create_stream(name: str) -> None:
     assert sorted(b["after"]["id"] for _s, _h, b in messages(created, f"{other}.>")) == list(range(1, 11))
 
 
+@pytest.mark.parametrize("create", [False, True])
+def test_stream_deleted_while_running(name: str, create: bool) -> None:
+    async def go() -> tuple[SinkError, bool]:
+        sink = make_sink(subject=f"{name}.${{source.table}}", stream=name, create_stream=create)
+        await sink.open()
+        await sink.write(batch(1, events(1, 10)))
+        await sink._js.delete_stream(name)
+        with pytest.raises(SinkError) as ei:
+            await sink.write(batch(2, events(11, 10)))
+        delivered = False
+        if ei.value.retryable:          # the runtime retries the same batch
+            await sink.write(batch(2, events(11, 10)))
+            delivered = True
+        await sink.close()
+        return ei.value, delivered
+    err, delivered = run(go())
+    if create:
+        assert err.retryable and "created again" in err.message and delivered
+        assert sorted(b["after"]["id"] for _s, _h, b in messages(name, f"{name}.>")) == list(range(11, 21))
+    else:
+        assert not err.retryable and "no JetStream stream captures subject" in err.message
+        js(lambda j: j.add_stream(name=name, subjects=[f"{name}.>"]))   # for the fixture's cleanup
+
+
 def test_message_too_large_is_fatal(name: str) -> None:
     async def go() -> SinkError:
         sink = make_sink(subject=f"{name}.big")
@@ -205,78 +224,3 @@ def test_unreachable_server_is_retryable() -> None:
         return ei.value
     err = run(go())
     assert err.retryable and "unreachable" in err.message
-
-
-def nats_server_pid() -> int:
-    """The nats-server process serving 127.0.0.1:4222 (the one scripts/services/nats.sh starts)."""
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            args = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if args and args[0].endswith(b"nats-server") and b"4222" in args:
-            return int(d)
-    raise AssertionError("no nats-server process serves port 4222")
-
-
-class Writer:
-    """Plays the runtime on its own loop thread: delivers batches of `size` events in order, for ever
-    until `limit` (a batch count) is set, retrying the same batch on retryable errors (short
-    backoff); paced a little, like a live stream; holds after `hold_after` batches until `gate`."""
-
-    def __init__(self, sink: Any, size: int, hold_after: int) -> None:
-        self.sink, self.size, self.hold_after = sink, size, hold_after
-        self.done, self.errors, self.fatal = 0, [], []
-        self.limit: int | None = None
-        self.gate = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="tg-sink-writer")
-
-    def finish(self, more: int) -> int:
-        """Stop `more` batches after the current count; return the total number of events."""
-        self.limit = self.done + more
-        self.thread.join(60)
-        assert not self.thread.is_alive() and not self.fatal and self.done == self.limit, \
-            (self.fatal, self.done, self.limit)
-        return self.limit * self.size
-
-    async def _main(self) -> None:
-        await self.sink.open()
-        while self.limit is None or self.done < self.limit:
-            while self.done >= self.hold_after and not self.gate.is_set():
-                await asyncio.sleep(0.01)
-            b = batch(self.done + 1, events(self.done * self.size + 1, self.size))
-            while True:
-                try:
-                    await self.sink.write(b)
-                    break
-                except SinkError as exc:
-                    if not exc.retryable:
-                        self.fatal.append(exc)
-                        return
-                    self.errors.append(exc.message)
-                    await asyncio.sleep(0.2)
-            self.done += 1
-            await asyncio.sleep(0.01)
-        await self.sink.close()
-
-
-def test_server_restart_mid_stream_holds_then_delivers_everything(name: str) -> None:
-    w = Writer(make_sink(subject=f"{name}.events"), 200, hold_after=5)
-    w.thread.start()
-    wait_until(lambda: w.done >= 5, 10, message="5 batches written")
-    pid = nats_server_pid()
-    w.gate.set()
-    os.kill(pid, signal.SIGTERM)
-    try:
-        wait_until(lambda: not port_open("127.0.0.1", 4222, 0.2), 10, message="nats-server to stop")
-        wait_until(lambda: w.errors, 20, message="a retryable error while nats is down")
-    finally:
-        subprocess.run(["bash", str(ROOT / "scripts/services/nats.sh")], check=True, timeout=30)
-    at_restart = w.done
-    wait_until(lambda: w.done >= at_restart + 3, 30, message="writes to go on after the restart")
-    total = w.finish(2)
-    assert all("nats 127.0.0.1:4222" in m for m in w.errors), w.errors
-    ids = [b["after"]["id"] for _s, _h, b in messages(name, f"{name}.>")]
-    assert sorted(ids) == list(range(1, total + 1))      # each exactly once: Nats-Msg-Id dedup

@@ -1,17 +1,12 @@
 """RedisSink against the real Redis on 127.0.0.1:6379 (scripts/services/redis.sh).
 
-Streams are named `tg_redis_<random>...` and deleted afterwards. The restart
-test stops the shared server once (`CLIENT PAUSE WRITE`, read what was
-acknowledged, `SHUTDOWN NOSAVE`) and starts it again with the service script,
-so nothing acknowledged is lost to the server's lack of persistence.
+Streams are named `tg_redis_<random>...` and deleted afterwards. The server
+stopped mid-stream is shown once, end to end, in tests/e2e/test_sink_redis_e2e.py.
 """
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,11 +16,10 @@ import redis
 from shared.errors import SinkError
 from shared.events import make_event
 from shared.spec.model import RedisSinkConfig
-from tests.support import free_port, require_service, wait_until
+from tests.support import free_port, require_service
 from worker.sinks.base import SinkBatch, SinkContext
 from worker.sinks.redis import RedisSink
 
-ROOT = Path(__file__).resolve().parents[2]
 URL = "redis://127.0.0.1:6379/0"
 
 
@@ -183,69 +177,3 @@ def test_unreachable_server_is_retryable(name: str) -> None:
         return ei.value
     err = run(go())
     assert err.retryable and "connection failed" in err.message
-
-
-class Writer:
-    """Plays the runtime on its own loop thread: delivers batches of `size` events in order, for ever
-    until `limit` (a batch count) is set, retrying the same batch on retryable errors (short
-    backoff); paced a little, like a live stream; holds after `hold_after` batches until `gate`."""
-
-    def __init__(self, sink: Any, size: int, hold_after: int) -> None:
-        self.sink, self.size, self.hold_after = sink, size, hold_after
-        self.done, self.errors, self.fatal = 0, [], []
-        self.limit: int | None = None
-        self.gate = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), name="tg-sink-writer")
-
-    def finish(self, more: int) -> int:
-        """Stop `more` batches after the current count; return the total number of events."""
-        self.limit = self.done + more
-        self.thread.join(60)
-        assert not self.thread.is_alive() and not self.fatal and self.done == self.limit, \
-            (self.fatal, self.done, self.limit)
-        return self.limit * self.size
-
-    async def _main(self) -> None:
-        await self.sink.open()
-        while self.limit is None or self.done < self.limit:
-            while self.done >= self.hold_after and not self.gate.is_set():
-                await asyncio.sleep(0.01)
-            b = batch(self.done + 1, events(self.done * self.size + 1, self.size))
-            while True:
-                try:
-                    await self.sink.write(b)
-                    break
-                except SinkError as exc:
-                    if not exc.retryable:
-                        self.fatal.append(exc)
-                        return
-                    self.errors.append(exc.message)
-                    await asyncio.sleep(0.2)
-            self.done += 1
-            await asyncio.sleep(0.01)
-        await self.sink.close()
-
-
-def test_server_restart_mid_stream_holds_then_delivers_everything(name: str) -> None:
-    w = Writer(make_sink(stream=name), 200, hold_after=5)
-    w.thread.start()
-    wait_until(lambda: w.done >= 5, 10, message="5 batches written")
-    r = redis.Redis.from_url(URL)
-    w.gate.set()
-    # freeze writes, take what was acknowledged, stop the server: no acked entry can be lost to nosave
-    r.execute_command("CLIENT", "PAUSE", "10000", "WRITE")
-    before = entries(name)
-    try:
-        r.execute_command("SHUTDOWN", "NOSAVE")
-    except redis.exceptions.ConnectionError:
-        pass
-    try:
-        wait_until(lambda: w.errors, 10, message="a retryable error while redis is down")
-    finally:
-        subprocess.run(["bash", str(ROOT / "scripts/services/redis.sh")], check=True, timeout=30)
-    at_restart = w.done
-    wait_until(lambda: w.done >= at_restart + 3, 20, message="writes to go on after the restart")
-    total = w.finish(2)
-    assert all("redis 127.0.0.1:6379" in m for m in w.errors), w.errors
-    ids = {msgspec.json.decode(e["event"])["after"]["id"] for e in before + entries(name)}
-    assert ids == set(range(1, total + 1))

@@ -17,8 +17,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-import nats
 from nats import errors as nerr
+from nats.aio.client import Client as NATS
 from nats.js import errors as jerr
 
 from shared.errors import SinkError
@@ -26,7 +26,8 @@ from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 CONNECT_TIMEOUT_S = 5
-ACK_TIMEOUT_S = 15.0        # a whole batch's acks
+ACK_TIMEOUT_S = 15.0        # a whole batch's acks (plus 1 s per ACKS_PER_S_FLOOR events: big transactions)
+ACKS_PER_S_FLOOR = 1000
 RECONNECT_ATTEMPTS = 5      # client-side reconnects before the connection closes (write then reconnects)
 RECONNECT_WAIT_S = 0.5
 MAX_PENDING = 1 << 20       # publish_async in flight; the batch is the real bound
@@ -119,13 +120,23 @@ class NatsSink(Sink):
         try:
             # the first connect fails fast (the runtime backs off); after it the client rides out
             # short outages itself, and write() reconnects once it has given up
-            self._nc = await nats.connect(
+            nc = NATS()
+            self._nc = nc
+            await nc.connect(
                 self.config.url, name=f"tidegate {self.ctx.pipeline}/{self.id}",
                 connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False,
                 max_reconnect_attempts=1, reconnect_time_wait=RECONNECT_WAIT_S,
                 error_cb=self._on_error, disconnected_cb=self._on_disconnect)
         except Exception as exc:   # noqa: BLE001 - classified
-            raise self.classify(exc) from exc
+            self._nc = None
+            err = self.classify(exc)
+            try:   # release the half-open transport of the failed attempt
+                if nc._transport is not None:
+                    nc._transport.close()
+                    await nc._transport.wait_closed()
+            except Exception:   # noqa: BLE001
+                pass
+            raise err from exc
         self._nc.options["allow_reconnect"] = True
         self._nc.options["max_reconnect_attempts"] = RECONNECT_ATTEMPTS
         self._js = self._nc.jetstream(timeout=CONNECT_TIMEOUT_S, publish_async_max_pending=MAX_PENDING)
@@ -180,7 +191,8 @@ class NatsSink(Sink):
         futs: list[asyncio.Future[Any]] = []
         self._inflight = futs
         try:
-            await asyncio.wait_for(self._publish(events, bodies, keys, futs), ACK_TIMEOUT_S)
+            await asyncio.wait_for(self._publish(events, bodies, keys, futs),
+                                   ACK_TIMEOUT_S + len(events) / ACKS_PER_S_FLOOR)
         except Exception as exc:   # noqa: BLE001 - classified below
             for f in futs:
                 f.cancel()
@@ -214,10 +226,22 @@ class NatsSink(Sink):
             found = None
         except Exception as exc:   # noqa: BLE001
             return self.classify(exc)
+        if found is None and self.config.create_stream and self._filter_covers(subject):
+            try:   # our stream was deleted under us: create it again and let the runtime retry
+                name = self._stream or default_stream_name(self.ctx.pipeline, self.id)
+                await self._js.add_stream(name=name, subjects=[self._filter])
+            except Exception as exc:   # noqa: BLE001
+                return self.classify(exc)
+            return self._err(f"stream {name!r} was missing and has been created again; will retry", True)
         if found is None:
             return self._err(f"no JetStream stream captures subject {subject!r} (stream {self._stream!r} "
                              "deleted or its subjects do not cover it); create it or fix `subject`", False)
         return self._err(f"stream {found!r} did not answer (JetStream starting?); will retry", True)
+
+    def _filter_covers(self, subject: str) -> bool:
+        """Whether the stream subject we would create (`a.*.c`) covers this concrete subject."""
+        want, got = self._filter.split("."), subject.split(".")
+        return len(want) == len(got) and all(w in ("*", g) for w, g in zip(want, got))
 
     async def close(self) -> None:
         nc = self._nc

@@ -26,7 +26,8 @@ from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 CONNECT_TIMEOUT_S = 5.0
-CONFIRM_TIMEOUT_S = 30.0    # a whole batch's confirms
+CONFIRM_TIMEOUT_S = 30.0    # a whole batch's confirms (plus 1 s per CONFIRMS_PER_S_FLOOR messages)
+CONFIRMS_PER_S_FLOOR = 500
 
 
 def amqp_where(url: str) -> str:
@@ -131,7 +132,7 @@ class RabbitmqSink(Sink):
                 for ev, body, key in zip(events, bodies, keys)]
         try:
             results = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True),
-                                             CONFIRM_TIMEOUT_S)
+                                             CONFIRM_TIMEOUT_S + len(futs) / CONFIRMS_PER_S_FLOOR)
         except Exception as exc:   # noqa: BLE001 - classified
             await self._drop()
             raise self.classify(exc) from exc
