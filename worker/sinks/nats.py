@@ -95,11 +95,9 @@ class NatsSink(Sink):
                              f"{exc.description}", not fatal)
         if isinstance(exc, (asyncio.TimeoutError, nerr.TimeoutError)):
             return self._err("did not acknowledge in time (server down or restarting?)", True)
-        if isinstance(exc, nerr.NoServersError):
-            cause = f": {self._last_err}" if self._last_err else ""
-            return self._err(f"refused connection or is unreachable{cause}", True)
-        if isinstance(exc, (ConnectionRefusedError, nerr.NoServersError)) and not self._nc:
-            return self._err(f"refused connection or is unreachable ({exc})", True)
+        if isinstance(exc, (nerr.NoServersError, ConnectionRefusedError)):
+            cause = self._last_err if isinstance(exc, nerr.NoServersError) else exc
+            return self._err(f"refused connection or is unreachable{f': {cause}' if cause else ''}", True)
         if isinstance(exc, (nerr.ConnectionClosedError, nerr.OutboundBufferLimitError,
                             nerr.StaleConnectionError, nerr.ConnectionReconnectingError, OSError)):
             return self._err(f"connection lost ({exc.__class__.__name__}); will reconnect", True)
