@@ -1,20 +1,27 @@
 """Kafka sink throughput beside the raw confluent-kafka loop, same broker, same run.
 
 Generator-like events (~200 bytes of native JSON) go through KafkaSink.write()
-in batches of 2000, plain (idempotent producer) and `exactly_once` (one
-transaction per batch). References: the raw client loop producing the very
-same values and keys: plain (produce everything, then one flush; and a flush per
-2000, the sink's own durability point) and transactional (a commit per 1000
-messages; and per 2000, the sink's batch). Only write()/produce+flush time is counted; events
-are built between batches. Each run gets a fresh tansu broker (memory storage);
-runs alternate, best of `--rounds`, because the machine is shared.
+in batches of 2000: plain (idempotent producer) and `exactly_once` (one
+transaction per batch). The raw client loops produce the very same values and
+keys, batch by batch *interleaved* with the sink's writes on the same broker
+(paired timing: the machine is shared, so load hits both alike):
+  plain:        produce + flush per 2000 (the sink's durability point: write()
+                returns only once every message is acknowledged)
+  transactional: a commit per 1000 messages, and per 2000 (the sink's batch)
+A separate run gives the plain ceiling: produce everything, one flush at the end.
+Only write() / produce+flush|commit time is counted; events are built between
+batches. Each mode gets a fresh tansu broker (memory storage).
 
-Run: .venv/bin/python bench/bench_sink_kafka.py [--events N]
+Then, through a real `tidegate serve`: generator -> kafka (plain and
+exactly_once) beside generator -> file (fsync never), the runtime's own ceiling.
+
+Run: .venv/bin/python bench/bench_sink_kafka.py [--events N] [--pipeline-events M]
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import sys
 import tempfile
 import time
@@ -26,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka import Producer  # noqa: E402
 
 from shared.spec.model import KafkaSinkConfig  # noqa: E402
+from tests.support.supervisor import Supervisor, generator_spec  # noqa: E402
 from tests.support.tansu import Tansu  # noqa: E402
 from worker.envelope import encode  # noqa: E402
 from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
@@ -47,92 +55,147 @@ def batches(total: int, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any]
         yield evs, [encode(e) for e in evs]
 
 
-def raw_loop(bootstrap: str, total: int, txn_every: int | None, flush_every: int | None) -> float:
-    """produce() the sink's very values and keys; flush (or commit) every N, or once at the end."""
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
-    if txn_every:
-        conf["transactional.id"] = "bench-raw"
-    p = Producer(conf)
-    if txn_every:
-        p.init_transactions(30)
-    spent = 0.0
-    topic = "bench_raw"
-    for evs, values in batches(total, txn_every or flush_every or BATCH):
-        keys = [b'{"id":%d}' % e["after"]["id"] for e in evs]
+class Raw:
+    """The raw client loop: produce() the values and keys; flush or commit every `every`."""
+
+    def __init__(self, bootstrap: str, topic: str, txn: bool, every: int | None) -> None:
+        conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+        if txn:
+            conf["transactional.id"] = f"bench-raw-{topic}"
+        self.p = Producer(conf)
+        self.txn, self.every, self.topic, self.spent = txn, every, topic, 0.0
+        self.times: list[float] = []
+        if txn:
+            self.p.init_transactions(30)
+
+    def send(self, values: list[bytes], keys: list[bytes]) -> None:
         t0 = time.perf_counter()
-        if txn_every:
-            p.begin_transaction()
-        produce = p.produce
-        for v, k in zip(values, keys):
-            try:
-                produce(topic, v, k)
-            except BufferError:
-                p.poll(0.05)
-                produce(topic, v, k)
-        if txn_every:
-            p.commit_transaction(30)
-        elif flush_every:
-            assert p.flush(30) == 0
-        spent += time.perf_counter() - t0
-    t0 = time.perf_counter()
-    assert p.flush(60) == 0
-    spent += time.perf_counter() - t0
-    return total / spent
+        p, topic = self.p, self.topic
+        step = self.every or len(values)
+        for i in range(0, len(values), step):
+            if self.txn:
+                p.begin_transaction()
+            for v, k in zip(values[i:i + step], keys[i:i + step]):
+                try:
+                    p.produce(topic, v, k)
+                except BufferError:
+                    p.poll(0.05)
+                    p.produce(topic, v, k)
+            if self.txn:
+                p.commit_transaction(30)
+            elif self.every:
+                assert p.flush(30) == 0
+        self.times.append(time.perf_counter() - t0)
+        self.spent += self.times[-1]
+
+    def finish(self) -> None:
+        t0 = time.perf_counter()
+        assert self.p.flush(60) == 0
+        self.spent += time.perf_counter() - t0
 
 
-async def sink_loop(bootstrap: str, total: int, exactly_once: bool) -> float:
+async def paired(bootstrap: str, total: int, exactly_once: bool) -> dict[str, float]:
     cfg = KafkaSinkConfig(id="bench", brokers=bootstrap, topic="bench_sink", exactly_once=exactly_once)
     sink = KafkaSink(cfg, SinkContext(pipeline="bench", position_key=int))
     await sink.open()
-    spent = 0.0
+    if exactly_once:
+        raws = {"raw txn, commit every 1000": Raw(bootstrap, "raw1000", True, 1000),
+                f"raw txn, commit every {BATCH}": Raw(bootstrap, "raw2000", True, BATCH)}
+    else:
+        raws = {f"raw produce, flush every {BATCH}": Raw(bootstrap, "raw", False, BATCH)}
+    times: list[float] = []
     for seq, (evs, native) in enumerate(batches(total), 1):
+        keys = [b'{"id":%d}' % e["after"]["id"] for e in evs]
+        for raw in raws.values():
+            raw.send(native, keys)
         batch = SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"], native=native)
         t0 = time.perf_counter()
         await sink.write(batch)
-        spent += time.perf_counter() - t0
+        times.append(time.perf_counter() - t0)
     await sink.close()
-    return total / spent
+    label = "sink, exactly_once" if exactly_once else "sink, plain (idempotent)"
+    out = {label: (total / sum(times), BATCH / statistics.median(times))}
+    for label, raw in raws.items():
+        raw.finish()
+        out[label] = (total / raw.spent, BATCH / statistics.median(raw.times))
+    return out
+
+
+def ceiling(bootstrap: str, total: int) -> float:
+    raw = Raw(bootstrap, "ceiling", False, None)
+    for evs, native in batches(total):
+        raw.send(native, [b'{"id":%d}' % e["after"]["id"] for e in evs])
+    raw.finish()
+    return total / raw.spent
+
+
+def pipeline_rate(tmp: str, sink: dict[str, Any], n: int) -> float:
+    """generator (count n) -> `sink` through a real `tidegate serve`: events/s until the sink's checkpoint is n."""
+    sup = Supervisor(Path(tempfile.mkdtemp(dir=tmp)))
+    sup.start()
+    try:
+        t0 = time.perf_counter()
+        sup.create(generator_spec("bench", [sink], count=n, payload_bytes=10))
+        while True:
+            ck = sup.info("bench")["ops"]["checkpoints"].get(sink["config"]["id"])
+            if ck and int(ck["position"]) >= n:
+                return n / (time.perf_counter() - t0)
+            time.sleep(0.05)
+    finally:
+        sup.close()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--pipeline-events", type=int, default=300_000,
+                    help="events for the generator -> sink runs through tidegate serve (0: skip)")
     args = ap.parse_args()
     n = args.events
     size = len(next(batches(1))[1][0])
-    # (label, how): how = ("raw", txn_every, flush_every) | ("sink", exactly_once)
-    runs: list[tuple[str, tuple[Any, ...]]] = [
-        ("raw produce, one flush at the end", ("raw", None, None)),
-        (f"raw produce, flush every {BATCH}", ("raw", None, BATCH)),
-        ("sink, plain (idempotent)", ("sink", False)),
-        ("raw txn, commit every 1000", ("raw", 1000, None)),
-        (f"raw txn, commit every {BATCH}", ("raw", BATCH, None)),
-        ("sink, exactly_once", ("sink", True)),
-    ]
-    best: dict[str, list[float]] = {label: [] for label, _ in runs}
+    r: dict[str, tuple[float, float]] = {}   # label -> (events/s over the run, per median batch)
+    pipe: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for _round in range(args.rounds):     # interleaved, best of each: the machine is shared
-            for label, how in runs:
-                broker = Tansu(Path(tmp) / "tansu.log").start()   # fresh: memory storage grows
+        for job in ("ceiling", "plain", "eos"):
+            broker = Tansu(Path(tmp) / "tansu.log").start()   # fresh: memory storage grows
+            try:
+                if job == "ceiling":
+                    c = ceiling(broker.bootstrap, n)
+                    r["raw produce, one flush at the end"] = (c, c)
+                else:
+                    r.update(asyncio.run(paired(broker.bootstrap, n, job == "eos")))
+            finally:
+                broker.stop()
+        if args.pipeline_events:
+            pn = args.pipeline_events
+            pipe["generator -> file (fsync never)"] = pipeline_rate(
+                tmp, {"type": "file", "config": {"id": "k", "path": f"{tmp}/out.jsonl", "fsync": "never"}}, pn)
+            for label, eos in (("generator -> kafka, plain", False), ("generator -> kafka, exactly_once", True)):
+                broker = Tansu(Path(tmp) / "tansu.log").start()
                 try:
-                    if how[0] == "raw":
-                        rate = raw_loop(broker.bootstrap, n, how[1], how[2])
-                    else:
-                        rate = asyncio.run(sink_loop(broker.bootstrap, n, how[1]))
+                    pipe[label] = pipeline_rate(tmp, {"type": "kafka", "config": {
+                        "id": "k", "brokers": broker.bootstrap, "topic": "bench", "exactly_once": eos}}, pn)
                 finally:
                     broker.stop()
-                best[label].append(rate)
-    r = {label: max(v) for label, v in best.items()}
-    print(f"\nKafka sink, tansu broker, {n:,} events of {size} bytes, batches of {BATCH}, "
-          f"best of {args.rounds} interleaved rounds")
-    print(f"{'':<38}{'events/s':>10}{'  sink/this':>12}")
     plain, eos = r["sink, plain (idempotent)"], r["sink, exactly_once"]
-    for label, _ in runs:
+    print(f"\nKafka sink, tansu broker, {n:,} events of {size} bytes, batches of {BATCH}")
+    print("events/s over the whole run, and from the median batch time (robust to the stalls of a shared machine)")
+    print(f"{'':<36}{'run ev/s':>10}{'sink/this':>11}{'median ev/s':>13}{'sink/this':>11}")
+    for label in ("sink, plain (idempotent)", f"raw produce, flush every {BATCH}", "raw produce, one flush at the end",
+                  "sink, exactly_once", "raw txn, commit every 1000", f"raw txn, commit every {BATCH}"):
         ours = plain if label.startswith("raw produce") else eos if label.startswith("raw txn") else None
-        ratio = f"{ours / r[label]:>12.0%}" if ours else ""
-        print(f"{label:<38}{r[label]:>10,.0f}{ratio}")
-    print("all runs: " + "; ".join(f"{k}: {[round(x) for x in v]}" for k, v in best.items()))
+        run_r, med_r = r[label]
+        ratios = (f"{ours[0] / run_r:>11.0%}", f"{ours[1] / med_r:>11.0%}") if ours else ("", "")
+        if label.endswith("at the end"):
+            ratios = (ratios[0], "")
+        print(f"{label:<36}{run_r:>10,.0f}{ratios[0]:>11}{med_r if not label.endswith('end') else 0:>13,.0f}"
+              f"{ratios[1]:>11}")
+    if pipe:
+        ref = pipe["generator -> file (fsync never)"]
+        print(f"\nthrough `tidegate serve` (generator source, {args.pipeline_events:,} events, default batching)")
+        print(f"{'':<38}{'events/s':>10}{'  vs file sink':>15}")
+        for label, rate in pipe.items():
+            print(f"{label:<38}{rate:>10,.0f}{rate / ref:>15.0%}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from shared.errors import SinkError
 from shared.spec.model import KafkaSinkConfig
 from worker.sinks.base import SinkContext
 from worker.sinks.kafka import KafkaSink
-from worker.sinks.kafka_common import (Tracker, build_key_fn, classify, message_timeout_s, producer_conf)
+from worker.sinks.kafka_common import (Tracker, build_key_fn, build_keys_fn, classify, message_timeout_s,
+                                       producer_conf)
 from worker.sinks.kafka_eos import _position_of_id
 
 
@@ -40,6 +41,16 @@ def test_key_without_row_is_null_and_missing_column_is_null() -> None:
     key_of = build_key_fn(None)
     assert key_of(ev("c", None, None)) is None
     assert key_of(ev("c", None, {"other": 1})) == b'{"id":null}'
+
+
+def test_batch_keys_equal_the_per_event_keys() -> None:
+    evs = [ev("c", None, {"id": 1}), ev("c", None, {"id": "s\"x"}), ev("d", {"id": 3}, None),
+           ev("u", {"id": 4}, {"id": 4}), ev("c", None, None), ev("c", None, {"k": 5, "id": 6}, pk=["k"]),
+           ev("c", None, {"id": 1.5, "a": 2, "b": None}), ev("c", None, {"id": True})]
+    for cols in (None, ["a"], ["id"], ["a", "b"]):
+        one = build_key_fn(cols)
+        assert build_keys_fn(cols)(evs) == [one(e) for e in evs], cols
+    assert build_keys_fn(None)(evs)[:3] == [b'{"id":1}', b'{"id":"s\\"x"}', b'{"id":3}']
 
 
 def test_fatal_errors_are_not_retryable() -> None:

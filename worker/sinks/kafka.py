@@ -23,7 +23,7 @@ from confluent_kafka import KafkaError, Producer
 from shared.errors import SinkError
 from worker.routing import compile_template, is_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
-from worker.sinks.kafka_common import (Tracker, build_key_fn, classify, classify_error, discard,
+from worker.sinks.kafka_common import (Tracker, build_keys_fn, classify, classify_error, discard,
                                        flush_within, message_timeout_s, produce_all, producer_conf)
 from worker.sinks.kafka_eos import ExactlyOnce
 
@@ -36,12 +36,13 @@ class KafkaSink(Sink):
         self.where: str = config.brokers
         self.route: Callable[[dict[str, Any]], str] = compile_template(config.topic)
         self.static_topic: str | None = None if is_template(config.topic) else config.topic
-        self.key_of = build_key_fn(config.key_columns)
+        self.keys_of = build_keys_fn(config.key_columns)
         self.tracker = Tracker()
         self.ack_timeout: float = message_timeout_s(dict(config.client_conf)) + 2.0
         self._producer: Producer | None = None
         self._eos: ExactlyOnce | None = ExactlyOnce(self) if config.exactly_once else None
         self._exec: ThreadPoolExecutor | None = None
+        self.closing = False                  # set by close(): a write stuck on a dead broker gives up
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._exec is None:
@@ -109,8 +110,7 @@ class KafkaSink(Sink):
         p = self._new_producer()
         events = batch.events
         bodies = self.encoder.encode_all(events, batch.native)
-        key_of = self.key_of
-        keys = [key_of(e) for e in events]
+        keys = self.keys_of(events)
         if self.static_topic is not None:
             topics: list[str] | str = self.static_topic
         else:
@@ -122,7 +122,7 @@ class KafkaSink(Sink):
         except Exception as exc:   # noqa: BLE001 - classified
             self._drop_producer()
             raise classify(self.id, self.where, exc, "produce") from exc
-        remaining = flush_within(p, self.ack_timeout)
+        remaining = flush_within(p, self.ack_timeout, lambda: self.closing)
         if remaining or self.tracker.failures:
             # the producer may be wedged (a broker that lost its state answers UNKNOWN_PRODUCER_ID
             # forever): start afresh; the retry produces the whole batch again (at-least-once)
@@ -145,6 +145,7 @@ class KafkaSink(Sink):
     async def close(self) -> None:
         if self._exec is None:
             return
+        self.closing = True
         try:
             await self._run(self._close_sync)
         finally:
@@ -156,5 +157,5 @@ class KafkaSink(Sink):
             self._eos.close()
         p, self._producer = self._producer, None
         if p is not None:
-            flush_within(p, min(self.ack_timeout, 5.0))
+            flush_within(p, min(self.ack_timeout, 2.0))
             discard(p)

@@ -151,6 +151,38 @@ def build_key_fn(key_columns: list[str] | None) -> Callable[[dict[str, Any]], by
     return key_of
 
 
+def build_keys_fn(key_columns: list[str] | None) -> Callable[[list[dict[str, Any]]], list[bytes | None]]:
+    """The keys of a whole batch, as `build_key_fn` gives them, with a fast path for one
+    integer key column (the common `id`)."""
+    key_of = build_key_fn(key_columns)
+    col = key_columns[0] if key_columns and len(key_columns) == 1 else None
+    if key_columns and col is None:
+        return lambda events: [key_of(e) for e in events]
+    name = col or "id"
+    head = b"{" + encode(name) + b":"
+    int_fmt = head + b"%d}"
+    check_pk = col is None        # without configured columns a source's `source.pk` decides
+
+    def keys_of(events: list[dict[str, Any]]) -> list[bytes | None]:
+        out: list[bytes | None] = []
+        append = out.append
+        for ev in events:
+            row = ev.get("before") if ev.get("op") == "d" else ev.get("after")
+            if row.__class__ is not dict:
+                append(key_of(ev))
+                continue
+            if check_pk:
+                src = ev.get("source")
+                if src.__class__ is dict and src.get("pk"):
+                    append(key_of(ev))
+                    continue
+            v = row.get(name)
+            append(int_fmt % v if v.__class__ is int else head + encode(v) + b"}")
+        return out
+
+    return keys_of
+
+
 def produce_all(producer: Producer, topics: list[str] | str, bodies: list[bytes],
                 keys: list[bytes | None], headers: list[str] | None = None) -> None:
     """produce() every message; waits for room when librdkafka's local queue is full."""
@@ -177,15 +209,15 @@ def produce_all(producer: Producer, topics: list[str] | str, bodies: list[bytes]
             producer.poll(0.05)
 
 
-def flush_within(producer: Producer, timeout_s: float) -> int:
-    """flush() until done or `timeout_s` passed; returns the messages still outstanding."""
+def flush_within(producer: Producer, timeout_s: float, stop: Callable[[], bool] | None = None) -> int:
+    """flush() until done, `timeout_s` passed or `stop()` says so; returns the messages still outstanding."""
     deadline = time.monotonic() + timeout_s
     remaining = len(producer)
     while remaining:
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or (stop is not None and stop()):
             break
-        remaining = producer.flush(min(left, 1.0))
+        remaining = producer.flush(min(left, 0.5))
     return remaining
 
 

@@ -227,8 +227,7 @@ class ExactlyOnce:
             ids = [ids[i] for i in keep]
             native = [native[i] for i in keep] if native is not None else None
         bodies = s.encoder.encode_all(events, native, ids)
-        key_of = s.key_of
-        keys = [key_of(e) for e in events]
+        keys = s.keys_of(events)
         if s.static_topic is not None:
             topics: list[str] | str = s.static_topic
             used = {s.static_topic} if events else set()
@@ -267,7 +266,7 @@ class ExactlyOnce:
 
     def _flush(self, p: Producer, what: str) -> None:
         s = self.sink
-        remaining = flush_within(p, s.ack_timeout)
+        remaining = flush_within(p, s.ack_timeout, lambda: s.closing)
         if remaining or s.tracker.failures:
             raise s.delivery_error(what, remaining)
 
