@@ -62,8 +62,10 @@ class AuthMiddleware:
                 got = v
                 break
         if not hmac.compare_digest(got, self.expected):
+            hdrs = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
             resp = errors.error_response("unauthorized", "missing or wrong bearer token (Authorization: Bearer ...)",
-                                         headers={"www-authenticate": 'Bearer realm="tidegate"'})
+                                         headers={"www-authenticate": 'Bearer realm="tidegate"',
+                                                  **errors.unread_body_headers(hdrs)})
             await resp(scope, receive, send)
             return
         await self.app(scope, receive, send)

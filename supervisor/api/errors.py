@@ -25,6 +25,17 @@ class ApiError(Exception):
         self.status = status or STATUS[code]
 
 
+def unread_body_headers(headers: Any) -> dict[str, str]:
+    """`Connection: close` for an error answered to a request that carries a body:
+    it may not have been read (auth, 413, 415, 404 come first), and HTTP/1.1 cannot
+    reuse a connection with an unread body; without this header a keep-alive client
+    sends its next request into a closing connection."""
+    cl = headers.get("content-length")
+    if headers.get("transfer-encoding") or (cl and cl != "0"):
+        return {"connection": "close"}
+    return {}
+
+
 def error_response(code: str, message: str, details: list[dict[str, str]] | None = None,
                    status: int | None = None, headers: dict[str, str] | None = None) -> Response:
     body = {"error": {"code": code, "message": message, "details": details or []}}
@@ -55,7 +66,7 @@ def from_exception(exc: BaseException) -> ApiError:
 
 async def handle(request: Request, exc: Any) -> Response:
     e = from_exception(exc)
-    return error_response(e.code, e.message, e.details, e.status)
+    return error_response(e.code, e.message, e.details, e.status, headers=unread_body_headers(request.headers))
 
 
 async def http_exception(request: Request, exc: Any) -> Response:
