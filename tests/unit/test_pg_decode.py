@@ -92,7 +92,7 @@ def test_insert_update_delete_events() -> None:
     assert ev[3]["before"] == {"id": 2} and ev[3]["after"] is None
     src = ev[0]["source"]
     assert src == {"connector": "postgres", "db": "shop", "schema": "public", "table": "orders",
-                   "position": "0/500:0", "tx_id": "77", "ts_ms": PG_EPOCH_MS + 2000, "lsn": "0/480"}
+                   "position": "0/500:0", "tx_id": "77", "ts_ms": PG_EPOCH_MS + 2000, "lsn": 0x480}
     assert [e["source"]["position"] for e in ev] == ["0/500:0", "0/500:1", "0/500:2", "0/500:3"]
     assert len(out.pieces) == 1 and out.pieces[0][1] is True and out.pieces[0][2] == StreamPos(0x500, 3, ())
     assert not d.in_tx and d.last_commit_end == 0x540
@@ -157,3 +157,14 @@ def test_truncate_is_skipped_and_counted_messages_are_ignored() -> None:
     d.feed(b"M" + struct.pack(">BQ", 0, 0xA10) + cstr("tidegate_heartbeat") + struct.pack(">I", 0), 0)
     d.feed(commit(0xA00, 0xA40), 0)
     assert out.events == [] and d.truncates == 1 and d.last_message_lsn == 0xA10
+
+
+def test_generated_tuple_decoder_matches_the_loop_and_odd_column_names() -> None:
+    from worker.sources.pg_decode import decode_tuple, tuple_decoder
+    cols = [("we'ird\"name", int), ("x\\y", bytes.decode), ("z", bytes.decode)]
+    dec = tuple_decoder(cols)
+    for vals in ((1, "a", None), (2, ..., "b"), (None, None, None)):
+        buf = b"xx" + tup(*vals)
+        assert dec(buf, 2) == decode_tuple(buf, 2, cols)
+    short = b"xx" + tup(5, "a")                                   # fewer columns: falls back to the loop
+    assert dec(short, 2) == decode_tuple(short, 2, cols) == ({"we'ird\"name": 5, "x\\y": "a"}, len(short))

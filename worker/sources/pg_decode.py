@@ -13,6 +13,8 @@ Type and Origin. Choices:
   keep theirs). NULL is ``null``.
 - ``before``: the old row under REPLICA IDENTITY FULL; else the key columns (from
   the old key when the key changed, else from the new row); null for inserts.
+- ``source.lsn`` is the change's own LSN as an integer (as Debezium's); the
+  position carries the commit LSN.
 - Big transactions are published in pieces of ``piece`` events with
   ``tx_end=False``; the last piece (published at COMMIT, never empty) has
   ``tx_end=True``.
@@ -38,12 +40,13 @@ Publish = Callable[[list[dict[str, Any]], bool, StreamPos], None]
 
 
 class Relation:
-    __slots__ = ("relid", "schema", "table", "cols", "keys", "wanted", "skip_below")
+    __slots__ = ("relid", "schema", "table", "cols", "keys", "wanted", "skip_below", "dec")
 
     def __init__(self, relid: int, schema: str, table: str, cols: list[tuple[str, Any]],
                  keys: list[str], wanted: bool, skip_below: int) -> None:
         self.relid, self.schema, self.table = relid, schema, table
         self.cols, self.keys, self.wanted, self.skip_below = cols, keys, wanted, skip_below
+        self.dec = tuple_decoder(cols)
 
 
 def decode_tuple(buf: bytes, p: int, cols: list[tuple[str, Any]]) -> tuple[dict[str, Any], int]:
@@ -66,6 +69,39 @@ def decode_tuple(buf: bytes, p: int, cols: list[tuple[str, Any]]) -> tuple[dict[
         else:
             raise ValueError(f"pgoutput: unexpected tuple column kind {kind!r} (binary mode is not used)")
     return row, p
+
+
+def tuple_decoder(cols: list[tuple[str, Any]]) -> Callable[[bytes, int], tuple[dict[str, Any], int]]:
+    """`decode_tuple` unrolled for one relation's columns (generated once per Relation message).
+
+    About a quarter faster than the loop: no per-column tuple unpacking or range iteration.
+    Falls back to the loop when a tuple's column count differs from the relation's.
+    """
+    lines = ["def dec(buf, p):",
+             "    if ((buf[p] << 8) | buf[p + 1]) != NCOLS:",
+             "        return GENERIC(buf, p, COLS)",
+             "    p += 2",
+             "    row = {}"]
+    env: dict[str, Any] = {"I32": _I32, "NCOLS": len(cols), "GENERIC": decode_tuple, "COLS": cols}
+    for i, (name, conv) in enumerate(cols):
+        env[f"C{i}"] = conv
+        key = repr(name)
+        lines += ["    k = buf[p]",
+                  "    if k == 116:",
+                  "        n = I32(buf, p + 1)[0]",
+                  "        p += 5",
+                  f"        row[{key}] = C{i}(buf[p:p + n])",
+                  "        p += n",
+                  "    elif k == 110:",
+                  f"        row[{key}] = None",
+                  "        p += 1",
+                  "    elif k == 117:",
+                  "        p += 1",
+                  "    else:",
+                  "        raise ValueError(f'pgoutput: unexpected tuple column kind {k!r}')"]
+    lines.append("    return row, p")
+    exec("\n".join(lines), env)   # noqa: S102 - code built from our own template; names are repr()-quoted
+    return env["dec"]  # type: ignore[no-any-return]
 
 
 def _cstring(buf: bytes, p: int) -> tuple[str, int]:
@@ -102,8 +138,22 @@ class Decoder:
     # ------------------------------------------------------------------ entry
     def feed(self, buf: bytes, data_start: int) -> None:
         t = buf[0]
-        if t == 73:                    # 'I'
-            self._insert(buf, data_start)
+        if t == 73:                    # 'I': the hot path, inlined (_take + decode + _emit)
+            rel = self.rels[_U32(buf, 1)[0]]
+            if not rel.wanted or self.lsn < rel.skip_below:
+                return
+            idx = self._idx
+            self._idx = idx + 1
+            if idx <= self._skip_upto:
+                return
+            events = self._events
+            events.append({"op": "c", "ts_ms": self._now,
+                           "source": {"connector": "postgres", "db": self.db, "schema": rel.schema,
+                                      "table": rel.table, "position": f"{self._lsn_s}:{idx}{self._suffix}",
+                                      "tx_id": self._xid, "ts_ms": self._ts, "lsn": data_start},
+                           "before": None, "after": rel.dec(buf, 6)[0]})
+            if len(events) > self.piece:
+                self._split(idx)
         elif t == 85:                  # 'U'
             self._update(buf, data_start)
         elif t == 68:                  # 'D'
@@ -159,12 +209,17 @@ class Decoder:
         events.append({"op": op, "ts_ms": self._now,
                        "source": {"connector": "postgres", "db": self.db, "schema": rel.schema,
                                   "table": rel.table, "position": f"{self._lsn_s}:{idx}{self._suffix}",
-                                  "tx_id": self._xid, "ts_ms": self._ts, "lsn": lsn_str(data_start)},
+                                  "tx_id": self._xid, "ts_ms": self._ts, "lsn": data_start},
                        "before": before, "after": after})
         if len(events) > self.piece:
-            last = events.pop()
-            self.publish(events, False, StreamPos(self.lsn, idx - 1, self.runs))
-            self._events = [last]
+            self._split(idx)
+
+    def _split(self, idx: int) -> None:
+        """Publish all but the newest event (so the COMMIT piece is never empty)."""
+        events = self._events
+        last = events.pop()
+        self.publish(events, False, StreamPos(self.lsn, idx - 1, self.runs))
+        self._events = [last]
 
     def _take(self, buf: bytes) -> tuple[Relation | None, int]:
         """The relation of a change and its index in the transaction; (None, -1) when not emitted."""
@@ -178,12 +233,6 @@ class Decoder:
         return rel, idx
 
     # ---------------------------------------------------------------- changes
-    def _insert(self, buf: bytes, data_start: int) -> None:
-        rel, idx = self._take(buf)
-        if rel is not None:
-            after, _ = decode_tuple(buf, 6, rel.cols)
-            self._emit(rel, "c", None, after, data_start, idx)
-
     def _update(self, buf: bytes, data_start: int) -> None:
         rel, idx = self._take(buf)
         if rel is None:
@@ -192,9 +241,9 @@ class Decoder:
         old = None
         p = 6
         if kind == 75 or kind == 79:                     # 'K' old key / 'O' old row
-            old, p = decode_tuple(buf, 6, rel.cols)
+            old, p = rel.dec(buf, 6)
             p += 1                                        # 'N'
-        after, _ = decode_tuple(buf, p, rel.cols)
+        after, _ = rel.dec(buf, p)
         if kind == 79:
             before = old
         elif old is not None:
@@ -207,7 +256,7 @@ class Decoder:
         rel, idx = self._take(buf)
         if rel is None:
             return
-        old, _ = decode_tuple(buf, 6, rel.cols)
+        old, _ = rel.dec(buf, 6)
         before = old if buf[5] == 79 else {k: old.get(k) for k in rel.keys}
         self._emit(rel, "d", before, None, data_start, idx)
 

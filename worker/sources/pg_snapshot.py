@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import psycopg2.extensions
 from psycopg2 import sql
 
-from worker.sources.pg_position import Runs, format_runs, lsn_str
+from worker.sources.pg_position import Runs, format_runs
 from worker.sources.pg_setup import TableInfo
 from worker.sources.pg_types import Types
 
@@ -58,7 +58,6 @@ def read_table(cur: Any, table: TableInfo, *, index: int, runs: Runs, epoch: int
     convs = [(name, types.str_conv(oid)) for name, oid in table.columns]
     ncols = len(convs)
     runs_s = format_runs(runs)
-    lsn = lsn_str(epoch)
     ts = int(time.time() * 1000)
     schema, name = table.schema, table.name
     after_key: list[str] | None = None
@@ -82,7 +81,7 @@ def read_table(cur: Any, table: TableInfo, *, index: int, runs: Runs, epoch: int
             events.append({"op": "r", "ts_ms": now,
                            "source": {"connector": "postgres", "db": db, "schema": schema, "table": name,
                                       "position": f"snapshot:{index}:{row_no}:{runs_s}", "tx_id": None,
-                                      "ts_ms": ts, "lsn": lsn, "snapshot": True},
+                                      "ts_ms": ts, "lsn": epoch, "snapshot": True},
                            "before": None, "after": after})
         if not more:
             events[-1]["source"]["position"] += ":last"

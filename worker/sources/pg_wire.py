@@ -50,8 +50,13 @@ def _find_libpq() -> str:
     return found
 
 
-def _load() -> Any:
-    lib = ctypes.CDLL(_find_libpq())
+def _load() -> tuple[Any, Any]:
+    """(lib, lib_nogil): the read path holds the GIL (PyDLL: PQgetCopyData(async) and
+    PQconsumeInput never block, and dropping the GIL three times per message lets a busy event
+    loop thread delay each re-acquire by up to the 5 ms switch interval); sends, which may wait
+    for the socket, release it (CDLL)."""
+    path = _find_libpq()
+    lib, send = ctypes.PyDLL(path), ctypes.CDLL(path)
     vp, ip = ctypes.c_void_p, ctypes.c_int
     lib.PQgetCopyData.argtypes = [vp, ctypes.POINTER(ctypes.POINTER(ctypes.c_char)), ip]
     lib.PQgetCopyData.restype = ip
@@ -59,10 +64,10 @@ def _load() -> Any:
     lib.PQfreemem.restype = None
     lib.PQconsumeInput.argtypes = [vp]
     lib.PQconsumeInput.restype = ip
-    lib.PQputCopyData.argtypes = [vp, ctypes.c_char_p, ip]
-    lib.PQputCopyData.restype = ip
-    lib.PQflush.argtypes = [vp]
-    lib.PQflush.restype = ip
+    send.PQputCopyData.argtypes = [vp, ctypes.c_char_p, ip]
+    send.PQputCopyData.restype = ip
+    send.PQflush.argtypes = [vp]
+    send.PQflush.restype = ip
     lib.PQerrorMessage.argtypes = [vp]
     lib.PQerrorMessage.restype = ctypes.c_char_p
     lib.PQgetResult.argtypes = [vp]
@@ -73,20 +78,20 @@ def _load() -> Any:
     lib.PQresultErrorMessage.restype = ctypes.c_char_p
     lib.PQclear.argtypes = [vp]
     lib.PQclear.restype = None
-    return lib
+    return lib, send
 
 
-_LIB: Any = None
+_LIBS: Any = None
 
 
 class CopyBoth:
     """Raw CopyData messages in, standby status updates out."""
 
     def __init__(self, conn: Any) -> None:
-        global _LIB
-        if _LIB is None:
-            _LIB = _load()
-        self.lib = _LIB
+        global _LIBS
+        if _LIBS is None:
+            _LIBS = _load()
+        self.lib, self.send = _LIBS
         self.ptr = ctypes.c_void_p(conn.pgconn_ptr)
         self._buf = ctypes.POINTER(ctypes.c_char)()
         self._ref = ctypes.byref(self._buf)
@@ -129,7 +134,7 @@ class CopyBoth:
     def status(self, write: int, flush: int = 0, reply: bool = False) -> None:
         now_us = int((time.time() - PG_EPOCH_S) * 1_000_000)
         msg = _STATUS(b"r", write, flush, 0, now_us, 1 if reply else 0)
-        if self.lib.PQputCopyData(self.ptr, msg, len(msg)) != 1 or self.lib.PQflush(self.ptr) != 0:
+        if self.send.PQputCopyData(self.ptr, msg, len(msg)) != 1 or self.send.PQflush(self.ptr) != 0:
             raise self._error()
 
 
