@@ -103,3 +103,12 @@ def test_module_rule_matches_the_worker() -> None:
     for code in ["export function process(b) {}", "  export const process = 1", "function process(b) {}",
                  "// export function process(b) {}", "const exported = 1;"]:
         assert jscheck.is_module(code) == javascript.is_module(code)
+
+
+def test_large_script_stays_bounded() -> None:
+    code = "".join(f"function f{i}(e) {{ const x = e.after.id + {i}; return x > 3 ? {{...e, v: x}} : e; }}\n"
+                   for i in range(3000)) + "export function process(batch) {\n  return batch.map(e => f1(e) +);\n}\n"
+    t0 = time.perf_counter()
+    msg = check_javascript(code)
+    assert msg is not None and msg.startswith("SyntaxError: unexpected token in expression: ')' at line 3002, column")
+    assert time.perf_counter() - t0 < 1.0   # ~300 KB: no bisecting re-compiles
