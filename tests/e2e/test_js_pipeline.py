@@ -84,10 +84,14 @@ def test_limits_fail_only_their_pipeline(supervisor: Supervisor, tmp_path: Path)
         assert checkpoint(sup, name) == 0, "a failed batch must not advance the checkpoint"
     assert set(seen_limit) == set(RUNAWAYS), seen_limit   # GET showed the limit during the retries too
 
-    # the healthy pipeline advanced throughout (no stall of more than a few seconds)
-    stalls = [b[0] - a[0] for a, b in zip(progress, progress[1:]) if b[1] <= a[1]]
+    # the healthy pipeline advanced throughout: its checkpoint never stood still for 3 s
+    longest, since = 0.0, progress[0]
+    for t, pos in progress[1:]:
+        if pos > since[1]:
+            since = (t, pos)
+        longest = max(longest, t - since[0])
     assert progress[-1][1] > progress[0][1] + 500, progress
-    assert sum(stalls) < 4, f"healthy pipeline stalled {sum(stalls):.1f}s of {progress[-1][0] - progress[0][0]:.1f}s"
+    assert longest < 3, f"healthy pipeline stood still for {longest:.1f}s: {progress}"
     out = read_jsonl(tmp_path / "tg-js-ok.jsonl")
     assert out and all(e["after"]["id"] % 2 == 0 for e in out)
     assert all(e["after"]["half"] * 2 == e["after"]["id"] for e in out)
