@@ -23,7 +23,9 @@ naming the processor and the JS stack; a breach raises it with `limit` set to
 
 console.log/info/debug/warn/error go to the worker's structlog logger bound with the
 processor id (event `js_console`), at most 20 lines/s per processor; the excess is
-counted and reported as one `js_console_suppressed` line ("suppressed N lines").
+counted and reported as one `js_console_suppressed` line ("suppressed N lines"). The
+binding cannot call into Python while a time limit is armed, so lines are buffered in JS
+and forwarded after each call (those of a call killed at its deadline are lost).
 
 Integers beyond 2^53: JavaScript numbers are doubles, so JSON.parse would silently round
 9007199254740993 to 9007199254740992. Policy: any integer outside +-(2^53 - 1) in a batch
