@@ -108,6 +108,17 @@ def test_replica_semantics_types_and_checkpoint(db: str) -> None:
     assert run(sink(db).open()) == "3005"
 
 
+def test_literals_round_trip_like_psycopg2(db: str) -> None:
+    from worker.sinks.pg_table import values_literal
+    odd = ["it's", "back\\slash", "tab\tnew\nline", "ünïcødé ☃", "", "'; DROP TABLE orders; --", "%s %(x)s"]
+    with psycopg2.connect(db) as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE lit (id int PRIMARY KEY, t text, f float8, b boolean, n numeric)")
+        rows = [(i, v, 1.25 * i, i % 2 == 0, 10 ** 30 + i) for i, v in enumerate(odd)]
+        cur.execute("INSERT INTO lit VALUES " + values_literal(rows, cur.mogrify))
+        cur.execute("SELECT id, t, f, b, n FROM lit ORDER BY id")
+        assert [(i, t, f, b, int(n)) for i, t, f, b, n in cur.fetchall()] == rows
+
+
 def test_replayed_batches_are_not_applied_twice(db: str) -> None:
     async def go() -> None:
         s = sink(db)

@@ -9,7 +9,8 @@ from psycopg2.extras import Json
 from shared.errors import SinkError
 from shared.spec.model import PostgresSinkConfig
 from worker.sinks.base import SinkContext
-from worker.sinks.pg_table import TableError, TableInfo, delete_sql, plan, split_table, upsert_sql
+from worker.sinks.pg_table import (TableError, TableInfo, delete_sql, plan, split_table, upsert_sql,
+                                   values_literal)
 from worker.sinks.postgres import PostgresSink, pg_where
 
 
@@ -84,6 +85,17 @@ def test_sql_shapes() -> None:
     assert head + "(1, 2)" + tail == ('DELETE FROM "s"."t" AS t USING (VALUES (1, 2)) AS d(k0, k1) '
                                       'WHERE t."id" = d.k0 AND t."k2" = d.k1')
     assert tpl == "(%s::bigint, %s::uuid)"
+
+
+def test_values_literal_quotes_common_types_and_defers_the_rest() -> None:
+    calls: list[object] = []
+
+    def mog(tpl: str, args: tuple) -> bytes:
+        calls.append(args[0])
+        return b"'ADAPTED'"
+    out = values_literal([(1, "it's", None, True, 1.5), (-2, "", float("nan"), False, {"a": 1})], mog)
+    assert out == "(1,'it''s',NULL,true,1.5),(-2,'','ADAPTED',false,'ADAPTED')"
+    assert len(calls) == 2 and calls[1] == {"a": 1}
 
 
 def test_constructor_does_no_io_and_names_where() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -208,6 +209,32 @@ def delete_sql(info: TableInfo) -> tuple[str, str, str]:
     head = f"DELETE FROM {info.qualified} AS t USING (VALUES "
     tail = f") AS d({alias}) WHERE {match}"
     return head, tail, "(" + ", ".join(f"%s::{info.columns[k]}" for k in keys) + ")"
+
+
+def values_literal(rows: list[tuple[Any, ...]], mogrify: Callable[[str, tuple[Any, ...]], bytes]) -> str:
+    """`(v, ...),(v, ...)` for an INSERT: common types quoted here (needs
+    standard_conforming_strings = on), anything else by psycopg2's adapters."""
+    out: list[str] = []
+    append = out.append
+    for row in rows:
+        parts: list[str] = []
+        add = parts.append
+        for v in row:
+            cl = v.__class__
+            if cl is int:
+                add(str(v))
+            elif cl is str and "\x00" not in v:
+                add("'" + v.replace("'", "''") + "'")
+            elif v is None:
+                add("NULL")
+            elif cl is bool:
+                add("true" if v else "false")
+            elif cl is float and math.isfinite(v):
+                add(repr(v))
+            else:
+                add(mogrify("%s", (v,)).decode())
+        append("(" + ",".join(parts) + ")")
+    return ",".join(out)
 
 
 def convert_keys(info: TableInfo, keys: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

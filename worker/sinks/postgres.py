@@ -25,7 +25,7 @@ from shared.errors import SinkError
 from shared.events import position_of
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 from worker.sinks.pg_table import (TableError, TableInfo, convert_keys, delete_sql, load_table, plan,
-                                   quote_ident, split_table, upsert_sql)
+                                   quote_ident, split_table, upsert_sql, values_literal)
 
 CHECKPOINT_TABLE = "tidegate_checkpoints"
 CONNECT_TIMEOUT_S = 10
@@ -63,6 +63,7 @@ class PostgresSink(Sink):
         self._sql: dict[tuple[str, ...], tuple[bytes, bytes, str]] = {}
         self._exec: ThreadPoolExecutor | None = None
         self._opened = False
+        self._fast_literals = False
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._exec is None:
@@ -84,7 +85,10 @@ class PostgresSink(Sink):
             raise self._classify_connect(exc) from exc
         conn.autocommit = True
         try:
+            conn.set_client_encoding("UTF8")
             with conn.cursor() as cur:
+                cur.execute("SHOW standard_conforming_strings")
+                fast = cur.fetchone()[0] == "on"
                 try:
                     info = load_table(cur, self._schema, self._table, self.config.key_columns)
                 except TableError as exc:
@@ -104,7 +108,7 @@ class PostgresSink(Sink):
         except Exception as exc:   # noqa: BLE001 - classified
             conn.close()
             raise self._classify(exc) from exc
-        self._conn, self._info, self._sql = conn, info, {}
+        self._conn, self._info, self._sql, self._fast_literals = conn, info, {}, fast
         self._position = row[0] if row else None
         self._pos_key = self.ctx.position_key(self._position) if self._position is not None else None
         self._opened = True
@@ -174,7 +178,10 @@ class PostgresSink(Sink):
                     parts.append(head + b",".join([mog(tpl, k) for k in convert_keys(info, p.deletes)]) + tail)
                 for cols, rows in p.upserts.items():
                     head, tail, tpl = self._statement(cols, lambda: upsert_sql(info, cols))
-                    parts.append(head + b",".join([mog(tpl, r) for r in rows]) + tail)
+                    if self._fast_literals:
+                        parts.append(head + values_literal(rows, mog).encode() + tail)
+                    else:
+                        parts.append(head + b",".join([mog(tpl, r) for r in rows]) + tail)
                 parts.append(mog(self._ckpt_sql, (self.ctx.pipeline, self.id, batch.last_position)))
                 # one round trip: a multi-statement query runs as one transaction (autocommit mode)
                 cur.execute(b";\n".join(parts))
