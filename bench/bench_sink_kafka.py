@@ -76,11 +76,12 @@ class Raw:
             if self.txn:
                 p.begin_transaction()
             for v, k in zip(values[i:i + step], keys[i:i + step]):
-                try:
-                    p.produce(topic, v, k)
-                except BufferError:
-                    p.poll(0.05)
-                    p.produce(topic, v, k)
+                while True:
+                    try:
+                        p.produce(topic, v, k)
+                        break
+                    except BufferError:       # local queue full: let librdkafka drain it
+                        p.poll(0.05)
             if self.txn:
                 p.commit_transaction(30)
             elif self.every:
