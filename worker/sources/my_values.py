@@ -136,26 +136,76 @@ def special_converters(columns: list[Column]) -> dict[str, Callable[[Any], Any]]
     return out
 
 
+BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry",
+                          "point", "linestring", "polygon", "multipoint", "multilinestring",
+                          "multipolygon", "geometrycollection"})
+
+
+def _b64(v: Any) -> Any:
+    return base64.b64encode(v).decode("ascii") if isinstance(v, (bytes, bytearray)) else plain(v)
+
+
+def _iso(v: Any) -> Any:
+    return v.isoformat() if isinstance(v, (dt.datetime, dt.date)) else plain(v)
+
+
+def _decimal(v: Any) -> Any:
+    return str(v) if isinstance(v, Decimal) else plain(v)
+
+
+def _time(v: Any) -> Any:
+    return time_str(v) if isinstance(v, dt.timedelta) else plain(v)
+
+
+def typed_converters(columns: list[Column]) -> dict[str, Callable[[Any], Any]]:
+    """Every column whose driver values are not JSON-ready, by its declared type."""
+    out = special_converters(columns)
+    for c in columns:
+        if c.name in out:
+            continue
+        if c.data_type == "decimal":
+            out[c.name] = _decimal
+        elif c.data_type in ("datetime", "date"):
+            out[c.name] = _iso
+        elif c.data_type == "time":
+            out[c.name] = _time
+        elif c.data_type in BINARY_TYPES:
+            out[c.name] = _b64
+    return out
+
+
 def make_converter(columns: list[Column]) -> Callable[[Row, Any], Row]:
     """A function converting a row dict in place (and returning it).
 
+    Fast path: the row has exactly the table's columns: convert the typed ones only. Otherwise (the
+    binlog row predates a schema change) every value is checked by its Python class.
     The second argument is mysql-replication's `none_sources` for the row (or None): an empty SET
     arrives there as None with reason "empty set", which becomes [] like in the snapshot.
     """
     specials = special_converters(columns)
+    typed = tuple(typed_converters(columns).items())
+    known = {c.name for c in columns}
     sets = {c.name for c in columns if c.data_type == "set"}
     items = tuple(specials.items())
     plain_classes = PLAIN
 
     def convert(row: Row, none_sources: Any = None) -> Row:
-        for name, fn in items:
-            v = row.get(name)
-            if v is not None:
-                row[name] = fn(v)
-            elif none_sources and name in sets and none_sources.get(name) == "empty set":
-                row[name] = []
-        for k, v in row.items():
-            if v.__class__ not in plain_classes:
-                row[k] = plain(v)
+        if row.keys() == known:
+            for name, fn in typed:
+                v = row[name]
+                if v is not None:
+                    row[name] = fn(v)
+        else:
+            for name, fn in items:
+                v = row.get(name)
+                if v is not None:
+                    row[name] = fn(v)
+            for k, v in row.items():
+                if v.__class__ not in plain_classes:
+                    row[k] = plain(v)
+        if sets and none_sources:
+            for name in sets:
+                if row.get(name) is None and none_sources.get(name) == "empty set":
+                    row[name] = []
         return row
     return convert
