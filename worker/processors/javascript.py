@@ -3,7 +3,8 @@
 Imports: shared + stdlib + msgspec + structlog (QuickJS itself is imported only in the
 child, `_jssandbox.py`). Each processor owns one small child process holding its one
 QuickJS context for the worker's lifetime, so module-level state persists between
-batches. A batch crosses as one JSON string each way over a pipe (no per-event work).
+batches. A batch crosses as one JSON text each way (through a shared memfd; the pipe
+carries only control frames), never event by event.
 
 Why a child process: quickjs 1.19.4's `set_time_limit` counts *process* CPU (C
 `clock()`), so in the worker every thread's CPU would count against `cpu_ms`, and the
@@ -31,12 +32,12 @@ Integers beyond 2^53: JavaScript numbers are doubles, so JSON.parse would silent
 9007199254740993 to 9007199254740992. Policy: any integer outside +-(2^53 - 1) in a batch
 is handed to JavaScript as its exact decimal *string* ("9007199254740993"), and leaves the
 processor as that string unless the script converts it (`BigInt(v)` works for arithmetic;
-a BigInt in the result is written as its decimal string too).
-Nothing is ever rounded. The check is a scan for 16+ digit runs (~0.4 ms/MB) that runs
-in this process while the child is already in JSON.parse; the child calls process() only
-after our verdict ("go", or "parse this protected batch instead"), so the scan costs
-nothing on the critical path and a script never sees a rounded number. Also note: JS has one number type, so an integral float (10.0)
-comes back as an integer (10).
+a BigInt in the result is written as its decimal string too). Nothing is ever rounded.
+The check is a scan for 16+ digit runs (~0.8 ms/MB) that runs here while the child is
+already in JSON.parse; the child calls process() only after our verdict ("go", or "parse
+this protected batch instead"), so the scan is off the critical path and a script never
+sees a rounded number. Also: JS has one number type, so an integral float (10.0) comes
+back as an integer (10).
 """
 from __future__ import annotations
 
