@@ -305,3 +305,16 @@ def test_the_sandbox_gets_a_minimal_environment(make: Make, monkeypatch: pytest.
     with open(f"/proc/{p.sandbox_pid}/environ", "rb") as f:
         env = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if item)
     assert b"TG_JS_DB_PASSWORD" not in env and env[b"MALLOC_ARENA_MAX"] == b"2"
+
+
+def test_async_process_is_awaited(make: Make) -> None:
+    p = make("async function lookup(id) { return 'name-' + id; }\n"
+             "export async function process(batch) {\n"
+             "  for (const e of batch) e.after.name = await lookup(e.after.id);\n  return batch;\n}\n")
+    assert [e["after"]["name"] for e in run(p, BATCH[:2])] == ["name-1", "name-2"]
+    q = make("export async function process(batch) {\n  await null;\n  throw new Error('async boom');\n}\n", id="aq")
+    with pytest.raises(ProcessorError, match="processor 'aq': process\\(batch\\) threw Error: async boom"):
+        q.process(b"[]")
+    r = make("export function process(batch) { return new Promise(() => {}); }", id="never")
+    with pytest.raises(ProcessorError, match="returned a promise that never settled"):
+        r.process(b"[]")

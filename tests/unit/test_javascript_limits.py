@@ -134,3 +134,10 @@ def test_the_sandbox_runs_under_kernel_rlimits(make: Make) -> None:
     address_space, cpu = limits["Max address space"][0], limits["Max cpu time"][0]
     assert address_space != "unlimited" and int(address_space) < (1 << 30), address_space
     assert cpu != "unlimited" and int(cpu) < 60, cpu
+
+
+def test_endless_async_jobs_are_stopped(make: Make) -> None:
+    # every job is its own QuickJS call (the per-call interrupt clock restarts): the watchdog counts them all
+    p = make("export async function process(batch) {\n  for (;;) await 0;\n}\n", cpu_ms=300, timeout_ms=20000)
+    err, _ = breach(p)
+    assert err.limit == "cpu_ms" and p.last_error_stats["cpu_ms_used"] < 600, (err, p.last_error_stats)

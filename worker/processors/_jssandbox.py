@@ -79,12 +79,9 @@ GLUE = r"""
   if (typeof BigInt === "function" && !BigInt.prototype.toJSON)
     Object.defineProperty(BigInt.prototype, "toJSON", { value: function () { return this.toString(); },
                                                         writable: true, configurable: true });
-  let pending;
+  let pending, settled;
   globalThis.__tg_parse = function __tidegate_parse(text) { pending = undefined; pending = parse(text); };
-  globalThis.__tg_run = function __tidegate_run() {
-    const batch = pending;
-    pending = undefined;
-    const out = globalThis.__tg_process(batch);
+  function finish(out) {
     if (!isArray(out))
       throw new ContractError("process(batch) must return an array of events, got " + describe(out));
     for (let i = 0; i < out.length; i++) {
@@ -94,6 +91,27 @@ GLUE = r"""
                                 ", expected an event object");
     }
     return stringify(out);
+  }
+  // Returns the JSON text, or null when process() returned a promise (an async process):
+  // the host then runs the job queue and calls __tg_settle.
+  globalThis.__tg_run = function __tidegate_run() {
+    const batch = pending;
+    pending = undefined;
+    const out = globalThis.__tg_process(batch);
+    if (out !== null && typeof out === "object" && typeof out.then === "function") {
+      settled = undefined;
+      out.then((v) => { settled = { ok: true, v }; }, (e) => { settled = { ok: false, e }; });
+      return null;
+    }
+    return finish(out);
+  };
+  globalThis.__tg_settle = function __tidegate_settle() {
+    const s = settled;
+    settled = undefined;
+    if (s === undefined)
+      throw new ContractError("process(batch) returned a promise that never settled");
+    if (!s.ok) throw s.e;
+    return finish(s.v);
   };
   globalThis.__tg_drain = function (final) {
     if (final && suppressed) { lines.push(["suppressed", suppressed]); suppressed = 0; }
@@ -232,7 +250,7 @@ def load(quickjs, cfg: dict, holder: list):
     ctx.set_memory_limit(cfg["mem_mb"] << 20)
     ctx.set_time_limit(cfg["cpu_ms"] / 1000)
     ctx.eval(GLUE.replace("RATE", str(int(cfg.get("log_rate", 20)))).replace("MAX_CHARS", str(MAX_LOG_CHARS)))
-    run, drain = (ctx.get("__tg_parse"), ctx.get("__tg_run")), ctx.get("__tg_drain")
+    run, drain = (ctx.get("__tg_parse"), ctx.get("__tg_run"), ctx.get("__tg_settle")), ctx.get("__tg_drain")
     holder.append(drain)
     if cfg["module"]:
         ctx.module(cfg["code"] + BRIDGE)
@@ -264,7 +282,7 @@ def call(quickjs, ctx, run, chan: Channel, shared: Shared, cfg: dict, body: byte
     """One batch. JSON.parse starts at once; meanwhile the parent scans the batch for unsafe
     integers and then sends `G` (go), `P` + a protected batch to parse instead, or `A` +
     a reason (abort). Returns the reply frame, or None on EOF."""
-    parse, apply = run
+    parse, apply, settle = run
     limit_s = cfg["cpu_ms"] / 1000
     failure: BaseException | None = None
     try:
@@ -291,7 +309,17 @@ def call(quickjs, ctx, run, chan: Channel, shared: Shared, cfg: dict, body: byte
         if failure is not None:
             raise failure
         ctx.set_time_limit(max(0.001, limit_s - (time.process_time() - CALL_START[0])))
-        out = apply().encode("utf-8")
+        text = apply()
+        if text is None:   # an async process(): run its jobs, then take the settled value
+            while True:     # each job is its own call: re-arm the interrupt with what is left
+                left = limit_s - (time.process_time() - CALL_START[0])
+                if left <= 0:
+                    raise quickjs.JSException("InternalError: interrupted (async jobs)")
+                ctx.set_time_limit(left)
+                if not ctx.execute_pending_job():
+                    break
+            text = settle()
+        out = text.encode("utf-8")
         return b"R", shared.write(out)
     except quickjs.JSException as exc:
         kind, limit = classify(str(exc))

@@ -17,6 +17,9 @@ down the worker. `address_space_budget()` is therefore 0: the worker's own RLIMI
 not grow with `mem_mb` (but its *hard* limit must leave room for the children, which
 inherit it and raise their soft limit per call).
 
+`process` may also be async (return a promise): its jobs run to completion inside the
+same call and limits.
+
 Errors: a throw, a non-array return or a non-object element raises `ProcessorError`
 naming the processor and the JS stack; a breach raises it with `limit` set to
 "timeout_ms" | "cpu_ms" | "mem_mb" and the child is discarded (the next call, or
