@@ -25,6 +25,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from shared.errors import SourceError
 from worker.sources.base import Chunk
+from worker.sources.my_decode import FAST_EVENT_TYPES, TableDecoder, compile_table
 from worker.sources.my_feed import Feed, Stopped
 from worker.sources.my_position import (BinlogPoint, BinlogPos, Entries, entries_after, file_seq,
                                         filter_point, format_entries, has_row_filters)
@@ -49,11 +50,13 @@ BY_ROW = (-1, -1)      # filter marker: this table's filter depends on the row's
 
 class BinlogStream:
     def __init__(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], server_id: int, feed: Feed,
-                 status: dict[str, Any], log: Any, max_chunk: int = 2000) -> None:
+                 status: dict[str, Any], log: Any, max_chunk: int = 2000, fast: bool = True) -> None:
         self.dsn, self.server, self.server_id, self.feed = dsn, server, server_id, feed
         self.tables = {(t.db, t.name): t for t in tables}
         self.status, self.log, self.max_chunk = status, log, max(2, max_chunk)
         self.reader: BinLogStreamReader | None = None
+        self.fast = fast and server.row_metadata_full
+        self._decoders: dict[tuple[Any, ...], TableDecoder | None] = {}
 
     # -- connection -------------------------------------------------------------------------------
     def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
@@ -141,26 +144,20 @@ class BinlogStream:
                             by_row = t
                         elif p is not None and (fseq, txpos) < p:
                             continue
-                    conv = t.convert
+                    pairs = self._pairs(ev, t, cls)
                     src_ts = ev.timestamp * 1000
                     now = int(time.time() * 1000)
                     db, name = t.db, t.name
                     if not pending:
                         since = time.monotonic()
-                    for row in ev.rows:
-                        if by_row is not None and self._in_snapshot(by_row, row, entries, (fseq, txpos)):
+                    op = "c" if cls is WriteRowsEvent else "u" if cls is UpdateRowsEvent else "d"
+                    for before, after in pairs:
+                        if by_row is not None and self._in_snapshot(by_row, before, after, entries,
+                                                                    (fseq, txpos)):
                             continue
                         n += 1
                         if n <= skip_n:
                             continue
-                        if cls is WriteRowsEvent:
-                            op, before, after = "c", None, conv(row["values"], row.get("none_sources"))
-                        elif cls is UpdateRowsEvent:
-                            op = "u"
-                            before = conv(row["before_values"], row.get("before_none_sources"))
-                            after = conv(row["after_values"], row.get("after_none_sources"))
-                        else:
-                            op, before, after = "d", conv(row["values"], row.get("none_sources")), None
                         source = {"connector": "mysql", "db": db, "schema": None, "table": name,
                                   "position": f"{prefix}{n}{suffix}", "tx_id": txid, "ts_ms": src_ts}
                         if gtid_set:
@@ -222,6 +219,7 @@ class BinlogStream:
                         suffix = f"@{format_entries(entries)}" if entries else ""
                     self.status["pos"] = txpos
                 elif cls is RotateEvent:
+                    self._decoders.clear()      # table ids may be reused after a server restart
                     if ev.next_binlog != fname:
                         fname = ev.next_binlog
                         self.status["file"] = fname
@@ -249,11 +247,30 @@ class BinlogStream:
                 out[key] = p.sort_key
         return out
 
+    def _pairs(self, ev: Any, t: TableInfo, cls: Any) -> list[tuple[Any, Any]]:
+        """(before, after) images of the event's rows, values JSON-ready (my_decode, or
+        mysql-replication + the table's converter)."""
+        if self.fast and ev.event_type in FAST_EVENT_TYPES:
+            k = (ev.table_id, ev.schema, ev.table, len(ev.columns))
+            dec = self._decoders.get(k, False)
+            if dec is False:
+                dec = self._decoders[k] = compile_table(ev.columns, {c.name for c in t.columns if c.is_json})
+            if dec is not None:
+                return dec.rows(ev)
+        conv = t.convert
+        if cls is WriteRowsEvent:
+            return [(None, conv(r["values"], r.get("none_sources"))) for r in ev.rows]
+        if cls is UpdateRowsEvent:
+            return [(conv(r["before_values"], r.get("before_none_sources")),
+                     conv(r["after_values"], r.get("after_none_sources"))) for r in ev.rows]
+        return [(conv(r["values"], r.get("none_sources")), None) for r in ev.rows]
+
     @staticmethod
-    def _in_snapshot(t: TableInfo, row: dict[str, Any], entries: Entries, tx: tuple[int, int]) -> bool:
+    def _in_snapshot(t: TableInfo, before: Any, after: Any, entries: Entries, tx: tuple[int, int]) -> bool:
         """Is this binlog row already in the table's snapshot rows? (Emitted if any image needs it.)"""
-        images = [row[k] for k in ("values", "before_values", "after_values") if k in row]
-        for values in images:
+        for values in (before, after):
+            if values is None:
+                continue
             pk = None
             if t.int_pk:
                 try:
@@ -284,4 +301,5 @@ class BinlogStream:
             conn.close()
         for t, f in zip(hit, fresh):
             t.columns, t.pk, t.convert = f.columns, f.pk, f.convert
+        self._decoders.clear()
         self.log.info("mysql_schema_refreshed", tables=[t.full_name for t in hit])

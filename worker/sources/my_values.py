@@ -4,12 +4,12 @@ Pure (stdlib only). pymysql (snapshot) and mysql-replication (binlog) hand out d
 some types; both go through the converter of the table, built from its information_schema columns:
 
   integers, text         as they are (TEXT/VARCHAR are str; BOOLEAN is TINYINT(1): 0/1)
-  DECIMAL                string ("12.34"), exact
+  DECIMAL                string ("12.34", never exponent notation), exact
   FLOAT                  float rounded to 6 significant digits (what the server prints), DOUBLE as is
   DATETIME, DATE         ISO-8601 without zone ("2024-01-02T03:04:05.123000", "2024-01-02")
   TIMESTAMP              ISO-8601 UTC with "Z" (the snapshot session runs with time_zone '+00:00')
   TIME                   "[-]HH:MM:SS[.ffffff]" (hours may exceed 24)
-  BINARY/VARBINARY/BLOB  base64 string
+  BINARY/VARBINARY/BLOB  base64 string (BINARY(n) zero-padded to n bytes, as stored)
   JSON                   parsed (MariaDB stores JSON as LONGTEXT with a json_valid() check)
   ENUM                   string; SET: list of members in definition order; BIT: integer
 """
@@ -47,7 +47,7 @@ def plain(v: Any) -> Any:
             return {(k.decode() if isinstance(k, bytes) else str(k)): plain(x) for k, x in v.items()}
         return v
     if cls is Decimal:
-        return str(v)
+        return format(v, "f")
     if cls is dt.datetime:
         return v.isoformat()
     if cls is dt.date:
@@ -120,10 +120,28 @@ class Column:
         self.is_json = is_json or self.data_type == "json"
 
 
+def _binary_of(size: int) -> Callable[[Any], Any]:
+    """BINARY(n) is zero-padded to n bytes; the binlog leaves the padding out, a SELECT keeps it."""
+    def conv(v: Any) -> Any:
+        if isinstance(v, str):      # mysql-replication hands out "" for an all-padding value
+            v = v.encode("utf-8")
+        if isinstance(v, (bytes, bytearray)):
+            return base64.b64encode(bytes(v).ljust(size, b"\0")).decode("ascii")
+        return plain(v)
+    return conv
+
+
+def binary_size(column_type: str) -> int:
+    m = re.search(r"\((\d+)\)", column_type)
+    return int(m.group(1)) if m else 1
+
+
 def special_converters(columns: list[Column]) -> dict[str, Callable[[Any], Any]]:
     out: dict[str, Callable[[Any], Any]] = {}
     for c in columns:
-        if c.is_json:
+        if c.data_type == "binary":
+            out[c.name] = _binary_of(binary_size(c.column_type))
+        elif c.is_json:
             out[c.name] = _json
         elif c.data_type == "bit":
             out[c.name] = _bit
@@ -150,7 +168,7 @@ def _iso(v: Any) -> Any:
 
 
 def _decimal(v: Any) -> Any:
-    return str(v) if isinstance(v, Decimal) else plain(v)
+    return format(v, "f") if isinstance(v, Decimal) else plain(v)
 
 
 def _time(v: Any) -> Any:
