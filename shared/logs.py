@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from shared.spec.redact import is_secret_key, redact_text
+from shared.spec.redact import is_secret_key, redact, redact_text
 
 
 def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -19,6 +19,8 @@ def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
             event[k] = "***"
         elif isinstance(v, str):
             event[k] = redact_text(v)
+        elif isinstance(v, (dict, list)):
+            event[k] = redact(v)
     return event
 
 

@@ -59,6 +59,8 @@ def _check_struct(value: Any, t: mi.StructType, path: str, errs: list[Error]) ->
     names = {f.encode_name: f for f in t.fields}
     for key in value:
         if key == t.tag_field:
+            if value[key] != t.tag:
+                errs.append((_join(path, str(key)), f"must be {t.tag!r}"))
             continue
         if key not in names:
             known = ", ".join(sorted(names)) or "none"
@@ -83,7 +85,7 @@ def _check_union(value: Any, t: mi.UnionType, path: str, errs: list[Error]) -> N
         if tag is None:
             errs.append((_join(path, tag_field), f"required field missing (one of: {', '.join(tags)})"))
             return
-        if tag not in tags:
+        if not isinstance(tag, str) or tag not in tags:
             errs.append((_join(path, tag_field), f"unknown type {tag!r} (one of: {', '.join(tags)})"))
             return
         _check_struct(value, tags[tag], path, errs)

@@ -114,3 +114,16 @@ def test_merge_patch_rfc7386() -> None:
         {"a": 1, "b": {"d": 3, "e": 4}, "f": [1]}
     assert merge_patch({"a": 1}, [1]) == [1]
     assert merge_patch({"password": "real"}, {"password": "***"}) == {"password": "real"}
+
+
+def test_non_string_type_tags_are_422_material() -> None:
+    errs = errors(b"""
+metadata: {name: a}
+spec:
+  source: {type: [1]}
+  sinks: [{type: {}, config: {id: x, path: /p}}]
+  processors: [{type: {}, id: p, inline: x}]
+""")
+    assert errs["spec.source.type"].startswith("unknown type")
+    assert errs["spec.sinks[0].type"].startswith("unknown type")
+    assert errs["spec.processors[0].type"] == "must be 'javascript'"
