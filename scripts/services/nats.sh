@@ -8,7 +8,9 @@ set -euo pipefail
 
 PORT="${NATS_PORT:-4222}"
 BIN=/usr/sbin/nats-server
-START=(start-stop-daemon --start --oknodo --background --exec "$BIN" --
+# the pidfile keeps start-stop-daemon from taking any other nats-server (another port) for ours
+START=(start-stop-daemon --start --oknodo --background --pidfile "/run/nats-server-$PORT.pid" --make-pidfile
+       --exec "$BIN" --
        -a 127.0.0.1 -p "$PORT" -js -sd /var/lib/nats-server -l /var/log/nats-server.log)
 
 if [ ! -x "$BIN" ]; then
