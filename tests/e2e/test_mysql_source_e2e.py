@@ -143,7 +143,9 @@ def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(supervisor: Su
     events = wait_for_row(out, "u", 99999)
     info = supervisor.info(name)
     assert info["ops"]["restarts"] >= 2 and info["ops"]["source"]["snapshot"]["done"] is True
-    assert replay(dedupe(events)) == table_state(db, ["t", "u"])
+    # snapshot rows the killed worker wrote past its checkpoint are read again (at-least-once);
+    # every change still comes exactly once and every before image matches
+    assert replay(dedupe(events), rereads=True) == table_state(db, ["t", "u"])
 
 
 def test_worker_and_supervisor_sigkill_mid_stream_lose_nothing(supervisor: Supervisor, db: str,

@@ -97,21 +97,30 @@ def dedupe(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def replay(events: list[dict[str, Any]], strict: bool = True,
+def replay(events: list[dict[str, Any]], strict: bool = True, rereads: bool = False,
            cols: tuple[str, ...] = ("id", "v")) -> dict[tuple[str, Any], dict[str, Any]]:
     """Apply events in order. strict: each row arrives once (r or c), every update/delete's `before`
-    equals what the replay holds (a missed or doubled change breaks that)."""
+    equals what the replay holds (a missed or doubled change breaks that). rereads: a snapshot row may
+    come again while no change of it came in between (at-least-once after a worker crash: the rows
+    delivered but not checkpointed are read again, at the new snapshot point; the later one wins)."""
     state: dict[tuple[str, Any], dict[str, Any]] = {}
+    from_snapshot: set[tuple[str, Any]] = set()
     pick = (lambda r: {c: r[c] for c in cols}) if cols else (lambda r: dict(r))
     for i, e in enumerate(events):
         k_after = (e["source"]["table"], e["after"]["id"]) if e["after"] else None
         k_before = (e["source"]["table"], e["before"]["id"]) if e["before"] else None
         where = f"event #{i} {e['op']} {e['source']['position']}"
         if e["op"] in ("r", "c"):
-            if strict:
+            again = rereads and e["op"] == "r" and k_after in from_snapshot
+            if strict and not again:
                 assert k_after not in state, f"{where}: row {k_after} arrives twice"
             state[k_after] = pick(e["after"])
-        elif e["op"] == "u":
+            if e["op"] == "r":
+                from_snapshot.add(k_after)
+            continue
+        from_snapshot.discard(k_before)
+        from_snapshot.discard(k_after)
+        if e["op"] == "u":
             if strict:
                 assert state.get(k_before) == pick(e["before"]), \
                     f"{where}: before {pick(e['before'])} but replay holds {state.get(k_before)}"
