@@ -143,3 +143,6 @@ def test_the_sandbox_never_outlives_its_worker(code: str) -> None:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+        for pipe in (worker.stdin, worker.stdout):
+            if pipe is not None:
+                pipe.close()

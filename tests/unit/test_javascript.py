@@ -241,8 +241,13 @@ def test_a_killed_sandbox_fails_the_batch_then_restarts(make: Make) -> None:
     pid = p.sandbox_pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not os.path.exists(f"/proc/{pid}") or "Z" in open(f"/proc/{pid}/stat").read().split()[2],
-               timeout=5, message="sandbox gone")
+    def gone() -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+        except OSError:
+            return True
+    wait_until(gone, timeout=5, message="sandbox gone")
     with pytest.raises(ProcessorError, match="processor 'victim'.*SIGKILL"):
         p.process(b"[]")
     assert run(p, BATCH[:2]) == BATCH[:2]

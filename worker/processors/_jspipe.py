@@ -90,18 +90,38 @@ class SandboxProcess:
         self.pid = self.proc.pid
         self._buf = bytearray()
         self._out: list[memoryview] = []
+        self.peak_rss_kb: int | None = None   # known once the child is reaped
 
     # ------------------------------------------------------------------ lifecycle
+    def _reap(self, timeout: float = 0.0) -> bool:
+        """Reap the child with wait4 (keeping its peak RSS, which Popen.wait would drop)."""
+        if self.proc.returncode is not None:
+            return True
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.proc.returncode = self.proc.returncode if self.proc.returncode is not None else 0
+                return True
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self.peak_rss_kb = usage.ru_maxrss
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return not self._reap()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
+        if not self._reap():
             try:
                 self.proc.kill()
             except ProcessLookupError:
                 pass
-        self.proc.wait()
+            self._reap(timeout=10)
         if self.shm_fd >= 0:
             self.mm.close()
             os.close(self.shm_fd)
@@ -124,11 +144,10 @@ class SandboxProcess:
 
     def death(self) -> Died:
         """Describe how the child ended (waits briefly for it to be reaped)."""
-        try:
-            code = self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
+        if not self._reap(timeout=2):
             self.kill()
             return Died("sandbox process stopped answering and was killed")
+        code = self.proc.returncode
         if code < 0:
             try:
                 name = signal.Signals(-code).name

@@ -215,10 +215,11 @@ def classify(text: str) -> tuple[str, str | None]:
         return "limit", "cpu_ms"
     if first.startswith("InternalError: out of memory"):
         return "limit", "mem_mb"
-    if text.rstrip("\n") in ("null", "null\nundefined"):
+    if text.rstrip("\n") in ("null", "null\nundefined") or first.lstrip("(").startswith("Failed obtaining QuickJS error"):
         # QuickJS throws `null` when it runs out of memory while building the "out of memory"
-        # error itself (a nested OOM). A script may also `throw null`; that rare case is
-        # reported as the memory limit too (and retried in a fresh context).
+        # error itself (a nested OOM), and the binding cannot stringify an error without
+        # memory. A script may also `throw null` (or throw an object whose toString throws);
+        # those rare cases are reported as the memory limit too (and retried in a fresh context).
         return "limit", "mem_mb"
     if first.startswith("TidegateContractError"):
         return "contract", None

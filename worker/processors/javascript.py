@@ -63,6 +63,7 @@ CPU_WATCHDOG = 1.25      # kill at 1.25 x cpu_ms (+20 ms) if the interrupt handl
 _MODULE_RE = re.compile(r"^[ \t]*export\s", re.M)
 _DIGIT_TABLE = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
 _LONG_RUN = b"0" * 16    # |n| > 2^53 - 1 needs at least 16 digits
+_CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL)
 _LEVELS = {"debug": "debug", "info": "info", "warning": "warning", "error": "error"}
 
 
@@ -192,7 +193,15 @@ class JavascriptProcessor(Processor):
             raise self._limit("cpu_ms", f"the script used more than {lim.cpu_ms} ms of CPU time "
                               "(in native code); raise limits.cpu_ms or make the script cheaper") from None
         except _jspipe.Died as died:
+            peak = self._sandbox.peak_rss_kb if self._sandbox is not None else None
             self._discard()
+            if died.signum in _CRASH_SIGNALS:
+                # QuickJS 2021 can crash in its own out-of-memory path (build_backtrace while
+                # throwing "out of memory"); no other crash of it is known, so name the limit.
+                self.last_error_stats = {"peak_rss_kb": peak}
+                raise self._limit("mem_mb", f"the sandbox crashed ({died}), as QuickJS does when a script "
+                                  f"exhausts its {lim.mem_mb} MiB heap; raise limits.mem_mb or keep less "
+                                  "state") from None
             if died.signum == signal.SIGXCPU:   # the RLIMIT_CPU backstop
                 raise self._limit("cpu_ms", f"the sandbox hit its CPU rlimit ({died})") from None
             if died.code == _jspipe.EXIT_MEMORY:
