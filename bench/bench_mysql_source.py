@@ -29,16 +29,20 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import pymysql  # noqa: E402
-from pymysqlreplication import BinLogStreamReader  # noqa: E402
-from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent  # noqa: E402
+import pymysql
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
 
-from shared.spec.model import MysqlSourceConfig  # noqa: E402
-from worker.sources.base import SourceContext  # noqa: E402
-from worker.sources.mysql import MysqlSource  # noqa: E402
+from shared.spec.model import MysqlSourceConfig
+from worker.sources.base import SourceContext
+from worker.sources.mysql import MysqlSource
 
 try:
-    from tests.support.supervisor import Supervisor, file_sink  # noqa: E402
+    from tests.support.supervisor import Supervisor, file_sink
 except ImportError:      # the runtime is not there
     Supervisor = None  # type: ignore[assignment,misc]
 

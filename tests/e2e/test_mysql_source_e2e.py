@@ -13,13 +13,21 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
-from tests.integration.test_mysql_source_helpers import (connect, dedupe, replay, scratch_db, sql,
-                                                          table_state, tx)
+from tests.integration.test_mysql_source_helpers import (
+    connect,
+    dedupe,
+    replay,
+    scratch_db,
+    sql,
+    table_state,
+    tx,
+)
 from tests.support import port_open, wait_until
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 

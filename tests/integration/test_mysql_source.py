@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from shared.errors import SourceError
 from shared.spec.model import MysqlSourceConfig
-from tests.integration.test_mysql_source_helpers import (ctx, dedupe, drain, replay, run, scratch_db, sql,
-                                                          table_state, tx)
+from tests.integration.test_mysql_source_helpers import (
+    ctx,
+    dedupe,
+    drain,
+    replay,
+    run,
+    scratch_db,
+    sql,
+    table_state,
+    tx,
+)
 from worker.sources.mysql import MysqlSource
 
 GTID = re.compile(r"^\d+-\d+-\d+$")

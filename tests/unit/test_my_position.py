@@ -5,9 +5,21 @@ import random
 
 import pytest
 
-from worker.sources.my_position import (CONTINUE, REREAD, BinlogPoint, BinlogPos, Entry, SnapshotPos,
-                                        entries_after, filter_point, key, parse, parse_entries,
-                                        format_entries, read_point)
+from worker.sources.my_position import (
+    CONTINUE,
+    REREAD,
+    BinlogPoint,
+    BinlogPos,
+    Entry,
+    SnapshotPos,
+    entries_after,
+    filter_point,
+    format_entries,
+    key,
+    parse,
+    parse_entries,
+    read_point,
+)
 
 P1 = BinlogPoint.of("mysql-bin.000003", 1000)
 P2 = BinlogPoint.of("mysql-bin.000003", 5000)
@@ -33,7 +45,9 @@ def test_snapshot_positions_sort_before_binlog_and_by_table_run_key() -> None:
            f"snapshot:1:18@{e2}", f"snapshot:1:40:end@{e2}",      # ... continued after key 17 at P2
            f"snapshot:2:#1@{e2}", f"snapshot:2:#2@{e2}",
            "mysql-bin.000001:4:1"]
-    assert sorted(reversed(seq), key=key) == seq
+    mixed = seq[:]
+    random.Random(2).shuffle(mixed)
+    assert sorted(mixed, key=key) == seq
     s = parse(seq[2])
     assert isinstance(s, SnapshotPos) and s.end and s.pk == (10,) and s.table_index == 0
     assert str(s) == seq[2]

@@ -5,7 +5,13 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from worker.sources.my_values import Column, make_converter, plain, set_members, time_str
+from worker.sources.my_values import (
+    Column,
+    make_converter,
+    plain,
+    set_members,
+    time_str,
+)
 
 
 def test_time_str() -> None:

@@ -54,7 +54,7 @@ class Feed:
         if q.empty():
             try:
                 item = await asyncio.wait_for(q.get(), timeout)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 return None
         else:
             item = q.get_nowait()

@@ -48,7 +48,7 @@ class BinlogPoint:
     pos: int
 
     @classmethod
-    def of(cls, file: str, pos: int) -> "BinlogPoint":
+    def of(cls, file: str, pos: int) -> BinlogPoint:
         file_seq(file)
         return cls(file, int(pos))
 
@@ -59,10 +59,10 @@ class BinlogPoint:
     def __str__(self) -> str:
         return f"{self.file}:{self.pos}"
 
-    def __lt__(self, other: "BinlogPoint") -> bool:
+    def __lt__(self, other: BinlogPoint) -> bool:
         return self.sort_key < other.sort_key
 
-    def __le__(self, other: "BinlogPoint") -> bool:
+    def __le__(self, other: BinlogPoint) -> bool:
         return self.sort_key <= other.sort_key
 
 

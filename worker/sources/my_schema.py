@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pymysql
@@ -121,7 +122,8 @@ class ServerInfo:
 
 
 def variables(cur: Any, names: list[str]) -> dict[str, str]:
-    cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN (%s)" % ",".join(["%s"] * len(names)), names)
+    marks = ",".join(["%s"] * len(names))
+    cur.execute(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({marks})", names)
     return {str(k).lower(): str(v) for k, v in cur.fetchall()}
 
 

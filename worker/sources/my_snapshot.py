@@ -20,9 +20,23 @@ import pymysql.cursors
 
 from worker.sources.base import Chunk
 from worker.sources.my_feed import Feed
-from worker.sources.my_position import (PLAIN, SNAPSHOT, BinlogPoint, Entries, Entry, format_entries,
-                                        format_pk)
-from worker.sources.my_schema import Dsn, ServerInfo, TableInfo, connect, current_point, gtid_at
+from worker.sources.my_position import (
+    PLAIN,
+    SNAPSHOT,
+    BinlogPoint,
+    Entries,
+    Entry,
+    format_entries,
+    format_pk,
+)
+from worker.sources.my_schema import (
+    Dsn,
+    ServerInfo,
+    TableInfo,
+    connect,
+    current_point,
+    gtid_at,
+)
 
 PROGRESS_EVERY_S = 2.0
 

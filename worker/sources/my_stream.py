@@ -19,16 +19,34 @@ from typing import Any
 import pymysql
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication import row_event as rowmod
-from pymysqlreplication.event import (GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent,
-                                      RotateEvent, XidEvent)
-from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
 
 from shared.errors import SourceError
 from worker.sources.base import Chunk
 from worker.sources.my_decode import FAST_EVENT_TYPES, TableDecoder, compile_table
 from worker.sources.my_feed import Feed, Stopped
-from worker.sources.my_position import (BinlogPoint, BinlogPos, Entries, entries_after, file_seq,
-                                        filter_point, format_entries, has_row_filters)
+from worker.sources.my_position import (
+    BinlogPoint,
+    BinlogPos,
+    Entries,
+    entries_after,
+    file_seq,
+    filter_point,
+    format_entries,
+    has_row_filters,
+)
 from worker.sources.my_schema import Dsn, ServerInfo, TableInfo, gtid_at, load_tables
 
 ONLY_EVENTS = [MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, WriteRowsEvent, UpdateRowsEvent,
@@ -126,7 +144,7 @@ class BinlogStream:
         pending: list[dict[str, Any]] = []
         closed = False          # the last pending event ends its transaction
         since = 0.0
-        feed, stop, put, max_chunk = self.feed, self.feed.stop, self.feed.put, self.max_chunk
+        stop, put, max_chunk = self.feed.stop, self.feed.put, self.max_chunk
         tables = self.tables
         try:
             for ev in iter(reader.fetchone, None):
@@ -224,10 +242,9 @@ class BinlogStream:
                         fname = ev.next_binlog
                         self.status["file"] = fname
                         fseq = int(fname.rpartition(".")[2])
-                elif cls is HeartbeatLogEvent:
-                    if pending and closed:
-                        put(Chunk(pending, tx_end=True))
-                        pending = []
+                elif cls is HeartbeatLogEvent and pending and closed:
+                    put(Chunk(pending, tx_end=True))
+                    pending = []
         finally:
             self.status["connected"] = False
             self.reader = None

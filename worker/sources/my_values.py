@@ -19,8 +19,9 @@ import base64
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 Row = dict[str, Any]
 PLAIN = frozenset({int, str, float, type(None), bool, list, dict})
@@ -111,7 +112,7 @@ def set_members(column_type: str) -> list[str]:
 
 
 class Column:
-    __slots__ = ("name", "data_type", "column_type", "is_json")
+    __slots__ = ("column_type", "data_type", "is_json", "name")
 
     def __init__(self, name: str, data_type: str, column_type: str = "", is_json: bool = False) -> None:
         self.name = name

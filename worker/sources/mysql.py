@@ -27,10 +27,32 @@ import pymysql
 from shared.errors import SourceError
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.my_feed import Feed, Stopped
-from worker.sources.my_position import CONTINUE, PLAIN, REREAD, BinlogPos, SnapshotPos, entries_after, key, parse
-from worker.sources.my_schema import (Dsn, ServerInfo, TableInfo, all_tables, check_privileges, check_server,
-                                      connect, current_point, default_server_id, error, load_tables,
-                                      parse_dsn, require_binlog, split_names)
+from worker.sources.my_position import (
+    CONTINUE,
+    PLAIN,
+    REREAD,
+    BinlogPos,
+    SnapshotPos,
+    entries_after,
+    key,
+    parse,
+)
+from worker.sources.my_schema import (
+    Dsn,
+    ServerInfo,
+    TableInfo,
+    all_tables,
+    check_privileges,
+    check_server,
+    connect,
+    current_point,
+    default_server_id,
+    error,
+    load_tables,
+    parse_dsn,
+    require_binlog,
+    split_names,
+)
 from worker.sources.my_snapshot import Snapshot
 from worker.sources.my_stream import BinlogStream
 
