@@ -31,11 +31,12 @@ if [ ! -x "$DAEMON" ]; then
   fi
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  if sql_tcp "SELECT 1" >/dev/null 2>&1; then
-    say "not root: MariaDB answers on $HOST:$PORT, leaving its configuration alone"
+  have="$(sql_tcp "SELECT CONCAT_WS(' ', @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata)" 2>/dev/null || true)"
+  if [ "$have" = "ON ROW FULL FULL" ] || [ "$have" = "1 ROW FULL FULL" ]; then
+    say "not root, but MariaDB on $HOST:$PORT is ready (binlog on, ROW, FULL images)"
     exit 0
   fi
-  echo "mariadb.sh: MariaDB is not answering on $HOST:$PORT; run as root: sudo $0" >&2
+  echo "mariadb.sh: MariaDB on $HOST:$PORT is not ready (${have:-not answering}); run as root: sudo $0" >&2
   exit 1
 fi
 
