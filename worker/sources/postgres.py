@@ -169,15 +169,21 @@ class PostgresSource(Source):
             buf.wake_thread()
 
     # ----------------------------------------------------------------- close
-    async def close(self) -> None:
-        thread, self._thread = self._thread, None
+    async def _stop_thread(self) -> None:
+        thread = self._thread
         if thread is not None:
             thread.stop()
-            await asyncio.get_running_loop().run_in_executor(self._pool, thread.join, 10.0)
+            await asyncio.get_running_loop().run_in_executor(None, thread.join, 10.0)
+
+    async def close(self) -> None:
+        await self._stop_thread()
+        self._thread = None
         self._pool.shutdown(wait=False)
         self._buf.close()
 
     async def drop(self) -> None:
+        """Stop streaming first (the runtime may call drop() before close()), then drop the slot."""
+        await self._stop_thread()
         if not self.config.drop_slot_on_delete:
             return
         await asyncio.get_running_loop().run_in_executor(None, self._drop)

@@ -1,0 +1,282 @@
+"""PostgreSQL -> file sink through a real `tidegate serve` (HTTP API only).
+
+Types and transactions arrive right and a 500-row transaction is one batch; `snapshot: initial`
+survives a worker SIGKILL during the snapshot and at the snapshot-to-stream handoff; a worker
+SIGKILL and a supervisor SIGKILL mid-stream lose nothing; the slot's confirmed_flush_lsn never
+passes the pipeline's checkpoint; a restart of the PostgreSQL server is ridden out (on a private
+throwaway cluster, so nobody else sharing the main server notices); DELETE drops the slot.
+Every scenario ends with a replay of the file against the table's real content.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg2
+import pytest
+
+from tests.integration.test_pg_source import DSN, PG, TYPES_DDL, TYPES_EXPECTED, TYPES_ROW, ensure_db
+from tests.integration.test_pg_source_resume import PrivateCluster, replay
+from tests.support import wait_until
+from tests.support.supervisor import Supervisor, file_sink, read_jsonl
+from worker.sources.pg_position import lsn_to_int, position_key
+
+
+@pytest.fixture
+def pg() -> Iterator[PG]:
+    ensure_db()
+    ctx = PG()
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def sup(pg: PG, tmp_path: Path) -> Iterator[Supervisor]:
+    """Like the `supervisor` fixture, but stopped before `pg` cleans up (its workers hold slots)."""
+    s = Supervisor(tmp_path)
+    s.start()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def spec(name: str, tables: list[str], path: Path, snapshot: str = "initial", dsn: str = DSN,
+         **batch: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name},
+            "spec": {"source": {"type": "postgres", "config": {
+                         "dsn": dsn, "tables": [f"public.{t}" for t in tables], "snapshot": snapshot,
+                         "snapshot_chunk": 500, "heartbeat_ms": 500, "status_interval_ms": 1000}},
+                     "sinks": [file_sink("out", path)], "batch": batch or {"max_events": 2000}}}
+
+
+def checkpoint(s: Supervisor, name: str) -> str | None:
+    ck = s.info(name)["ops"]["checkpoints"].get("out")
+    return ck["position"] if ck else None
+
+
+def wait_for_row(path: Path, table: str, rid: int, op: str = "c", timeout: float = 60) -> list[dict[str, Any]]:
+    def ok() -> list[dict[str, Any]] | None:
+        events = read_jsonl(path)
+        hit = any(e["op"] == op and e["source"]["table"] == table and (e["after"] or {}).get("id") == rid
+                  for e in events)
+        return events if hit else None
+    return wait_until(ok, timeout=timeout, message=f"{op} of {table}.{rid} in {path}")
+
+
+def dedupe(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop replays (at-least-once after a crash): a position names one event."""
+    seen: set[str] = set()
+    out = []
+    for e in events:
+        p = e["source"]["position"]
+        if p not in seen:
+            seen.add(p)
+            out.append(e)
+    return out
+
+
+def state(pg: PG, t: str) -> dict[Any, dict[str, Any]]:
+    return {r[0]: {"id": r[0], "v": r[1]} for r in pg.sql(f"SELECT id, v FROM {t}")}
+
+
+def kill_worker(s: Supervisor, name: str) -> None:
+    pid = s.worker_pid(name)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: s.info(name)["ops"]["pid"] not in (None, pid), timeout=30,
+               message=f"{name} worker restarted after SIGKILL")
+
+
+class Writer(threading.Thread):
+    """Small transactions (insert, update, delete) on table `t` until stopped."""
+
+    def __init__(self, dsn: str, table: str, first_id: int) -> None:
+        super().__init__(daemon=True)
+        self.dsn, self.table, self.next, self.stop, self.txs = dsn, table, first_id, threading.Event(), 0
+
+    def run(self) -> None:
+        c = psycopg2.connect(self.dsn)
+        with c.cursor() as cur:
+            while not self.stop.is_set():
+                i = self.next
+                cur.execute(f"INSERT INTO {self.table} VALUES (%s, %s)", (i, i))
+                cur.execute(f"UPDATE {self.table} SET v = v + 1 WHERE id = %s", (i - 7,))
+                cur.execute(f"DELETE FROM {self.table} WHERE id = %s", (i - 13,))
+                c.commit()
+                self.next += 1
+                self.txs += 1
+                time.sleep(0.002)
+        c.close()
+
+
+def test_types_ops_and_a_500_row_transaction_in_one_batch(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
+    types = pg.table("types", TYPES_DDL)
+    t = pg.table("t", "id int PRIMARY KEY, v int")
+    out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-types-{pg.suffix}"
+    sup.create(spec(name, [types, t], out, snapshot="never", max_events=100))
+    sup.wait_status(name, "running")
+    pg.sql(f"INSERT INTO {types} VALUES {TYPES_ROW}", (1,))
+    pg.sql(f"UPDATE {types} SET vc = 'x' WHERE id = 1")
+    pg.sql(f"DELETE FROM {types} WHERE id = 1")
+    wait_until(lambda: len(read_jsonl(out)) == 3 and checkpoint(sup, name), timeout=30,
+               message="3 events checkpointed")
+    c, u, d = read_jsonl(out)
+    assert [c["op"], u["op"], d["op"]] == ["c", "u", "d"]
+    assert c["after"] == {"id": 1, **TYPES_EXPECTED} and c["before"] is None
+    assert u["before"] == {"id": 1} and u["after"]["vc"] == "x" and d["before"] == {"id": 1}
+    assert d["after"] is None and {e["source"]["table"] for e in (c, u, d)} == {types}
+    assert len({e["source"]["tx_id"] for e in (c, u, d)}) == 3
+    ops = wait_until(lambda: (o := sup.info(name)["ops"])["events_out"] == 3 and o, timeout=30,
+                     message="ops counting the first 3 events")
+    batches = ops["batches"]
+    pg.sql(f"INSERT INTO {t} SELECT g, g FROM generate_series(1, 500) g")
+    events = wait_until(lambda: len(read_jsonl(out)) == 503 and read_jsonl(out), timeout=30,
+                        message="the 500-row transaction in the file")
+    big = events[3:]
+    assert [e["after"]["id"] for e in big] == list(range(1, 501)) and len({e["source"]["tx_id"] for e in big}) == 1
+    wait_until(lambda: checkpoint(sup, name) == big[-1]["source"]["position"], timeout=30,
+               message="checkpoint at the transaction's last row")
+    ops = wait_until(lambda: (o := sup.info(name)["ops"])["events_out"] == 503 and o, timeout=30,
+                     message="ops counting 503 events")
+    assert ops["batches"] == batches + 1, "the 500-row transaction was split (max_events is 100)"
+
+
+def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
+    t = pg.table("snap_t", "id int PRIMARY KEY, v int")
+    u = pg.table("snap_u", "id int PRIMARY KEY, v int")
+    pg.sql(f"INSERT INTO {t} SELECT g, g FROM generate_series(1, 60000) g")
+    pg.sql(f"INSERT INTO {u} SELECT g, g FROM generate_series(1, 3000) g")
+    out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-snap-{pg.suffix}"
+    writer = Writer(DSN, t, 100_000)
+    writer.start()
+    try:
+        sup.create(spec(name, [t, u], out))
+        # 1: SIGKILL while the snapshot of t is part way through
+        wait_until(lambda: (checkpoint(sup, name) or "").startswith("snapshot:0:"), timeout=60, interval=0.01,
+                   message="a checkpoint inside the snapshot of t")
+        kill_worker(sup, name)
+        first = checkpoint(sup, name)
+        assert first is not None and first.startswith("snapshot:0:") and not first.endswith(":last"), first
+    finally:
+        writer.stop.set()
+        writer.join()
+    assert writer.txs > 0          # their changes wait in the slot, behind the snapshot
+    # 2: SIGKILL at the handoff: the whole snapshot is delivered, no stream event yet
+    at_end = re.compile(r"^snapshot:1:\d+:[^:]+:last$")
+    wait_until(lambda: at_end.match(checkpoint(sup, name) or ""), timeout=60, interval=0.01,
+               message="checkpoint at the last snapshot row")
+    kill_worker(sup, name)
+    pg.sql(f"UPDATE {u} SET v = -v WHERE id < 50")
+    pg.sql(f"DELETE FROM {t} WHERE id < 40")
+    pg.sql(f"INSERT INTO {u} VALUES (99999, 0)")
+    events = dedupe(wait_for_row(out, u, 99999))
+    info = sup.info(name)
+    assert info["ops"]["restarts"] >= 2
+    assert info["ops"]["source"]["snapshot"]["done"] is True, info["ops"]["source"]
+    for table in (t, u):
+        assert replay([e for e in events if e["source"]["table"] == table]) == state(pg, table)
+    changes = [e["source"]["position"] for e in events if e["op"] != "r"]
+    assert len(changes) == len(set(changes))
+    snap_u = [e["after"]["id"] for e in events if e["op"] == "r" and e["source"]["table"] == u]
+    assert sorted(snap_u) == list(range(1, 3001)), "u was read once: no restart hit its snapshot"
+
+
+def test_worker_and_supervisor_sigkill_mid_stream_lose_nothing(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
+    t = pg.table("kill", "id int PRIMARY KEY, v int")
+    pg.sql(f"INSERT INTO {t} SELECT g, g FROM generate_series(1, 100) g")
+    out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-kill-{pg.suffix}"
+    sup.create(spec(name, [t], out, max_events=50))
+    wait_until(lambda: (checkpoint(sup, name) or "").endswith(":last"), timeout=30, message="snapshot delivered")
+    writer = Writer(DSN, t, 1000)
+    writer.start()
+    try:
+        wait_until(lambda: writer.txs > 100, timeout=30, message="writer running")
+        kill_worker(sup, name)
+        wait_until(lambda: writer.txs > 300, timeout=30, message="more writes")
+        sup.kill()
+        wait_until(lambda: writer.txs > 450, timeout=30, message="writes while the supervisor is down")
+        sup.start()
+        wait_until(lambda: writer.txs > 600, timeout=30, message="writes after the restart")
+    finally:
+        writer.stop.set()
+        writer.join()
+    pg.sql(f"INSERT INTO {t} VALUES (99999, 0)")
+    events = dedupe(wait_for_row(out, t, 99999))
+    assert replay(events) == state(pg, t)
+
+
+def test_confirmed_flush_never_passes_the_checkpoint(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
+    t = pg.table("flush", "id int PRIMARY KEY, v int")
+    out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-flush-{pg.suffix}"
+    sup.create(spec(name, [t], out, snapshot="never", max_events=50))
+    sup.wait_status(name, "running")
+    slot = "tidegate_" + name.replace("-", "_")
+    writer = Writer(DSN, t, 1)
+    writer.start()
+    samples: list[tuple[int, str]] = []
+    try:
+        end = time.monotonic() + 4
+        while time.monotonic() < end:
+            c1 = checkpoint(sup, name)
+            flush = pg.sql("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
+                           (slot,))[0][0]
+            if c1 is not None and c1 == checkpoint(sup, name):
+                samples.append((lsn_to_int(flush), c1))
+            time.sleep(0.03)
+    finally:
+        writer.stop.set()
+        writer.join()
+    pg.sql(f"INSERT INTO {t} VALUES (99999, 0)")
+    events = dedupe(wait_for_row(out, t, 99999))
+    assert len(samples) > 20
+    for flush, ck in samples:
+        later = [lsn_to_int(e["source"]["position"].split(":")[0]) for e in events
+                 if position_key(e["source"]["position"]) > position_key(ck)]
+        # the server skips transactions committed below the confirmed flush: none may be undelivered
+        assert not later or min(later) >= flush, f"slot confirmed {flush:X} past checkpoint {ck}"
+    assert replay(events) == state(pg, t)
+
+
+def test_server_restart_is_ridden_out_and_delete_drops_the_slot(sup: Supervisor, tmp_path: Path) -> None:
+    cluster = PrivateCluster().start()
+    try:
+        conn = psycopg2.connect(cluster.dsn)
+        conn.autocommit = True
+        conn.cursor().execute("CREATE TABLE t (id int PRIMARY KEY, v int); "
+                              "INSERT INTO t SELECT g, g FROM generate_series(1, 50) g")
+        out, name = tmp_path / "out.jsonl", "tg-pg-e2e-restart"
+        sup.create(spec(name, ["t"], out, dsn=cluster.dsn))
+        wait_for_row(out, "t", 50, op="r")
+        for i in range(51, 81):
+            conn.cursor().execute("INSERT INTO t VALUES (%s, %s); UPDATE t SET v = v + 1 WHERE id = %s",
+                                  (i, i, i - 40))
+        wait_for_row(out, "t", 80)
+        conn.close()
+        t0 = time.monotonic()
+        cluster.restart()
+        assert time.monotonic() - t0 < 15, "the server restarted promptly (the walsender did not hold it)"
+        conn = psycopg2.connect(cluster.dsn)
+        conn.autocommit = True
+        for i in range(81, 111):
+            conn.cursor().execute("INSERT INTO t VALUES (%s, %s); DELETE FROM t WHERE id = %s", (i, i, i - 70))
+        events = dedupe(wait_for_row(out, "t", 110))
+        with conn.cursor() as cur:
+            cur.execute("SELECT id, v FROM t")
+            assert replay(events) == {r[0]: {"id": r[0], "v": r[1]} for r in cur.fetchall()}
+        assert sup.client.delete(f"/pipelines/{name}").status_code == 204
+
+        def slot_gone() -> bool:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_replication_slots")
+                return cur.fetchone()[0] == 0
+        wait_until(slot_gone, timeout=30, message="DELETE dropped the pipeline's slot")
+        conn.close()
+    finally:
+        cluster.close()
