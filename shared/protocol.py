@@ -8,7 +8,7 @@ Imports: stdlib + msgspec + shared.errors.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import msgspec
 
@@ -82,7 +82,7 @@ class Status(_Msg):
     counters: Counters
     last_error: ErrorInfo | None = None
     sink_errors: dict[str, str] = {}
-    source: dict[str, msgspec.Raw] = {}   # source.stats(), e.g. snapshot progress
+    source: dict[str, Any] = {}           # source.stats(), e.g. snapshot progress (plain JSON-like values)
 
 
 class Paused(_Msg):

@@ -145,7 +145,7 @@ class PipelineManager:
             case StatusMsg():
                 m.cur = msg.counters
                 m.sink_errors = dict(msg.sink_errors)
-                m.source = {k: msgspec.json.decode(v) for k, v in msg.source.items()}
+                m.source = dict(msg.source)
                 if msg.last_error is not None:
                     m.last_error = msg.last_error.message
             case Paused():

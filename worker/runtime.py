@@ -87,7 +87,7 @@ class Runtime:
     def send_status(self) -> None:
         p = self.pipeline
         p.counters.rss_bytes = _rss_bytes()
-        source = {k: msgspec.Raw(_enc.encode(v)) for k, v in p.source_stats().items()}
+        source = msgspec.json.decode(_enc.encode(p.source_stats()))   # plain values only
         self.send(Status(state=self.state, counters=p.counters, last_error=p.last_error,
                          sink_errors=dict(p.sink_errors), source=source))
 
