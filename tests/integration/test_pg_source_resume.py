@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg2
 
+from shared.errors import SourceError
 from shared.spec.model import PostgresSourceConfig
 
 from tests.integration.test_pg_source import DSN, PG, drain, pg, quiet  # noqa: F401 - pg is a fixture
@@ -144,7 +145,7 @@ def test_paused_pipeline_keeps_the_replication_connection_alive(pg: PG) -> None:
 class PrivateCluster:
     """A throwaway PostgreSQL cluster on a free port, so restarting it disturbs nobody else."""
 
-    def __init__(self) -> None:
+    def __init__(self, wal_level: str = "logical") -> None:
         ver = sorted(os.listdir("/etc/postgresql"))[-1] if os.path.isdir("/etc/postgresql") else None
         self.bin = f"/usr/lib/postgresql/{ver}/bin" if ver else os.path.dirname(shutil.which("pg_ctl") or "")
         assert os.path.exists(f"{self.bin}/pg_ctl"), "PostgreSQL server binaries (pg_ctl, initdb) not found"
@@ -152,7 +153,7 @@ class PrivateCluster:
         self.port = free_port()
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.opts = (f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
-                     "-c wal_level=logical -c max_replication_slots=4 -c max_wal_senders=4 -c fsync=off")
+                     f"-c wal_level={wal_level} -c max_replication_slots=4 -c max_wal_senders=4 -c fsync=off")
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         cmd = " ".join(shlex.quote(a) for a in args)
@@ -221,4 +222,25 @@ def test_server_restart_is_ridden_out_without_loss() -> None:
     finally:
         if conn is not None:
             conn.close()
+        cluster.close()
+
+
+def test_wal_level_not_logical_is_a_clear_error_naming_the_fix() -> None:
+    require_service("postgresql", "127.0.0.1", 5432)
+    cluster = PrivateCluster(wal_level="replica").start()
+    try:
+        async def main() -> None:
+            conf = PostgresSourceConfig(dsn=cluster.dsn, tables=["public.t"], snapshot="never")
+            src = PostgresSource(conf, SourceContext(pipeline="tg-pg-wal"))
+            try:
+                await src.open(None)
+            except SourceError as exc:
+                assert not exc.retryable
+                assert "wal_level is 'replica'" in exc.message and "ALTER SYSTEM SET wal_level = logical" in exc.message
+            else:
+                raise AssertionError("open() succeeded with wal_level=replica")
+            finally:
+                await src.close()
+        asyncio.run(main())
+    finally:
         cluster.close()

@@ -1,6 +1,6 @@
 """PostgreSQL-side set-up for the postgres source: connections, checks, tables, publication, slots.
 
-Imports: stdlib + psycopg2 + shared.errors. Blocking calls only: run them on a
+Imports: stdlib + psycopg2 + shared.errors + worker.sources.pg_wire. Blocking calls only: run them on a
 thread, never on the event loop. Every error names the cause and the fix.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from shared.errors import SourceError
+from worker.sources.pg_wire import WireError
 
 # Text output forms the converters of pg_types expect (snapshot and walsender sessions alike).
 SESSION_OPTIONS = ("-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 "
@@ -256,3 +257,26 @@ def create_slot(repl_conn: Any, slot: str, *, temporary: bool, export: bool) -> 
                    retryable=True) from exc
     row = cur.fetchone()
     return lsn_to_int(row[1]), (row[2] if export else None)
+
+
+def classify(exc: BaseException, slot: str) -> SourceError:
+    """Any failure of the stream thread as a SourceError; retryable = reconnect with backoff."""
+    if isinstance(exc, SourceError):
+        return exc
+    text = str(exc).strip()
+    if isinstance(exc, psycopg2.errors.ObjectInUse):
+        return slot_in_use(slot, text.rsplit(" ", 1)[-1] if "PID" in text else "?")
+    if isinstance(exc, psycopg2.errors.UndefinedObject):
+        return fail(f"{text}. Fix: the slot or publication was dropped behind tidegate's back; delete the "
+                    "pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over with a new "
+                    "snapshot")
+    if isinstance(exc, WireError):
+        if exc.sqlstate in ("42704", "42P01", "55000"):     # undefined object/table, object not in state
+            return fail(f"{text}. Fix: the slot or publication was dropped or changed behind tidegate's back; "
+                        "delete the pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over")
+        return fail(f"replication stream lost: {text}", retryable=True)
+    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return fail(f"connection lost: {text}", retryable=True)
+    if isinstance(exc, psycopg2.Error):
+        return fail(f"{exc.__class__.__name__}: {text}")
+    return fail(f"internal error {exc.__class__.__name__}: {text}")

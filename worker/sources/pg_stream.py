@@ -29,13 +29,11 @@ PostgreSQL I/O of a running source happens here, never on the event loop.
 """
 from __future__ import annotations
 
-import os
 import secrets
 import select
 import struct
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,87 +41,16 @@ import psycopg2
 import psycopg2.errors
 
 from shared.errors import SourceError
+from worker.sources.pg_buffer import Buffer
 from worker.sources.pg_decode import Decoder
 from worker.sources.pg_position import SnapshotPos, StreamPos, lsn_str
-from worker.sources.pg_setup import (HEARTBEAT_PREFIX, TableInfo, connect_repl, connect_sql, create_slot, fail,
-                                     slot_in_use)
+from worker.sources.pg_setup import HEARTBEAT_PREFIX, TableInfo, classify, connect_repl, connect_sql, create_slot
 from worker.sources.pg_snapshot import raw_text, read_table
 from worker.sources.pg_types import Types
-from worker.sources.pg_wire import CopyBoth, WireError, parse_keepalive
+from worker.sources.pg_wire import CopyBoth, parse_keepalive
 
 PARK_AFTER_S = 30.0           # a full buffer for this long closes the replication connection (see _stream)
 _XLOG = struct.Struct(">QQ").unpack_from
-
-
-class Buffer:
-    """Bounded hand-off from the stream thread to the event loop; also carries commit/flush state."""
-
-    def __init__(self, limit: int) -> None:
-        self.lock = threading.Lock()
-        self.pieces: deque[tuple[list[dict[str, Any]], bool]] = deque()
-        self.count = 0
-        self.limit = limit
-        self.published: SnapshotPos | StreamPos | None = None
-        self.published_key: tuple[int, ...] | None = None
-        self.committed_key: tuple[int, ...] | None = None
-        self.flush_target = 0
-        self.error: SourceError | None = None
-        self.notify = lambda: None          # wakes read(); set by the source
-        self.loop_waiting = False
-        self.thread_blocked = False
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-
-    def put(self, events: list[dict[str, Any]], tx_end: bool, pos: SnapshotPos | StreamPos,
-            key: tuple[int, ...]) -> None:
-        with self.lock:
-            self.pieces.append((events, tx_end))
-            self.count += len(events)
-            self.published, self.published_key = pos, key
-            wake, self.loop_waiting = self.loop_waiting, False
-        if wake:
-            self.notify()
-
-    def take(self, max_events: int) -> tuple[list[dict[str, Any]], bool] | None:
-        with self.lock:
-            if not self.pieces:
-                return None
-            events, tx_end = self.pieces.popleft()
-            if self.pieces and len(events) < max_events:
-                events = list(events)
-                while self.pieces and len(events) + len(self.pieces[0][0]) <= max_events:
-                    more, tx_end = self.pieces.popleft()
-                    events.extend(more)
-            self.count -= len(events)
-            wake = self.thread_blocked and self.count < self.limit // 2
-        if wake:
-            self.wake_thread()
-        return events, tx_end
-
-    def fail(self, error: SourceError) -> None:
-        self.error = error
-        self.notify()
-
-    def wake_thread(self) -> None:
-        try:
-            os.write(self.wake_w, b"x")
-        except BlockingIOError:
-            pass
-
-    def drain_wake(self) -> None:
-        try:
-            while os.read(self.wake_r, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        for fd in (self.wake_r, self.wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 @dataclass
@@ -139,28 +66,6 @@ class StreamParams:
     db: str
 
 
-def classify(exc: BaseException, slot: str) -> SourceError:
-    if isinstance(exc, SourceError):
-        return exc
-    text = str(exc).strip()
-    if isinstance(exc, psycopg2.errors.ObjectInUse):
-        return slot_in_use(slot, text.rsplit(" ", 1)[-1] if "PID" in text else "?")
-    if isinstance(exc, psycopg2.errors.UndefinedObject):
-        return fail(f"{text}. Fix: the slot or publication was dropped behind tidegate's back; delete the "
-                    "pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over with a new "
-                    "snapshot")
-    if isinstance(exc, WireError):
-        if exc.sqlstate in ("42704", "42P01", "55000"):     # undefined object/table, object not in state
-            return fail(f"{text}. Fix: the slot or publication was dropped or changed behind tidegate's back; "
-                        "delete the pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over")
-        return fail(f"replication stream lost: {text}", retryable=True)
-    if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-        return fail(f"connection lost: {text}", retryable=True)
-    if isinstance(exc, psycopg2.Error):
-        return fail(f"{exc.__class__.__name__}: {text}")
-    return fail(f"internal error {exc.__class__.__name__}: {text}")
-
-
 class StreamThread(threading.Thread):
     def __init__(self, *, params: StreamParams, buf: Buffer, start: SnapshotPos | StreamPos | None,
                  exported: tuple[Any, str, int] | None, tables: list[TableInfo], filter_: set[str] | None,
@@ -173,7 +78,7 @@ class StreamThread(threading.Thread):
         self.flushed = 0
         self.stats: dict[str, Any] = {
             "snapshot": {"table": None, "rows_done": 0, "rows_estimated": 0, "done": True},
-            "stream": {"flushed_lsn": None, "wal_end": None, "reconnects": 0, "truncates_skipped": 0,
+            "stream": {"connected": False, "flushed_lsn": None, "wal_end": None, "reconnects": 0, "truncates_skipped": 0,
                        "last_error": None}}
         self._hb_conn: Any = None
         self._decoder: Decoder | None = None
@@ -318,6 +223,7 @@ class StreamThread(threading.Thread):
                 opts["messages"] = "true"
             cur.start_replication(slot_name=self.p.slot, decode=False, start_lsn=resume.lsn if resume else 0,
                                   options=opts)
+            self.stats["stream"]["connected"] = True
             self.log.info("pg_streaming", slot=self.p.slot, publication=self.p.publication,
                           resume_after=resume.format() if resume else None)
             decoder = self._decoder = Decoder(types=self.types, db=self.p.db, publish=self._publish,
@@ -325,6 +231,7 @@ class StreamThread(threading.Thread):
                                               runs=runs, resume=resume)
             return self._loop(conn, CopyBoth(conn), decoder, resume.lsn if resume else 0)
         finally:
+            self.stats["stream"]["connected"] = False
             conn.close()
 
     def _confirm(self, wire: CopyBoth, lsn: int, wal_end: int) -> None:

@@ -29,14 +29,14 @@ from typing import Any
 
 import psycopg2
 
-from shared.errors import SourceError
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources import pg_position
 from worker.sources.pg_position import SnapshotPos, StreamPos
 from worker.sources.pg_setup import (check_server, check_slot, connect_repl, connect_sql, create_slot,
                                      drop_publication_if_ours, drop_slot, ensure_publication, fail, slot_info,
                                      wait_slot_free)
-from worker.sources.pg_stream import Buffer, StreamParams, StreamThread
+from worker.sources.pg_buffer import Buffer
+from worker.sources.pg_stream import StreamParams, StreamThread
 from worker.sources.pg_types import TYPES_SQL, Types
 
 MAX_CHUNK = 5000          # events per Chunk handed to the batcher
@@ -210,4 +210,4 @@ class PostgresSource(Source):
         return out
 
 
-__all__ = ["PostgresSource", "SourceError"]
+__all__ = ["PostgresSource"]
