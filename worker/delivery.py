@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from shared.errors import SinkError
 from worker.batcher import Batch
@@ -34,7 +34,7 @@ class FatalSinkError(Exception):
 class SinkRunner:
     def __init__(self, sink: Sink, *, waited: bool, key: Callable[[str], Any], gate: asyncio.Event,
                  checkpoint: str | None,
-                 on_ack: Callable[["SinkRunner", Batch], Awaitable[None]],
+                 on_delivered: Callable[["SinkRunner", Batch], None],
                  on_error: Callable[[str, str | None], None],
                  committed: Callable[[], str | None],
                  on_gap: Callable[[str, str, str, bool], None],
@@ -45,7 +45,7 @@ class SinkRunner:
         self.key = key
         self.gate = gate
         self.checkpoint = checkpoint
-        self.on_ack = on_ack
+        self.on_delivered = on_delivered
         self.on_error = on_error
         self.committed = committed
         self.on_gap = on_gap
@@ -96,8 +96,8 @@ class SinkRunner:
             if self.queue and self.queue[0] is batch:
                 self.queue.popleft()
                 self.queued_events -= len(batch.events)
-            self.checkpoint = batch.last_position
-            await self.on_ack(self, batch)
+            self.checkpoint = batch.last_position     # delivered; the pipeline stores it durably
+            self.on_delivered(self, batch)
             if not self.waited:
                 self._trim()
 

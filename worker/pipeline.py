@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -67,6 +68,9 @@ class Pipeline:
         self.inflight: collections.deque[Batch] = collections.deque()
         self.sem = asyncio.Semaphore(body.batch.max_inflight)
         self.committed: str | None = None
+        self.durable: dict[str, str | None] = {}     # per-sink checkpoints stored in the state store
+        self._pending: dict[str, str] = {}           # delivered, not yet stored
+        self._persist_wake = asyncio.Event()
         self.key: Any = None
         self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
         self.proc_pool = ThreadPoolExecutor(1, thread_name_prefix="processors")
@@ -112,7 +116,7 @@ class Pipeline:
                         raise asyncio.CancelledError from exc
             self.runners.append(SinkRunner(
                 sink, waited=s.config.id in waited, key=cls_key, gate=self.gate, checkpoint=None,
-                on_ack=self._on_ack, on_error=self._on_sink_error, committed=lambda: self.committed,
+                on_delivered=self._on_delivered, on_error=self._on_sink_error, committed=lambda: self.committed,
                 on_gap=self._on_gap, log=self.log))
         return own
 
@@ -145,12 +149,14 @@ class Pipeline:
             if mine is not None and not position_le(mine, ck, self.key):
                 ck = mine
             r.checkpoint = ck
+            self.durable[r.id] = ck
         self.committed = self._policy_position()
         # best-effort sinks behind the committed position skip ahead (never silently)
         for r in self.runners:
             if not r.waited and self.committed is not None and not position_le(self.committed, r.checkpoint, self.key):
                 self._on_gap(r.id, f"after {r.checkpoint}" if r.checkpoint else "start", self.committed, False)
                 r.checkpoint = self.committed
+                self.durable[r.id] = self.committed
         await self._open_source(self.source)
 
     async def _open_source(self, source: Source) -> None:
@@ -184,7 +190,7 @@ class Pipeline:
     def _policy_position(self) -> str | None:
         return committed_position(self.policy.mode, self.policy.quorum,
                                   [(r.id, r.sink.config.required) for r in self.runners],
-                                  {r.id: r.checkpoint for r in self.runners}, self.key)
+                                  self.durable, self.key)
 
     def _on_sink_error(self, sink_id: str, msg: str | None) -> None:
         if msg is None:
@@ -204,9 +210,37 @@ class Pipeline:
         else:
             self.store.add_gap(self.name, sink_id, from_pos, to_pos)
 
-    async def _on_ack(self, runner: SinkRunner, batch: Batch) -> None:
-        await self._run_store(self.store.save_checkpoints, self.name, {runner.id: batch.last_position})
+    def _on_delivered(self, runner: SinkRunner, batch: Batch) -> None:
+        """A sink acknowledged a batch: store its checkpoint (coalesced, off the sink's path)."""
+        self._pending[runner.id] = batch.last_position
         self.counters.sink_events[runner.id] = runner.delivered_events
+        self._persist_wake.set()
+
+    async def _checkpoint_loop(self) -> None:
+        """Store delivered checkpoints durably (one transaction for every sink that moved),
+        then advance the committed position. A sink goes on writing its next batch meanwhile."""
+        attempt = 0
+        while True:
+            await self._persist_wake.wait()
+            self._persist_wake.clear()
+            if not self._pending:
+                continue
+            snap, self._pending = self._pending, {}
+            try:
+                await self._run_store(self.store.save_checkpoints, self.name, snap)
+            except sqlite3.Error as exc:
+                self._pending = {**snap, **self._pending}
+                self.last_error = ErrorInfo(kind="state", message=f"state store: {exc}", retryable=True)
+                self.log.warning("checkpoint_store_failed", error=str(exc))
+                await asyncio.sleep(backoff(attempt))
+                attempt += 1
+                self._persist_wake.set()
+                continue
+            attempt = 0
+            self.durable.update(snap)
+            await self._advance()
+
+    async def _advance(self) -> None:
         new = self._policy_position()
         if new is None or (self.committed is not None and position_le(new, self.committed, self.key)):
             return
@@ -380,6 +414,7 @@ class Pipeline:
         try:
             async with asyncio.TaskGroup() as tg:
                 sink_tasks = [tg.create_task(self._guard(r.run()), name=f"sink_loop[{r.id}]") for r in self.runners]
+                sink_tasks.append(tg.create_task(self._checkpoint_loop(), name="checkpoint_loop"))
                 await self._batch_loop(tg)
                 # stopping: let in-flight batches reach their sinks and be checkpointed
                 self.gate.set()
