@@ -24,10 +24,16 @@ from worker.sources.pg_position import parse, position_key
 from worker.sources.postgres import PostgresSource
 
 
-def replay(events: list[dict[str, Any]], key: str = "id") -> dict[Any, dict[str, Any]]:
-    """Apply events in order (r/c/u upsert, d delete): the table a consumer would hold."""
+def replay(events: list[dict[str, Any]], key: str = "id", strict: bool = False) -> dict[Any, dict[str, Any]]:
+    """Apply events in order (r/c/u upsert, d delete): the table a consumer would hold.
+
+    strict: a change that cannot apply (c of a present row, u/d of an absent one) is a change
+    delivered twice or a gap, and fails."""
     state: dict[Any, dict[str, Any]] = {}
     for e in events:
+        if strict and e["op"] != "r":
+            k = (e["before"] or e["after"])[key]
+            assert (k in state) == (e["op"] != "c"), f"{e['op']} of row {k} cannot apply: {e['source']}"
         if e["op"] == "d":
             state.pop(e["before"][key], None)
         else:
@@ -95,7 +101,7 @@ def test_restart_mid_snapshot_resumes_at_table_granularity_without_gap_or_double
         keys = [position_key(e["source"]["position"]) for e in first + rest]
         assert keys == sorted(keys) and len(set(keys)) == len(keys), "positions only grow, also across the restart"
         for t in ts:
-            assert replay([e for e in first + rest if e["source"]["table"] == t]) == table_state(pg, t)
+            assert replay([e for e in first + rest if e["source"]["table"] == t], strict=True) == table_state(pg, t)
         await again.close()
     asyncio.run(main())
 
@@ -118,7 +124,7 @@ def test_resume_at_snapshot_stream_handoff_streams_from_the_slot_point(pg: PG) -
         ev = await drain(again, 4)
         assert [e["op"] for e in ev] == ["u", "u", "u", "c"]
         assert await quiet(again, 0.3) == []
-        assert replay(snap + ev) == table_state(pg, t)
+        assert replay(snap + ev, strict=True) == table_state(pg, t)
         await again.close()
     asyncio.run(main())
 
