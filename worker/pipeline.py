@@ -352,7 +352,7 @@ class Pipeline:
     async def _batch_loop(self, tasks: asyncio.TaskGroup) -> None:
         b = self.batch_spec
         batcher = Batcher(b.max_events, b.max_bytes, b.max_ms, b.respect_source_tx)
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=4)
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)
         reader = tasks.create_task(self._reader_loop(queue), name="reader_loop")
         while not self.stopping.is_set():
             await self.gate.wait()

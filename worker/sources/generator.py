@@ -17,7 +17,7 @@ import msgspec
 
 from worker.sources.base import Chunk, Source, SourceContext
 
-CHUNK = 1000
+CHUNK = 250
 _enc = msgspec.json.Encoder()
 
 
