@@ -81,6 +81,7 @@ class StreamThread(threading.Thread):
             "stream": {"connected": False, "flushed_lsn": None, "wal_end": None, "reconnects": 0, "truncates_skipped": 0,
                        "last_error": None}}
         self._hb_conn: Any = None
+        self._hb_off = False
         self._decoder: Decoder | None = None
 
     # ------------------------------------------------------------------ main
@@ -313,11 +314,19 @@ class StreamThread(threading.Thread):
                                              and buf.committed_key >= buf.published_key)
 
     def _heartbeat(self) -> None:
+        if self._hb_off:
+            return
         try:
             if self._hb_conn is None or self._hb_conn.closed:
                 self._hb_conn = connect_sql(self.p.dsn, f"tidegate_{self.p.pipeline}_heartbeat")
             with self._hb_conn.cursor() as cur:
                 cur.execute("SELECT pg_logical_emit_message(false, %s, '')", (HEARTBEAT_PREFIX,))
+        except psycopg2.errors.InsufficientPrivilege as exc:
+            self._hb_off = True                 # once: the idle slot still advances on the WAL end
+            self.log.warning("pg_heartbeat_disabled", error=str(exc).strip(),
+                             fix="GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) "
+                                 "to the source's role, or set heartbeat_ms: 0")
+            self._close_heartbeat()
         except (psycopg2.Error, SourceError) as exc:
             self.log.warning("pg_heartbeat_failed", error=str(exc).strip())
             self._close_heartbeat()
