@@ -67,8 +67,12 @@ class StatusNotifier:
         if self.ready_sent:
             return
         self.ready_sent = True
-        self.last = self.summary()
-        notify(f"READY=1\nSTATUS={self.last}")
+        s = self.summary()
+        if s == self.last:          # already announced by `update`: never repeat a STATUS
+            notify("READY=1")
+            return
+        self.last = s
+        notify(f"READY=1\nSTATUS={s}")
 
     def stopping(self, status: str = "stopping: draining pipelines") -> None:
         if self.stopping_sent:

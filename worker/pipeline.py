@@ -317,8 +317,28 @@ class Pipeline:
             if p.id == processor_id:
                 p.reset()
 
+    async def _acquire_slot(self) -> bool:
+        """A place in the max_inflight window, or False once a stop is requested."""
+        if not self.sem.locked():
+            await self.sem.acquire()
+            return True
+        acq = asyncio.ensure_future(self.sem.acquire())
+        stop = asyncio.ensure_future(self.stopping.wait())
+        await asyncio.wait({acq, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if acq.done() and not acq.cancelled():
+            return True
+        acq.cancel()
+        try:
+            await acq
+            self.sem.release()     # acquired while being cancelled: give it back
+        except asyncio.CancelledError:
+            pass
+        return False
+
     async def _dispatch(self, batch: Batch) -> None:
-        await self.sem.acquire()
+        if not await self._acquire_slot():
+            return   # stopping: this batch is not committed and will be read again
         self.coordinating = True
         try:
             self.counters.events_in += len(batch.events)
@@ -380,7 +400,7 @@ class Pipeline:
                 await self._dispatch(batch)
         reader.cancel()
         last = batcher.flush()
-        if last is not None:
+        if last is not None and not self.sem.locked():
             await self._dispatch(last)
 
     async def _wait_drained(self, timeout: float | None) -> bool:
@@ -392,6 +412,16 @@ class Pipeline:
             return True
         except TimeoutError:
             return False
+
+    async def _drain(self, timeout: float) -> bool:
+        """Stop: wait for in-flight batches to be committed, but not for a sink that is
+        failing (nothing is lost: uncommitted batches are read again at the next start)."""
+        deadline = time.monotonic() + timeout
+        while self.inflight:
+            if time.monotonic() > deadline or self.sink_errors:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def _reopen_source(self, queue: asyncio.Queue[Any]) -> None:
         while not queue.empty():
@@ -418,8 +448,9 @@ class Pipeline:
                 await self._batch_loop(tg)
                 # stopping: let in-flight batches reach their sinks and be checkpointed
                 self.gate.set()
-                if not await self._wait_drained(STOP_DRAIN_S):
-                    self.log.warning("stop_drain_timeout", inflight=len(self.inflight))
+                if not await self._drain(STOP_DRAIN_S):
+                    self.log.warning("stop_without_drain", inflight=len(self.inflight),
+                                     sink_errors=dict(self.sink_errors))
                 for t in sink_tasks:
                     t.cancel()
         except* PipelineFailed as eg:

@@ -123,3 +123,20 @@ def test_best_effort_sink_past_its_backlog_records_a_gap(supervisor: Supervisor,
     assert got | skipped == set(range(1, count + 1)), "every event was delivered or is inside a recorded gap"
     assert not (got & skipped - set(range(1, 101))), "gap ranges were not delivered"
     assert count in got, "the sink skipped ahead and delivered the newest events"
+
+
+def test_stop_and_restart_do_not_wait_for_a_dead_sink(supervisor: Supervisor, tmp_path: Path,
+                                                      endpoint: RecordingServer) -> None:
+    import time
+    count = 1000
+    supervisor.create(pipeline("dead", tmp_path, endpoint, policy={"mode": "all"}, http_required=True, count=count))
+    wait_until(lambda: "hook" in supervisor.info("dead")["ops"]["sink_errors"], message="hook failing")
+    t0 = time.monotonic()
+    assert supervisor.action("dead", "restart")["status"] in ("starting", "running")
+    assert supervisor.action("dead", "stop")["status"] == "stopped"
+    assert time.monotonic() - t0 < 8, "neither waits for a sink that is down"
+    assert pos(supervisor.info("dead"), "hook") == 0
+    endpoint.start()
+    supervisor.action("dead", "resume")
+    supervisor.wait_position("dead", "hook", count, timeout=60)
+    assert endpoint.ids() == list(range(1, count + 1))
