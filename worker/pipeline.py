@@ -157,27 +157,31 @@ class Pipeline:
                 self._on_gap(r.id, f"after {r.checkpoint}" if r.checkpoint else "start", self.committed, False)
                 r.checkpoint = self.committed
                 self.durable[r.id] = self.committed
-        await self._open_source(self.source)
+        await self._open_source()
 
-    async def _open_source(self, source: Source) -> None:
+    async def _open_source(self) -> None:
+        """Open `self.source` at the committed position; after a failed attempt a fresh
+        instance is built (a source's state derives from its position alone)."""
         attempt = 0
         while True:
+            assert self.source is not None
             try:
-                await source.open(self.committed)
+                await self.source.open(self.committed)
                 return
             except (SourceError, OSError) as exc:
                 info = describe(exc)
+                await self._close_quietly(self.source)
                 if isinstance(exc, SourceError) and not exc.retryable:
-                    await self._close_quietly(source)
                     raise PipelineFailed(info) from exc
                 self.last_error = info
                 self.log.warning("source_open_failed", error=info.message)
-                await self._close_quietly(source)
                 await self._sleep_or_stop(backoff(attempt, 0.5, 10.0))
                 attempt += 1
                 if self.stopping.is_set():
                     raise asyncio.CancelledError from exc
+                self.source = self._source()
             except ConfigError as exc:
+                await self._close_quietly(self.source)
                 raise PipelineFailed(exc.info()) from exc
 
     async def _close_quietly(self, source: Source) -> None:
@@ -432,7 +436,7 @@ class Pipeline:
         attempt = 0
         await self._sleep_or_stop(backoff(attempt, 0.5, 10.0))
         self.source = self._source()
-        await self._open_source(self.source)
+        await self._open_source()
         self.log.info("source_reopened", position=self.committed)
 
     async def run(self) -> None:
