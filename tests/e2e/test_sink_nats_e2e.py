@@ -7,7 +7,6 @@ delivers everything.
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -16,26 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import nats
 import pytest
 
 from tests.support import port_open, require_service, wait_until
+from tests.support.sinks import NATS_URL as URL
+from tests.support.sinks import js, wait_recovered, wait_sink_error
 from tests.support.supervisor import Supervisor, generator_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-URL = "nats://127.0.0.1:4222"
-
-
-async def _js(fn: Any) -> Any:
-    nc = await nats.connect(URL, connect_timeout=5, max_reconnect_attempts=3)
-    try:
-        return await fn(nc.jetstream())
-    finally:
-        await nc.close()
-
-
-def js(fn: Any) -> Any:
-    return asyncio.run(_js(fn))
 
 
 @pytest.fixture
@@ -120,15 +107,10 @@ def test_nats_stopped_mid_stream_holds_then_delivers_everything(supervisor: Supe
     os.kill(nats_server_pid(), signal.SIGTERM)
     try:
         wait_until(lambda: not port_open("127.0.0.1", 4222, 0.2), 10, message="nats-server to stop")
-        info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("bus") and i, 30,
-                          message="ops.sink_errors to name the nats sink")
+        info = wait_sink_error(supervisor, pipe, "bus", "nats", n)
         assert "sink 'bus': nats 127.0.0.1:4222" in info["ops"]["sink_errors"]["bus"]
-        assert info["status"] == "running"
-        assert int(info["ops"]["checkpoints"]["bus"]["position"]) < n
     finally:
         subprocess.run(["bash", str(ROOT / "scripts/services/nats.sh")], check=True, timeout=30)
-    supervisor.wait_position(pipe, "bus", n, timeout=60)
-    info = supervisor.info(pipe)
-    assert info["status"] == "running" and not info["ops"]["sink_errors"]
+    wait_recovered(supervisor, pipe, "bus", n, timeout=60)
     ids = [b["after"]["id"] for _s, _h, b in messages(name, f"{name}.events")]
     assert sorted(ids) == list(range(1, n + 1))          # exactly once: Nats-Msg-Id dedup

@@ -15,12 +15,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.integration.test_sink_rabbitmq import amqp, bind, drain
-from tests.support import require_service, wait_until
+from tests.support import require_service
+from tests.support.sinks import AMQP_URL as URL
+from tests.support.sinks import amqp, bind, drain, wait_recovered, wait_sink_error
 from tests.support.supervisor import Supervisor, generator_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 @pytest.fixture
@@ -88,14 +88,9 @@ def test_rabbitmq_stopped_mid_stream_holds_then_delivers_everything(supervisor: 
     supervisor.wait_position(pipe, "mq", 1000, timeout=30)
     subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60, capture_output=True)
     try:
-        info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("mq") and i, 30,
-                          message="ops.sink_errors to name the rabbitmq sink")
+        info = wait_sink_error(supervisor, pipe, "mq", "rabbitmq", n)
         assert "sink 'mq': rabbitmq 127.0.0.1:5672" in info["ops"]["sink_errors"]["mq"]
-        assert info["status"] == "running"
-        assert int(info["ops"]["checkpoints"]["mq"]["position"]) < n
     finally:
         subprocess.run(["bash", str(ROOT / "scripts/services/rabbitmq.sh")], check=True, timeout=120)
-    supervisor.wait_position(pipe, "mq", n, timeout=90)
-    info = supervisor.info(pipe)
-    assert info["status"] == "running" and not info["ops"]["sink_errors"]
+    wait_recovered(supervisor, pipe, "mq", n, timeout=90)
     assert set(ids_of(drain(name + "_all"))) == set(range(1, n + 1))   # at least once

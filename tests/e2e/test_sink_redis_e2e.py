@@ -15,22 +15,18 @@ import msgspec
 import pytest
 import redis
 
-from tests.support import require_service, wait_until
+from tests.support import require_service
+from tests.support.sinks import REDIS_URL as URL
+from tests.support.sinks import redis_scratch, wait_recovered, wait_sink_error
 from tests.support.supervisor import Supervisor, generator_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
 def name() -> Any:
     require_service("redis", "127.0.0.1", 6379)
-    base = f"tg_redis_{uuid.uuid4().hex[:10]}"
-    yield base
-    r = redis.Redis.from_url(URL)
-    keys = list(r.scan_iter(match=base + "*"))
-    if keys:
-        r.delete(*keys)
+    yield from redis_scratch(f"tg_redis_{uuid.uuid4().hex[:10]}")
 
 
 def sink(sid: str, stream: str, **extra: Any) -> dict[str, Any]:
@@ -84,16 +80,10 @@ def test_redis_stopped_mid_stream_holds_then_delivers_everything(supervisor: Sup
     except redis.exceptions.ConnectionError:
         pass
     try:
-        info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("cache") and i, 20,
-                          message="ops.sink_errors to name the redis sink")
+        info = wait_sink_error(supervisor, pipe, "cache", "redis", n, timeout=20)
         assert "sink 'cache': redis 127.0.0.1:6379" in info["ops"]["sink_errors"]["cache"]
-        assert info["status"] == "running"
-        held = int(info["ops"]["checkpoints"]["cache"]["position"])
-        assert held < n
     finally:
         subprocess.run(["bash", str(ROOT / "scripts/services/redis.sh")], check=True, timeout=30)
-    supervisor.wait_position(pipe, "cache", n, timeout=60)
-    info = supervisor.info(pipe)
-    assert info["status"] == "running" and not info["ops"]["sink_errors"]
+    wait_recovered(supervisor, pipe, "cache", n, timeout=60)
     ids = {b["after"]["id"] for _k, b in before + bodies(name)}
     assert ids == set(range(1, n + 1))

@@ -13,33 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import nats
 import pytest
 
 from shared.errors import SinkError
-from shared.events import make_event
 from shared.spec.model import NatsSinkConfig
 from tests.support import free_port, port_open, require_service, wait_until
+from tests.support.sinks import batch, events, js
 from worker.sinks.base import SinkBatch, SinkContext
 from worker.sinks.nats import NatsSink, default_stream_name
-
-URL = "nats://127.0.0.1:4222"
 
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-async def _js(fn: Any) -> Any:
-    nc = await nats.connect(URL, connect_timeout=5, max_reconnect_attempts=3)
-    try:
-        return await fn(nc.jetstream())
-    finally:
-        await nc.close()
-
-
-def js(fn: Any) -> Any:
-    return run(_js(fn))
 
 
 @pytest.fixture
@@ -61,21 +46,6 @@ def name() -> Any:
             except Exception:   # noqa: BLE001 - not created by this test
                 pass
     js(drop)
-
-
-def events(start: int, n: int, tables: tuple[str, ...] = ("demo.a", "demo.b"),
-           payload: int = 20) -> list[dict[str, Any]]:
-    out = []
-    for i in range(start, start + n):
-        db, table = tables[(i - 1) % len(tables)].split(".")
-        out.append(make_event("c", 1732800000000 + i, connector="generator", db=db, schema=None,
-                              table=table, position=str(i), tx_id=str(i), source_ts_ms=1732800000000,
-                              before=None, after={"id": i, "payload": "x" * payload}))
-    return out
-
-
-def batch(seq: int, evs: list[dict[str, Any]]) -> SinkBatch:
-    return SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"])
 
 
 def make_sink(**cfg: Any) -> NatsSink:

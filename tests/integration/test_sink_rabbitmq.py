@@ -15,29 +15,15 @@ import msgspec
 import pytest
 
 from shared.errors import SinkError
-from shared.events import make_event
 from shared.spec.model import RabbitmqSinkConfig
 from tests.support import free_port, require_service
+from tests.support.sinks import amqp, batch, bind, drain, events
 from worker.sinks.base import SinkBatch, SinkContext
 from worker.sinks.rabbitmq import RabbitmqSink
-
-URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-async def _amqp(fn: Any) -> Any:
-    conn = await aio_pika.connect(URL, timeout=10)
-    try:
-        return await fn(await conn.channel())
-    finally:
-        await conn.close()
-
-
-def amqp(fn: Any) -> Any:
-    return run(_amqp(fn))
 
 
 @pytest.fixture
@@ -51,46 +37,6 @@ def name() -> Any:
             await ch.queue_delete(base + suffix)
         await ch.exchange_delete(base)
     amqp(drop)
-
-
-def bind(exchange: str, queues: dict[str, str], exchange_type: str = "topic") -> None:
-    """Declare `exchange` and durable queues bound with the given routing keys."""
-    async def go(ch: Any) -> None:
-        ex = await ch.declare_exchange(exchange, type=exchange_type, durable=True)
-        for q, key in queues.items():
-            queue = await ch.declare_queue(q, durable=True)
-            await queue.bind(ex, key)
-    amqp(go)
-
-
-def drain(queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
-    """Every message in the queue, in order (acked)."""
-    async def go(ch: Any) -> list[Any]:
-        q = await ch.declare_queue(queue, durable=True, passive=True)
-        n = q.declaration_result.message_count
-        out: list[Any] = []
-        await ch.set_qos(prefetch_count=1000)
-        async with q.iterator() as it:
-            while len(out) < n:
-                msg = await asyncio.wait_for(it.__anext__(), 10)
-                await msg.ack()
-                out.append(msg)
-        return out
-    return amqp(go)
-
-
-def events(start: int, n: int, tables: tuple[str, ...] = ("demo.a", "demo.b")) -> list[dict[str, Any]]:
-    out = []
-    for i in range(start, start + n):
-        db, table = tables[(i - 1) % len(tables)].split(".")
-        out.append(make_event("c", 1732800000000 + i, connector="generator", db=db, schema=None,
-                              table=table, position=str(i), tx_id=str(i), source_ts_ms=1732800000000,
-                              before=None, after={"id": i, "payload": "x" * 20}))
-    return out
-
-
-def batch(seq: int, evs: list[dict[str, Any]]) -> SinkBatch:
-    return SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"])
 
 
 def make_sink(**cfg: Any) -> RabbitmqSink:

@@ -14,13 +14,12 @@ import pytest
 import redis
 
 from shared.errors import SinkError
-from shared.events import make_event
 from shared.spec.model import RedisSinkConfig
 from tests.support import free_port, require_service
+from tests.support.sinks import REDIS_URL as URL
+from tests.support.sinks import batch, events, redis_scratch
 from worker.sinks.base import SinkBatch, SinkContext
 from worker.sinks.redis import RedisSink
-
-URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(autouse=True)
@@ -30,26 +29,7 @@ def _redis_up() -> None:
 
 @pytest.fixture
 def name() -> Any:
-    base = f"tg_redis_{uuid.uuid4().hex[:10]}"
-    yield base
-    r = redis.Redis.from_url(URL)
-    keys = list(r.scan_iter(match=base + "*"))
-    if keys:
-        r.delete(*keys)
-
-
-def events(start: int, n: int, tables: tuple[str, ...] = ("demo.a", "demo.b")) -> list[dict[str, Any]]:
-    out = []
-    for i in range(start, start + n):
-        db, table = tables[(i - 1) % len(tables)].split(".")
-        out.append(make_event("c", 1732800000000 + i, connector="generator", db=db, schema=None,
-                              table=table, position=str(i), tx_id=str(i), source_ts_ms=1732800000000,
-                              before=None, after={"id": i, "payload": "x" * 20}))
-    return out
-
-
-def batch(seq: int, evs: list[dict[str, Any]]) -> SinkBatch:
-    return SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"])
+    yield from redis_scratch(f"tg_redis_{uuid.uuid4().hex[:10]}")
 
 
 def make_sink(**cfg: Any) -> RedisSink:

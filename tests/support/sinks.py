@@ -1,0 +1,123 @@
+"""Shared helpers for the message-bus sink tests (integration and e2e): synthetic events and
+batches, and small clients for the real NATS / RabbitMQ / Redis servers on loopback.
+
+May import: shared.events, worker.sinks.base, tests.support, and the server client libraries.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import aio_pika
+import nats
+import redis
+
+from shared.events import make_event
+from worker.sinks.base import SinkBatch
+
+NATS_URL = "nats://127.0.0.1:4222"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def events(start: int, n: int, tables: tuple[str, ...] = ("demo.a", "demo.b"),
+           payload: int = 20) -> list[dict[str, Any]]:
+    """`n` create events with ids `start`.., spread round-robin over `tables` ("db.table")."""
+    out = []
+    for i in range(start, start + n):
+        db, table = tables[(i - 1) % len(tables)].split(".")
+        out.append(make_event("c", 1732800000000 + i, connector="generator", db=db, schema=None,
+                              table=table, position=str(i), tx_id=str(i), source_ts_ms=1732800000000,
+                              before=None, after={"id": i, "payload": "x" * payload}))
+    return out
+
+
+def batch(seq: int, evs: list[dict[str, Any]]) -> SinkBatch:
+    return SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"])
+
+
+# --- NATS JetStream -------------------------------------------------------------------------
+
+async def _js(fn: Any) -> Any:
+    nc = await nats.connect(NATS_URL, connect_timeout=5, max_reconnect_attempts=3)
+    try:
+        return await fn(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+def js(fn: Any) -> Any:
+    """Run `await fn(jetstream)` on a fresh connection."""
+    return asyncio.run(_js(fn))
+
+
+# --- RabbitMQ -------------------------------------------------------------------------------
+
+async def _amqp(fn: Any) -> Any:
+    conn = await aio_pika.connect(AMQP_URL, timeout=10)
+    try:
+        return await fn(await conn.channel())
+    finally:
+        await conn.close()
+
+
+def amqp(fn: Any) -> Any:
+    """Run `await fn(channel)` on a fresh connection."""
+    return asyncio.run(_amqp(fn))
+
+
+def bind(exchange: str, queues: dict[str, str], exchange_type: str = "topic") -> None:
+    """Declare `exchange` and durable queues bound with the given routing keys."""
+    async def go(ch: Any) -> None:
+        ex = await ch.declare_exchange(exchange, type=exchange_type, durable=True)
+        for q, key in queues.items():
+            queue = await ch.declare_queue(q, durable=True)
+            await queue.bind(ex, key)
+    amqp(go)
+
+
+def drain(queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    """Every message in the queue, in order (acked)."""
+    async def go(ch: Any) -> list[Any]:
+        q = await ch.declare_queue(queue, durable=True, passive=True)
+        n = q.declaration_result.message_count
+        out: list[Any] = []
+        await ch.set_qos(prefetch_count=1000)
+        async with q.iterator() as it:
+            while len(out) < n:
+                msg = await asyncio.wait_for(it.__anext__(), 10)
+                await msg.ack()
+                out.append(msg)
+        return out
+    return amqp(go)
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+def redis_scratch(base: str) -> Iterator[str]:
+    """Fixture body: yield `base`, then delete every key starting with it."""
+    yield base
+    r = redis.Redis.from_url(REDIS_URL)
+    keys = list(r.scan_iter(match=base + "*"))
+    if keys:
+        r.delete(*keys)
+
+
+# --- e2e: a sink's server stopped mid-stream ------------------------------------------------
+
+def wait_sink_error(supervisor: Any, pipe: str, sid: str, kind: str, n: int, timeout: float = 30) -> dict[str, Any]:
+    """Wait until `ops.sink_errors` names sink `sid`; the pipeline still runs, short of `n`."""
+    from tests.support import wait_until
+    info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get(sid) and i, timeout,
+                      message=f"ops.sink_errors to name the {kind} sink")
+    assert info["status"] == "running"
+    assert int(info["ops"]["checkpoints"][sid]["position"]) < n
+    return info
+
+
+def wait_recovered(supervisor: Any, pipe: str, sid: str, n: int, timeout: float) -> None:
+    """Wait until sink `sid` has all `n` events; the pipeline runs with no sink error left."""
+    supervisor.wait_position(pipe, sid, n, timeout=timeout)
+    info = supervisor.info(pipe)
+    assert info["status"] == "running" and not info["ops"]["sink_errors"]
