@@ -56,7 +56,7 @@ class FileSink(Sink):
         if not batch.events:
             return
         bodies = self.encoder.encode_all(batch.events, batch.native)
-        data = b"\n".join(bodies) + b"\n"
+        data = b"\n".join([*bodies, b""])     # one copy, trailing newline included
         try:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._write, data)
         except OSError as exc:
