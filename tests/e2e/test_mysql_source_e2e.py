@@ -9,9 +9,7 @@ the replayed row) against the table's real content.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +19,6 @@ import pytest
 
 from tests.integration.test_mysql_source_helpers import (
     connect,
-    dedupe,
     replay,
     scratch_db,
     sql,
@@ -29,6 +26,8 @@ from tests.integration.test_mysql_source_helpers import (
     tx,
 )
 from tests.support import port_open, wait_until
+from tests.support.cdc import Writer as TxWriter
+from tests.support.cdc import checkpoint, dedupe, kill_worker, wait_for_row
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,47 +46,8 @@ def spec(name: str, db: str, tables: list[str], path: Path, snapshot: str = "ini
                      "sinks": [file_sink("out", path)], "batch": batch or {"max_events": 2000}}}
 
 
-def checkpoint(sup: Supervisor, name: str) -> str | None:
-    ck = sup.info(name)["ops"]["checkpoints"].get("out")
-    return ck["position"] if ck else None
-
-
-def wait_for_row(path: Path, table: str, rid: int, op: str = "c", timeout: float = 60) -> list[dict[str, Any]]:
-    def ok() -> list[dict[str, Any]] | None:
-        events = read_jsonl(path)
-        hit = any(e["op"] == op and e["source"]["table"] == table and (e["after"] or {}).get("id") == rid
-                  for e in events)
-        return events if hit else None
-    return wait_until(ok, timeout=timeout, message=f"{op} of {table}.{rid} in {path}")
-
-
-def kill_worker(sup: Supervisor, name: str) -> None:
-    pid = sup.worker_pid(name)
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: sup.info(name)["ops"]["pid"] not in (None, pid), timeout=30,
-               message=f"{name} worker restarted after SIGKILL")
-
-
-class Writer(threading.Thread):
-    """Small transactions (insert, update, delete) on table `t` until stopped."""
-    def __init__(self, db: str, first_id: int) -> None:
-        super().__init__(daemon=True)
-        self.db, self.next, self.stop, self.txs = db, first_id, threading.Event(), 0
-
-    def run(self) -> None:
-        c = connect(self.db)
-        with c.cursor() as cur:
-            while not self.stop.is_set():
-                i = self.next
-                c.begin()
-                cur.execute("INSERT INTO t VALUES (%s, %s)", (i, i))
-                cur.execute("UPDATE t SET v = v + 1 WHERE id = %s", (i - 7,))
-                cur.execute("DELETE FROM t WHERE id = %s", (i - 13,))
-                c.commit()
-                self.next += 1
-                self.txs += 1
-                time.sleep(0.002)
-        c.close()
+def make_writer(db: str, first_id: int) -> TxWriter:
+    return TxWriter(lambda: connect(db), "t", first_id, begin=True)
 
 
 def test_types_ops_and_a_500_row_transaction_in_one_batch(supervisor: Supervisor, db: str, tmp_path: Path) -> None:
@@ -128,7 +88,7 @@ def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(supervisor: Su
     sql(db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)", "CREATE TABLE u (id INT PRIMARY KEY, v INT)",
         "INSERT INTO t SELECT seq, seq FROM seq_1_to_60000", "INSERT INTO u SELECT seq, seq FROM seq_1_to_3000")
     out, name = tmp_path / "out.jsonl", "tg-my-e2e-snap"
-    writer = Writer(db, 100_000)
+    writer = make_writer(db, 100_000)
     writer.start()
     try:
         supervisor.create(spec(name, db, ["t", "u"], out))
@@ -163,7 +123,7 @@ def test_worker_and_supervisor_sigkill_mid_stream_lose_nothing(supervisor: Super
     supervisor.create(spec(name, db, ["t"], out, max_events=50))
     wait_until(lambda: (checkpoint(supervisor, name) or "").startswith("snapshot:0:100:end"), timeout=30,
                message="snapshot delivered")
-    writer = Writer(db, 1000)
+    writer = make_writer(db, 1000)
     writer.start()
     try:
         wait_until(lambda: writer.txs > 100, timeout=30, message="writer running")

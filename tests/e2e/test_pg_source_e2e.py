@@ -9,10 +9,7 @@ Every scenario ends with a replay of the file against the table's real content.
 """
 from __future__ import annotations
 
-import os
 import re
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +20,8 @@ import pytest
 from tests.integration.test_pg_source import DSN, PG, TYPES_DDL, TYPES_EXPECTED, TYPES_ROW, ensure_db
 from tests.integration.test_pg_source_resume import PrivateCluster, replay
 from tests.support import wait_until
+from tests.support.cdc import Writer as TxWriter
+from tests.support.cdc import checkpoint, dedupe, kill_worker, wait_for_row
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 from worker.sources.pg_position import lsn_to_int, position_key
 
@@ -57,63 +56,12 @@ def spec(name: str, tables: list[str], path: Path, snapshot: str = "initial", ds
                      "sinks": [file_sink("out", path)], "batch": batch or {"max_events": 2000}}}
 
 
-def checkpoint(s: Supervisor, name: str) -> str | None:
-    ck = s.info(name)["ops"]["checkpoints"].get("out")
-    return ck["position"] if ck else None
-
-
-def wait_for_row(path: Path, table: str, rid: int, op: str = "c", timeout: float = 60) -> list[dict[str, Any]]:
-    def ok() -> list[dict[str, Any]] | None:
-        events = read_jsonl(path)
-        hit = any(e["op"] == op and e["source"]["table"] == table and (e["after"] or {}).get("id") == rid
-                  for e in events)
-        return events if hit else None
-    return wait_until(ok, timeout=timeout, message=f"{op} of {table}.{rid} in {path}")
-
-
-def dedupe(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop replays (at-least-once after a crash): a position names one event."""
-    seen: set[str] = set()
-    out = []
-    for e in events:
-        p = e["source"]["position"]
-        if p not in seen:
-            seen.add(p)
-            out.append(e)
-    return out
-
-
 def state(pg: PG, t: str) -> dict[Any, dict[str, Any]]:
     return {r[0]: {"id": r[0], "v": r[1]} for r in pg.sql(f"SELECT id, v FROM {t}")}
 
 
-def kill_worker(s: Supervisor, name: str) -> None:
-    pid = s.worker_pid(name)
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: s.info(name)["ops"]["pid"] not in (None, pid), timeout=30,
-               message=f"{name} worker restarted after SIGKILL")
-
-
-class Writer(threading.Thread):
-    """Small transactions (insert, update, delete) on table `t` until stopped."""
-
-    def __init__(self, dsn: str, table: str, first_id: int) -> None:
-        super().__init__(daemon=True)
-        self.dsn, self.table, self.next, self.stop, self.txs = dsn, table, first_id, threading.Event(), 0
-
-    def run(self) -> None:
-        c = psycopg2.connect(self.dsn)
-        with c.cursor() as cur:
-            while not self.stop.is_set():
-                i = self.next
-                cur.execute(f"INSERT INTO {self.table} VALUES (%s, %s)", (i, i))
-                cur.execute(f"UPDATE {self.table} SET v = v + 1 WHERE id = %s", (i - 7,))
-                cur.execute(f"DELETE FROM {self.table} WHERE id = %s", (i - 13,))
-                c.commit()
-                self.next += 1
-                self.txs += 1
-                time.sleep(0.002)
-        c.close()
+def make_writer(table: str, first_id: int) -> TxWriter:
+    return TxWriter(lambda: psycopg2.connect(DSN), table, first_id)
 
 
 def test_types_ops_and_a_500_row_transaction_in_one_batch(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
@@ -154,7 +102,7 @@ def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(pg: PG, sup: S
     pg.sql(f"INSERT INTO {t} SELECT g, g FROM generate_series(1, 60000) g")
     pg.sql(f"INSERT INTO {u} SELECT g, g FROM generate_series(1, 3000) g")
     out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-snap-{pg.suffix}"
-    writer = Writer(DSN, t, 100_000)
+    writer = make_writer(t, 100_000)
     writer.start()
     try:
         sup.create(spec(name, [t, u], out))
@@ -192,7 +140,7 @@ def test_worker_and_supervisor_sigkill_mid_stream_lose_nothing(pg: PG, sup: Supe
     out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-kill-{pg.suffix}"
     sup.create(spec(name, [t], out, max_events=50))
     wait_until(lambda: (checkpoint(sup, name) or "").endswith(":last"), timeout=30, message="snapshot delivered")
-    writer = Writer(DSN, t, 1000)
+    writer = make_writer(t, 1000)
     writer.start()
     try:
         wait_until(lambda: writer.txs > 100, timeout=30, message="writer running")
@@ -216,7 +164,7 @@ def test_confirmed_flush_never_passes_the_checkpoint(pg: PG, sup: Supervisor, tm
     sup.create(spec(name, [t], out, snapshot="never", max_events=50))
     sup.wait_status(name, "running")
     slot = "tidegate_" + name.replace("-", "_")
-    writer = Writer(DSN, t, 1)
+    writer = make_writer(t, 1)
     writer.start()
     samples: list[tuple[int, str]] = []
     try:

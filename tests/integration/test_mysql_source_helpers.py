@@ -14,6 +14,7 @@ from typing import Any
 import pymysql
 
 from tests.support import require_service
+from tests.support.cdc import dedupe  # noqa: F401 - re-exported for the mysql source tests
 from worker.sources.base import Chunk, SourceContext
 
 HOST, PORT = "127.0.0.1", 3306
@@ -84,18 +85,6 @@ def ctx(name: str) -> SourceContext:
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-def dedupe(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """At-least-once replays repeat whole events (same position): keep the first of each."""
-    seen: set[str] = set()
-    out = []
-    for e in events:
-        p = e["source"]["position"]
-        if p not in seen:
-            seen.add(p)
-            out.append(e)
-    return out
 
 
 def replay(events: list[dict[str, Any]], strict: bool = True, rereads: bool = False,
