@@ -32,14 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Producer  # noqa: E402
 
+from _common import BATCH, file_sink_ceiling, pipeline_rate, print_pipeline_table, run_and_median  # noqa: E402
+
 from shared.spec.model import KafkaSinkConfig  # noqa: E402
-from tests.support.supervisor import Supervisor, generator_spec  # noqa: E402
 from tests.support.tansu import Tansu  # noqa: E402
 from worker.envelope import encode  # noqa: E402
 from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
 from worker.sinks.kafka import KafkaSink  # noqa: E402
 
-BATCH = 2000
 PAYLOAD = "x" * 10
 
 
@@ -115,7 +115,7 @@ async def paired(bootstrap: str, total: int, exactly_once: bool) -> dict[str, fl
         times.append(time.perf_counter() - t0)
     await sink.close()
     label = "sink, exactly_once" if exactly_once else "sink, plain (idempotent)"
-    out = {label: (total / sum(times), BATCH / statistics.median(times))}
+    out = {label: run_and_median(times, total)}
     for label, raw in raws.items():
         raw.finish()
         out[label] = (total / raw.spent, BATCH / statistics.median(raw.times))
@@ -128,22 +128,6 @@ def ceiling(bootstrap: str, total: int) -> float:
         raw.send(native, [b'{"id":%d}' % e["after"]["id"] for e in evs])
     raw.finish()
     return total / raw.spent
-
-
-def pipeline_rate(tmp: str, sink: dict[str, Any], n: int) -> float:
-    """generator (count n) -> `sink` through a real `tidegate serve`: events/s until the sink's checkpoint is n."""
-    sup = Supervisor(Path(tempfile.mkdtemp(dir=tmp)))
-    sup.start()
-    try:
-        t0 = time.perf_counter()
-        sup.create(generator_spec("bench", [sink], count=n, payload_bytes=10))
-        while True:
-            ck = sup.info("bench")["ops"]["checkpoints"].get(sink["config"]["id"])
-            if ck and int(ck["position"]) >= n:
-                return n / (time.perf_counter() - t0)
-            time.sleep(0.05)
-    finally:
-        sup.close()
 
 
 def main() -> None:
@@ -169,8 +153,7 @@ def main() -> None:
                 broker.stop()
         if args.pipeline_events:
             pn = args.pipeline_events
-            pipe["generator -> file (fsync never)"] = pipeline_rate(
-                tmp, {"type": "file", "config": {"id": "k", "path": f"{tmp}/out.jsonl", "fsync": "never"}}, pn)
+            pipe["generator -> file (fsync never)"] = file_sink_ceiling(tmp, "k", pn)
             for label, eos in (("generator -> kafka, plain", False), ("generator -> kafka, exactly_once", True)):
                 broker = Tansu(Path(tmp) / "tansu.log").start()
                 try:
@@ -192,11 +175,7 @@ def main() -> None:
         print(f"{label:<36}{run_r:>10,.0f}{ratios[0]:>11}{med_r if not label.endswith('end') else 0:>13,.0f}"
               f"{ratios[1]:>11}")
     if pipe:
-        ref = pipe["generator -> file (fsync never)"]
-        print(f"\nthrough `tidegate serve` (generator source, {args.pipeline_events:,} events, default batching)")
-        print(f"{'':<38}{'events/s':>10}{'  vs file sink':>15}")
-        for label, rate in pipe.items():
-            print(f"{label:<38}{rate:>10,.0f}{rate / ref:>15.0%}")
+        print_pipeline_table(pipe, args.pipeline_events, 38)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 import nats  # noqa: E402
 
-from bench_sink_redis import PAYLOAD, TABLES, chunks, measure  # noqa: E402
+from _common import PAYLOAD, TABLES, chunks, measure, print_ratio_table, write_rate  # noqa: E402
 from shared.spec.model import NatsSinkConfig  # noqa: E402
-from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
+from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.nats import NatsSink  # noqa: E402
 
 URL = "nats://127.0.0.1:4222"
@@ -70,16 +70,7 @@ async def sink_write(name: str, n: int) -> float:
     async def go(_js: Any) -> float:
         sink = NatsSink(NatsSinkConfig(id="bus", url=URL, subject=f"{name}.events", stream=name),
                         SinkContext("bench", int))
-        await sink.open()
-        spent, seq = 0.0, 0
-        async for evs, enc in chunks(n):
-            seq += 1
-            b = SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"], native=enc)
-            t = time.perf_counter()
-            await sink.write(b)
-            spent += time.perf_counter() - t
-        await sink.close()
-        return n / spent
+        return await write_rate(sink, n)
     rate, count = await with_stream(name, go)
     assert count == n, (count, n)
     return rate
@@ -131,10 +122,7 @@ def main() -> None:
     if not a.no_pipeline:
         rows.append(("generator -> nats pipeline (tidegate serve)", pipeline(base + "_d", n)))
     print(f"nats sink: {n:,} events of ~210 bytes, JetStream file stream at {URL}, Nats-Msg-Id on each")
-    print(f"{'measure':<48}{'events/s':>12}{'raw loop/s':>12}{'ratio':>8}")
-    print(f"{'raw nats-py publish_async + acks (reference)':<48}{ref:>12,.0f}{ref:>12,.0f}{1:>8.2f}")
-    for label, v in rows:
-        print(f"{label:<48}{v:>12,.0f}{ref:>12,.0f}{v / ref:>8.2f}")
+    print_ratio_table([("raw nats-py publish_async + acks (reference)", ref)] + rows, ref)
 
 
 if __name__ == "__main__":

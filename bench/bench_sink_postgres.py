@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import time
@@ -32,14 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg2  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
 
+from _common import BATCH, file_sink_ceiling, pipeline_rate, print_pipeline_table, run_and_median  # noqa: E402
+
 from shared.spec.model import PostgresSinkConfig  # noqa: E402
-from tests.support.supervisor import Supervisor, generator_spec  # noqa: E402
 from worker.envelope import encode  # noqa: E402
 from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
 from worker.sinks.postgres import PostgresSink  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-BATCH = 2000
 PAYLOAD = "x" * 10
 UPSERT = "INSERT INTO {t} (id, payload) VALUES %s ON CONFLICT (id) DO UPDATE SET payload = EXCLUDED.payload"
 
@@ -81,24 +80,7 @@ async def paired(dsn: str, total: int) -> dict[str, tuple[float, float]]:
         sink_t.append(time.perf_counter() - t0)
     await sink.close()
     conn.close()
-    return {"sink write()": (total / sum(sink_t), BATCH / statistics.median(sink_t)),
-            "raw execute_values": (total / sum(raw_t), BATCH / statistics.median(raw_t))}
-
-
-def pipeline_rate(tmp: str, sink: dict[str, Any], n: int) -> float:
-    """generator (count n) -> `sink` through a real `tidegate serve`: events/s until the sink's checkpoint is n."""
-    sup = Supervisor(Path(tempfile.mkdtemp(dir=tmp)))
-    sup.start()
-    try:
-        t0 = time.perf_counter()
-        sup.create(generator_spec("bench", [sink], count=n, payload_bytes=10))
-        while True:
-            ck = sup.info("bench")["ops"]["checkpoints"].get(sink["config"]["id"])
-            if ck and int(ck["position"]) >= n:
-                return n / (time.perf_counter() - t0)
-            time.sleep(0.05)
-    finally:
-        sup.close()
+    return {"sink write()": run_and_median(sink_t, total), "raw execute_values": run_and_median(raw_t, total)}
 
 
 def main() -> None:
@@ -130,8 +112,7 @@ def main() -> None:
         if args.pipeline_events:
             with tempfile.TemporaryDirectory() as tmp:
                 pn = args.pipeline_events
-                pipe["generator -> file (fsync never)"] = pipeline_rate(
-                    tmp, {"type": "file", "config": {"id": "f", "path": f"{tmp}/out.jsonl", "fsync": "never"}}, pn)
+                pipe["generator -> file (fsync never)"] = file_sink_ceiling(tmp, "f", pn)
                 pipe["generator -> postgres"] = pipeline_rate(
                     tmp, {"type": "postgres", "config": {"id": "pg", "dsn": dsn, "table": "pipe"}}, pn)
     finally:
@@ -148,11 +129,7 @@ def main() -> None:
     many = args.many_events / many_s
     print(f"{'raw executemany':<24}{many:>10,.0f}{ours[0] / many:>11.0%}   ({args.many_events:,} rows)")
     if pipe:
-        ref = pipe["generator -> file (fsync never)"]
-        print(f"\nthrough `tidegate serve` (generator source, {args.pipeline_events:,} events, default batching)")
-        print(f"{'':<34}{'events/s':>10}{'  vs file sink':>15}")
-        for label, rate in pipe.items():
-            print(f"{label:<34}{rate:>10,.0f}{rate / ref:>15.0%}")
+        print_pipeline_table(pipe, args.pipeline_events, 34)
 
 
 if __name__ == "__main__":

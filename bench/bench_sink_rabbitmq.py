@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 import aio_pika  # noqa: E402
 
-from bench_sink_redis import PAYLOAD, TABLES, chunks, measure  # noqa: E402
+from _common import PAYLOAD, TABLES, chunks, measure, print_ratio_table, write_rate  # noqa: E402
 from shared.spec.model import RabbitmqSinkConfig  # noqa: E402
-from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
+from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.rabbitmq import RabbitmqSink  # noqa: E402
 
 URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -82,16 +82,7 @@ async def raw(name: str, n: int) -> float:
 
 async def sink_write(name: str, n: int) -> float:
     sink = RabbitmqSink(RabbitmqSinkConfig(id="mq", url=URL, exchange=name), SinkContext("bench", int))
-    await sink.open()
-    spent, seq = 0.0, 0
-    async for evs, enc in chunks(n):
-        seq += 1
-        b = SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"], native=enc)
-        t = time.perf_counter()
-        await sink.write(b)
-        spent += time.perf_counter() - t
-    await sink.close()
-    return n / spent
+    return await write_rate(sink, n)
 
 
 def pipeline(name: str, n: int) -> float:
@@ -136,10 +127,7 @@ def main() -> None:
         asyncio.run(take(name, drop=True))
     print(f"rabbitmq sink: {n:,} events of ~210 bytes, persistent + confirms, topic exchange -> "
           "1 durable queue")
-    print(f"{'measure':<48}{'events/s':>12}{'raw loop/s':>12}{'ratio':>8}")
-    print(f"{'raw aio-pika publish + confirms (reference)':<48}{ref:>12,.0f}{ref:>12,.0f}{1:>8.2f}")
-    for label, v in rows:
-        print(f"{label:<48}{v:>12,.0f}{ref:>12,.0f}{v / ref:>8.2f}")
+    print_ratio_table([("raw aio-pika publish + confirms (reference)", ref)] + rows, ref)
 
 
 if __name__ == "__main__":

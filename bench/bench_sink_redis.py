@@ -20,37 +20,19 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from shared.spec.model import GeneratorSourceConfig, RedisSinkConfig  # noqa: E402
-from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
+from _common import PAYLOAD, TABLES, chunks, measure, print_ratio_table, write_rate  # noqa: E402
+from shared.spec.model import RedisSinkConfig  # noqa: E402
+from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.redis import RedisSink  # noqa: E402
-from worker.sources.base import SourceContext  # noqa: E402
-from worker.sources.generator import GeneratorSource  # noqa: E402
 
 URL = "redis://127.0.0.1:6379/0"
-BATCH = 2000
-TABLES = ["db.t"]
-PAYLOAD = 8
-
-
-async def chunks(n: int) -> AsyncIterator[tuple[list[dict[str, Any]], list[bytes]]]:
-    g = GeneratorSource(GeneratorSourceConfig(tables=TABLES, payload_bytes=PAYLOAD, count=n),
-                        SourceContext("bench"))
-    await g.open(None)
-    done = 0
-    while done < n:
-        c = await g.read()
-        if c is None:
-            continue
-        assert c.encoded is not None
-        done += len(c.events)
-        yield c.events, c.encoded
 
 
 async def raw(stream: str, n: int) -> tuple[float, float]:
@@ -96,21 +78,13 @@ def raw_sync(stream: str, n: int) -> float:
 
 async def sink_write(stream: str, n: int) -> float:
     sink = RedisSink(RedisSinkConfig(id="cache", url=URL, stream=stream), SinkContext("bench", int))
-    await sink.open()
-    spent, seq = 0.0, 0
-    async for evs, enc in chunks(n):
-        seq += 1
-        b = SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"], native=enc)
-        t = time.perf_counter()
-        await sink.write(b)
-        spent += time.perf_counter() - t
-    await sink.close()
+    rate = await write_rate(sink, n)
     r = aioredis.from_url(URL)
     got = await r.xlen(stream)
     await r.delete(stream)
     await r.aclose()
     assert got == n, (got, n)
-    return n / spent
+    return rate
 
 
 def pipeline(stream: str, n: int) -> float:
@@ -137,26 +111,6 @@ def pipeline(stream: str, n: int) -> float:
     return rate
 
 
-def measure(sup: Any, name: str, sink: str, n: int, timeout: float = 600) -> float:
-    """events/s between the first checkpoint seen and the one that reaches n."""
-    first: tuple[float, int] | None = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        info = sup.info(name)
-        if info["status"] == "failed":
-            raise SystemExit(f"pipeline failed: {info['ops']['last_error']}")
-        ck = info["ops"]["checkpoints"].get(sink)
-        now = time.monotonic()
-        if ck is not None:
-            pos = int(ck["position"])
-            if first is None:
-                first = (now, pos)
-            elif pos >= n:
-                return (pos - first[1]) / (now - first[0])
-        time.sleep(0.05)
-    raise SystemExit(f"pipeline {name} did not reach {n} in {timeout}s")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
@@ -172,11 +126,8 @@ def main() -> None:
     if not a.no_pipeline:
         rows.append(("generator -> redis pipeline (tidegate serve)", pipeline(stream, n)))
     print(f"redis sink: {n:,} events of ~{size:.0f} bytes, XADD to one stream at {URL}")
-    print(f"{'measure':<48}{'events/s':>12}{'raw loop/s':>12}{'ratio':>8}")
-    print(f"{'raw redis-py asyncio pipelined XADD':<48}{ref_async:>12,.0f}{ref:>12,.0f}{ref_async / ref:>8.2f}")
-    print(f"{'raw redis-py sync pipelined XADD':<48}{ref_sync:>12,.0f}{ref:>12,.0f}{ref_sync / ref:>8.2f}")
-    for label, v in rows:
-        print(f"{label:<48}{v:>12,.0f}{ref:>12,.0f}{v / ref:>8.2f}")
+    print_ratio_table([("raw redis-py asyncio pipelined XADD", ref_async),
+                       ("raw redis-py sync pipelined XADD", ref_sync)] + rows, ref)
 
 
 if __name__ == "__main__":
