@@ -28,7 +28,8 @@ unit: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit
 
 bench: install services
-	@set -e; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@failed=""; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "bench failures:$$failed"; exit 1; fi
 
 lint: install
 	$(BIN)/python -m ruff check shared supervisor worker tests bench || true
