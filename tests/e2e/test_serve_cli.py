@@ -30,9 +30,10 @@ def test_validate_and_version(tmp_path: Path) -> None:
     r = subprocess.run([*CLI, "validate", str(good), str(bad)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1
     assert "spec.batch.max_events: must be >= 1" in r.stdout
-    r = subprocess.run([*CLI, "validate", str(ROOT / "specs")], cwd=ROOT, capture_output=True, text=True,
-                       env={"PATH": "/usr/bin:/bin"})
+    r = subprocess.run([*CLI, "validate", str(ROOT / "specs"), str(ROOT / "specs" / "examples")], cwd=ROOT,
+                       capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count(": ok") >= 5, "the demo and every example spec are valid"
     r = subprocess.run([*CLI, "version"], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("tidegate ")
 
