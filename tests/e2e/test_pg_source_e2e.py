@@ -17,23 +17,14 @@ from typing import Any, Iterator
 import psycopg2
 import pytest
 
-from tests.integration.test_pg_source import DSN, PG, TYPES_DDL, TYPES_EXPECTED, TYPES_ROW, ensure_db
+from tests.integration.test_pg_source import DSN, PG, TYPES_DDL, TYPES_EXPECTED, TYPES_ROW, pg  # noqa: F401 - fixture
 from tests.integration.test_pg_source_resume import PrivateCluster, replay
+from tests.integration.test_pg_source_resume import table_state as state
 from tests.support import wait_until
 from tests.support.cdc import Writer as TxWriter
 from tests.support.cdc import checkpoint, dedupe, kill_worker, wait_for_row
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 from worker.sources.pg_position import lsn_to_int, position_key
-
-
-@pytest.fixture
-def pg() -> Iterator[PG]:
-    ensure_db()
-    ctx = PG()
-    try:
-        yield ctx
-    finally:
-        ctx.close()
 
 
 @pytest.fixture
@@ -54,10 +45,6 @@ def spec(name: str, tables: list[str], path: Path, snapshot: str = "initial", ds
                          "dsn": dsn, "tables": [f"public.{t}" for t in tables], "snapshot": snapshot,
                          "snapshot_chunk": 500, "heartbeat_ms": 500, "status_interval_ms": 1000}},
                      "sinks": [file_sink("out", path)], "batch": batch or {"max_events": 2000}}}
-
-
-def state(pg: PG, t: str) -> dict[Any, dict[str, Any]]:
-    return {r[0]: {"id": r[0], "v": r[1]} for r in pg.sql(f"SELECT id, v FROM {t}")}
 
 
 def make_writer(table: str, first_id: int) -> TxWriter:

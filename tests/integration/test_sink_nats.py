@@ -18,8 +18,8 @@ import pytest
 from shared.errors import SinkError
 from shared.spec.model import NatsSinkConfig
 from tests.support import free_port, port_open, require_service, wait_until
-from tests.support.sinks import batch, events, js
-from worker.sinks.base import SinkBatch, SinkContext
+from tests.support.sinks import batch, events, js, write_all
+from worker.sinks.base import SinkContext
 from worker.sinks.nats import NatsSink, default_stream_name
 
 
@@ -66,15 +66,6 @@ def messages(stream: str, subjects: str) -> list[tuple[str, dict[str, str], Any]
         await sub.unsubscribe()
         return out
     return js(read)
-
-
-def write_all(sink: NatsSink, batches: list[SinkBatch]) -> None:
-    async def go() -> None:
-        await sink.open()
-        for b in batches:
-            await sink.write(b)
-        await sink.close()
-    run(go())
 
 
 def test_every_event_arrives_with_msg_id_and_replay_is_deduplicated(name: str) -> None:

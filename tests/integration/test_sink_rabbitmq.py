@@ -17,8 +17,8 @@ import pytest
 from shared.errors import SinkError
 from shared.spec.model import RabbitmqSinkConfig
 from tests.support import free_port, require_service
-from tests.support.sinks import amqp, batch, bind, drain, events
-from worker.sinks.base import SinkBatch, SinkContext
+from tests.support.sinks import amqp, batch, bind, drain, events, write_all
+from worker.sinks.base import SinkContext
 from worker.sinks.rabbitmq import RabbitmqSink
 
 
@@ -41,15 +41,6 @@ def name() -> Any:
 
 def make_sink(**cfg: Any) -> RabbitmqSink:
     return RabbitmqSink(RabbitmqSinkConfig(id=cfg.pop("id", "mq"), **cfg), SinkContext("pipe", int))
-
-
-def write_all(sink: RabbitmqSink, batches: list[SinkBatch]) -> None:
-    async def go() -> None:
-        await sink.open()
-        for b in batches:
-            await sink.write(b)
-        await sink.close()
-    run(go())
 
 
 def open_error(sink: RabbitmqSink) -> SinkError:

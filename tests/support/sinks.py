@@ -37,6 +37,16 @@ def batch(seq: int, evs: list[dict[str, Any]]) -> SinkBatch:
     return SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"])
 
 
+def write_all(sink: Any, batches: list[SinkBatch]) -> None:
+    """Open `sink`, write every batch in order, close it (one event loop)."""
+    async def go() -> None:
+        await sink.open()
+        for b in batches:
+            await sink.write(b)
+        await sink.close()
+    asyncio.run(go())
+
+
 # --- NATS JetStream -------------------------------------------------------------------------
 
 async def _js(fn: Any) -> Any:
