@@ -117,6 +117,7 @@ def test_the_sandbox_never_outlives_its_worker(code: str) -> None:
     import sys
 
     from tests.support import wait_until
+    from tests.support.js import process_gone
     worker = subprocess.Popen([sys.executable, "-c", WORKER, code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     try:
@@ -131,14 +132,7 @@ def test_the_sandbox_never_outlives_its_worker(code: str) -> None:
             wait_until(lambda: cpu_s() > 0.2, timeout=10, message="the sandbox to be spinning")
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(5)
-
-        def gone() -> bool:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-            except OSError:
-                return True
-        wait_until(gone, timeout=2, message=f"sandbox {pid} to exit after its worker was killed")
+        wait_until(lambda: process_gone(pid), timeout=2, message=f"sandbox {pid} to exit after its worker was killed")
     finally:
         if worker.poll() is None:
             worker.kill()

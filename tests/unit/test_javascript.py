@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import structlog
@@ -15,30 +15,15 @@ from structlog.testing import CapturingLogger
 
 from shared.errors import ProcessorError
 from shared.spec.model import JavascriptProcessor as JsSpec
-from shared.spec.model import Limits
 from tests.support import wait_until
+from tests.support.js import Make, process_gone, processor_factory
 from worker.processors import javascript
-from worker.processors.base import ProcessorContext
 from worker.processors.javascript import JavascriptProcessor, address_space_budget, protect_big_ints
-
-Make = Callable[..., JavascriptProcessor]
 
 
 @pytest.fixture
 def make() -> Iterator[Make]:
-    opened: list[JavascriptProcessor] = []
-
-    def _make(code: str, *, id: str = "p", log: Any = None, open: bool = True, **limits: int) -> JavascriptProcessor:
-        ctx = ProcessorContext(pipeline="tg-js-unit", log=log or structlog.get_logger())
-        proc = JavascriptProcessor(JsSpec(id=id, inline=code, limits=Limits(**limits)), ctx)
-        opened.append(proc)
-        if open:
-            proc.open()
-        return proc
-
-    yield _make
-    for p in opened:
-        p.close()
+    yield from processor_factory("tg-js-unit")
 
 
 def run(proc: JavascriptProcessor, events: list[dict]) -> list[dict]:
@@ -241,13 +226,7 @@ def test_a_killed_sandbox_fails_the_batch_then_restarts(make: Make) -> None:
     pid = p.sandbox_pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    def gone() -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-        except OSError:
-            return True
-    wait_until(gone, timeout=5, message="sandbox gone")
+    wait_until(lambda: process_gone(pid), timeout=5, message="sandbox gone")
     with pytest.raises(ProcessorError, match="processor 'victim'.*SIGKILL"):
         p.process(b"[]")
     assert run(p, BATCH[:2]) == BATCH[:2]

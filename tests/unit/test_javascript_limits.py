@@ -9,36 +9,20 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
-import structlog
 
 from shared.errors import ProcessorError
-from shared.spec.model import JavascriptProcessor as JsSpec
-from shared.spec.model import Limits
-from worker.processors.base import ProcessorContext
+from tests.support.js import Make, processor_factory
 from worker.processors.javascript import JavascriptProcessor
 
-Make = Callable[..., JavascriptProcessor]
 BATCH = json.dumps([{"op": "c", "after": {"id": i}} for i in range(10)]).encode()
 
 
 @pytest.fixture
 def make() -> Iterator[Make]:
-    opened: list[JavascriptProcessor] = []
-
-    def _make(code: str, *, id: str = "p", open: bool = True, **limits: int) -> JavascriptProcessor:
-        proc = JavascriptProcessor(JsSpec(id=id, inline=code, limits=Limits(**limits)),
-                                   ProcessorContext(pipeline="tg-js-limits", log=structlog.get_logger()))
-        opened.append(proc)
-        if open:
-            proc.open()
-        return proc
-
-    yield _make
-    for p in opened:
-        p.close()
+    yield from processor_factory("tg-js-limits")
 
 
 def breach(proc: JavascriptProcessor) -> tuple[ProcessorError, float]:
