@@ -82,6 +82,20 @@ def measure(sup: Any, name: str, sink: str, n: int, timeout: float = 600) -> flo
     raise SystemExit(f"pipeline {name} did not reach {n} in {timeout}s")
 
 
+def serve_rate(pipe: str, sink: dict[str, Any], n: int) -> float:
+    """generator (TABLES, PAYLOAD, count n) -> `sink` through a real `tidegate serve`, measured
+    from the first checkpoint to the one that reaches n (see `measure`)."""
+    from tests.support.supervisor import Supervisor, generator_spec
+    with tempfile.TemporaryDirectory() as tmp:
+        sup = Supervisor(Path(tmp))
+        sup.start()
+        try:
+            sup.create(generator_spec(pipe, [sink], tables=TABLES, count=n, payload_bytes=PAYLOAD))
+            return measure(sup, pipe, sink["config"]["id"], n)
+        finally:
+            sup.close()
+
+
 def pipeline_rate(tmp: str, sink: dict[str, Any], n: int) -> float:
     """generator (count n) -> `sink` through a real `tidegate serve`: events/s until the sink's checkpoint is n."""
     from tests.support.supervisor import Supervisor, generator_spec

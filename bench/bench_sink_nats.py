@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import nats  # noqa: E402
 
-from _common import PAYLOAD, TABLES, chunks, measure, print_ratio_table, write_rate  # noqa: E402
+from _common import chunks, print_ratio_table, serve_rate, write_rate  # noqa: E402
 from shared.spec.model import NatsSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.nats import NatsSink  # noqa: E402
@@ -77,7 +76,6 @@ async def sink_write(name: str, n: int) -> float:
 
 
 def pipeline(name: str, n: int) -> float:
-    from tests.support.supervisor import Supervisor, generator_spec
     pipe = "bench-nats-" + uuid.uuid4().hex[:6]
 
     async def add() -> None:
@@ -94,16 +92,8 @@ def pipeline(name: str, n: int) -> float:
         return count
     asyncio.run(add())
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            sup = Supervisor(Path(tmp))
-            sup.start()
-            try:
-                sup.create(generator_spec(pipe, [{"type": "nats", "config": {
-                    "id": "bus", "url": URL, "subject": f"{name}.events", "stream": name}}],
-                    tables=TABLES, count=n, payload_bytes=PAYLOAD))
-                rate = measure(sup, pipe, "bus", n)
-            finally:
-                sup.close()
+        rate = serve_rate(pipe, {"type": "nats", "config": {
+            "id": "bus", "url": URL, "subject": f"{name}.events", "stream": name}}, n)
     finally:
         count = asyncio.run(drop())
     assert count == n, (count, n)

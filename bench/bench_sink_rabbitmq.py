@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import aio_pika  # noqa: E402
 
-from _common import PAYLOAD, TABLES, chunks, measure, print_ratio_table, write_rate  # noqa: E402
+from _common import chunks, print_ratio_table, serve_rate, write_rate  # noqa: E402
 from shared.spec.model import RabbitmqSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.rabbitmq import RabbitmqSink  # noqa: E402
@@ -86,17 +85,8 @@ async def sink_write(name: str, n: int) -> float:
 
 
 def pipeline(name: str, n: int) -> float:
-    from tests.support.supervisor import Supervisor, generator_spec
     pipe = "bench-rabbitmq-" + uuid.uuid4().hex[:6]
-    with tempfile.TemporaryDirectory() as tmp:
-        sup = Supervisor(Path(tmp))
-        sup.start()
-        try:
-            sup.create(generator_spec(pipe, [{"type": "rabbitmq", "config": {
-                "id": "mq", "url": URL, "exchange": name}}], tables=TABLES, count=n, payload_bytes=PAYLOAD))
-            return measure(sup, pipe, "mq", n)
-        finally:
-            sup.close()
+    return serve_rate(pipe, {"type": "rabbitmq", "config": {"id": "mq", "url": URL, "exchange": name}}, n)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from _common import PAYLOAD, TABLES, chunks, measure, print_ratio_table, write_rate  # noqa: E402
+from _common import chunks, print_ratio_table, serve_rate, write_rate  # noqa: E402
 from shared.spec.model import RedisSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.redis import RedisSink  # noqa: E402
@@ -88,22 +88,10 @@ async def sink_write(stream: str, n: int) -> float:
 
 
 def pipeline(stream: str, n: int) -> float:
-    import tempfile
-
     import redis as redis_sync
 
-    from tests.support.supervisor import Supervisor, generator_spec
     name = "bench-redis-" + uuid.uuid4().hex[:6]
-    with tempfile.TemporaryDirectory() as tmp:
-        sup = Supervisor(Path(tmp))
-        sup.start()
-        try:
-            sup.create(generator_spec(name, [{"type": "redis", "config": {"id": "cache", "url": URL,
-                                                                          "stream": stream}}],
-                                      tables=TABLES, count=n, payload_bytes=PAYLOAD))
-            rate = measure(sup, name, "cache", n)
-        finally:
-            sup.close()
+    rate = serve_rate(name, {"type": "redis", "config": {"id": "cache", "url": URL, "stream": stream}}, n)
     r = redis_sync.Redis.from_url(URL)
     got = r.xlen(stream)
     r.delete(stream)
