@@ -93,11 +93,13 @@ class Pipeline:
         cls_key = self.key
         own: dict[str, str | None] = {}
         specs = self.spec.spec.sinks
+        epoch = await self._run_store(self.store.epoch, self.name)
         waited = waited_sinks(self.policy.mode, [(s.config.id, s.config.required) for s in specs])
         for s in specs:
             cls = plugins.resolve(plugins.SINKS, tag_of(s))
             sink = cls(s.config, SinkContext(pipeline=self.name, position_key=cls_key,
-                                             log=self.log.bind(sink=s.config.id), state_dir=self.state_dir))
+                                             log=self.log.bind(sink=s.config.id), state_dir=self.state_dir,
+                                             epoch=epoch))
             attempt = 0
             while True:
                 try:

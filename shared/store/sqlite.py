@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ CREATE TABLE IF NOT EXISTS gaps (
   at TEXT NOT NULL
 );
 """
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(4)
 
 
 def now_iso() -> str:
@@ -71,6 +76,9 @@ class SqliteStore:
         conn.execute("PRAGMA busy_timeout=30000")
         with self._lock:
             conn.executescript(SCHEMA)
+            cols = {r[1] for r in conn.execute("PRAGMA table_info(pipelines)")}
+            if "epoch" not in cols:   # state dirs from before epochs existed
+                conn.execute("ALTER TABLE pipelines ADD COLUMN epoch TEXT NOT NULL DEFAULT ''")
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -108,10 +116,18 @@ class SqliteStore:
         return PipelineRow(*r) if r else None
 
     def put_pipeline(self, name: str, spec: bytes, desired: str) -> None:
+        """Create (with a fresh epoch) or update (keeping it) a pipeline."""
         t = now_iso()
-        self._write("INSERT INTO pipelines(name, spec, desired, created_at, updated_at) VALUES (?,?,?,?,?) "
+        self._write("INSERT INTO pipelines(name, spec, desired, created_at, updated_at, epoch) VALUES (?,?,?,?,?,?) "
                     "ON CONFLICT(name) DO UPDATE SET spec=excluded.spec, desired=excluded.desired, "
-                    "updated_at=excluded.updated_at", (name, spec, desired, t, t))
+                    "updated_at=excluded.updated_at", (name, spec, desired, t, t, new_epoch()))
+
+    def epoch(self, name: str) -> str:
+        """Changes when the pipeline starts over as new (created again, checkpoints deleted):
+        sinks that keep their own checkpoint scope it by this, so an old one is not trusted."""
+        with self._lock:
+            r = self.conn.execute("SELECT epoch FROM pipelines WHERE name = ?", (name,)).fetchone()
+        return str(r[0]) if r else ""
 
     def set_desired(self, name: str, desired: str, last_error: str | None = None) -> None:
         self._write("UPDATE pipelines SET desired = ?, last_error = ?, updated_at = ? WHERE name = ?",
@@ -160,6 +176,7 @@ class SqliteStore:
             c.execute("BEGIN IMMEDIATE")
             c.execute("DELETE FROM checkpoints WHERE pipeline = ?", (pipeline,))
             c.execute("DELETE FROM gaps WHERE pipeline = ?", (pipeline,))
+            c.execute("UPDATE pipelines SET epoch = ? WHERE name = ?", (new_epoch(), pipeline))
             c.execute("COMMIT")
 
     def drop_sink_checkpoints(self, pipeline: str, keep: set[str]) -> None:

@@ -8,13 +8,12 @@ applied twice (a trigger counts every applied row change).
 """
 from __future__ import annotations
 
-import os
-import signal
 from typing import Any
 
 from tests.integration.test_sink_pgsink import admin, db, query  # noqa: F401 - fixture
 from tests.support import wait_until
-from tests.support.supervisor import Supervisor, generator_spec, wait_pid_gone
+from tests.support.sinks import kill_worker_and_wait_restart
+from tests.support.supervisor import Supervisor, generator_spec
 
 
 def pg(sid: str, dsn: str, **extra: Any) -> dict[str, Any]:
@@ -30,7 +29,21 @@ def test_generator_to_postgres_every_event(supervisor: Supervisor, db: str) -> N
     supervisor.create(generator_spec(pipe, [pg("replica", db)], count=n, payload_bytes=50, tables=["shop.orders"]))
     supervisor.wait_position(pipe, "replica", n, timeout=60)
     assert query(db, "SELECT count(*), min(id), max(id), min(length(payload)) FROM orders") == [(n, 1, n, 50)]
-    assert query(db, "SELECT pipeline, sink_id, position FROM tidegate_checkpoints") == [(pipe, "replica", str(n))]
+    [(p, sid, pos)] = query(db, "SELECT pipeline, sink_id, position FROM tidegate_checkpoints")
+    assert (p, pos) == (pipe, str(n)) and sid.startswith("replica@"), sid
+
+
+def test_deleted_checkpoints_start_over_also_for_the_sinks_own(supervisor: Supervisor, db: str) -> None:  # noqa: F811
+    pipe, n = pipe_name(db), 300
+    supervisor.create(generator_spec(pipe, [pg("replica", db)], count=n, payload_bytes=20))
+    supervisor.wait_position(pipe, "replica", n, timeout=60)
+    assert query(db, "SELECT count(*) FROM applied") == [(n,)]
+    supervisor.action(pipe, "stop")
+    assert supervisor.client.delete(f"/pipelines/{pipe}/checkpoints").status_code == 204
+    supervisor.action(pipe, "resume")
+    supervisor.wait_position(pipe, "replica", n, timeout=60)
+    # "as if new": every change is applied again, the sink's old checkpoint is not trusted
+    assert query(db, "SELECT count(*) FROM applied") == [(2 * n,)]
 
 
 def test_database_refusing_connections_holds_then_delivers(supervisor: Supervisor, db: str) -> None:  # noqa: F811
@@ -58,10 +71,7 @@ def test_no_change_applied_twice_after_worker_sigkill(supervisor: Supervisor, db
     pipe, n = pipe_name(db), 30000
     supervisor.create(generator_spec(pipe, [pg("replica", db)], count=n, rate=6000, payload_bytes=50))
     supervisor.wait_position(pipe, "replica", 5000, timeout=30)
-    pid = supervisor.worker_pid(pipe)
-    os.kill(pid, signal.SIGKILL)
-    wait_pid_gone(pid)
-    wait_until(lambda: supervisor.info(pipe)["ops"]["restarts"] >= 1, timeout=30, message="a worker restart")
+    kill_worker_and_wait_restart(supervisor, pipe)
     supervisor.wait_position(pipe, "replica", n, timeout=90)
     assert query(db, "SELECT count(*), count(DISTINCT id) FROM applied") == [(n, n)]
     assert query(db, "SELECT count(*), min(id), max(id) FROM orders") == [(n, 1, n)]

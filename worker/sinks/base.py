@@ -28,6 +28,12 @@ class SinkContext:
     position_key: Callable[[str], Any]
     log: Any = field(default_factory=lambda: structlog.get_logger())
     state_dir: str = "."
+    # changes when the pipeline starts over as new (re-created, checkpoints deleted): a
+    # sink that stores its own checkpoint keys it by `checkpoint_scope`, never trusting an old one
+    epoch: str = ""
+
+    def checkpoint_scope(self, sink_id: str) -> str:
+        return f"{sink_id}@{self.epoch}" if self.epoch else sink_id
 
 
 @dataclass(slots=True)

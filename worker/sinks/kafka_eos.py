@@ -66,7 +66,7 @@ class ExactlyOnce:
         self.sink = sink
         cfg = sink.config
         self.ckpt_topic: str = cfg.checkpoint_topic
-        self.record_key = f"{sink.ctx.pipeline}/{sink.id}".encode()
+        self.record_key = f"{sink.ctx.pipeline}/{sink.ctx.checkpoint_scope(sink.id)}".encode()
         self.id_prefix = f"{sink.ctx.pipeline}:{sink.id}:"
         self.txn_id = f"tidegate-{sink.ctx.pipeline}-{sink.id}"
         self.producer: Producer | None = None

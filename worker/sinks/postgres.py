@@ -100,7 +100,7 @@ class PostgresSink(Sink):
                     pipeline text NOT NULL, sink_id text NOT NULL, position text NOT NULL,
                     updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, sink_id))""")
                 cur.execute(f"SELECT position FROM {self._ckpt_table} WHERE pipeline = %s AND sink_id = %s",
-                            (self.ctx.pipeline, self.id))
+                            (self.ctx.pipeline, self.ctx.checkpoint_scope(self.id)))
                 row = cur.fetchone()
         except psycopg2.errors.UniqueViolation:     # two sinks created the checkpoint table at once
             conn.close()
@@ -182,7 +182,8 @@ class PostgresSink(Sink):
                         parts.append(head + values_literal(rows, mog).encode() + tail)
                     else:
                         parts.append(head + b",".join([mog(tpl, r) for r in rows]) + tail)
-                parts.append(mog(self._ckpt_sql, (self.ctx.pipeline, self.id, batch.last_position)))
+                parts.append(mog(self._ckpt_sql, (self.ctx.pipeline, self.ctx.checkpoint_scope(self.id),
+                                                  batch.last_position)))
                 # one round trip: a multi-statement query runs as one transaction (autocommit mode)
                 cur.execute(b";\n".join(parts))
         except Exception as exc:   # noqa: BLE001 - classified; the next write reconnects
