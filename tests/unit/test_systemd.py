@@ -93,7 +93,7 @@ def test_status_notifier_sends_changes_only(sock: socket.socket) -> None:
     n.stopping("stopping: draining 1 pipelines")
     n.update()
     n.stopping()
-    assert recv_all(sock) == ["STATUS=pipelines: 1 starting", "READY=1\nSTATUS=pipelines: 1 starting",
+    assert recv_all(sock) == ["STATUS=pipelines: 1 starting", "READY=1",
                               "STATUS=pipelines: 1 running", "STOPPING=1\nSTATUS=stopping: draining 1 pipelines"]
 
 
