@@ -7,8 +7,6 @@ reader after the worker is SIGKILLed mid-stream.
 """
 from __future__ import annotations
 
-import os
-import signal
 import uuid
 from typing import Any
 
@@ -16,7 +14,8 @@ import msgspec
 
 from tests.integration.test_sink_kafka import consume, ids
 from tests.support import wait_until
-from tests.support.supervisor import Supervisor, generator_spec, wait_pid_gone
+from tests.support.sinks import kill_worker_and_wait_restart
+from tests.support.supervisor import Supervisor, generator_spec
 from tests.support.tansu import Tansu, tansu  # noqa: F401 - fixture
 
 
@@ -89,10 +88,7 @@ def test_exactly_once_no_duplicates_after_worker_sigkill(supervisor: Supervisor,
     supervisor.create(generator_spec(pipe, [kafka("eos", tansu.bootstrap, base, exactly_once=True)],
                                      count=n, rate=6000, payload_bytes=50))
     supervisor.wait_position(pipe, "eos", 5000, timeout=30)
-    pid = supervisor.worker_pid(pipe)
-    os.kill(pid, signal.SIGKILL)
-    wait_pid_gone(pid)
-    wait_until(lambda: supervisor.info(pipe)["ops"]["restarts"] >= 1, timeout=30, message="a worker restart")
+    kill_worker_and_wait_restart(supervisor, pipe)
     supervisor.wait_position(pipe, "eos", n, timeout=90)
     got = ids(consume(tansu.bootstrap, base))
     assert len(got) - len(set(got)) == 0, f"{len(got) - len(set(got))} duplicates"

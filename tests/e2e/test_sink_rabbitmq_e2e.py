@@ -8,16 +8,14 @@ and then delivers everything.
 from __future__ import annotations
 
 import subprocess
-import uuid
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
-from tests.support import require_service
 from tests.support.sinks import AMQP_URL as URL
-from tests.support.sinks import amqp, bind, drain, wait_recovered, wait_sink_error
+from tests.support.sinks import amqp_scratch, bind, drain, wait_recovered, wait_sink_error
 from tests.support.supervisor import Supervisor, generator_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,16 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def name() -> Any:
-    require_service("rabbitmq", "127.0.0.1", 5672)
-    base = f"tg_rabbitmq_{uuid.uuid4().hex[:10]}"
-    yield base
-
-    async def drop(ch: Any) -> None:
-        for suffix in ("_orders", "_items", "_dbz", "_ce", "_all"):
-            await ch.queue_delete(base + suffix)
-        for suffix in ("", "_dbz", "_ce"):
-            await ch.exchange_delete(base + suffix)
-    amqp(drop)
+    yield from amqp_scratch(queues=("_orders", "_items", "_dbz", "_ce", "_all"), exchanges=("", "_dbz", "_ce"))
 
 
 def sink(sid: str, exchange: str, **extra: Any) -> dict[str, Any]:

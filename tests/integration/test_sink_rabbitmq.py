@@ -7,7 +7,6 @@ once, end to end, in tests/e2e/test_sink_rabbitmq_e2e.py.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
 import aio_pika
@@ -16,8 +15,8 @@ import pytest
 
 from shared.errors import SinkError
 from shared.spec.model import RabbitmqSinkConfig
-from tests.support import free_port, require_service
-from tests.support.sinks import amqp, batch, bind, drain, events, write_all
+from tests.support import free_port
+from tests.support.sinks import amqp_scratch, batch, bind, drain, events, write_all
 from worker.sinks.base import SinkContext
 from worker.sinks.rabbitmq import RabbitmqSink
 
@@ -28,15 +27,7 @@ def run(coro: Any) -> Any:
 
 @pytest.fixture
 def name() -> Any:
-    require_service("rabbitmq", "127.0.0.1", 5672)
-    base = f"tg_rabbitmq_{uuid.uuid4().hex[:10]}"
-    yield base
-
-    async def drop(ch: Any) -> None:
-        for suffix in ("", "_a", "_b", "_all"):
-            await ch.queue_delete(base + suffix)
-        await ch.exchange_delete(base)
-    amqp(drop)
+    yield from amqp_scratch(queues=("", "_a", "_b", "_all"), exchanges=("",))
 
 
 def make_sink(**cfg: Any) -> RabbitmqSink:

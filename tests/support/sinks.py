@@ -6,6 +6,7 @@ May import: shared.events, worker.sinks.base, tests.support, and the server clie
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,6 +104,22 @@ def drain(queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     return amqp(go)
 
 
+def amqp_scratch(queues: tuple[str, ...], exchanges: tuple[str, ...]) -> Iterator[str]:
+    """Fixture body: yield a fresh `tg_rabbitmq_<hex>` name, then delete the queues and exchanges
+    named by it plus each suffix."""
+    from tests.support import require_service
+    require_service("rabbitmq", "127.0.0.1", 5672)
+    base = f"tg_rabbitmq_{uuid.uuid4().hex[:10]}"
+    yield base
+
+    async def drop(ch: Any) -> None:
+        for suffix in queues:
+            await ch.queue_delete(base + suffix)
+        for suffix in exchanges:
+            await ch.exchange_delete(base + suffix)
+    amqp(drop)
+
+
 # --- Redis ----------------------------------------------------------------------------------
 
 def redis_scratch(base: str) -> Iterator[str]:
@@ -114,7 +131,20 @@ def redis_scratch(base: str) -> Iterator[str]:
         r.delete(*keys)
 
 
-# --- e2e: a sink's server stopped mid-stream ------------------------------------------------
+# --- e2e: a sink's server stopped mid-stream, a worker killed -------------------------------
+
+def kill_worker_and_wait_restart(supervisor: Any, pipe: str) -> None:
+    """SIGKILL the pipeline's worker, wait until it is gone and the supervisor restarted it."""
+    import os
+    import signal
+
+    from tests.support import wait_until
+    from tests.support.supervisor import wait_pid_gone
+    pid = supervisor.worker_pid(pipe)
+    os.kill(pid, signal.SIGKILL)
+    wait_pid_gone(pid)
+    wait_until(lambda: supervisor.info(pipe)["ops"]["restarts"] >= 1, timeout=30, message="a worker restart")
+
 
 def wait_sink_error(supervisor: Any, pipe: str, sid: str, kind: str, n: int, timeout: float = 30) -> dict[str, Any]:
     """Wait until `ops.sink_errors` names sink `sid`; the pipeline still runs, short of `n`."""
