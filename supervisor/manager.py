@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, assert_never
 
-import msgspec
 import structlog
 
 from shared.errors import ErrorInfo

@@ -1,7 +1,7 @@
 """One pipeline, end to end: source -> batcher -> processors -> every sink ->
 commit policy -> checkpoints (SQLite) -> source.commit(committed).
 
-Imports: stdlib + msgspec + shared + worker (never supervisor).
+Imports: stdlib + shared + worker (never supervisor).
 """
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import msgspec
-
-from shared.errors import ConfigError, ErrorInfo, ProcessorError, SinkError, SourceError, TidegateError, describe
+from shared.errors import ConfigError, ErrorInfo, SinkError, SourceError, TidegateError, describe
 from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS, Counters
 from shared.spec.model import PipelineSpec
 from shared.store.sqlite import SqliteStore
@@ -23,14 +21,12 @@ from worker import plugins
 from worker.batcher import Batch, Batcher
 from worker.commit import committed_position, position_le, waited_sinks
 from worker.delivery import FatalSinkError, SinkRunner, backoff
-from worker.processors.base import Processor, ProcessorContext
+from worker.processing import ChainFailed, ProcessorChain
 from worker.sinks.base import SinkContext
-from worker.sources.base import Chunk, Source, SourceContext
+from worker.sources.base import Source, SourceContext
 
-PROCESSOR_RETRY_S = (1.0, 2.0, 4.0)
 STOP_DRAIN_S = 10.0
 _REOPEN = object()
-_decode = msgspec.json.Decoder().decode
 
 
 class PipelineFailed(Exception):
@@ -63,7 +59,7 @@ class Pipeline:
         self.stopping = asyncio.Event()
         self.drop_source_state = False
         self.source: Source | None = None
-        self.processors: list[Processor] = []
+        self.chain = ProcessorChain(list(body.processors), self.name, log, on_error=self._on_processor_error)
         self.runners: list[SinkRunner] = []
         self.inflight: collections.deque[Batch] = collections.deque()
         self.sem = asyncio.Semaphore(body.batch.max_inflight)
@@ -73,7 +69,6 @@ class Pipeline:
         self._persist_wake = asyncio.Event()
         self.key: Any = None
         self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
-        self.proc_pool = ThreadPoolExecutor(1, thread_name_prefix="processors")
         self.coordinating = False
         self._committed_cond = asyncio.Condition()
         self._fatal: asyncio.Future[None] | None = None
@@ -122,25 +117,19 @@ class Pipeline:
                 on_gap=self._on_gap, log=self.log))
         return own
 
-    async def _sleep_or_stop(self, seconds: float) -> None:
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        """Sleep, cut short by a stop; True when stopping."""
         try:
             await asyncio.wait_for(self.stopping.wait(), seconds)
         except TimeoutError:
             pass
-
-    def _open_processors(self) -> None:
-        for p in self.spec.spec.processors:
-            cls = plugins.resolve(plugins.PROCESSORS, tag_of(p))
-            proc = cls(p, ProcessorContext(pipeline=self.name, log=self.log.bind(processor=p.id)))
-            proc.open()
-            self.processors.append(proc)
+        return self.stopping.is_set()
 
     async def build(self) -> None:
         self.source = self._source()
         self.key = self.source.position_key
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self.proc_pool, self._open_processors)
+            await self.chain.open()
         except TidegateError as exc:
             raise PipelineFailed(exc.info()) from exc
         own = await self._open_sinks()
@@ -197,6 +186,9 @@ class Pipeline:
         return committed_position(self.policy.mode, self.policy.quorum,
                                   [(r.id, r.sink.config.required) for r in self.runners],
                                   self.durable, self.key)
+
+    def _on_processor_error(self, info: ErrorInfo) -> None:
+        self.last_error = info
 
     def _on_sink_error(self, sink_id: str, msg: str | None) -> None:
         if msg is None:
@@ -273,56 +265,6 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - acknowledging upstream is retried at the next commit
                 self.log.warning("source_commit_failed", error=str(exc))
 
-    # ----------------------------------------------------------- processing
-    def _chain(self, data: bytes) -> list[dict[str, Any]]:
-        last = self.processors[-1].id
-        for p in self.processors:
-            data = p.process(data)
-        try:
-            out = _decode(data)
-        except msgspec.DecodeError as exc:
-            raise ProcessorError(last, f"returned invalid JSON: {exc}") from exc
-        if not isinstance(out, list):
-            raise ProcessorError(last, f"process() must return an array, got {type(out).__name__}")
-        for i, e in enumerate(out):
-            if not isinstance(e, dict):
-                raise ProcessorError(last, f"element {i} of the returned array is not an object")
-        return out
-
-    async def _process(self, batch: Batch) -> None:
-        if not self.processors:
-            return
-        data = b"[" + b",".join(batch.encoded) + b"]"
-        loop = asyncio.get_running_loop()
-        attempt = 0
-        while True:
-            t0 = time.perf_counter()
-            try:
-                batch.out_events = await loop.run_in_executor(self.proc_pool, self._chain, data)
-                self.counters.processor_ms += (time.perf_counter() - t0) * 1000
-                if attempt:
-                    self.log.info("processor_recovered", attempts=attempt)
-                return
-            except ProcessorError as exc:
-                info = exc.info()
-                self.last_error = info
-                if attempt >= len(PROCESSOR_RETRY_S):
-                    self.log.error("processor_failed", error=info.message, attempts=attempt + 1)
-                    raise PipelineFailed(ErrorInfo(kind="processor", retryable=False,
-                                                   message=f"{info.message} (failed {attempt + 1} times)")) from exc
-                self.log.warning("processor_error", error=info.message, retry_in_s=PROCESSOR_RETRY_S[attempt])
-                if exc.limit:
-                    await loop.run_in_executor(self.proc_pool, self._reset, exc.processor_id)
-                await self._sleep_or_stop(PROCESSOR_RETRY_S[attempt])
-                if self.stopping.is_set():
-                    raise asyncio.CancelledError from exc
-                attempt += 1
-
-    def _reset(self, processor_id: str) -> None:
-        for p in self.processors:
-            if p.id == processor_id:
-                p.reset()
-
     async def _acquire_slot(self) -> bool:
         """A place in the max_inflight window, or False once a stop is requested."""
         if not self.sem.locked():
@@ -348,7 +290,13 @@ class Pipeline:
         self.coordinating = True
         try:
             self.counters.events_in += len(batch.events)
-            await self._process(batch)
+            if self.chain:
+                try:
+                    batch.out_events = await self.chain.run(batch.encoded, self._sleep_or_stop)
+                except ChainFailed as exc:
+                    raise PipelineFailed(exc.info) from exc
+                finally:
+                    self.counters.processor_ms = self.chain.busy_ms
             self.inflight.append(batch)
             self.counters.inflight = len(self.inflight)
             for r in self.runners:
@@ -484,13 +432,7 @@ class Pipeline:
                 except Exception as exc:  # noqa: BLE001
                     self.log.warning("source_drop_failed", error=str(exc))
             await self._close_quietly(self.source)
-        loop = asyncio.get_running_loop()
-        for p in self.processors:
-            try:
-                await loop.run_in_executor(self.proc_pool, p.close)
-            except Exception:  # noqa: BLE001
-                pass
-        self.proc_pool.shutdown(wait=False)
+        await self.chain.close()
         self.store_pool.shutdown(wait=True)
 
     # -------------------------------------------------------------- control
