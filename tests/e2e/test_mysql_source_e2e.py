@@ -27,7 +27,7 @@ from tests.integration.test_mysql_source_helpers import (
 )
 from tests.support import port_open, wait_until
 from tests.support.cdc import Writer as TxWriter
-from tests.support.cdc import checkpoint, dedupe, kill_worker, wait_for_row
+from tests.support.cdc import checkpoint, dedupe, kill_worker, kill_worker_then_supervisor_under_writes, wait_for_row
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -123,19 +123,7 @@ def test_worker_and_supervisor_sigkill_mid_stream_lose_nothing(supervisor: Super
     supervisor.create(spec(name, db, ["t"], out, max_events=50))
     wait_until(lambda: (checkpoint(supervisor, name) or "").startswith("snapshot:0:100:end"), timeout=30,
                message="snapshot delivered")
-    writer = make_writer(db, 1000)
-    writer.start()
-    try:
-        wait_until(lambda: writer.txs > 100, timeout=30, message="writer running")
-        kill_worker(supervisor, name)
-        wait_until(lambda: writer.txs > 300, timeout=30, message="more writes")
-        supervisor.kill()
-        wait_until(lambda: writer.txs > 450, timeout=30, message="writes while the supervisor is down")
-        supervisor.start()
-        wait_until(lambda: writer.txs > 600, timeout=30, message="writes after the restart")
-    finally:
-        writer.stop.set()
-        writer.join()
+    kill_worker_then_supervisor_under_writes(supervisor, name, make_writer(db, 1000))
     sql(db, "INSERT INTO t VALUES (99999, 0)")
     events = wait_for_row(out, "t", 99999)
     assert replay(dedupe(events)) == table_state(db, ["t"])

@@ -22,7 +22,7 @@ from tests.integration.test_pg_source_resume import PrivateCluster, replay
 from tests.integration.test_pg_source_resume import table_state as state
 from tests.support import wait_until
 from tests.support.cdc import Writer as TxWriter
-from tests.support.cdc import checkpoint, dedupe, kill_worker, wait_for_row
+from tests.support.cdc import checkpoint, dedupe, kill_worker, kill_worker_then_supervisor_under_writes, wait_for_row
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 from worker.sources.pg_position import lsn_to_int, position_key
 
@@ -127,19 +127,7 @@ def test_worker_and_supervisor_sigkill_mid_stream_lose_nothing(pg: PG, sup: Supe
     out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-kill-{pg.suffix}"
     sup.create(spec(name, [t], out, max_events=50))
     wait_until(lambda: (checkpoint(sup, name) or "").endswith(":last"), timeout=30, message="snapshot delivered")
-    writer = make_writer(t, 1000)
-    writer.start()
-    try:
-        wait_until(lambda: writer.txs > 100, timeout=30, message="writer running")
-        kill_worker(sup, name)
-        wait_until(lambda: writer.txs > 300, timeout=30, message="more writes")
-        sup.kill()
-        wait_until(lambda: writer.txs > 450, timeout=30, message="writes while the supervisor is down")
-        sup.start()
-        wait_until(lambda: writer.txs > 600, timeout=30, message="writes after the restart")
-    finally:
-        writer.stop.set()
-        writer.join()
+    kill_worker_then_supervisor_under_writes(sup, name, make_writer(t, 1000))
     pg.sql(f"INSERT INTO {t} VALUES (99999, 0)")
     events = dedupe(wait_for_row(out, t, 99999))
     assert replay(events, strict=True) == state(pg, t)

@@ -76,3 +76,20 @@ class Writer(threading.Thread):
                 self.txs += 1
                 time.sleep(0.002)
         c.close()
+
+
+def kill_worker_then_supervisor_under_writes(sup: Supervisor, name: str, writer: Writer) -> None:
+    """With `writer` running: SIGKILL the worker, then the supervisor, start the supervisor again,
+    each step after more writes; the writer is stopped at the end."""
+    writer.start()
+    try:
+        wait_until(lambda: writer.txs > 100, timeout=30, message="writer running")
+        kill_worker(sup, name)
+        wait_until(lambda: writer.txs > 300, timeout=30, message="more writes")
+        sup.kill()
+        wait_until(lambda: writer.txs > 450, timeout=30, message="writes while the supervisor is down")
+        sup.start()
+        wait_until(lambda: writer.txs > 600, timeout=30, message="writes after the restart")
+    finally:
+        writer.stop.set()
+        writer.join()
