@@ -66,6 +66,14 @@ class ProcessorError(TidegateError):
         self.limit = limit  # "timeout_ms" | "cpu_ms" | "mem_mb" | None
 
 
+class PipelineFailed(Exception):
+    """The pipeline cannot go on (retries exhausted, a fatal error): its worker exits, status failed."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
 def describe(exc: BaseException) -> ErrorInfo:
     """ErrorInfo for any exception: ours keep their kind, others are named by type."""
     if isinstance(exc, TidegateError):

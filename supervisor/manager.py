@@ -15,7 +15,7 @@ from shared.errors import ErrorInfo
 from shared.protocol import (EXIT_CONFIG, EXIT_FAILED, Counters, Failed, Pause, Paused, Ready, Resume,
                              Resumed, Status as StatusMsg, Stop, Stopped)
 from shared.spec.load import SpecInvalid, decode_spec, encode_spec, to_document, validate_document
-from shared.spec.model import PipelineSpec
+from shared.spec.model import PipelineSpec, type_tag
 from shared.spec.patch import merge_patch
 from shared.states import Desired, Status
 from shared.store.sqlite import SqliteStore
@@ -23,10 +23,6 @@ from supervisor.process import WorkerHandle, describe_exit
 from supervisor.restart import RestartPolicy
 
 HEARTBEAT_TIMEOUT_S = 15.0
-
-
-def tag_of(struct: Any) -> str:
-    return str(type(struct).__struct_config__.tag)
 STOP_GRACE_S = 20.0
 ACK_TIMEOUT_S = 10.0
 
@@ -316,7 +312,7 @@ class PipelineManager:
 
     async def _drop_source_state(self, m: Managed) -> None:
         """No worker runs: start one in drop mode so the source removes its server-side state."""
-        if tag_of(m.spec.spec.source) == "generator":
+        if type_tag(m.spec.spec.source) == "generator":
             return
         h = WorkerHandle(m.name, lambda _h, _msg: None, lambda _h, _code: None)
         h.start(encode_spec(m.spec), self.state_dir, self.log_format, self.log_level, paused=True, mode="drop")

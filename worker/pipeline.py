@@ -13,30 +13,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from shared.errors import ConfigError, ErrorInfo, SinkError, SourceError, TidegateError, describe
+from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SinkError, SourceError, TidegateError, describe
 from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS, Counters
-from shared.spec.model import PipelineSpec
+from shared.spec.model import PipelineSpec, type_tag
 from shared.store.sqlite import SqliteStore
 from worker import plugins
 from worker.batcher import Batch, Batcher
 from worker.commit import committed_position, position_le, waited_sinks
 from worker.delivery import FatalSinkError, SinkRunner, backoff
-from worker.processing import ChainFailed, ProcessorChain
+from worker.processing import ProcessorChain
 from worker.sinks.base import SinkContext
 from worker.sources.base import Source, SourceContext
 
 STOP_DRAIN_S = 10.0
 _REOPEN = object()
-
-
-class PipelineFailed(Exception):
-    def __init__(self, info: ErrorInfo) -> None:
-        super().__init__(info.message)
-        self.info = info
-
-
-def tag_of(struct: Any) -> str:
-    return str(type(struct).__struct_config__.tag)
 
 
 class Pipeline:
@@ -77,8 +67,8 @@ class Pipeline:
     # ---------------------------------------------------------------- build
     def _source(self) -> Source:
         src = self.spec.spec.source
-        cls = plugins.resolve(plugins.SOURCES, tag_of(src))
-        return cls(src.config, SourceContext(pipeline=self.name, log=self.log.bind(source=tag_of(src)),
+        cls = plugins.resolve(plugins.SOURCES, type_tag(src))
+        return cls(src.config, SourceContext(pipeline=self.name, log=self.log.bind(source=type_tag(src)),
                                              state_dir=self.state_dir))
 
     async def _run_store(self, fn: Any, *args: Any) -> Any:
@@ -91,7 +81,7 @@ class Pipeline:
         epoch = await self._run_store(self.store.epoch, self.name)
         waited = waited_sinks(self.policy.mode, [(s.config.id, s.config.required) for s in specs])
         for s in specs:
-            cls = plugins.resolve(plugins.SINKS, tag_of(s))
+            cls = plugins.resolve(plugins.SINKS, type_tag(s))
             sink = cls(s.config, SinkContext(pipeline=self.name, position_key=cls_key,
                                              log=self.log.bind(sink=s.config.id), state_dir=self.state_dir,
                                              epoch=epoch))
@@ -293,8 +283,6 @@ class Pipeline:
             if self.chain:
                 try:
                     batch.out_events = await self.chain.run(batch.encoded, self._sleep_or_stop)
-                except ChainFailed as exc:
-                    raise PipelineFailed(exc.info) from exc
                 finally:
                     self.counters.processor_ms = self.chain.busy_ms
             self.inflight.append(batch)

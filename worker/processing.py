@@ -13,22 +13,13 @@ from typing import Any, Awaitable, Callable
 
 import msgspec
 
-from shared.errors import ErrorInfo, ProcessorError
+from shared.errors import ErrorInfo, PipelineFailed, ProcessorError
+from shared.spec.model import type_tag
 from worker import plugins
 from worker.processors.base import Processor, ProcessorContext
 
 RETRY_S = (1.0, 2.0, 4.0)
 _decode = msgspec.json.Decoder().decode
-
-
-class ChainFailed(Exception):
-    def __init__(self, info: ErrorInfo) -> None:
-        super().__init__(info.message)
-        self.info = info
-
-
-def _tag(struct: Any) -> str:
-    return str(type(struct).__struct_config__.tag)
 
 
 class ProcessorChain:
@@ -47,7 +38,7 @@ class ProcessorChain:
 
     def _open(self) -> None:
         for spec in self.specs:
-            cls = plugins.resolve(plugins.PROCESSORS, _tag(spec))
+            cls = plugins.resolve(plugins.PROCESSORS, type_tag(spec))
             proc = cls(spec, ProcessorContext(pipeline=self.pipeline, log=self.log.bind(processor=spec.id)))
             proc.open()
             self.processors.append(proc)
@@ -77,7 +68,7 @@ class ProcessorChain:
 
     async def run(self, encoded: list[bytes], sleep_or_stop: Callable[[float], Awaitable[bool]]) -> list[dict[str, Any]]:
         """The chain's output for one batch (its events as compact JSON). Raises
-        ChainFailed when retries are exhausted, CancelledError when a stop cuts a wait."""
+        PipelineFailed when retries are exhausted, CancelledError when a stop cuts a wait."""
         data = b"[" + b",".join(encoded) + b"]"
         loop = asyncio.get_running_loop()
         attempt = 0
@@ -94,7 +85,7 @@ class ProcessorChain:
                 self.on_error(info)
                 if attempt >= len(RETRY_S):
                     self.log.error("processor_failed", error=info.message, attempts=attempt + 1)
-                    raise ChainFailed(ErrorInfo(kind="processor", retryable=False,
+                    raise PipelineFailed(ErrorInfo(kind="processor", retryable=False,
                                                 message=f"{info.message} (failed {attempt + 1} times)")) from exc
                 self.log.warning("processor_error", error=info.message, retry_in_s=RETRY_S[attempt])
                 if exc.limit:

@@ -18,7 +18,8 @@ from shared.protocol import (EXIT_FAILED, EXIT_OK, EXIT_PARENT_GONE, Failed, Pau
                              Resumed, Status, Stop, Stopped)
 from shared.spec.load import decode_spec
 from shared.store.sqlite import SqliteStore
-from worker.pipeline import Pipeline, PipelineFailed
+from shared.errors import PipelineFailed
+from worker.pipeline import Pipeline
 
 STATUS_INTERVAL_S = 0.25
 _enc = msgspec.json.Encoder()

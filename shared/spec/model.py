@@ -19,6 +19,11 @@ NonNegFloat = Annotated[float, Meta(ge=0)]
 SinkId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
+def type_tag(struct: msgspec.Struct) -> str:
+    """The `type` tag of a source, sink or processor spec ("postgres", "kafka"...)."""
+    return str(type(struct).__struct_config__.tag)
+
+
 class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pass
 
