@@ -132,6 +132,7 @@ def ceiling(bootstrap: str, total: int) -> float:
 
 
 def main() -> None:
+    sys.setswitchinterval(0.0005)   # as in a worker process (worker/entry.py), where the sink runs
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--pipeline-events", type=int, default=300_000,
