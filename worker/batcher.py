@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Callable
 
@@ -32,7 +32,6 @@ class Batch:
     opened_at: float
     source_ts_ms: int | None = None       # source time of the last event (lag)
     out_events: list[dict[str, Any]] | None = None   # after processors (None: unchanged)
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def _pos(ev: dict[str, Any]) -> str:
