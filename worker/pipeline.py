@@ -60,8 +60,6 @@ class Pipeline:
         self.key: Any = None
         self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
         self.coordinating = False
-        self._committed_cond = asyncio.Condition()
-        self._fatal: asyncio.Future[None] | None = None
         self.ready = asyncio.Event()
 
     # ---------------------------------------------------------------- build
@@ -247,8 +245,6 @@ class Pipeline:
                 self.counters.lag_ms = max(0, now_ms - int(b.source_ts_ms))
             self.sem.release()
         self.counters.inflight = len(self.inflight)
-        async with self._committed_cond:
-            self._committed_cond.notify_all()
         if self.source is not None:
             try:
                 await self.source.commit(new)
@@ -345,22 +341,13 @@ class Pipeline:
         if last is not None and not self.sem.locked():
             await self._dispatch(last)
 
-    async def _wait_drained(self, timeout: float | None) -> bool:
-        async def drained() -> None:
-            async with self._committed_cond:
-                await self._committed_cond.wait_for(lambda: not self.inflight)
-        try:
-            await asyncio.wait_for(drained(), timeout)
-            return True
-        except TimeoutError:
-            return False
-
-    async def _drain(self, timeout: float) -> bool:
-        """Stop: wait for in-flight batches to be committed, but not for a sink that is
-        failing (nothing is lost: uncommitted batches are read again at the next start)."""
-        deadline = time.monotonic() + timeout
+    async def _drain(self, timeout: float | None, *, give_up_on_sink_errors: bool = True) -> bool:
+        """Wait for in-flight batches to be committed. A stop does not wait for a sink that
+        is failing (nothing is lost: uncommitted batches are read again at the next start)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.inflight:
-            if time.monotonic() > deadline or self.sink_errors:
+            if (deadline is not None and time.monotonic() > deadline) or \
+                    (give_up_on_sink_errors and self.sink_errors):
                 return False
             await asyncio.sleep(0.02)
         return True
@@ -368,7 +355,7 @@ class Pipeline:
     async def _reopen_source(self, queue: asyncio.Queue[Any]) -> None:
         while not queue.empty():
             queue.get_nowait()
-        await self._wait_drained(None)
+        await self._drain(None, give_up_on_sink_errors=False)
         assert self.source is not None
         await self._close_quietly(self.source)
         attempt = 0
