@@ -5,6 +5,7 @@ thread only. Imports: stdlib + shared + supervisor (never worker).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, assert_never
@@ -22,7 +23,8 @@ from shared.store.sqlite import SqliteStore
 from supervisor.process import WorkerHandle, describe_exit
 from supervisor.restart import RestartPolicy
 
-HEARTBEAT_TIMEOUT_S = 15.0
+# a worker reports every 0.25 s; silence this long means its loop is stuck
+HEARTBEAT_TIMEOUT_S = float(os.environ.get("TIDEGATE_HEARTBEAT_TIMEOUT_S", "15"))
 STOP_GRACE_S = 20.0
 ACK_TIMEOUT_S = 10.0
 
