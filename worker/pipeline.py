@@ -6,19 +6,17 @@ Imports: stdlib + shared + worker (never supervisor).
 from __future__ import annotations
 
 import asyncio
-import bisect
-import collections
-import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SinkError, SourceError, TidegateError, describe
-from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS, Counters
+from shared.protocol import Counters
 from shared.spec.model import PipelineSpec, type_tag
 from shared.store.sqlite import SqliteStore
 from worker import plugins
 from worker.batcher import Batch, Batcher
+from worker.checkpoints import Committer
 from worker.commit import committed_position, position_le, waited_sinks
 from worker.delivery import FatalSinkError, SinkRunner, backoff
 from worker.processing import ProcessorChain
@@ -51,14 +49,11 @@ class Pipeline:
         self.source: Source | None = None
         self.chain = ProcessorChain(list(body.processors), self.name, log, on_error=self._on_processor_error)
         self.runners: list[SinkRunner] = []
-        self.inflight: collections.deque[Batch] = collections.deque()
-        self.sem = asyncio.Semaphore(body.batch.max_inflight)
-        self.committed: str | None = None
-        self.durable: dict[str, str | None] = {}     # per-sink checkpoints stored in the state store
-        self._pending: dict[str, str] = {}           # delivered, not yet stored
-        self._persist_wake = asyncio.Event()
         self.key: Any = None
         self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self.commits = Committer(self.name, store, self.store_pool, body.commit_policy, body.batch.max_inflight,
+                                 self.counters, log, on_store_error=self._on_store_error,
+                                 on_commit=self._commit_source)
         self.coordinating = False
         self.ready = asyncio.Event()
 
@@ -101,7 +96,8 @@ class Pipeline:
                         raise asyncio.CancelledError from exc
             self.runners.append(SinkRunner(
                 sink, waited=s.config.id in waited, key=cls_key, gate=self.gate, checkpoint=None,
-                on_delivered=self._on_delivered, on_error=self._on_sink_error, committed=lambda: self.committed,
+                on_delivered=self.commits.on_delivered, on_error=self._on_sink_error,
+                committed=lambda: self.commits.committed,
                 on_gap=self._on_gap, log=self.log))
         return own
 
@@ -128,14 +124,15 @@ class Pipeline:
             if mine is not None and not position_le(mine, ck, self.key):
                 ck = mine
             r.checkpoint = ck
-            self.durable[r.id] = ck
-        self.committed = self._policy_position()
+        committed = committed_position(self.policy.mode, self.policy.quorum,
+                                       [(r.id, r.sink.config.required) for r in self.runners],
+                                       {r.id: r.checkpoint for r in self.runners}, self.key)
         # best-effort sinks behind the committed position skip ahead (never silently)
         for r in self.runners:
-            if not r.waited and self.committed is not None and not position_le(self.committed, r.checkpoint, self.key):
-                self._on_gap(r.id, f"after {r.checkpoint}" if r.checkpoint else "start", self.committed, False)
-                r.checkpoint = self.committed
-                self.durable[r.id] = self.committed
+            if not r.waited and committed is not None and not position_le(committed, r.checkpoint, self.key):
+                self._on_gap(r.id, f"after {r.checkpoint}" if r.checkpoint else "start", committed, False)
+                r.checkpoint = committed
+        self.commits.start(self.runners, self.key)
         await self._open_source()
 
     async def _open_source(self) -> None:
@@ -145,7 +142,7 @@ class Pipeline:
         while True:
             assert self.source is not None
             try:
-                await self.source.open(self.committed)
+                await self.source.open(self.commits.committed)
                 return
             except (SourceError, OSError) as exc:
                 info = describe(exc)
@@ -169,11 +166,16 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001
             self.log.warning("source_close_failed", error=str(exc))
 
-    # -------------------------------------------------------------- commits
-    def _policy_position(self) -> str | None:
-        return committed_position(self.policy.mode, self.policy.quorum,
-                                  [(r.id, r.sink.config.required) for r in self.runners],
-                                  self.durable, self.key)
+    # ------------------------------------------------------------ callbacks
+    def _on_store_error(self, info: ErrorInfo) -> None:
+        self.last_error = info
+
+    async def _commit_source(self, position: str) -> None:
+        if self.source is not None:
+            try:
+                await self.source.commit(position)
+            except Exception as exc:  # noqa: BLE001 - acknowledging upstream is retried at the next commit
+                self.log.warning("source_commit_failed", error=str(exc))
 
     def _on_processor_error(self, info: ErrorInfo) -> None:
         self.last_error = info
@@ -196,82 +198,8 @@ class Pipeline:
         else:
             self.store.add_gap(self.name, sink_id, from_pos, to_pos)
 
-    def _on_delivered(self, runner: SinkRunner, batch: Batch) -> None:
-        """A sink acknowledged a batch: store its checkpoint (coalesced, off the sink's path)."""
-        self._pending[runner.id] = batch.last_position
-        self.counters.sink_events[runner.id] = runner.delivered_events
-        self._persist_wake.set()
-
-    async def _checkpoint_loop(self) -> None:
-        """Store delivered checkpoints durably (one transaction for every sink that moved),
-        then advance the committed position. A sink goes on writing its next batch meanwhile."""
-        attempt = 0
-        while True:
-            await self._persist_wake.wait()
-            self._persist_wake.clear()
-            if not self._pending:
-                continue
-            snap, self._pending = self._pending, {}
-            try:
-                await self._run_store(self.store.save_checkpoints, self.name, snap)
-            except sqlite3.Error as exc:
-                self._pending = {**snap, **self._pending}
-                self.last_error = ErrorInfo(kind="state", message=f"state store: {exc}", retryable=True)
-                self.log.warning("checkpoint_store_failed", error=str(exc))
-                await asyncio.sleep(backoff(attempt))
-                attempt += 1
-                self._persist_wake.set()
-                continue
-            attempt = 0
-            self.durable.update(snap)
-            await self._advance()
-
-    async def _advance(self) -> None:
-        new = self._policy_position()
-        if new is None or (self.committed is not None and position_le(new, self.committed, self.key)):
-            return
-        self.committed = new
-        now_ms = int(time.time() * 1000)
-        while self.inflight and position_le(self.inflight[0].last_position, new, self.key):
-            b = self.inflight.popleft()
-            self.counters.batches += 1
-            self.counters.events_out += len(b.out_events if b.out_events is not None else b.events)
-            self.counters.batch_events_sum += len(b.events)
-            ms = (time.monotonic() - b.opened_at) * 1000
-            self.counters.batch_ms_sum += ms
-            self.counters.batch_size_hist[bisect.bisect_left(BATCH_SIZE_BUCKETS, len(b.events))] += 1
-            self.counters.batch_ms_hist[bisect.bisect_left(BATCH_MS_BUCKETS, ms)] += 1
-            if b.source_ts_ms:
-                self.counters.lag_ms = max(0, now_ms - int(b.source_ts_ms))
-            self.sem.release()
-        self.counters.inflight = len(self.inflight)
-        if self.source is not None:
-            try:
-                await self.source.commit(new)
-            except Exception as exc:  # noqa: BLE001 - acknowledging upstream is retried at the next commit
-                self.log.warning("source_commit_failed", error=str(exc))
-
-    async def _acquire_slot(self) -> bool:
-        """A place in the max_inflight window, or False once a stop is requested."""
-        if not self.sem.locked():
-            await self.sem.acquire()
-            return True
-        acq = asyncio.ensure_future(self.sem.acquire())
-        stop = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({acq, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if acq.done() and not acq.cancelled():
-            return True
-        acq.cancel()
-        try:
-            await acq
-            self.sem.release()     # acquired while being cancelled: give it back
-        except asyncio.CancelledError:
-            pass
-        return False
-
     async def _dispatch(self, batch: Batch) -> None:
-        if not await self._acquire_slot():
+        if not await self.commits.acquire(self.stopping):
             return   # stopping: this batch is not committed and will be read again
         self.coordinating = True
         try:
@@ -281,8 +209,7 @@ class Pipeline:
                     batch.out_events = await self.chain.run(batch.encoded, self._sleep_or_stop)
                 finally:
                     self.counters.processor_ms = self.chain.busy_ms
-            self.inflight.append(batch)
-            self.counters.inflight = len(self.inflight)
+            self.commits.track(batch)
             for r in self.runners:
                 r.submit(batch)
         finally:
@@ -338,14 +265,14 @@ class Pipeline:
                 await self._dispatch(batch)
         reader.cancel()
         last = batcher.flush()
-        if last is not None and not self.sem.locked():
+        if last is not None and self.commits.has_room():
             await self._dispatch(last)
 
     async def _drain(self, timeout: float | None, *, give_up_on_sink_errors: bool = True) -> bool:
         """Wait for in-flight batches to be committed. A stop does not wait for a sink that
         is failing (nothing is lost: uncommitted batches are read again at the next start)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.inflight:
+        while self.commits.inflight:
             if (deadline is not None and time.monotonic() > deadline) or \
                     (give_up_on_sink_errors and self.sink_errors):
                 return False
@@ -362,23 +289,23 @@ class Pipeline:
         await self._sleep_or_stop(backoff(attempt, 0.5, 10.0))
         self.source = self._source()
         await self._open_source()
-        self.log.info("source_reopened", position=self.committed)
+        self.log.info("source_reopened", position=self.commits.committed)
 
     async def run(self) -> None:
         """Build, then move data until stopped; raise PipelineFailed on a fatal error."""
         await self.build()
         self.ready.set()
-        self.log.info("pipeline_started", committed=self.committed,
+        self.log.info("pipeline_started", committed=self.commits.committed,
                       checkpoints={r.id: r.checkpoint for r in self.runners})
         try:
             async with asyncio.TaskGroup() as tg:
                 sink_tasks = [tg.create_task(self._guard(r.run()), name=f"sink_loop[{r.id}]") for r in self.runners]
-                sink_tasks.append(tg.create_task(self._checkpoint_loop(), name="checkpoint_loop"))
+                sink_tasks.append(tg.create_task(self.commits.loop(), name="checkpoint_loop"))
                 await self._batch_loop(tg)
                 # stopping: let in-flight batches reach their sinks and be checkpointed
                 self.gate.set()
                 if not await self._drain(STOP_DRAIN_S):
-                    self.log.warning("stop_without_drain", inflight=len(self.inflight),
+                    self.log.warning("stop_without_drain", inflight=len(self.commits.inflight),
                                      sink_errors=dict(self.sink_errors))
                 for t in sink_tasks:
                     t.cancel()
