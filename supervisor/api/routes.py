@@ -15,7 +15,8 @@ from starlette.routing import Route
 from shared.spec.load import SpecMalformed, parse, to_document
 from shared.spec.redact import redact
 from supervisor.api.errors import ApiError
-from supervisor.manager import Managed, PipelineManager
+from supervisor.managed import Managed
+from supervisor.manager import PipelineManager
 
 MAX_BODY = 10 * 1024 * 1024
 JSON_TYPES = {"", "application/json", "text/json"}

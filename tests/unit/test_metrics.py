@@ -11,7 +11,8 @@ from shared.spec.load import validate_document
 from shared.states import Desired, Status
 from shared.store.sqlite import SqliteStore
 from supervisor import metrics
-from supervisor.manager import Managed, PipelineManager
+from supervisor.managed import Managed
+from supervisor.manager import PipelineManager
 
 
 def test_histogram_buckets_are_cumulative_and_end_at_inf() -> None:
