@@ -7,6 +7,7 @@
 #     setting that is not dynamic (log_bin) changes; dynamic ones are also SET GLOBAL at once
 #   - root@127.0.0.1 without password reachable over TCP (what the tests use)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/install.sh"
 
 CONF_DIR=/etc/mysql/mariadb.conf.d
 CONF="$CONF_DIR/60-tidegate.cnf"
@@ -21,14 +22,7 @@ sql_sock() { mariadb --protocol=socket -S "$SOCK" -uroot -N -B -e "$1"; }
 sql_tcp() { mariadb --protocol=tcp -h "$HOST" -P "$PORT" -uroot -N -B -e "$1"; }
 
 if [ ! -x "$DAEMON" ]; then
-  if [ "$(id -u)" -eq 0 ]; then
-    say "installing mariadb-server"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client
-  else
-    echo "mariadb.sh: MariaDB is not installed; run: sudo apt-get install -y mariadb-server mariadb-client" >&2
-    exit 1
-  fi
+  apt_install_or_explain mariadb.sh MariaDB mariadb-server mariadb-client
 fi
 if [ "$(id -u)" -ne 0 ]; then
   have="$(sql_tcp "SELECT CONCAT_WS(' ', @@log_bin, @@binlog_format, @@binlog_row_image, @@binlog_row_metadata)" 2>/dev/null || true)"

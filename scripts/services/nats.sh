@@ -5,6 +5,7 @@
 #   - start it with JetStream (-js, store in /var/lib/nats-server) if nothing listens on the port
 # The sink tests also run this script to bring NATS back after stopping it.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/install.sh"
 
 PORT="${NATS_PORT:-4222}"
 BIN=/usr/sbin/nats-server
@@ -14,15 +15,7 @@ START=(start-stop-daemon --start --oknodo --background --pidfile "/run/nats-serv
        -a 127.0.0.1 -p "$PORT" -js -sd /var/lib/nats-server -l /var/log/nats-server.log)
 
 if [ ! -x "$BIN" ]; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "nats.sh: nats-server not installed; installing it with apt-get" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server
-    else
-        echo "nats.sh: nats-server is not installed. Run as root:" >&2
-        echo "  sudo apt-get update && sudo apt-get install -y nats-server" >&2
-        exit 1
-    fi
+    apt_install_or_explain nats.sh nats-server nats-server
 fi
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }

@@ -6,20 +6,13 @@
 #     restarting the server once, and only when one of those changed
 # Run as root (make services does). Safe to run again and again.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/install.sh"
 
 WANT_SLOTS=32
 WANT_SENDERS=32
 
 if ! command -v pg_lsclusters >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "postgres.sh: PostgreSQL not installed; installing it with apt-get" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql postgresql-contrib
-    else
-        echo "postgres.sh: PostgreSQL is not installed. Run as root:" >&2
-        echo "  sudo apt-get update && sudo apt-get install -y postgresql postgresql-contrib" >&2
-        exit 1
-    fi
+    apt_install_or_explain postgres.sh PostgreSQL postgresql postgresql-contrib
 fi
 
 VER="$(ls /etc/postgresql | sort -V | tail -n1)"

@@ -5,17 +5,10 @@
 #   - nothing more when the AMQP port answers; else start the app if the node runs (after
 #     `rabbitmqctl stop_app`), or the node (rabbitmq-server -detached, then await_startup)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/install.sh"
 
 if ! command -v rabbitmq-server >/dev/null 2>&1 || ! command -v rabbitmqctl >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "rabbitmq.sh: RabbitMQ not installed; installing it with apt-get" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server
-    else
-        echo "rabbitmq.sh: RabbitMQ is not installed. Run as root:" >&2
-        echo "  sudo apt-get update && sudo apt-get install -y rabbitmq-server" >&2
-        exit 1
-    fi
+    apt_install_or_explain rabbitmq.sh RabbitMQ rabbitmq-server
 fi
 amqp_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 

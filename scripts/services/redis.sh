@@ -5,19 +5,12 @@
 #   - start it if it does not answer PING (no persistence: tests only need a live server)
 # The sink tests also run this script to bring Redis back after `redis-cli shutdown nosave`.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/install.sh"
 
 PORT="${REDIS_PORT:-6379}"
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "redis.sh: Redis not installed; installing it with apt-get" >&2
-        DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools
-    else
-        echo "redis.sh: Redis is not installed. Run as root:" >&2
-        echo "  sudo apt-get update && sudo apt-get install -y redis-server redis-tools" >&2
-        exit 1
-    fi
+    apt_install_or_explain redis.sh Redis redis-server redis-tools
 fi
 
 ping() { [ "$(redis-cli -h 127.0.0.1 -p "$PORT" ping 2>/dev/null)" = "PONG" ]; }
