@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from nats import errors as nerr
 from nats.aio.client import Client as NATS
@@ -23,7 +22,7 @@ from nats.js import errors as jerr
 
 from shared.errors import SinkError
 from worker.routing import compile_template
-from worker.sinks.base import Sink, SinkBatch, SinkContext
+from worker.sinks.base import Sink, SinkBatch, SinkContext, url_where
 
 CONNECT_TIMEOUT_S = 5
 ACK_TIMEOUT_S = 15.0        # a whole batch's acks (plus 1 s per ACKS_PER_S_FLOOR events: big transactions)
@@ -36,12 +35,7 @@ _TEMPLATE = re.compile(r"\$\{[^}]*\}")
 
 
 def nats_where(url: str) -> str:
-    try:
-        first = url.split(",")[0]
-        parts = urlsplit(first)
-        return f"{parts.hostname or '127.0.0.1'}:{parts.port or 4222}"
-    except ValueError:
-        return "<invalid url>"
+    return url_where(url, 4222)
 
 
 def wildcard_subject(subject: str) -> str:

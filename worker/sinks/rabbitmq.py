@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq.exceptions as aexc
@@ -23,7 +22,7 @@ from aio_pika import DeliveryMode, Message
 
 from shared.errors import SinkError
 from worker.routing import compile_template
-from worker.sinks.base import Sink, SinkBatch, SinkContext
+from worker.sinks.base import Sink, SinkBatch, SinkContext, url_where
 
 CONNECT_TIMEOUT_S = 5.0
 CONFIRM_TIMEOUT_S = 30.0    # a whole batch's confirms (plus 1 s per CONFIRMS_PER_S_FLOOR messages)
@@ -31,11 +30,7 @@ CONFIRMS_PER_S_FLOOR = 500
 
 
 def amqp_where(url: str) -> str:
-    try:
-        parts = urlsplit(url)
-        return f"{parts.hostname or '127.0.0.1'}:{parts.port or 5672}"
-    except ValueError:
-        return "<invalid url>"
+    return url_where(url, 5672)
 
 
 class RabbitmqSink(Sink):

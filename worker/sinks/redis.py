@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from shared.errors import SinkError
 from worker.routing import compile_template
-from worker.sinks.base import Sink, SinkBatch, SinkContext
+from worker.sinks.base import Sink, SinkBatch, SinkContext, url_where
 
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 30.0
@@ -58,12 +57,7 @@ async def read_replies(reader: asyncio.StreamReader, n: int) -> str | None:
 
 
 def redis_where(url: str) -> str:
-    """`host:port` of a redis URL, for error messages (never the password)."""
-    try:
-        parts = urlsplit(url)
-        return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
-    except ValueError:
-        return "<invalid url>"
+    return url_where(url, 6379)
 
 
 def classify(sink_id: str, where: str, exc: BaseException) -> SinkError:
