@@ -54,6 +54,9 @@ class SinkRunner:
         self.queue: collections.deque[Batch] = collections.deque()
         self.queued_events = 0
         self.busy = False
+        self.writing = 0          # batches at the head of the queue being written now
+        # a sink that can deliver several queued batches with one acknowledgement wait
+        self.write_many: Callable[[list[SinkBatch]], Any] | None = getattr(sink, "write_many", None)
         self.delivered_events = 0
         self.error_count = 0
         self._wake = asyncio.Event()
@@ -71,11 +74,12 @@ class SinkRunner:
         """A best-effort sink further behind than its backlog skips ahead, but
         only over batches the commit policy no longer needs it for."""
         committed = self.committed()
-        while self.queued_events > self.backlog_limit and len(self.queue) > 1:
-            victim = self.queue[1]   # never the head: it may be being written
+        head = max(1, self.writing)   # never a batch that may be being written
+        while self.queued_events > self.backlog_limit and len(self.queue) > head:
+            victim = self.queue[head]
             if not position_le(victim.last_position, committed, self.key):
                 break
-            del self.queue[1]
+            del self.queue[head]
             self.queued_events -= len(victim.events)
             extend = victim.seq == self._last_gap_seq + 1
             self._last_gap_seq = victim.seq
@@ -91,13 +95,20 @@ class SinkRunner:
             while not self.queue:
                 self._wake.clear()
                 await self._wake.wait()
-            batch = self.queue[0]
-            await self._deliver(batch)
-            if self.queue and self.queue[0] is batch:
-                self.queue.popleft()
-                self.queued_events -= len(batch.events)
-            self.checkpoint = batch.last_position     # delivered; the pipeline stores it durably
-            self.on_delivered(self, batch)
+            # several queued batches go out together when the sink can wait for all their
+            # acknowledgements at once; each is still checkpointed in order, after that wait
+            group = list(self.queue) if self.write_many is not None and len(self.queue) > 1 else [self.queue[0]]
+            self.writing = len(group)
+            try:
+                await self._deliver(group)
+            finally:
+                self.writing = 0
+            for batch in group:
+                if self.queue and self.queue[0] is batch:
+                    self.queue.popleft()
+                    self.queued_events -= len(batch.events)
+                self.checkpoint = batch.last_position     # delivered; the pipeline stores it durably
+                self.on_delivered(self, batch)
             if not self.waited:
                 self._trim()
 
@@ -112,18 +123,22 @@ class SinkRunner:
             native = None
         return SinkBatch(seq=batch.seq, events=events, last_position=batch.last_position, native=native)
 
-    async def _deliver(self, batch: Batch) -> None:
-        sb = self._sink_batch(batch)
-        if sb is None:
+    async def _deliver(self, group: list[Batch]) -> None:
+        sbs = [sb for sb in map(self._sink_batch, group) if sb is not None]
+        if not sbs:
             return
         attempt = 0
         while True:
             await self.gate.wait()
             self.busy = True
             try:
-                await self.sink.write(sb)
+                if len(sbs) == 1:
+                    await self.sink.write(sbs[0])
+                else:
+                    assert self.write_many is not None
+                    await self.write_many(sbs)
                 self.busy = False
-                self.delivered_events += len(sb.events)
+                self.delivered_events += sum(len(sb.events) for sb in sbs)
                 if attempt:
                     self.on_error(self.id, None)
                     self.log.info("sink_recovered", sink=self.id, attempts=attempt)

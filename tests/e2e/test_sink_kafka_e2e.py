@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 import msgspec
+import pytest
 
 from tests.integration.test_sink_kafka import consume, ids
 from tests.support import wait_until
@@ -55,12 +56,16 @@ def test_generator_to_kafka_every_event_routing_envelopes(supervisor: Supervisor
     assert x["source"] == f"tidegate/{pipe}" and x["type"] == "io.tidegate.change.c"
 
 
-def test_broker_killed_mid_stream_holds_then_delivers(supervisor: Supervisor, tansu: Tansu) -> None:  # noqa: F811
+@pytest.mark.parametrize("max_inflight", [1, 8])
+def test_broker_killed_mid_stream_holds_then_delivers(supervisor: Supervisor, tansu: Tansu,  # noqa: F811
+                                                      max_inflight: int) -> None:
+    """max_inflight 8: batches queued behind the outage go out in groups (one flush each)."""
     base, pipe = names()
     n = 12000
-    supervisor.create(generator_spec(pipe, [
-        kafka("bus", tansu.bootstrap, base, client_conf={"message.timeout.ms": 2000})],
-        count=n, rate=3000, payload_bytes=50))
+    spec = generator_spec(pipe, [kafka("bus", tansu.bootstrap, base, client_conf={"message.timeout.ms": 2000})],
+                          count=n, rate=3000, payload_bytes=50)
+    spec["spec"]["batch"] = {"max_inflight": max_inflight}
+    supervisor.create(spec)
     supervisor.wait_position(pipe, "bus", 1500, timeout=30)
     tansu.stop()
     try:

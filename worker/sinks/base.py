@@ -7,6 +7,12 @@ event of the batch is durably acknowledged by the destination; it raises
 with jitter and calls `write` again with the same batch; `retryable=False`:
 the pipeline fails with that message). Imports: shared + the sink's client.
 
+A sink may also offer `write_many(batches)`: deliver several consecutive
+batches with one wait for acknowledgements (same contract as `write`, all or
+nothing: a retry sends them all again). The runtime uses it when more than one
+batch is queued for the sink (`max_inflight` > 1), so the wait for one group's
+acknowledgements overlaps with the reading of the next batches.
+
 Sinks that store their own checkpoint transactionally with the data (Postgres,
 Kafka exactly-once) return it from `open()`; the runtime then never re-feeds
 what is at or below it.
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import urlsplit
 
 import structlog
@@ -58,6 +64,9 @@ class SinkBatch:
 
 
 class Sink(abc.ABC):
+    # optional: `async (list[SinkBatch]) -> None`, several batches under one acknowledgement wait
+    write_many: Callable[[list[SinkBatch]], Awaitable[None]] | None = None
+
     def __init__(self, config: Any, ctx: SinkContext) -> None:
         self.config = config
         self.ctx = ctx

@@ -43,6 +43,8 @@ class KafkaSink(Sink):
         self._eos: ExactlyOnce | None = ExactlyOnce(self) if config.exactly_once else None
         self._exec: ThreadPoolExecutor | None = None
         self.closing = False                  # set by close(): a write stuck on a dead broker gives up
+        if self._eos is None:                 # exactly_once: one transaction per batch, never grouped
+            self.write_many = self._write_many
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._exec is None:
@@ -100,34 +102,43 @@ class KafkaSink(Sink):
             return
         await self._run(self._write_sync, batch)
 
+    async def _write_many(self, batches: list[SinkBatch]) -> None:
+        """Plain mode: produce several batches, then one flush waits for all their acks."""
+        await self._run(self._write_plain, batches)
+
     def _write_sync(self, batch: SinkBatch) -> None:
         if self._eos is not None:
             self._eos.write(batch)
         else:
-            self._write_plain(batch)
+            self._write_plain([batch])
 
-    def _write_plain(self, batch: SinkBatch) -> None:
+    def _write_plain(self, batches: list[SinkBatch]) -> None:
         p = self._new_producer()
-        events = batch.events
-        bodies = self.encoder.encode_all(events, batch.native)
-        keys = self.keys_of(events)
-        if self.static_topic is not None:
-            topics: list[str] | str = self.static_topic
-        else:
-            route = self.route
-            topics = [route(e) for e in events]
         self.tracker.reset()
-        try:
-            produce_all(p, topics, bodies, keys)
-        except Exception as exc:   # noqa: BLE001 - classified
-            self._drop_producer()
-            raise classify(self.id, self.where, exc, "produce") from exc
+        count = 0
+        for batch in batches:
+            events = batch.events
+            if not events:
+                continue
+            bodies = self.encoder.encode_all(events, batch.native)
+            keys = self.keys_of(events)
+            if self.static_topic is not None:
+                topics: list[str] | str = self.static_topic
+            else:
+                route = self.route
+                topics = [route(e) for e in events]
+            try:
+                produce_all(p, topics, bodies, keys)
+            except Exception as exc:   # noqa: BLE001 - classified
+                self._drop_producer()
+                raise classify(self.id, self.where, exc, "produce") from exc
+            count += len(bodies)
         remaining = flush_within(p, self.ack_timeout, lambda: self.closing)
         if remaining or self.tracker.failures:
             # the producer may be wedged (a broker that lost its state answers UNKNOWN_PRODUCER_ID
             # forever): start afresh; the retry produces the whole batch again (at-least-once)
             self._drop_producer()
-            raise self.delivery_error(f"{len(bodies)} messages", remaining)
+            raise self.delivery_error(f"{count} messages", remaining)
 
     def delivery_error(self, what: str, remaining: int) -> SinkError:
         t = self.tracker
