@@ -27,19 +27,39 @@ TABLES = ["db.t"]
 PAYLOAD = 8
 
 
-async def chunks(n: int) -> AsyncIterator[tuple[list[dict[str, Any]], list[bytes]]]:
-    """`n` events of the real generator source, chunk by chunk, with their native encodings."""
-    g = GeneratorSource(GeneratorSourceConfig(tables=TABLES, payload_bytes=PAYLOAD, count=n),
-                        SourceContext("bench"))
+async def chunks(n: int, *, tables: list[str] | None = TABLES, payload_bytes: int = PAYLOAD,
+                 size: int | None = None) -> AsyncIterator[tuple[list[dict[str, Any]], list[bytes]]]:
+    """`n` events of the real generator source with their native encodings: chunk by chunk,
+    or regrouped `size` at a time (a batch, as a raw loop fed by the source sends them)."""
+    cfg: dict[str, Any] = {"payload_bytes": payload_bytes, "count": n}
+    if tables is not None:
+        cfg["tables"] = tables
+    g = GeneratorSource(GeneratorSourceConfig(**cfg), SourceContext("bench"))
     await g.open(None)
     done = 0
+    evs: list[dict[str, Any]] = []
+    enc: list[bytes] = []
     while done < n:
         c = await g.read()
         if c is None:
             continue
         assert c.encoded is not None
         done += len(c.events)
-        yield c.events, c.encoded
+        if size is None:
+            yield c.events, c.encoded
+            continue
+        evs += c.events
+        enc += c.encoded
+        if len(evs) >= size or done >= n:
+            yield evs, enc
+            evs, enc = [], []
+
+
+def fed(n: int) -> AsyncIterator[tuple[list[dict[str, Any]], list[bytes]]]:
+    """The events of a `pipeline_rate` run (default table, payload 10), in batches of BATCH:
+    what a raw client loop *fed by the generator source* sends. Such a loop pays for making
+    the events, as the pipeline does, and is the like-for-like reference for generator -> sink."""
+    return chunks(n, tables=None, payload_bytes=10, size=BATCH)
 
 
 async def write_rate(sink: Any, n: int) -> float:
@@ -69,7 +89,7 @@ def measure(sup: Any, name: str, sink: str, n: int, timeout: float = 600) -> flo
     while time.monotonic() < deadline:
         info = sup.info(name)
         if info["status"] == "failed":
-            raise SystemExit(f"pipeline failed: {info['ops']['last_error']}")
+            raise SystemExit(f"pipeline failed: {info['ops']['last_error']}\n--- supervisor log\n{sup.log_tail(40)}")
         ck = info["ops"]["checkpoints"].get(sink)
         now = time.monotonic()
         if ck is not None:
@@ -82,40 +102,38 @@ def measure(sup: Any, name: str, sink: str, n: int, timeout: float = 600) -> flo
     raise SystemExit(f"pipeline {name} did not reach {n} in {timeout}s")
 
 
-def serve_rate(pipe: str, sink: dict[str, Any], n: int) -> float:
-    """generator (TABLES, PAYLOAD, count n) -> `sink` through a real `tidegate serve`, measured
-    from the first checkpoint to the one that reaches n (see `measure`)."""
+def serve_rate(pipe: str, sink: dict[str, Any], n: int, *, tables: list[str] | None = TABLES,
+               payload_bytes: int = PAYLOAD, batch: dict[str, Any] | None = None) -> float:
+    """generator (count n) -> `sink` through a real `tidegate serve` in a fresh state dir, measured
+    from the first checkpoint to the one that reaches n (see `measure`): worker start-up and
+    connection set-up are not counted. `batch` overrides the spec's batch settings
+    (`{"max_inflight": 8}`)."""
     from tests.support.supervisor import Supervisor, generator_spec
+    source: dict[str, Any] = {"count": n, "payload_bytes": payload_bytes}
+    if tables is not None:
+        source["tables"] = tables
     with tempfile.TemporaryDirectory() as tmp:
         sup = Supervisor(Path(tmp))
         sup.start()
         try:
-            sup.create(generator_spec(pipe, [sink], tables=TABLES, count=n, payload_bytes=PAYLOAD))
+            spec = generator_spec(pipe, [sink], **source)
+            if batch:
+                spec["spec"]["batch"] = batch
+            sup.create(spec)
             return measure(sup, pipe, sink["config"]["id"], n)
         finally:
             sup.close()
 
 
-def pipeline_rate(tmp: str, sink: dict[str, Any], n: int) -> float:
-    """generator (count n) -> `sink` through a real `tidegate serve`: events/s until the sink's checkpoint is n."""
-    from tests.support.supervisor import Supervisor, generator_spec
-    sup = Supervisor(Path(tempfile.mkdtemp(dir=tmp)))
-    sup.start()
-    try:
-        t0 = time.perf_counter()
-        sup.create(generator_spec("bench", [sink], count=n, payload_bytes=10))
-        while True:
-            ck = sup.info("bench")["ops"]["checkpoints"].get(sink["config"]["id"])
-            if ck and int(ck["position"]) >= n:
-                return n / (time.perf_counter() - t0)
-            time.sleep(0.05)
-    finally:
-        sup.close()
+def pipeline_rate(sink: dict[str, Any], n: int, batch: dict[str, Any] | None = None) -> float:
+    """generator (the default table, payload 10: events of about 200 bytes) -> `sink`; see serve_rate."""
+    return serve_rate("bench", sink, n, tables=None, payload_bytes=10, batch=batch)
 
 
-def file_sink_ceiling(tmp: str, sid: str, n: int) -> float:
+def file_sink_ceiling(tmp: str, sid: str, n: int, batch: dict[str, Any] | None = None) -> float:
     """pipeline_rate of generator -> file (fsync never): the runtime's own ceiling."""
-    return pipeline_rate(tmp, {"type": "file", "config": {"id": sid, "path": f"{tmp}/out.jsonl", "fsync": "never"}}, n)
+    return pipeline_rate({"type": "file", "config": {"id": sid, "path": f"{tmp}/out-{time.monotonic_ns()}.jsonl",
+                                                     "fsync": "never"}}, n, batch)
 
 
 def print_ratio_table(rows: list[tuple[str, float]], ref: float) -> None:
@@ -125,10 +143,18 @@ def print_ratio_table(rows: list[tuple[str, float]], ref: float) -> None:
         print(f"{label:<48}{v:>12,.0f}{ref:>12,.0f}{v / ref:>8.2f}")
 
 
-def print_pipeline_table(pipe: dict[str, float], events: int, width: int) -> None:
-    """Rates through `tidegate serve`, each beside generator -> file (fsync never)."""
-    ref = pipe["generator -> file (fsync never)"]
-    print(f"\nthrough `tidegate serve` (generator source, {events:,} events, default batching)")
-    print(f"{'':<{width}}{'events/s':>10}{'  vs file sink':>15}")
+def print_pipeline_table(pipe: dict[str, float], events: int, width: int,
+                         refs: dict[str, tuple[str, float]] | None = None) -> None:
+    """Rates through `tidegate serve`, each beside generator -> file (fsync never) at the same
+    max_inflight, and beside its raw client loop when `refs` names one (label -> (ref, rate))."""
+    refs = refs or {}
+    print(f"\nthrough `tidegate serve`: generator source, {events:,} events, measured from the first checkpoint")
+    print(f"{'':<{width}}{'events/s':>10}{'vs file sink':>14}  vs raw client loop")
     for label, rate in pipe.items():
-        print(f"{label:<{width}}{rate:>10,.0f}{rate / ref:>15.0%}")
+        inflight = label.rsplit("max_inflight ", 1)[-1] if "max_inflight " in label else "1"
+        ref_file = next((v for k, v in pipe.items() if k.startswith("generator -> file")
+                         and k.endswith(f"max_inflight {inflight}")), None) or pipe.get("generator -> file (fsync never)")
+        vs_file = f"{rate / ref_file:>14.0%}" if ref_file else f"{'':>14}"
+        ref = refs.get(label)
+        vs_raw = f"  {rate / ref[1]:.0%} of {ref[0]} ({ref[1]:,.0f}/s)" if ref else ""
+        print(f"{label:<{width}}{rate:>10,.0f}{vs_file}{vs_raw}")

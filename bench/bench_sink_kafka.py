@@ -12,8 +12,10 @@ A separate run gives the plain ceiling: produce everything, one flush at the end
 Only write() / produce+flush|commit time is counted; events are built between
 batches. Each mode gets a fresh tansu broker (memory storage).
 
-Then, through a real `tidegate serve`: generator -> kafka (plain and
-exactly_once) beside generator -> file (fsync never), the runtime's own ceiling.
+Then, through a real `tidegate serve` (measured from the first checkpoint):
+generator -> kafka (plain and exactly_once) at max_inflight 1 (the default) and 8
+(batches queued for the plain sink go out in groups under one flush), beside
+generator -> file (fsync never), the runtime's own ceiling, and the raw loops.
 
 Run: .venv/bin/python bench/bench_sink_kafka.py [--events N] [--pipeline-events M]
 """
@@ -32,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Producer  # noqa: E402
 
-from _common import BATCH, file_sink_ceiling, pipeline_rate, print_pipeline_table, run_and_median  # noqa: E402
+from _common import (BATCH, fed, file_sink_ceiling, pipeline_rate, print_pipeline_table,  # noqa: E402
+                     run_and_median)
 
 from shared.spec.model import KafkaSinkConfig  # noqa: E402
 from tests.support.tansu import Tansu  # noqa: E402
@@ -41,6 +44,7 @@ from worker.sinks.base import SinkBatch, SinkContext  # noqa: E402
 from worker.sinks.kafka import KafkaSink  # noqa: E402
 
 PAYLOAD = "x" * 10
+INFLIGHT = (1, 8)    # max_inflight of the pipeline runs: the contract's default, and a tuned one
 
 
 def batches(total: int, size: int = BATCH) -> Iterator[tuple[list[dict[str, Any]], list[bytes]]]:
@@ -131,11 +135,27 @@ def ceiling(bootstrap: str, total: int) -> float:
     return total / raw.spent
 
 
+async def fed_raw(bootstrap: str, total: int, txn: bool, every: int | None) -> float:
+    """A raw loop fed by the generator source: make the events, produce, flush or commit every
+    `every` (None: one flush at the end); events/s of the whole loop."""
+    raw = Raw(bootstrap, f"fed_{int(txn)}_{every}", txn, every)
+    t0 = time.perf_counter()
+    async for evs, native in fed(total):
+        raw.send(native, evs)
+    raw.finish()
+    return total / (time.perf_counter() - t0)
+
+
+FED = {"fed: produce, one flush at the end": (False, None),
+       f"fed: produce, flush every {BATCH}": (False, BATCH),
+       "fed: txn, commit every 1000": (True, 1000)}
+
+
 def main() -> None:
     sys.setswitchinterval(0.0005)   # as in a worker process (worker/entry.py), where the sink runs
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--pipeline-events", type=int, default=300_000,
+    ap.add_argument("--pipeline-events", type=int, default=1_000_000,
                     help="events for the generator -> sink runs through tidegate serve (0: skip)")
     args = ap.parse_args()
     n = args.events
@@ -143,26 +163,33 @@ def main() -> None:
     r: dict[str, tuple[float, float]] = {}   # label -> (events/s over the run, per median batch)
     pipe: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for job in ("ceiling", "plain", "eos"):
+        for job in ("ceiling", "plain", "eos", *FED):
             broker = Tansu(Path(tmp) / "tansu.log").start()   # fresh: memory storage grows
             try:
                 if job == "ceiling":
                     c = ceiling(broker.bootstrap, n)
                     r["raw produce, one flush at the end"] = (c, c)
+                elif job in FED:
+                    c = asyncio.run(fed_raw(broker.bootstrap, args.pipeline_events or n, *FED[job]))
+                    r[job] = (c, c)
                 else:
                     r.update(asyncio.run(paired(broker.bootstrap, n, job == "eos")))
             finally:
                 broker.stop()
         if args.pipeline_events:
             pn = args.pipeline_events
-            pipe["generator -> file (fsync never)"] = file_sink_ceiling(tmp, "k", pn)
+            for inflight in INFLIGHT:
+                pipe[f"generator -> file (fsync never), max_inflight {inflight}"] = file_sink_ceiling(
+                    tmp, "k", pn, {"max_inflight": inflight})
             for label, eos in (("generator -> kafka, plain", False), ("generator -> kafka, exactly_once", True)):
-                broker = Tansu(Path(tmp) / "tansu.log").start()
-                try:
-                    pipe[label] = pipeline_rate(tmp, {"type": "kafka", "config": {
-                        "id": "k", "brokers": broker.bootstrap, "topic": "bench", "exactly_once": eos}}, pn)
-                finally:
-                    broker.stop()
+                for inflight in INFLIGHT:
+                    broker = Tansu(Path(tmp) / "tansu.log").start()
+                    try:
+                        pipe[f"{label}, max_inflight {inflight}"] = pipeline_rate(
+                            {"type": "kafka", "config": {"id": "k", "brokers": broker.bootstrap, "topic": "bench",
+                                                         "exactly_once": eos}}, pn, {"max_inflight": inflight})
+                    finally:
+                        broker.stop()
     plain, eos = r["sink, plain (idempotent)"], r["sink, exactly_once"]
     print(f"\nKafka sink, tansu broker, {n:,} events of {size} bytes, batches of {BATCH}")
     print("events/s over the whole run, and from the median batch time (robust to the stalls of a shared machine)")
@@ -177,8 +204,23 @@ def main() -> None:
         print(f"{label:<36}{run_r:>10,.0f}{ratios[0]:>11}{med_r if not label.endswith('end') else 0:>13,.0f}"
               f"{ratios[1]:>11}")
     if pipe:
-        print_pipeline_table(pipe, args.pipeline_events, 38)
-
+        print(f"\nraw loops fed by the generator source ({args.pipeline_events:,} events, making them included): "
+              "the like-for-like references for generator -> sink")
+        for label in FED:
+            print(f"{label:<52}{r[label][0]:>10,.0f}")
+        refs: dict[str, tuple[str, float]] = {}
+        for label in pipe:
+            if label.startswith("generator -> kafka, plain"):
+                refs[label] = ("fed: produce, one flush", r["fed: produce, one flush at the end"][0])
+            elif label.startswith("generator -> kafka, exactly_once"):
+                refs[label] = ("fed: txn per 1000", r["fed: txn, commit every 1000"][0])
+        print_pipeline_table(pipe, args.pipeline_events, 52, refs)
+        print("the same runs beside the raw loops on pre-made events (above):")
+        for label, rate in pipe.items():
+            ref = ("raw produce, one flush at the end" if "plain" in label else
+                   "raw txn, commit every 1000" if "exactly_once" in label else None)
+            if ref:
+                print(f"  {label:<50}{rate / r[ref][0]:>6.0%} of {ref} ({r[ref][0]:,.0f}/s)")
 
 if __name__ == "__main__":
     main()

@@ -10,8 +10,9 @@ row) is quoted on fewer rows. The raw loop's time includes building its row
 tuples from the events, as the sink must. A scratch database
 `tg_pgsink_bench_<hex>` is created and dropped.
 
-Then generator -> postgres through a real `tidegate serve`, beside generator ->
-file (fsync never), the runtime's own ceiling.
+Then generator -> postgres through a real `tidegate serve` (measured from the
+first checkpoint) at max_inflight 1 (the default) and 8, beside generator ->
+file (fsync never), the runtime's own ceiling, and the raw loop.
 
 Run: .venv/bin/python bench/bench_sink_postgres.py [--events N] [--pipeline-events M]
 """
@@ -31,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import psycopg2  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
 
-from _common import BATCH, file_sink_ceiling, pipeline_rate, print_pipeline_table, run_and_median  # noqa: E402
+from _common import (BATCH, fed, file_sink_ceiling, pipeline_rate, print_pipeline_table,  # noqa: E402
+                     run_and_median)
 
 from shared.spec.model import PostgresSinkConfig  # noqa: E402
 from worker.envelope import encode  # noqa: E402
@@ -83,11 +85,22 @@ async def paired(dsn: str, total: int) -> dict[str, tuple[float, float]]:
     return {"sink write()": run_and_median(sink_t, total), "raw execute_values": run_and_median(raw_t, total)}
 
 
+async def fed_raw(dsn: str, table: str, total: int) -> float:
+    """The raw loop fed by the generator source: make the events, execute_values + commit per
+    batch; events/s of the whole loop (the like-for-like reference for generator -> postgres)."""
+    conn = psycopg2.connect(dsn)
+    t0 = time.perf_counter()
+    async for evs, _ in fed(total):
+        raw_batch(conn, table, evs, many=False)
+    conn.close()
+    return total / (time.perf_counter() - t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--many-events", type=int, default=20_000, help="rows for the executemany reference")
-    ap.add_argument("--pipeline-events", type=int, default=300_000,
+    ap.add_argument("--pipeline-events", type=int, default=1_000_000,
                     help="events for generator -> postgres through tidegate serve (0: skip)")
     args = ap.parse_args()
     n = args.events
@@ -100,7 +113,7 @@ def main() -> None:
     pipe: dict[str, float] = {}
     try:
         with psycopg2.connect(dsn) as c, c.cursor() as cur:
-            for t in ("raw_many", "raw_t", "sink_t", "pipe"):
+            for t in ("raw_many", "raw_t", "sink_t", "pipe1", "pipe8", "fed_t"):
                 cur.execute(f"CREATE TABLE {t} (id bigint PRIMARY KEY, payload text)")
         conn = psycopg2.connect(dsn)
         many_s = sum(raw_batch(conn, "raw_many", evs, many=True) for evs in batches(args.many_events))
@@ -112,9 +125,14 @@ def main() -> None:
         if args.pipeline_events:
             with tempfile.TemporaryDirectory() as tmp:
                 pn = args.pipeline_events
-                pipe["generator -> file (fsync never)"] = file_sink_ceiling(tmp, "f", pn)
-                pipe["generator -> postgres"] = pipeline_rate(
-                    tmp, {"type": "postgres", "config": {"id": "pg", "dsn": dsn, "table": "pipe"}}, pn)
+                fed_rate = asyncio.run(fed_raw(dsn, "fed_t", pn))
+                for inflight in (1, 8):
+                    pipe[f"generator -> file (fsync never), max_inflight {inflight}"] = file_sink_ceiling(
+                        tmp, "f", pn, {"max_inflight": inflight})
+                for inflight in (1, 8):
+                    pipe[f"generator -> postgres, max_inflight {inflight}"] = pipeline_rate(
+                        {"type": "postgres", "config": {"id": "pg", "dsn": dsn, "table": f"pipe{inflight}"}}, pn,
+                        {"max_inflight": inflight})
     finally:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
@@ -129,7 +147,15 @@ def main() -> None:
     many = args.many_events / many_s
     print(f"{'raw executemany':<24}{many:>10,.0f}{ours[0] / many:>11.0%}   ({args.many_events:,} rows)")
     if pipe:
-        print_pipeline_table(pipe, args.pipeline_events, 34)
+        print(f"\nraw execute_values fed by the generator source ({args.pipeline_events:,} events, making them "
+              f"included): {fed_rate:,.0f}/s, the like-for-like reference for generator -> postgres")
+        refs = {k: ("fed raw execute_values", fed_rate) for k in pipe if k.startswith("generator -> postgres")}
+        print_pipeline_table(pipe, args.pipeline_events, 48, refs)
+        raw = r["raw execute_values"][0]
+        print("the same runs beside the raw loop on pre-made events (above):")
+        for label, rate in pipe.items():
+            if label.startswith("generator -> postgres"):
+                print(f"  {label:<46}{rate / raw:>6.0%} of raw execute_values ({raw:,.0f}/s)")
 
 
 if __name__ == "__main__":

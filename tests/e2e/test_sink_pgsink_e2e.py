@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.integration.test_sink_pgsink import admin, db, query  # noqa: F401 - fixture
 from tests.support import wait_until
 from tests.support.sinks import kill_worker_and_wait_restart
@@ -67,9 +69,14 @@ def test_database_refusing_connections_holds_then_delivers(supervisor: Superviso
     assert query(db, "SELECT count(*) FROM applied") == [(n,)]
 
 
-def test_no_change_applied_twice_after_worker_sigkill(supervisor: Supervisor, db: str) -> None:  # noqa: F811
+@pytest.mark.parametrize("max_inflight", [1, 8])
+def test_no_change_applied_twice_after_worker_sigkill(supervisor: Supervisor, db: str,  # noqa: F811
+                                                      max_inflight: int) -> None:
+    """max_inflight 8: batches queued together are applied as one transaction."""
     pipe, n = pipe_name(db), 30000
-    supervisor.create(generator_spec(pipe, [pg("replica", db)], count=n, rate=6000, payload_bytes=50))
+    spec = generator_spec(pipe, [pg("replica", db)], count=n, rate=6000, payload_bytes=50)
+    spec["spec"]["batch"] = {"max_inflight": max_inflight}
+    supervisor.create(spec)
     supervisor.wait_position(pipe, "replica", 5000, timeout=30)
     kill_worker_and_wait_restart(supervisor, pipe)
     supervisor.wait_position(pipe, "replica", n, timeout=90)

@@ -3,7 +3,8 @@
 `c`/`u`/`r` upsert `after` (INSERT ... ON CONFLICT (key) DO UPDATE), `d` deletes by
 the key in `before` (or `after`). Key columns: `key_columns`, else the target
 table's primary key (read at open). Each batch is one transaction (one
-multi-statement query: one round trip) that also upserts this sink's checkpoint into `tidegate_checkpoints(pipeline, sink_id,
+multi-statement query: one round trip; batches queued together, with max_inflight > 1,
+share one) that also upserts this sink's checkpoint into `tidegate_checkpoints(pipeline, sink_id,
 position, updated_at)` (created in the target table's schema), so `open()`
 returns it and a replay never applies a batch twice: exactly-once for this sink.
 Event columns the target table lacks are ignored, with one warning per column.
@@ -149,6 +150,13 @@ class PostgresSink(Sink):
     # ---------------------------------------------------------------- write
     async def write(self, batch: SinkBatch) -> None:
         await self._run(self._write_sync, batch)
+
+    async def write_many(self, batches: list[SinkBatch]) -> None:  # type: ignore[override]
+        """Consecutive queued batches as one transaction with the last one's checkpoint:
+        the same all-or-nothing rule, one commit instead of several."""
+        events = [e for b in batches for e in b.events]
+        last = batches[-1]
+        await self._run(self._write_sync, SinkBatch(seq=last.seq, events=events, last_position=last.last_position))
 
     def _write_sync(self, batch: SinkBatch) -> None:
         if self._conn is None:
