@@ -110,3 +110,4 @@ EXIT_OK = 0
 EXIT_FAILED = 3        # pipeline failed for good: do not restart (status failed)
 EXIT_CONFIG = 4        # could not build the pipeline from its spec: failed
 EXIT_PARENT_GONE = 5   # the supervisor went away
+EXIT_LEASE_LOST = 6    # shared state store: another node holds this pipeline's lease now

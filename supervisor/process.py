@@ -47,12 +47,13 @@ class WorkerHandle:
         return self.proc.pid if self.proc is not None else None
 
     def start(self, spec_bytes: bytes, state_dir: str, log_format: str, log_level: str, paused: bool,
-              mode: str = "run") -> None:
+              mode: str = "run", state_url: str | None = None, lease: tuple[str, int] | None = None) -> None:
         """Spawn from the loop thread (PR_SET_PDEATHSIG follows the spawning thread)."""
         ctx = context()
         parent, child = ctx.Pipe(duplex=True)
         self.proc = ctx.Process(target=run_worker, name=f"tidegate: pipeline {self.name}",
-                                args=(child, spec_bytes, state_dir, log_format, log_level, paused, os.getpid(), mode))
+                                args=(child, spec_bytes, state_dir, log_format, log_level, paused, os.getpid(), mode,
+                                      state_url, lease))
         self.proc.start()
         child.close()
         self.chan = supervisor_channel(parent)

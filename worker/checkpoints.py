@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from shared.errors import ErrorInfo
 from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS, Counters
+from shared.store import LeaseLost, StoreUnavailable
 from shared.store.sqlite import SqliteStore
 from worker.batcher import Batch
 from worker.commit import committed_position, position_le
@@ -25,7 +26,8 @@ class Committer:
     def __init__(self, pipeline: str, store: SqliteStore, store_pool: ThreadPoolExecutor, policy: Any,
                  max_inflight: int, counters: Counters, log: Any, *,
                  on_store_error: Callable[[ErrorInfo], None],
-                 on_commit: Callable[[str], Awaitable[None]]) -> None:
+                 on_commit: Callable[[str], Awaitable[None]],
+                 on_lease_lost: Callable[[LeaseLost], None] | None = None) -> None:
         self.pipeline = pipeline
         self.store = store
         self.store_pool = store_pool
@@ -34,6 +36,7 @@ class Committer:
         self.log = log
         self.on_store_error = on_store_error
         self.on_commit = on_commit                   # the source may acknowledge this position upstream
+        self.on_lease_lost = on_lease_lost           # shared state store: another node runs the pipeline now
         self.inflight: collections.deque[Batch] = collections.deque()
         self.sem = asyncio.Semaphore(max_inflight)
         self.committed: str | None = None
@@ -100,7 +103,13 @@ class Committer:
             snap, self._pending = self._pending, {}
             try:
                 await run(self.store_pool, self.store.save_checkpoints, self.pipeline, snap)
-            except sqlite3.Error as exc:
+            except LeaseLost as exc:
+                # fenced: nothing more may be checkpointed; the pipeline stops (no drain to wait for)
+                if self.on_lease_lost is None:
+                    raise
+                self.on_lease_lost(exc)
+                return
+            except (sqlite3.Error, StoreUnavailable) as exc:
                 self._pending = {**snap, **self._pending}
                 self.on_store_error(ErrorInfo(kind="state", message=f"state store: {exc}", retryable=True))
                 self.log.warning("checkpoint_store_failed", error=str(exc))

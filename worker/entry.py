@@ -90,7 +90,8 @@ def lock_pipeline(state_dir: str, name: str, timeout: float = 30.0) -> int:
 
 
 def main(conn: Any, spec_bytes: bytes, state_dir: str, log_format: str, log_level: str,
-         start_paused: bool, supervisor_pid: int, mode: str = "run") -> None:
+         start_paused: bool, supervisor_pid: int, mode: str = "run", state_url: str | None = None,
+         lease: tuple[str, int] | None = None) -> None:
     set_parent_death_signal()
     spec = decode_spec(spec_bytes)
     name = spec.metadata.name
@@ -107,7 +108,7 @@ def main(conn: Any, spec_bytes: bytes, state_dir: str, log_format: str, log_leve
     logs.configure(log_format, log_level)
     from worker import runtime
     if mode == "drop":   # the pipeline is being deleted while no worker runs: drop its source state only
-        os._exit(asyncio.run(runtime.drop_source(spec_bytes, state_dir)))
+        os._exit(asyncio.run(runtime.drop_source(spec_bytes, state_dir, state_url)))
     lock_pipeline(state_dir, name)
     set_rlimits(spec)
     # The data path allocates many short-lived dicts: keep start-up objects out of
@@ -119,7 +120,7 @@ def main(conn: Any, spec_bytes: bytes, state_dir: str, log_format: str, log_leve
     # switch interval made every hand-off wait for it (measured: +30% events/s
     # generator -> file at 0.5 ms).
     sys.setswitchinterval(0.0005)
-    code = asyncio.run(runtime.main(conn, spec_bytes, state_dir, start_paused))
+    code = asyncio.run(runtime.main(conn, spec_bytes, state_dir, start_paused, state_url, lease))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -13,6 +13,7 @@ from typing import Any
 from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SinkError, SourceError, TidegateError, describe
 from shared.protocol import Counters
 from shared.spec.model import PipelineSpec, type_tag
+from shared.store import LeaseLost
 from shared.store.sqlite import SqliteStore
 from worker import plugins
 from worker.batcher import Batch, Batcher
@@ -53,7 +54,8 @@ class Pipeline:
         self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
         self.commits = Committer(self.name, store, self.store_pool, body.commit_policy, body.batch.max_inflight,
                                  self.counters, log, on_store_error=self._on_store_error,
-                                 on_commit=self._commit_source)
+                                 on_commit=self._commit_source, on_lease_lost=self._on_lease_lost)
+        self.lease_lost: LeaseLost | None = None
         self.coordinating = False
         self.ready = asyncio.Event()
 
@@ -170,6 +172,12 @@ class Pipeline:
     def _on_store_error(self, info: ErrorInfo) -> None:
         self.last_error = info
 
+    def _on_lease_lost(self, exc: LeaseLost) -> None:
+        """Another node took this pipeline over: stop now; run() then raises `exc`."""
+        self.lease_lost = exc
+        self.last_error = ErrorInfo(kind="state", message=str(exc), retryable=True)
+        self.request_stop()
+
     async def _commit_source(self, position: str) -> None:
         if self.source is not None:
             try:
@@ -265,7 +273,7 @@ class Pipeline:
                 await self._dispatch(batch)
         reader.cancel()
         last = batcher.flush()
-        if last is not None and self.commits.has_room():
+        if last is not None and self.commits.has_room() and self.lease_lost is None:
             await self._dispatch(last)
 
     async def _drain(self, timeout: float | None, *, give_up_on_sink_errors: bool = True) -> bool:
@@ -273,7 +281,7 @@ class Pipeline:
         is failing (nothing is lost: uncommitted batches are read again at the next start)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.commits.inflight:
-            if (deadline is not None and time.monotonic() > deadline) or \
+            if (deadline is not None and time.monotonic() > deadline) or self.lease_lost is not None or \
                     (give_up_on_sink_errors and self.sink_errors):
                 return False
             await asyncio.sleep(0.02)
@@ -309,7 +317,11 @@ class Pipeline:
                                      sink_errors=dict(self.sink_errors))
                 for t in sink_tasks:
                     t.cancel()
+            if self.lease_lost is not None:
+                raise self.lease_lost
         except* PipelineFailed as eg:
+            raise eg.exceptions[0] from None
+        except* LeaseLost as eg:
             raise eg.exceptions[0] from None
         finally:
             await self.close()

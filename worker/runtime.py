@@ -14,10 +14,10 @@ import structlog
 
 from shared.channel import Channel, worker_channel
 from shared.errors import ErrorInfo, describe
-from shared.protocol import (EXIT_FAILED, EXIT_OK, EXIT_PARENT_GONE, Failed, Pause, Paused, Ready, Resume,
-                             Resumed, Status, Stop, Stopped)
+from shared.protocol import (EXIT_FAILED, EXIT_LEASE_LOST, EXIT_OK, EXIT_PARENT_GONE, Failed, Pause, Paused, Ready,
+                             Resume, Resumed, Status, Stop, Stopped)
 from shared.spec.load import decode_spec
-from shared.store.sqlite import SqliteStore
+from shared.store import LeaseLost, StoreUnavailable, open_store
 from shared.errors import PipelineFailed
 from worker.pipeline import Pipeline
 
@@ -122,6 +122,12 @@ class Runtime:
             self.send(Failed(error=exc.info))
             self.log.error("pipeline_failed", error=exc.info.message)
             code = EXIT_FAILED
+        except LeaseLost as exc:
+            # another supervisor took this pipeline over: stop at once, not a failure of the pipeline
+            self.pipeline.last_error = ErrorInfo(kind="state", message=str(exc), retryable=True)
+            self.send_status()
+            self.log.error("lease_lost", error=str(exc))
+            code = EXIT_LEASE_LOST
         except asyncio.CancelledError:
             pass
         except BaseException as exc:
@@ -140,11 +146,16 @@ class Runtime:
         return code
 
 
-async def main(conn: Any, spec_bytes: bytes, state_dir: str, start_paused: bool) -> int:
+async def main(conn: Any, spec_bytes: bytes, state_dir: str, start_paused: bool, state_url: str | None = None,
+               lease: tuple[str, int] | None = None) -> int:
     spec = decode_spec(spec_bytes)
     log = structlog.get_logger().bind(pipeline=spec.metadata.name, pid=os.getpid())
     chan = worker_channel(conn)
-    store = SqliteStore(state_dir).open()
+    try:
+        store = open_store(state_dir, state_url, fence=lease)
+    except StoreUnavailable as exc:   # a crash: restarted with backoff by the supervisor
+        log.error("state_store_unavailable", error=str(exc))
+        return 1
     pipeline = Pipeline(spec, store, log, state_dir=state_dir, start_paused=start_paused)
     rt = Runtime(chan, pipeline, log)
     t0 = time.monotonic()
@@ -155,12 +166,12 @@ async def main(conn: Any, spec_bytes: bytes, state_dir: str, start_paused: bool)
         log.debug("worker_exit", ran_s=round(time.monotonic() - t0, 3))
 
 
-async def drop_source(spec_bytes: bytes, state_dir: str) -> int:
+async def drop_source(spec_bytes: bytes, state_dir: str, state_url: str | None = None) -> int:
     """Delete of a pipeline with no running worker: let the source drop what it
     created on the server (a replication slot...). Exit 0, or 1 with the error logged."""
     spec = decode_spec(spec_bytes)
     log = structlog.get_logger().bind(pipeline=spec.metadata.name, pid=os.getpid())
-    store = SqliteStore(state_dir).open()
+    store = open_store(state_dir, state_url)
     try:
         source = Pipeline(spec, store, log, state_dir=state_dir)._source()
         await source.drop()
