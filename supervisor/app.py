@@ -26,11 +26,12 @@ from starlette.routing import Route
 from shared import logs
 from shared.spec.load import SpecInvalid, SpecMalformed, encode_spec, parse, spec_files, validate_document
 from shared.states import Desired
+from shared.store import StoreUnavailable, open_store, where
 from shared.store.sqlite import SqliteStore
 from supervisor import metrics, systemd
 from supervisor.api import errors, openapi
 from supervisor.api.routes import ROUTES
-from supervisor.manager import PipelineManager
+from supervisor.manager import Conflict, PipelineManager
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
@@ -43,6 +44,8 @@ class ServeConfig:
     log_format: str = "console"
     log_level: str = "info"
     token: str | None = None
+    state_url: str | None = None     # postgresql://... shared state store with per-pipeline leases
+    node_id: str | None = None       # this supervisor's name in the leases (default <hostname>-<pid>)
 
 
 class AuthMiddleware:
@@ -88,7 +91,8 @@ def build_app(manager: PipelineManager, token: str | None) -> Any:
     handlers: dict[Any, Any] = {HTTPException: errors.http_exception, Exception: errors.handle}
     for exc in (errors.ApiError, SpecInvalid, SpecMalformed, msgspec.ValidationError):
         handlers[exc] = errors.handle
-    from supervisor.manager import Conflict, NotFound
+    from supervisor.manager import NotFound
+    handlers[StoreUnavailable] = errors.handle
     handlers[NotFound] = errors.handle
     handlers[Conflict] = errors.handle
     app = Starlette(routes=[*ROUTES, Route("/metrics", metrics_route), Route("/openapi.json", openapi_route)],
@@ -118,11 +122,14 @@ def load_config_specs(paths: list[str], check: Any) -> tuple[list[Any], list[str
     return specs, problems
 
 
-def seed_store(store: SqliteStore, specs: list[Any]) -> None:
-    """Config specs at start: created, or updated when they differ (desired state kept)."""
+def seed_store(store: SqliteStore, specs: list[Any], skip: Any = None) -> None:
+    """Config specs at start: created, or updated when they differ (desired state kept).
+    `skip(name)`: leave that one alone (shared store: another live node runs it)."""
     for spec in specs:
         row = store.get_pipeline(spec.metadata.name)
         data = encode_spec(spec)
+        if row is not None and skip is not None and skip(spec.metadata.name):
+            continue
         if row is None:
             store.put_pipeline(spec.metadata.name, data, Desired.RUNNING.value)
         elif row.spec != data:
@@ -149,10 +156,27 @@ async def run(cfg: ServeConfig) -> int:
         return 2
     os.makedirs(cfg.state_dir, exist_ok=True)
     state_dir = os.path.abspath(cfg.state_dir)
-    store = SqliteStore(state_dir).open()
-    seed_store(store, specs)
+    leases = None
+    try:
+        store = open_store(state_dir, cfg.state_url)
+        if cfg.state_url:
+            from shared.store.postgres import PgStore
+            from supervisor.leases import LeaseKeeper, default_node_id
+            leases = LeaseKeeper(PgStore(cfg.state_url).open(), cfg.node_id or default_node_id(), cfg.api_addr)
+    except StoreUnavailable as exc:
+        log.error("state_store_unavailable", error=str(exc))
+        return 2
+
+    def held_elsewhere(name: str) -> bool:
+        lease = store.lease(name)
+        if leases is not None and lease is not None and lease.live and lease.owner != leases.node:
+            log.warning("config_spec_skipped", pipeline=name, reason=f"run by node {lease.owner!r}")
+            return True
+        return False
+
+    seed_store(store, specs, skip=held_elsewhere if leases is not None else None)
     manager = PipelineManager(store, state_dir=state_dir, log_format=cfg.log_format, log_level=cfg.log_level,
-                              check_processor=check)
+                              check_processor=check, state_url=cfg.state_url, leases=leases)
     host, _, port = cfg.api_addr.rpartition(":")
     hc = HyperConfig()
     hc.bind = [cfg.api_addr]
@@ -168,7 +192,11 @@ async def run(cfg: ServeConfig) -> int:
     reload = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, reload.set)
 
-    await manager.start()
+    try:
+        await manager.start()
+    except StoreUnavailable as exc:
+        log.error("state_store_unavailable", error=str(exc))
+        return 2
 
     async def reload_loop() -> None:
         while True:
@@ -178,7 +206,11 @@ async def run(cfg: ServeConfig) -> int:
             for p in problems2:
                 log.error("config_invalid", problem=p)
             for spec in specs2:
-                m, what = await manager.apply(msgspec.to_builtins(spec))
+                try:
+                    m, what = await manager.apply(msgspec.to_builtins(spec))
+                except Conflict as exc:   # shared state store: another node runs it
+                    log.warning("config_not_applied", pipeline=spec.metadata.name, reason=str(exc))
+                    continue
                 log.info("config_applied", pipeline=m.name, result=what)
 
     def summary() -> str:
@@ -199,7 +231,8 @@ async def run(cfg: ServeConfig) -> int:
         while not _port_open(host or "127.0.0.1", int(port)):
             await asyncio.sleep(0.02)
         notifier.ready()
-        log.info("supervisor_ready", api=cfg.api_addr, state_dir=state_dir, pipelines=len(manager.pipelines))
+        log.info("supervisor_ready", api=cfg.api_addr, state_dir=state_dir, pipelines=len(manager.pipelines),
+                 **({"state_store": f"postgresql {where(cfg.state_url)}", "node": leases.node} if leases else {}))
 
     tasks = [loop.create_task(reload_loop(), name="reload_loop"),
              loop.create_task(ready_notifier(), name="ready_notifier")]
@@ -215,5 +248,7 @@ async def run(cfg: ServeConfig) -> int:
         await manager.shutdown()
         watchdog.cancel()
         store.close()
+        if leases is not None:
+            leases.store.close()
         log.info("supervisor_stopped")
     return 0

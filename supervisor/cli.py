@@ -48,16 +48,26 @@ def cmd_serve(argv: list[str]) -> int:
     ap.add_argument("--api-addr", default=os.environ.get("TIDEGATE_API_ADDR", "127.0.0.1:8080"))
     ap.add_argument("--log-format", choices=["console", "json"], default=None)
     ap.add_argument("--log-level", default="info")
-    ap.add_argument("--state-url", default=None, help="postgresql://... shared state store (not yet available)")
+    ap.add_argument("--state-url", default=os.environ.get("TIDEGATE_STATE_URL") or None, metavar="URL",
+                    help="postgresql://user:pass@host:port/db: keep specs, desired states and checkpoints in "
+                         "PostgreSQL (tables tidegate_*, created when missing) instead of <state-dir>/tidegate.db. "
+                         "Several supervisors on one URL share the pipelines: each runs those it holds a lease "
+                         "on (TTL TIDEGATE_LEASE_TTL_S, default 15 s) and takes over those of a node that died. "
+                         "The state dir still holds local files (worker locks). Env: TIDEGATE_STATE_URL")
+    ap.add_argument("--node-id", default=os.environ.get("TIDEGATE_NODE_ID") or None, metavar="ID",
+                    help="this supervisor's name in the leases of --state-url (default <hostname>-<pid>). "
+                         "Env: TIDEGATE_NODE_ID")
     a = ap.parse_args(argv)
     if a.state_url:
-        print("tidegate serve: --state-url (Postgres state store) is not available in this build; "
-              "use --state-dir", file=sys.stderr)
-        return 2
+        from shared.store import is_postgres_url
+        if not is_postgres_url(a.state_url):
+            print("tidegate serve: --state-url must be a postgresql://... URL", file=sys.stderr)
+            return 2
     fmt = a.log_format or ("console" if sys.stderr.isatty() else "json")
     from supervisor.app import ServeConfig, run
     cfg = ServeConfig(configs=a.config, state_dir=a.state_dir, api_addr=a.api_addr, log_format=fmt,
-                      log_level=a.log_level, token=os.environ.get("TIDEGATE_API_TOKEN") or None)
+                      log_level=a.log_level, token=os.environ.get("TIDEGATE_API_TOKEN") or None,
+                      state_url=a.state_url, node_id=a.node_id)
     return asyncio.run(run(cfg))
 
 
@@ -65,6 +75,7 @@ USAGE = """usage: tidegate <command> [options]
 
 commands:
   serve [--config PATH]... [--state-dir DIR] [--api-addr HOST:PORT] [--log-format console|json] [--log-level LEVEL]
+        [--state-url postgresql://...] [--node-id ID]
   validate SPEC...            check spec files; exit 1 and print every error with its field path
   version
   get [NAME] | apply -f SPEC | pause|resume|stop|restart|delete NAME   (ops client; --server URL, -o table|json|yaml)

@@ -7,20 +7,25 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Any, Callable, assert_never
+from typing import TYPE_CHECKING, Any, Callable, assert_never
 
 import structlog
 
 from shared.errors import ErrorInfo
-from shared.protocol import (EXIT_CONFIG, EXIT_FAILED, Counters, Failed, Pause, Paused, Ready, Resume,
+from shared.protocol import (EXIT_CONFIG, EXIT_FAILED, EXIT_LEASE_LOST, Counters, Failed, Pause, Paused, Ready, Resume,
                              Resumed, Status as StatusMsg, Stop, Stopped)
 from shared.spec.load import SpecInvalid, decode_spec, encode_spec, to_document, validate_document
 from shared.spec.model import PipelineSpec, type_tag
 from shared.spec.patch import merge_patch
 from shared.states import Desired, Status
-from shared.store.sqlite import SqliteStore
+from shared.store import StoreUnavailable
+from shared.store.sqlite import PipelineRow, SqliteStore
+from supervisor.leased import LeaseSide
 from supervisor.process import WorkerHandle, describe_exit
 from supervisor.managed import Managed
+
+if TYPE_CHECKING:
+    from supervisor.leases import LeaseKeeper
 
 # a worker reports every 0.25 s; silence this long means its loop is stuck
 HEARTBEAT_TIMEOUT_S = float(os.environ.get("TIDEGATE_HEARTBEAT_TIMEOUT_S", "15"))
@@ -36,10 +41,15 @@ class Conflict(Exception):
     pass
 
 
-class PipelineManager:
+class PipelineManager(LeaseSide):
     def __init__(self, store: SqliteStore, *, state_dir: str, log_format: str, log_level: str,
-                 check_processor: Callable[[str], str | None] | None = None) -> None:
-        self.store = store
+                 check_processor: Callable[[str], str | None] | None = None, state_url: str | None = None,
+                 leases: "LeaseKeeper | None" = None) -> None:
+        self.store: Any = store
+        self.state_url = state_url
+        self.leases = leases          # shared state store: this node runs only the pipelines it leases
+        self.stopping = False
+        self._lease_task: asyncio.Task[None] | None = None
         self.state_dir = state_dir
         self.log_format = log_format
         self.log_level = log_level
@@ -52,28 +62,53 @@ class PipelineManager:
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        held = None if self.leases is None else await self.leases.acquire_free()
         for row in self.store.list_pipelines():
-            spec = decode_spec(row.spec)
-            desired = Desired(row.desired)
-            m = Managed(row.name, spec, desired, last_error=row.last_error)
-            self.pipelines[row.name] = m
-            if desired in (Desired.RUNNING, Desired.PAUSED):
-                self._spawn(m)
-            else:
-                m.status = Status.STOPPED if desired == Desired.STOPPED else Status.FAILED
+            if held is None or row.name in held:
+                self._adopt_row(row)
+        for name in set(held or ()) - set(self.pipelines):
+            self.leases.forget(name)   # deleted in between
         self.ready = True
-        self._monitor = asyncio.get_running_loop().create_task(self.monitor_loop(), name="monitor_loop")
+        loop = asyncio.get_running_loop()
+        self._monitor = loop.create_task(self.monitor_loop(), name="monitor_loop")
+        if self.leases is not None:
+            self.log.info("leases_acquired", node=self.leases.node, pipelines=sorted(held or ()))
+            self._lease_task = loop.create_task(self.lease_loop(), name="lease_loop")
+
+    def _adopt_row(self, row: PipelineRow) -> Managed:
+        spec = decode_spec(row.spec)
+        desired = Desired(row.desired)
+        m = Managed(row.name, spec, desired, last_error=row.last_error)
+        self.pipelines[row.name] = m
+        if desired in (Desired.RUNNING, Desired.PAUSED):
+            self._spawn(m)
+        else:
+            m.status = Status.STOPPED if desired == Desired.STOPPED else Status.FAILED
+        return m
 
     async def shutdown(self) -> None:
+        self.stopping = True
         if self._monitor:
             self._monitor.cancel()
         for m in self.pipelines.values():
             if m.restart_task:
                 m.restart_task.cancel()
-        await asyncio.gather(*(self._stop_worker(m, "shutdown") for m in self.pipelines.values()))
+        # leases are still renewed while the workers drain, then given up at once
+        await asyncio.gather(*(self._stop_worker(m, "shutdown") for m in list(self.pipelines.values())))
+        if self._lease_task is not None:
+            self._lease_task.cancel()
+        if self.leases is not None:
+            async with self.leases.lock:
+                try:
+                    await self.leases.release_all()
+                except StoreUnavailable as exc:
+                    self.log.warning("lease_release_failed", error=str(exc))
 
     # -------------------------------------------------------------- workers
     def _spawn(self, m: Managed) -> None:
+        if self.leases is not None and self.leases.fence(m.name) is None:
+            self.log.error("spawn_without_lease", pipeline=m.name)   # never run a pipeline we do not lease
+            return
         h = WorkerHandle(m.name, self._on_report, self._on_exit)
         m.handle = h
         # a worker started paused moves no data from its first instant: show it paused
@@ -83,7 +118,8 @@ class PipelineManager:
         m.failed_by_worker = False
         m.intent = None
         h.start(encode_spec(m.spec), self.state_dir, self.log_format, self.log_level,
-                paused=m.desired == Desired.PAUSED)
+                paused=m.desired == Desired.PAUSED, state_url=self.state_url,
+                lease=None if self.leases is None else self.leases.fence(m.name))
         self.log.info("worker_spawned", pipeline=m.name, worker_pid=h.pid)
         self._changed(m)
 
@@ -138,6 +174,9 @@ class PipelineManager:
             m.status = Status.STOPPED
         elif intent in ("restart", "shutdown"):
             pass   # the caller decides what comes next
+        elif code == EXIT_LEASE_LOST:   # fenced: another node runs it now; not a crash of the pipeline
+            self._lease_lost(m, m.last_error or "the worker found its lease lost")
+            return
         elif m.failed_by_worker or code in (EXIT_FAILED, EXIT_CONFIG):
             self._fail(m, m.last_error or describe_exit(code))
         else:
@@ -219,8 +258,21 @@ class PipelineManager:
         name = spec.metadata.name
         if name in self.pipelines:
             raise Conflict(f"pipeline {name!r} already exists")
+        if self.leases is not None:   # shared store: it may exist elsewhere; it is leased to us at creation
+            if self.store.get_pipeline(name) is not None:
+                raise Conflict(f"pipeline {name!r} already exists; " + self._owner_note(name, self.store.lease(name)))
+            async with self.leases.lock:
+                token = await self.leases.claim(name)
+            if token is None or name in self.pipelines:
+                raise Conflict(f"pipeline {name!r} already exists (being created); "
+                               + self._owner_note(name, self.store.lease(name)))
         m = Managed(name, spec, Desired.RUNNING)
-        self.store.put_pipeline(name, encode_spec(spec), Desired.RUNNING.value)
+        try:
+            self.store.put_pipeline(name, encode_spec(spec), Desired.RUNNING.value)
+        except StoreUnavailable:
+            if self.leases is not None:
+                self.leases.forget(name)   # its lease expires by itself
+            raise
         self.pipelines[name] = m
         self._spawn(m)
         return m
@@ -237,7 +289,7 @@ class PipelineManager:
         return m, "updated"
 
     async def patch(self, name: str, patch: Any) -> Managed:
-        m = self.get(name)
+        m = await self.owned(name)
         if not isinstance(patch, dict):
             raise SpecInvalid([("$", "a merge patch must be an object")])
         merged = merge_patch(to_document(m.spec), patch)
@@ -263,7 +315,7 @@ class PipelineManager:
             self._spawn(m)
 
     async def delete(self, name: str) -> None:
-        m = self.get(name)
+        m = await self.owned(name)
         async with m.lock:
             self._cancel_restart(m)
             m.desired = Desired.STOPPED
@@ -271,7 +323,12 @@ class PipelineManager:
                 await self._stop_worker(m, "delete", drop=True)
             else:
                 await self._drop_source_state(m)
-            self.store.delete_pipeline(name)
+            if self.leases is not None:
+                async with self.leases.lock:   # no renewal in between: the lease row is expired for good
+                    self.store.delete_pipeline(name)
+                    self.leases.forget(name)
+            else:
+                self.store.delete_pipeline(name)
             self.pipelines.pop(name, None)
         self._changed(m)
 
@@ -280,13 +337,14 @@ class PipelineManager:
         if type_tag(m.spec.spec.source) == "generator":
             return
         h = WorkerHandle(m.name, lambda _h, _msg: None, lambda _h, _code: None)
-        h.start(encode_spec(m.spec), self.state_dir, self.log_format, self.log_level, paused=True, mode="drop")
+        h.start(encode_spec(m.spec), self.state_dir, self.log_format, self.log_level, paused=True, mode="drop",
+                state_url=self.state_url)
         if not await h.wait(30.0):
             h.signal(9)
             await h.wait(5.0)
 
     async def pause(self, name: str) -> Managed:
-        m = self.get(name)
+        m = await self.owned(name)
         async with m.lock:
             if m.status in (Status.STOPPED, Status.FAILED) or m.desired in (Desired.STOPPED, Desired.FAILED):
                 raise Conflict(f"pipeline {name!r} is {m.status.value}; resume it first")
@@ -302,7 +360,7 @@ class PipelineManager:
         return m
 
     async def resume(self, name: str) -> Managed:
-        m = self.get(name)
+        m = await self.owned(name)
         async with m.lock:
             was = m.desired
             m.desired = Desired.RUNNING
@@ -319,7 +377,7 @@ class PipelineManager:
         return m
 
     async def stop(self, name: str) -> Managed:
-        m = self.get(name)
+        m = await self.owned(name)
         async with m.lock:
             self._cancel_restart(m)
             m.desired = Desired.STOPPED
@@ -330,7 +388,7 @@ class PipelineManager:
         return m
 
     async def restart(self, name: str) -> Managed:
-        m = self.get(name)
+        m = await self.owned(name)
         async with m.lock:
             self._cancel_restart(m)
             m.desired = Desired.RUNNING
@@ -341,7 +399,7 @@ class PipelineManager:
         return m
 
     async def clear_checkpoints(self, name: str) -> None:
-        m = self.get(name)
+        m = await self.owned(name)
         async with m.lock:
             if m.status != Status.STOPPED:
                 raise Conflict(f"pipeline {name!r} is {m.status.value}; stop it before deleting its checkpoints")
@@ -361,13 +419,16 @@ class PipelineManager:
 
     # ------------------------------------------------------------- read side
     def checkpoints(self, name: str) -> dict[str, dict[str, str]]:
-        self.get(name)
+        if name not in self.pipelines:
+            self.foreign(name)   # NotFound unless another node owns it
         return {sid: {"position": pos, "updated_at": at} for sid, (pos, at) in self.store.checkpoints(name).items()}
 
-    def ops(self, m: Managed) -> dict[str, Any]:
+    def ops(self, m: Managed, stored: bool = True) -> dict[str, Any]:
+        """PipeInfo.ops; `stored=False` leaves out what is read from the store
+        (checkpoints, gaps): the form published into the lease row."""
         t = m.totals()
         running = m.handle is not None and m.ready_at is not None
-        return {
+        out = {
             "pid": m.handle.pid if m.handle is not None else None,
             "restarts": m.restarts,
             "uptime_s": round(time.monotonic() - m.ready_at, 3) if running and m.ready_at else 0.0,
@@ -378,10 +439,14 @@ class PipelineManager:
             "inflight": t.inflight,
             "lag_ms": t.lag_ms,
             "sink_errors": dict(m.sink_errors),
-            "sink_gaps": self.store.gaps(m.name),
-            "checkpoints": self.checkpoints(m.name),
             "source": m.source,
         }
+        if stored:
+            out["sink_gaps"] = self.store.gaps(m.name)
+            out["checkpoints"] = self.checkpoints(m.name)
+        if self.leases is not None:
+            out["owner"] = {"node": self.leases.node, "api_addr": self.leases.api_addr, "live": True}
+        return out
 
     def error_info(self, m: Managed) -> ErrorInfo | None:
         return ErrorInfo(kind="pipeline", message=m.last_error) if m.last_error else None

@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from shared.spec.load import SpecInvalid, SpecMalformed
+from shared.store import StoreUnavailable
 from supervisor.manager import Conflict, NotFound
 
 STATUS = {"bad_request": 400, "unauthorized": 401, "not_found": 404, "conflict": 409,
@@ -52,6 +53,8 @@ def from_exception(exc: BaseException) -> ApiError:
         return ApiError("conflict", str(exc))
     if isinstance(exc, SpecMalformed):
         return ApiError("bad_request", str(exc))
+    if isinstance(exc, StoreUnavailable):   # the shared state store is down: retry later
+        return ApiError("internal", str(exc), status=503)
     if isinstance(exc, msgspec.ValidationError):   # a document the spec walker let through: still the client's
         msg, _, where = str(exc).partition(" - at `")
         path = where.rstrip("`").removeprefix("$.") or "$"

@@ -24,6 +24,13 @@ class GapRange(msgspec.Struct):
     to: str = ""
 
 
+class Owner(msgspec.Struct):
+    """Shared state store (`--state-url`) only: the supervisor node leasing the pipeline."""
+    node: str
+    api_addr: str
+    live: bool
+
+
 class Ops(msgspec.Struct):
     pid: int | None
     restarts: int
@@ -38,6 +45,7 @@ class Ops(msgspec.Struct):
     sink_gaps: dict[str, list[GapRange]]
     checkpoints: dict[str, Checkpoint]
     source: dict[str, Any] = {}
+    owner: Owner | None = None
 
 
 class PipeInfo(msgspec.Struct):

@@ -29,7 +29,8 @@ VERSION = _version()
 REF = "#/components/schemas/{name}"
 ERROR_TEXT = {400: "Malformed request (bad JSON/YAML, bad label selector)", 401: "Missing or wrong bearer token",
               404: "No such pipeline", 405: "Method not allowed on this path",
-              409: "Conflict with the pipeline's state or name", 413: "Body over 10 MiB",
+              409: "Conflict with the pipeline's state or name, or (shared state store) another supervisor "
+                   "node runs it: the message names that node and its API address", 413: "Body over 10 MiB",
               415: "Unsupported Content-Type", 422: "Invalid spec (every error with its field path)"}
 
 
@@ -77,8 +78,8 @@ def build() -> dict[str, Any]:
         "application/json": {"schema": {"type": "object"}}}}
     pipe = _ref("PipeInfo")
 
-    def action(op: str, summary: str, extra: tuple[int, ...] = ()) -> dict[str, Any]:
-        return {"post": _op(f"{op}Pipeline", summary, {"200": _resp("The pipeline", pipe), **_errors(404, *extra)},
+    def action(op: str, summary: str) -> dict[str, Any]:
+        return {"post": _op(f"{op}Pipeline", summary, {"200": _resp("The pipeline", pipe), **_errors(404, 409)},
                             params=name_param)}
 
     paths: dict[str, Any] = {
@@ -107,8 +108,8 @@ def build() -> dict[str, Any]:
                          {"200": _resp("Patched", pipe), **_errors(400, 404, 409, 413, 415, 422)},
                          params=name_param, body=patch_body),
             "delete": _op("deletePipeline", "Stop the worker; remove spec and checkpoints",
-                          {"204": _resp("Deleted"), **_errors(404)}, params=name_param)},
-        "/pipelines/{name}/pause": action("pause", "Pause (idempotent)", (409,)),
+                          {"204": _resp("Deleted"), **_errors(404, 409)}, params=name_param)},
+        "/pipelines/{name}/pause": action("pause", "Pause (idempotent)"),
         "/pipelines/{name}/resume": action("resume", "Resume (idempotent; restarts a stopped or failed one)"),
         "/pipelines/{name}/stop": action("stop", "Flush, checkpoint and stop (idempotent)"),
         "/pipelines/{name}/restart": action("restart", "Restart the worker from the committed position"),

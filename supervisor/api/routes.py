@@ -38,6 +38,11 @@ def pipe_info(mgr: PipelineManager, m: Managed) -> dict[str, Any]:
     return {"name": m.name, "status": m.status.value, "spec": redact(to_document(m.spec)), "ops": mgr.ops(m)}
 
 
+def foreign_info(v: Any) -> dict[str, Any]:
+    """A pipeline another supervisor owns (shared state store): see supervisor.leases."""
+    return {"name": v.name, "status": v.status, "spec": redact(to_document(v.spec)), "ops": v.ops}
+
+
 async def read_body(request: Request, *, patch: bool = False) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     allowed = JSON_TYPES | YAML_TYPES | (MERGE_TYPES if patch else set())
@@ -90,6 +95,7 @@ async def list_pipelines(request: Request) -> Response:
         wanted.append((k, v))
     out = [pipe_info(mgr, m) for m in mgr.pipelines.values()
            if all(m.spec.metadata.labels.get(k) == v for k, v in wanted)]
+    out += [foreign_info(f) for f in mgr.foreigners() if all(f.spec.metadata.labels.get(k) == v for k, v in wanted)]
     return json(out)
 
 
@@ -101,13 +107,15 @@ async def create_pipeline(request: Request) -> Response:
 
 async def get_pipeline(request: Request) -> Response:
     mgr = manager(request)
-    return json(pipe_info(mgr, mgr.get(request.path_params["name"])))
+    name = request.path_params["name"]
+    m = mgr.pipelines.get(name)
+    return json(pipe_info(mgr, m) if m is not None else foreign_info(mgr.foreign(name)))
 
 
 async def patch_pipeline(request: Request) -> Response:
     mgr = manager(request)
     name = request.path_params["name"]
-    mgr.get(name)
+    await mgr.owned(name)
     m = await mgr.patch(name, await read_body(request, patch=True))
     return json(pipe_info(mgr, m))
 

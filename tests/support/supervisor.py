@@ -23,13 +23,14 @@ TIDEGATE = [sys.executable, "-m", "supervisor.cli"]
 
 class Supervisor:
     def __init__(self, tmp: Path, *, configs: list[str] | None = None, env: dict[str, str] | None = None,
-                 token: str | None = None, port: int | None = None) -> None:
+                 token: str | None = None, port: int | None = None, args: list[str] | None = None) -> None:
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.state_dir = self.tmp / "state"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.configs = configs or []
+        self.args = args or []          # more `serve` options (--state-url ..., --node-id ...)
         self.env = dict(os.environ, **(env or {}))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         if token:
@@ -46,6 +47,7 @@ class Supervisor:
                 "--log-format", "json", "--log-level", "info"]
         for c in self.configs:
             args += ["--config", c]
+        args += self.args
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
