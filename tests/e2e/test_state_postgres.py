@@ -144,6 +144,29 @@ def test_two_supervisors_share_then_take_over(tmp_path: Path, state_url: str) ->
         b.close()
 
 
+def test_a_control_request_takes_over_a_pipeline_nobody_runs(tmp_path: Path, state_url: str) -> None:
+    """A stops gracefully (its leases given up): B serves a control request for the pipeline at
+    once, taking it over, and the desired state it stores survives."""
+    a = node(tmp_path, state_url, "a").start()
+    b = node(tmp_path, state_url, "b").start()
+    try:
+        a.create(generator_spec("orphan", [file_sink("out", tmp_path / "orphan.jsonl")], rate=500))
+        a.wait_position("orphan", "out", 1)
+        assert a.stop() == 0
+        info = b.action("orphan", "pause")
+        assert info["status"] == "paused" and info["ops"]["owner"]["node"] == "b"
+        assert b.action("orphan", "stop")["status"] == "stopped"
+        store = PgStore(state_url).open()
+        try:
+            row = store.get_pipeline("orphan")
+            assert row is not None and row.desired == "stopped"
+        finally:
+            store.close()
+    finally:
+        a.close()
+        b.close()
+
+
 def test_a_worker_that_lost_its_lease_cannot_checkpoint(tmp_path: Path, state_url: str) -> None:
     """A frozen supervisor (SIGSTOP) stops renewing while its worker keeps running: B takes
     the lease, the old worker's next checkpoint write is refused and it exits; A, thawed,
