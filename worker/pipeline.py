@@ -106,7 +106,8 @@ class Pipeline:
     async def _sleep_or_stop(self, seconds: float) -> bool:
         """Sleep, cut short by a stop; True when stopping."""
         try:
-            await asyncio.wait_for(self.stopping.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
         except TimeoutError:
             pass
         return self.stopping.is_set()
@@ -246,7 +247,7 @@ class Pipeline:
         b = self.batch_spec
         batcher = Batcher(b.max_events, b.max_bytes, b.max_ms, b.respect_source_tx)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=32)
-        reader = tasks.create_task(self._reader_loop(queue), name="reader_loop")
+        reader = tasks.create_task(self._guard(self._reader_loop(queue)), name="reader_loop")
         while not self.stopping.is_set():
             await self.gate.wait()
             if not queue.empty():
@@ -256,7 +257,8 @@ class Pipeline:
                 # never a zero timeout: a due batch waiting for its transaction's end must still read
                 timeout = 0.1 if deadline is None else max(0.002, deadline - time.monotonic())
                 try:
-                    item = await asyncio.wait_for(queue.get(), min(timeout, 0.1))
+                    async with asyncio.timeout(min(timeout, 0.1)):   # unlike wait_for, never swallows a cancel
+                        item = await queue.get()
                 except TimeoutError:
                     item = None
             if item is None:
@@ -267,7 +269,7 @@ class Pipeline:
             if item is _REOPEN:
                 batcher.discard()
                 await self._reopen_source(queue)
-                reader = tasks.create_task(self._reader_loop(queue), name="reader_loop")
+                reader = tasks.create_task(self._guard(self._reader_loop(queue)), name="reader_loop")
                 continue
             for batch in batcher.add(item):
                 await self._dispatch(batch)
@@ -308,7 +310,7 @@ class Pipeline:
         try:
             async with asyncio.TaskGroup() as tg:
                 sink_tasks = [tg.create_task(self._guard(r.run()), name=f"sink_loop[{r.id}]") for r in self.runners]
-                sink_tasks.append(tg.create_task(self.commits.loop(), name="checkpoint_loop"))
+                sink_tasks.append(tg.create_task(self._guard(self.commits.loop()), name="checkpoint_loop"))
                 await self._batch_loop(tg)
                 # stopping: let in-flight batches reach their sinks and be checkpointed
                 self.gate.set()
@@ -327,11 +329,23 @@ class Pipeline:
             await self.close()
 
     async def _guard(self, coro: Any) -> None:
+        """Run a child loop; when it fails, the batch loop also ends by itself (a TaskGroup's
+        cancellation of the body can be lost in a wait that completes at the same moment)."""
         try:
             await coro
         except FatalSinkError as exc:
             self.sink_errors[exc.err.sink_id] = exc.err.message
+            self._halt()
             raise PipelineFailed(exc.err.info()) from exc
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self._halt()
+            raise
+
+    def _halt(self) -> None:
+        self.stopping.set()
+        self.gate.set()
 
     async def close(self) -> None:
         for r in self.runners:
