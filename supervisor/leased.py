@@ -16,6 +16,7 @@ import msgspec
 from shared.store import StoreUnavailable
 from supervisor.leases import ForeignView, foreign_view
 from supervisor.managed import Managed
+from supervisor.operations import Conflict, NotFound
 
 if TYPE_CHECKING:
     from shared.store.sqlite import PipelineRow
@@ -115,7 +116,6 @@ class LeaseSide:
     async def owned(self, name: str) -> Managed:
         """The pipeline, for a control request: ours, or taken over now when no live node
         holds its lease; Conflict (naming the owner) when another live node does."""
-        from supervisor.manager import Conflict, NotFound
         m = self.pipelines.get(name)
         if m is not None or self.leases is None:
             return self.get(name)
@@ -139,7 +139,6 @@ class LeaseSide:
 
     def foreign(self, name: str) -> ForeignView:
         """GET of a pipeline another node owns (shared state store only)."""
-        from supervisor.manager import NotFound
         row = self.store.get_pipeline(name) if self.leases is not None else None
         if row is None:
             raise NotFound(f"pipeline {name!r} not found")
