@@ -87,11 +87,16 @@ def test_broker_killed_mid_stream_holds_then_delivers(supervisor: Supervisor, ta
     assert set(range(held + 1, n + 1)) <= got
 
 
-def test_exactly_once_no_duplicates_after_worker_sigkill(supervisor: Supervisor, tansu: Tansu) -> None:  # noqa: F811
+@pytest.mark.parametrize("max_inflight", [1, 8])
+def test_exactly_once_no_duplicates_after_worker_sigkill(supervisor: Supervisor, tansu: Tansu,  # noqa: F811
+                                                         max_inflight: int) -> None:
+    """max_inflight 8: batches queued together go out as one transaction."""
     base, pipe = names()
     n = 30000
-    supervisor.create(generator_spec(pipe, [kafka("eos", tansu.bootstrap, base, exactly_once=True)],
-                                     count=n, rate=6000, payload_bytes=50))
+    spec = generator_spec(pipe, [kafka("eos", tansu.bootstrap, base, exactly_once=True)],
+                          count=n, rate=6000, payload_bytes=50)
+    spec["spec"]["batch"] = {"max_inflight": max_inflight}
+    supervisor.create(spec)
     supervisor.wait_position(pipe, "eos", 5000, timeout=30)
     kill_worker_and_wait_restart(supervisor, pipe)
     supervisor.wait_position(pipe, "eos", n, timeout=90)

@@ -63,6 +63,15 @@ class SinkBatch:
     native: list[bytes] | None = None  # compact JSON of each event when unchanged by processors
 
 
+def merge_batches(batches: list[SinkBatch]) -> SinkBatch:
+    """Consecutive batches as one (for a sink that applies a group as one transaction)."""
+    last = batches[-1]
+    natives = [b.native for b in batches]
+    native = None if any(n is None for n in natives) else [x for n in natives for x in n]  # type: ignore[union-attr]
+    return SinkBatch(seq=last.seq, events=[e for b in batches for e in b.events],
+                     last_position=last.last_position, native=native)
+
+
 class Sink(abc.ABC):
     # optional: `async (list[SinkBatch]) -> None`, several batches under one acknowledgement wait
     write_many: Callable[[list[SinkBatch]], Awaitable[None]] | None = None

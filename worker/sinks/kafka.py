@@ -5,9 +5,11 @@ row's changes stay in order on one partition; the value is the event in the
 sink's envelope; `topic` may be a routing template (`${source.table}`...).
 Default: an idempotent producer, at-least-once (a failed batch is produced again
 on retry). `exactly_once: true`: one transaction per batch with the sink's
-checkpoint inside it (worker/sinks/kafka_eos.py). `client_conf` passes librdkafka
-settings through (`message.timeout.ms`, default 10000, bounds how long one write
-waits for acknowledgements before it reports a retryable error).
+checkpoint inside it (worker/sinks/kafka_eos.py). Batches queued together
+(max_inflight > 1) go out as one group: one flush, or one transaction.
+`client_conf` passes librdkafka settings through (`message.timeout.ms`, default
+10000, bounds how long one write waits for acknowledgements before it reports
+a retryable error).
 
 librdkafka calls block, so produce/flush/commit run on this sink's own thread.
 Imports: shared, worker.envelope/routing (through base), confluent-kafka.
@@ -22,7 +24,7 @@ from confluent_kafka import KafkaError, Producer
 
 from shared.errors import SinkError
 from worker.routing import compile_template, is_template
-from worker.sinks.base import Sink, SinkBatch, SinkContext
+from worker.sinks.base import Sink, SinkBatch, SinkContext, merge_batches
 from worker.sinks.kafka_common import (Tracker, build_keys_fn, classify, classify_error, discard,
                                        flush_within, message_timeout_s, produce_all, producer_conf)
 from worker.sinks.kafka_eos import ExactlyOnce
@@ -43,8 +45,7 @@ class KafkaSink(Sink):
         self._eos: ExactlyOnce | None = ExactlyOnce(self) if config.exactly_once else None
         self._exec: ThreadPoolExecutor | None = None
         self.closing = False                  # set by close(): a write stuck on a dead broker gives up
-        if self._eos is None:                 # exactly_once: one transaction per batch, never grouped
-            self.write_many = self._write_many
+        self.write_many = self._write_many
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._exec is None:
@@ -103,8 +104,14 @@ class KafkaSink(Sink):
         await self._run(self._write_sync, batch)
 
     async def _write_many(self, batches: list[SinkBatch]) -> None:
-        """Plain mode: produce several batches, then one flush waits for all their acks."""
-        await self._run(self._write_plain, batches)
+        """Plain: produce several batches, then one flush waits for all their acks.
+        exactly_once: the batches as one transaction, with the last one's checkpoint."""
+        if self._eos is not None:
+            merged = merge_batches(batches)
+            if merged.events:
+                await self._run(self._eos.write, merged)
+        else:
+            await self._run(self._write_plain, batches)
 
     def _write_sync(self, batch: SinkBatch) -> None:
         if self._eos is not None:

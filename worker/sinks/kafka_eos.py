@@ -1,6 +1,6 @@
 """Exactly-once delivery for the Kafka sink: one transaction per batch.
 
-Each batch is one Kafka transaction (`transactional.id` =
+Each batch (or group of batches queued together) is one Kafka transaction (`transactional.id` =
 `tidegate-<pipeline>-<sink id>`) holding the batch's messages and this sink's
 checkpoint: a record keyed `<pipeline>/<sink id>` in the compacted topic
 `checkpoint_topic`, value `{"position", "prev", "topics", "updated_at"}`

@@ -24,7 +24,7 @@ import psycopg2.errors
 
 from shared.errors import SinkError
 from shared.events import position_of
-from worker.sinks.base import Sink, SinkBatch, SinkContext
+from worker.sinks.base import Sink, SinkBatch, SinkContext, merge_batches
 from worker.sinks.pg_table import (TableError, TableInfo, convert_keys, delete_sql, load_table, plan,
                                    quote_ident, split_table, upsert_sql, values_literal)
 
@@ -154,9 +154,7 @@ class PostgresSink(Sink):
     async def write_many(self, batches: list[SinkBatch]) -> None:  # type: ignore[override]
         """Consecutive queued batches as one transaction with the last one's checkpoint:
         the same all-or-nothing rule, one commit instead of several."""
-        events = [e for b in batches for e in b.events]
-        last = batches[-1]
-        await self._run(self._write_sync, SinkBatch(seq=last.seq, events=events, last_position=last.last_position))
+        await self._run(self._write_sync, merge_batches(batches))
 
     def _write_sync(self, batch: SinkBatch) -> None:
         if self._conn is None:
