@@ -9,20 +9,9 @@ import signal
 from pathlib import Path
 
 from tests.support import wait_until
-from tests.support.supervisor import Supervisor, file_sink, generator_spec, pid_alive, wait_pid_gone
+from tests.support.supervisor import Supervisor, file_sink, generator_spec, ids_in, pid_alive, wait_pid_gone
 
 COUNT = 200_000
-
-
-def ids_in(path: Path) -> set[int]:
-    out: set[int] = set()
-    with open(path, "rb") as f:
-        for line in f:
-            if line.endswith(b"\n"):
-                # fast path: the generator's lines contain `"after":{"id":N,`
-                i = line.index(b'"after":{"id":') + 14
-                out.add(int(line[i:line.index(b",", i)]))
-    return out
 
 
 def test_worker_and_supervisor_kills_lose_nothing(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 from shared.store.postgres import PgStore
 from tests.support import free_port, wait_until
 from tests.support.pgstate import fresh_database
-from tests.support.supervisor import ROOT, Supervisor, file_sink, generator_spec, wait_pid_gone
+from tests.support.supervisor import ROOT, Supervisor, file_sink, generator_spec, ids_in, wait_pid_gone
 
 TTL_S = 2.0
 ENV = {"TIDEGATE_LEASE_TTL_S": str(TTL_S)}
@@ -35,16 +35,6 @@ def state_url() -> Iterator[str]:
 
 def node(tmp: Path, url: str, name: str) -> Supervisor:
     return Supervisor(tmp / name, args=["--state-url", url, "--node-id", name], env=ENV)
-
-
-def ids_in(path: Path) -> set[int]:
-    out: set[int] = set()
-    with open(path, "rb") as f:
-        for line in f:
-            if line.endswith(b"\n"):
-                i = line.index(b'"after":{"id":') + 14
-                out.add(int(line[i:line.index(b",", i)]))
-    return out
 
 
 def position(sup: Supervisor, name: str) -> int:

@@ -170,6 +170,18 @@ def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     return out
 
 
+def ids_in(path: Path) -> set[int]:
+    """The `after.id`s of a file sink's complete lines of generator events."""
+    out: set[int] = set()
+    with open(path, "rb") as f:
+        for line in f:
+            if line.endswith(b"\n"):
+                # fast path: the generator's lines contain `"after":{"id":N,`
+                i = line.index(b'"after":{"id":') + 14
+                out.add(int(line[i:line.index(b",", i)]))
+    return out
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
