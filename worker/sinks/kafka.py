@@ -45,7 +45,6 @@ class KafkaSink(Sink):
         self._eos: ExactlyOnce | None = ExactlyOnce(self) if config.exactly_once else None
         self._exec: ThreadPoolExecutor | None = None
         self.closing = False                  # set by close(): a write stuck on a dead broker gives up
-        self.write_many = self._write_many
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._exec is None:
@@ -103,7 +102,7 @@ class KafkaSink(Sink):
             return
         await self._run(self._write_sync, batch)
 
-    async def _write_many(self, batches: list[SinkBatch]) -> None:
+    async def write_many(self, batches: list[SinkBatch]) -> None:  # type: ignore[override]
         """Plain: produce several batches, then one flush waits for all their acks.
         exactly_once: the batches as one transaction, with the last one's checkpoint."""
         if self._eos is not None:
