@@ -77,6 +77,15 @@ async def write_rate(sink: Any, n: int) -> float:
     return n / spent
 
 
+def sink_bench_args() -> Any:
+    """`--events N` (default 1,000,000) and `--no-pipeline`, the options of the sink benches."""
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--no-pipeline", action="store_true")
+    return ap.parse_args()
+
+
 def run_and_median(times: list[float], total: int, batch: int = BATCH) -> tuple[float, float]:
     """(events/s over the whole run, events/s of the median batch) from per-batch times."""
     return total / sum(times), batch / statistics.median(times)
@@ -153,7 +162,8 @@ def print_pipeline_table(pipe: dict[str, float], events: int, width: int,
     for label, rate in pipe.items():
         inflight = label.rsplit("max_inflight ", 1)[-1] if "max_inflight " in label else "1"
         ref_file = next((v for k, v in pipe.items() if k.startswith("generator -> file")
-                         and k.endswith(f"max_inflight {inflight}")), None) or pipe.get("generator -> file (fsync never)")
+                         and k.endswith(f"max_inflight {inflight}")), None) \
+            or pipe.get("generator -> file (fsync never)")
         vs_file = f"{rate / ref_file:>14.0%}" if ref_file else f"{'':>14}"
         ref = refs.get(label)
         vs_raw = f"  {rate / ref[1]:.0%} of {ref[0]} ({ref[1]:,.0f}/s)" if ref else ""

@@ -15,7 +15,6 @@ Target: 2 and 3 at >= 80% of 1.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -28,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import nats  # noqa: E402
 
-from _common import chunks, print_ratio_table, serve_rate, write_rate  # noqa: E402
+from _common import chunks, print_ratio_table, serve_rate, sink_bench_args, write_rate  # noqa: E402
 from shared.spec.model import NatsSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.nats import NatsSink  # noqa: E402
@@ -101,10 +100,7 @@ def pipeline(name: str, n: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--no-pipeline", action="store_true")
-    a = ap.parse_args()
+    a = sink_bench_args()
     n = a.events
     base = f"tg_nats_bench_{uuid.uuid4().hex[:8]}"
     ref = asyncio.run(raw_async(base + "_a", n))

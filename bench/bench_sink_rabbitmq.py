@@ -18,7 +18,6 @@ the broker really stores every persistent message. Only client work is timed in
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import aio_pika  # noqa: E402
 
-from _common import chunks, print_ratio_table, serve_rate, write_rate  # noqa: E402
+from _common import chunks, print_ratio_table, serve_rate, sink_bench_args, write_rate  # noqa: E402
 from shared.spec.model import RabbitmqSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.rabbitmq import RabbitmqSink  # noqa: E402
@@ -91,10 +90,7 @@ def pipeline(name: str, n: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--no-pipeline", action="store_true")
-    a = ap.parse_args()
+    a = sink_bench_args()
     n = a.events
     name = f"tg_rabbitmq_bench_{uuid.uuid4().hex[:8]}"
     asyncio.run(setup(name))

@@ -14,7 +14,6 @@ and 2 (event generation is not). Target: 2 and 3 at >= 80% of 1.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
 
-from _common import chunks, print_ratio_table, serve_rate, write_rate  # noqa: E402
+from _common import chunks, print_ratio_table, serve_rate, sink_bench_args, write_rate  # noqa: E402
 from shared.spec.model import RedisSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.redis import RedisSink  # noqa: E402
@@ -100,10 +99,7 @@ def pipeline(stream: str, n: int) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--no-pipeline", action="store_true")
-    a = ap.parse_args()
+    a = sink_bench_args()
     n = a.events
     stream = f"tg_redis_bench_{uuid.uuid4().hex[:8]}"
     ref_async, size = asyncio.run(raw(stream, n))
