@@ -31,8 +31,11 @@ bench: install services
 	@failed=""; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "bench failures:$$failed"; exit 1; fi
 
+LINTED := shared supervisor worker tests bench
+
 lint: install
-	$(BIN)/ruff check --select F,E9 shared supervisor worker
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 clean:
 	rm -rf $(VENV) .tidegate build *.egg-info

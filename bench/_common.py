@@ -4,14 +4,16 @@ result tables. Imported as `from _common import ...` (bench/ is on sys.path when
 
 May import: shared, worker, tests.support.supervisor, the standard library.
 """
+
 from __future__ import annotations
 
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -27,8 +29,9 @@ TABLES = ["db.t"]
 PAYLOAD = 8
 
 
-async def chunks(n: int, *, tables: list[str] | None = TABLES, payload_bytes: int = PAYLOAD,
-                 size: int | None = None) -> AsyncIterator[tuple[list[dict[str, Any]], list[bytes]]]:
+async def chunks(
+    n: int, *, tables: list[str] | None = TABLES, payload_bytes: int = PAYLOAD, size: int | None = None
+) -> AsyncIterator[tuple[list[dict[str, Any]], list[bytes]]]:
     """`n` events of the real generator source with their native encodings: chunk by chunk,
     or regrouped `size` at a time (a batch, as a raw loop fed by the source sends them)."""
     cfg: dict[str, Any] = {"payload_bytes": payload_bytes, "count": n}
@@ -80,6 +83,7 @@ async def write_rate(sink: Any, n: int) -> float:
 def sink_bench_args() -> Any:
     """`--events N` (default 1,000,000) and `--no-pipeline`, the options of the sink benches."""
     import argparse
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--no-pipeline", action="store_true")
@@ -111,13 +115,21 @@ def measure(sup: Any, name: str, sink: str, n: int, timeout: float = 600) -> flo
     raise SystemExit(f"pipeline {name} did not reach {n} in {timeout}s")
 
 
-def serve_rate(pipe: str, sink: dict[str, Any], n: int, *, tables: list[str] | None = TABLES,
-               payload_bytes: int = PAYLOAD, batch: dict[str, Any] | None = None) -> float:
+def serve_rate(
+    pipe: str,
+    sink: dict[str, Any],
+    n: int,
+    *,
+    tables: list[str] | None = TABLES,
+    payload_bytes: int = PAYLOAD,
+    batch: dict[str, Any] | None = None,
+) -> float:
     """generator (count n) -> `sink` through a real `tidegate serve` in a fresh state dir, measured
     from the first checkpoint to the one that reaches n (see `measure`): worker start-up and
     connection set-up are not counted. `batch` overrides the spec's batch settings
     (`{"max_inflight": 8}`)."""
     from tests.support.supervisor import Supervisor, generator_spec
+
     source: dict[str, Any] = {"count": n, "payload_bytes": payload_bytes}
     if tables is not None:
         source["tables"] = tables
@@ -141,8 +153,11 @@ def pipeline_rate(sink: dict[str, Any], n: int, batch: dict[str, Any] | None = N
 
 def file_sink_ceiling(tmp: str, sid: str, n: int, batch: dict[str, Any] | None = None) -> float:
     """pipeline_rate of generator -> file (fsync never): the runtime's own ceiling."""
-    return pipeline_rate({"type": "file", "config": {"id": sid, "path": f"{tmp}/out-{time.monotonic_ns()}.jsonl",
-                                                     "fsync": "never"}}, n, batch)
+    return pipeline_rate(
+        {"type": "file", "config": {"id": sid, "path": f"{tmp}/out-{time.monotonic_ns()}.jsonl", "fsync": "never"}},
+        n,
+        batch,
+    )
 
 
 def print_ratio_table(rows: list[tuple[str, float]], ref: float) -> None:
@@ -152,8 +167,9 @@ def print_ratio_table(rows: list[tuple[str, float]], ref: float) -> None:
         print(f"{label:<48}{v:>12,.0f}{ref:>12,.0f}{v / ref:>8.2f}")
 
 
-def print_pipeline_table(pipe: dict[str, float], events: int, width: int,
-                         refs: dict[str, tuple[str, float]] | None = None) -> None:
+def print_pipeline_table(
+    pipe: dict[str, float], events: int, width: int, refs: dict[str, tuple[str, float]] | None = None
+) -> None:
     """Rates through `tidegate serve`, each beside generator -> file (fsync never) at the same
     max_inflight, and beside its raw client loop when `refs` names one (label -> (ref, rate))."""
     refs = refs or {}
@@ -161,9 +177,14 @@ def print_pipeline_table(pipe: dict[str, float], events: int, width: int,
     print(f"{'':<{width}}{'events/s':>10}{'vs file sink':>14}  vs raw client loop")
     for label, rate in pipe.items():
         inflight = label.rsplit("max_inflight ", 1)[-1] if "max_inflight " in label else "1"
-        ref_file = next((v for k, v in pipe.items() if k.startswith("generator -> file")
-                         and k.endswith(f"max_inflight {inflight}")), None) \
-            or pipe.get("generator -> file (fsync never)")
+        ref_file = next(
+            (
+                v
+                for k, v in pipe.items()
+                if k.startswith("generator -> file") and k.endswith(f"max_inflight {inflight}")
+            ),
+            None,
+        ) or pipe.get("generator -> file (fsync never)")
         vs_file = f"{rate / ref_file:>14.0%}" if ref_file else f"{'':>14}"
         ref = refs.get(label)
         vs_raw = f"  {rate / ref[1]:.0%} of {ref[0]} ({ref[1]:,.0f}/s)" if ref else ""

@@ -5,6 +5,7 @@ with the same fsync cadence, with no batching machinery.
 
     .venv/bin/python bench/bench_core.py [--events N]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ from tests.support.supervisor import Supervisor, file_sink, generator_spec  # no
 def raw_loop(path: Path, n: int, batch: int = 2000, payload_bytes: int = 100) -> float:
     """Same events as the generator source, same lines, fsync every `batch`."""
     import random
+
     rnd = random.Random(0)
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
     pool = "".join(rnd.choice(alphabet) for _ in range(payload_bytes + 97))
@@ -37,10 +39,21 @@ def raw_loop(path: Path, n: int, batch: int = 2000, payload_bytes: int = 100) ->
         lines = []
         for k in range(num, min(n, num + batch - 1) + 1):
             off = (k * 31) % 97
-            ev = {"op": "c", "ts_ms": ts,
-                  "source": {"connector": "generator", "db": "demo", "schema": None, "table": "events",
-                             "position": str(k), "tx_id": str(k), "ts_ms": ts},
-                  "before": None, "after": {"id": k, "payload": pool[off:off + payload_bytes]}}
+            ev = {
+                "op": "c",
+                "ts_ms": ts,
+                "source": {
+                    "connector": "generator",
+                    "db": "demo",
+                    "schema": None,
+                    "table": "events",
+                    "position": str(k),
+                    "tx_id": str(k),
+                    "ts_ms": ts,
+                },
+                "before": None,
+                "after": {"id": k, "payload": pool[off : off + payload_bytes]},
+            }
             lines.append(enc(ev))
         os.write(fd, b"\n".join(lines) + b"\n")
         os.fsync(fd)
@@ -66,6 +79,7 @@ def pipeline_rate(tmp: Path, n: int, inflight: int) -> tuple[float, int]:
     bench polls the API only lightly and steals no CPU from the worker."""
     import datetime as dt
     import json
+
     out = tmp / f"out-{inflight}.jsonl"
     with Supervisor(tmp / f"sup-{inflight}") as sup:
         spec = generator_spec("bench", [file_sink("out", out, fsync="batch")], count=n)
@@ -80,7 +94,7 @@ def pipeline_rate(tmp: Path, n: int, inflight: int) -> tuple[float, int]:
         rss = peak_rss(pid)
         with open(out, "rb") as f:
             first_ms = json.loads(f.readline())["ts_ms"]
-        end = dt.datetime.strptime(ck["updated_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+        end = dt.datetime.strptime(ck["updated_at"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
         return n / (end.timestamp() - first_ms / 1000), rss
 
 
@@ -97,8 +111,11 @@ def main() -> None:
             rows.append((f"tidegate generator->file, max_inflight={inflight}", rate, rss))
     print(f"\n{'measure':<52} {'events/s':>12} {'vs raw':>8} {'worker peak RSS':>16}")
     for name, rate, rss in rows:
-        print(f"{name:<52} {rate:>12,.0f} {rate / raw:>8.0%} {rss / 2**20:>13.1f} MiB" if rss else
-              f"{name:<52} {rate:>12,.0f} {rate / raw:>8.0%} {'':>16}")
+        print(
+            f"{name:<52} {rate:>12,.0f} {rate / raw:>8.0%} {rss / 2**20:>13.1f} MiB"
+            if rss
+            else f"{name:<52} {rate:>12,.0f} {rate / raw:>8.0%} {'':>16}"
+        )
     print("targets: >= 70% of the raw loop and >= 150,000 events/s")
 
 

@@ -13,6 +13,7 @@ events/s by wall clock, and for source/bare also per CPU second of this process 
 shared: CPU time is the steadier comparison). Target: source >= 80% of bare.
 Run: .venv/bin/python bench/bench_mysql_source.py [--rows N] [--tx 100] [--no-pipeline] [--keep]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,12 +44,12 @@ from worker.sources.mysql import MysqlSource
 
 try:
     from tests.support.supervisor import Supervisor, file_sink
-except ImportError:      # the runtime is not there
+except ImportError:  # the runtime is not there
     Supervisor = None  # type: ignore[assignment,misc]
 
 HOST, PORT, USER = "127.0.0.1", 3306, "root"
 CONN = {"host": HOST, "port": PORT, "user": USER, "password": "", "ssl_disabled": True}
-Timing = tuple[float, float]    # wall seconds, CPU seconds
+Timing = tuple[float, float]  # wall seconds, CPU seconds
 
 
 def master_status(cur) -> tuple[str, int]:  # type: ignore[no-untyped-def]
@@ -59,6 +60,7 @@ def master_status(cur) -> tuple[str, int]:  # type: ignore[no-untyped-def]
 
 def fill(db: str, rows: int, tx: int, writers: int = 2) -> float:
     """Write the backlog from `writers` connections, one 100-row transaction per statement."""
+
     def work(k: int) -> None:
         c = pymysql.connect(**CONN, autocommit=True)
         with c.cursor() as cur:
@@ -66,9 +68,13 @@ def fill(db: str, rows: int, tx: int, writers: int = 2) -> float:
                 args: list[object] = []
                 for i in range(first, min(first + tx, rows + 1)):
                     args += [i, i % 1000, f"name-{i:010d}-abcdefghij", f"{i % 100000}.{i % 100:02d}"]
-                cur.execute(f"INSERT INTO {db}.t VALUES "
-                            + ",".join(["(%s,%s,%s,%s,'2024-01-02 03:04:05')"] * (len(args) // 4)), args)
+                cur.execute(
+                    f"INSERT INTO {db}.t VALUES "
+                    + ",".join(["(%s,%s,%s,%s,'2024-01-02 03:04:05')"] * (len(args) // 4)),
+                    args,
+                )
         c.close()
+
     t0 = time.perf_counter()
     threads = [threading.Thread(target=work, args=(k,)) for k in range(writers)]
     for t in threads:
@@ -80,9 +86,16 @@ def fill(db: str, rows: int, tx: int, writers: int = 2) -> float:
 
 def bare(db: str, start: tuple[str, int], rows: int) -> Timing:
     s = BinLogStreamReader(
-        connection_settings=dict(CONN), server_id=(1 << 30) + 4242, blocking=False, resume_stream=True,
-        log_file=start[0], log_pos=start[1], only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
-        only_schemas=[db], only_tables=["t"])
+        connection_settings=dict(CONN),
+        server_id=(1 << 30) + 4242,
+        blocking=False,
+        resume_stream=True,
+        log_file=start[0],
+        log_pos=start[1],
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        only_schemas=[db],
+        only_tables=["t"],
+    )
     n = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for ev in s:
@@ -120,9 +133,17 @@ def server(start: tuple[str, int], end: tuple[str, int]) -> float | None:
     with pymysql.connect(**CONN) as c, c.cursor() as cur:
         cur.execute("SHOW BINARY LOGS")
         files = [r[0] for r in cur.fetchall()]
-    files = files[files.index(start[0]): files.index(end[0]) + 1]
-    cmd = [exe, "--read-from-remote-server", f"--host={HOST}", f"--port={PORT}", f"--user={USER}",
-           f"--start-position={start[1]}", f"--stop-position={end[1]}", *files]
+    files = files[files.index(start[0]) : files.index(end[0]) + 1]
+    cmd = [
+        exe,
+        "--read-from-remote-server",
+        f"--host={HOST}",
+        f"--port={PORT}",
+        f"--user={USER}",
+        f"--start-position={start[1]}",
+        f"--stop-position={end[1]}",
+        *files,
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t0
@@ -135,10 +156,22 @@ class Pipeline:
         self.name = "tg-my-bench"
         self.out = Path(tmp) / "out.jsonl"
         self.sup = Supervisor(Path(tmp)).start()
-        self.sup.create({"metadata": {"name": self.name}, "spec": {
-            "source": {"type": "mysql", "config": {"dsn": f"mysql://{USER}@{HOST}:{PORT}/{db}",
-                                                   "tables": [f"{db}.t"], "snapshot": "never"}},
-            "sinks": [file_sink("out", self.out, fsync="batch")]}})
+        self.sup.create(
+            {
+                "metadata": {"name": self.name},
+                "spec": {
+                    "source": {
+                        "type": "mysql",
+                        "config": {
+                            "dsn": f"mysql://{USER}@{HOST}:{PORT}/{db}",
+                            "tables": [f"{db}.t"],
+                            "snapshot": "never",
+                        },
+                    },
+                    "sinks": [file_sink("out", self.out, fsync="batch")],
+                },
+            }
+        )
         self.sup.wait_status(self.name, "running", timeout=60)
         self.sup.action(self.name, "pause")
         self.sup.wait_status(self.name, "paused", timeout=60)
@@ -179,8 +212,10 @@ def main() -> None:
     pipe = None
     try:
         cur.execute(f"CREATE DATABASE {db}")
-        cur.execute(f"CREATE TABLE {db}.t (id BIGINT PRIMARY KEY, k INT NOT NULL, name VARCHAR(64) NOT NULL, "
-                    "amount DECIMAL(12,2) NOT NULL, created DATETIME NOT NULL)")
+        cur.execute(
+            f"CREATE TABLE {db}.t (id BIGINT PRIMARY KEY, k INT NOT NULL, name VARCHAR(64) NOT NULL, "
+            "amount DECIMAL(12,2) NOT NULL, created DATETIME NOT NULL)"
+        )
         if Supervisor is not None and not a.no_pipeline:
             pipe = Pipeline(db, tmp)
         start = master_status(cur)
@@ -208,16 +243,21 @@ def main() -> None:
             return
         cpu_txt = f"{n / cpu:10,.0f} {ref[1] / cpu:8.0%}" if cpu else ""
         print(f"{name:36} {wall:7.2f} {n / wall:10,.0f} {ref[0] / wall:8.0%} {cpu_txt}")
+
     line("mysql source (plugin read() loop)", *ours)
     line("bare mysql-replication loop", *ref)
     line("mariadb-binlog -R > /dev/null", srv)
     if pipe is not None:
         line("pipeline mysql -> file sink", piped)
-    print(f"\nsource / bare mysql-replication: {ref[0] / ours[0]:.0%} by wall clock, "
-          f"{ref[1] / ours[1]:.0%} per CPU second (target >= 80%)")
+    print(
+        f"\nsource / bare mysql-replication: {ref[0] / ours[0]:.0%} by wall clock, "
+        f"{ref[1] / ours[1]:.0%} per CPU second (target >= 80%)"
+    )
     if srv:
-        print(f"gap: mariadb-binlog reads this backlog {ours[0] / srv:.0f}x faster than the source "
-              "(C, no per-row objects; mysql-replication decodes in pure Python)")
+        print(
+            f"gap: mariadb-binlog reads this backlog {ours[0] / srv:.0f}x faster than the source "
+            "(C, no per-row objects; mysql-replication decodes in pure Python)"
+        )
     print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
 

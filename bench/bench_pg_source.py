@@ -14,6 +14,7 @@ drains that same backlog:
 and prints events/s with the ratio to pg_recvlogical (target: source and pipeline >= 50%).
 Run: .venv/bin/python bench/bench_pg_source.py [--rows N] [--tx 100] [--no-pipeline]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,15 +61,17 @@ def sql(conn, q: str, args=None):  # type: ignore[no-untyped-def]
 
 
 async def make_slot(table: str, pipeline: str) -> None:
-    src = PostgresSource(PostgresSourceConfig(dsn=DSN, tables=[f"public.{table}"], snapshot="never"),
-                         SourceContext(pipeline=pipeline))
+    src = PostgresSource(
+        PostgresSourceConfig(dsn=DSN, tables=[f"public.{table}"], snapshot="never"), SourceContext(pipeline=pipeline)
+    )
     await src.open(None)
     await src.close()
 
 
 async def drain_source(table: str, pipeline: str, rows: int) -> float:
-    src = PostgresSource(PostgresSourceConfig(dsn=DSN, tables=[f"public.{table}"], snapshot="never"),
-                         SourceContext(pipeline=pipeline))
+    src = PostgresSource(
+        PostgresSourceConfig(dsn=DSN, tables=[f"public.{table}"], snapshot="never"), SourceContext(pipeline=pipeline)
+    )
     await src.open(None)
     n = 0
     t0 = time.perf_counter()
@@ -90,8 +93,7 @@ def recvlogical(slot: str, end_lsn: str) -> float | None:
     if not exe:
         return None
     t0 = time.perf_counter()
-    subprocess.run([exe, "-d", DSN, "-S", slot, "--start", "-E", end_lsn, "-f", "/dev/null", "--no-loop"],
-                   check=True)
+    subprocess.run([exe, "-d", DSN, "-S", slot, "--start", "-E", end_lsn, "-f", "/dev/null", "--no-loop"], check=True)
     return time.perf_counter() - t0
 
 
@@ -102,11 +104,17 @@ class PipelineRun:
         self.sup, self.tmp = sup, tmp
         self.name = f"tg-pg-bench-{secrets.token_hex(3)}"
         self.out = self.tmp / f"{self.name}.jsonl"
-        self.spec = {"metadata": {"name": self.name},
-                     "spec": {"source": {"type": "postgres", "config": {
-                                  "dsn": DSN, "tables": [f"public.{table}"], "snapshot": "never"}},
-                              "sinks": [{"type": "file", "config": {"id": "out", "path": str(self.out)}}],
-                              "batch": batch}}
+        self.spec = {
+            "metadata": {"name": self.name},
+            "spec": {
+                "source": {
+                    "type": "postgres",
+                    "config": {"dsn": DSN, "tables": [f"public.{table}"], "snapshot": "never"},
+                },
+                "sinks": [{"type": "file", "config": {"id": "out", "path": str(self.out)}}],
+                "batch": batch,
+            },
+        }
 
     def prepare(self) -> None:
         self.sup.create(self.spec)
@@ -156,14 +164,20 @@ def main() -> None:
     sup = tmp = None
     if not a.no_pipeline:
         from tests.support.supervisor import Supervisor
+
         tmp = Path(tempfile.mkdtemp(prefix="tg_pg_bench_"))
         sup = Supervisor(tmp)
-        pipes = [("pipeline -> file sink (defaults)", PipelineRun(sup, tmp, table)),
-                 ("pipeline -> file sink (max_inflight 4)", PipelineRun(sup, tmp, table, max_inflight=4))]
+        pipes = [
+            ("pipeline -> file sink (defaults)", PipelineRun(sup, tmp, table)),
+            ("pipeline -> file sink (max_inflight 4)", PipelineRun(sup, tmp, table, max_inflight=4)),
+        ]
     results: list[tuple[str, float | None]] = []
     try:
-        sql(conn, f"CREATE TABLE {table} (id bigint PRIMARY KEY, k int NOT NULL, name varchar(64) NOT NULL, "
-                  "amount numeric(12,2) NOT NULL, created timestamptz NOT NULL)")
+        sql(
+            conn,
+            f"CREATE TABLE {table} (id bigint PRIMARY KEY, k int NOT NULL, name varchar(64) NOT NULL, "
+            "amount numeric(12,2) NOT NULL, created timestamptz NOT NULL)",
+        )
         sql(conn, FILL.format(t=table))
         asyncio.run(make_slot(table, src_pipe))
         sql(conn, "SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (recv_slot,))
@@ -194,8 +208,11 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
         for slot in (recv_slot, default_name(src_pipe)):
             try:
-                sql(conn, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-                          "WHERE slot_name = %s", (slot,))
+                sql(
+                    conn,
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                    (slot,),
+                )
             except psycopg2.Error as exc:
                 print(f"could not drop slot {slot}: {exc}", file=sys.stderr)
         sql(conn, f"DROP PUBLICATION IF EXISTS {default_name(src_pipe)}")

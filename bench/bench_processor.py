@@ -11,6 +11,7 @@ Stage and bare calls are interleaved round by round and medians are reported, so
 load on the machine hits both alike. Targets: stage >= 75% of bare QuickJS; identity
 >= 70,000 events/s. Imports: worker + shared + quickjs + msgspec (bench only).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,22 +41,40 @@ PROCESSORS = {
         "export function process(batch) {\n"
         "  for (const e of batch) {\n"
         "    if (e.after) e.after.amount_cents = Math.round(Number(e.after.amount) * 100);\n"
-        "    e.enriched_by = \"tidegate\";\n"
+        '    e.enriched_by = "tidegate";\n'
         "  }\n"
         "  return batch;\n"
-        "}\n"),
+        "}\n"
+    ),
 }
 
 
 def cdc_event(i: int) -> dict:
     """A realistic ~480-byte PostgreSQL update: six columns incl. a small JSON object."""
     ts = 1732800000000 + i
-    row = {"id": i, "customer_id": 1000 + i % 97, "status": "pending", "amount": "129.90",
-           "meta": {"channel": "web", "items": 3}, "updated_at": "2024-11-28T13:20:00Z"}
-    return {"op": "u", "ts_ms": ts,
-            "source": {"connector": "postgres", "db": "shop", "schema": "public", "table": "orders",
-                       "position": f"0/16B{i:05X}:0", "tx_id": str(771 + i // 10), "ts_ms": ts},
-            "before": row, "after": dict(row, status="shipped", updated_at="2024-11-29T03:00:00Z")}
+    row = {
+        "id": i,
+        "customer_id": 1000 + i % 97,
+        "status": "pending",
+        "amount": "129.90",
+        "meta": {"channel": "web", "items": 3},
+        "updated_at": "2024-11-28T13:20:00Z",
+    }
+    return {
+        "op": "u",
+        "ts_ms": ts,
+        "source": {
+            "connector": "postgres",
+            "db": "shop",
+            "schema": "public",
+            "table": "orders",
+            "position": f"0/16B{i:05X}:0",
+            "tx_id": str(771 + i // 10),
+            "ts_ms": ts,
+        },
+        "before": row,
+        "after": dict(row, status="shipped", updated_at="2024-11-29T03:00:00Z"),
+    }
 
 
 def bare_quickjs(code: str):
@@ -66,10 +85,11 @@ def bare_quickjs(code: str):
 
 def measure(code: str, batch: bytes, rounds: int) -> dict:
     text = batch.decode()
-    decode = msgspec.json.Decoder().decode   # what worker/pipeline.py does with the chain's output
-    proc = JavascriptProcessor(JsSpec(id="bench", inline=code, limits=Limits(cpu_ms=10000, mem_mb=512,
-                                                                            timeout_ms=20000)),
-                               ProcessorContext(pipeline="bench"))
+    decode = msgspec.json.Decoder().decode  # what worker/pipeline.py does with the chain's output
+    proc = JavascriptProcessor(
+        JsSpec(id="bench", inline=code, limits=Limits(cpu_ms=10000, mem_mb=512, timeout_ms=20000)),
+        ProcessorContext(pipeline="bench"),
+    )
     proc.open()
     bare = bare_quickjs(code)
     try:
@@ -93,12 +113,17 @@ def measure(code: str, batch: bytes, rounds: int) -> dict:
             bare_t.append(t3 - t2)
             stage_cpu += c2 - c0
             bare_cpu += c3 - c2
-        stage_cpu += (sandbox.cpu_seconds() or 0.0) - child_cpu0   # the sandbox child's share
+        stage_cpu += (sandbox.cpu_seconds() or 0.0) - child_cpu0  # the sandbox child's share
     finally:
         proc.close()
     med = statistics.median
-    return {"stage": med(stage_t), "process": med(proc_t), "bare": med(bare_t), "out": len(out),
-            "cpu_ratio": bare_cpu / stage_cpu}
+    return {
+        "stage": med(stage_t),
+        "process": med(proc_t),
+        "bare": med(bare_t),
+        "out": len(out),
+        "cpu_ratio": bare_cpu / stage_cpu,
+    }
 
 
 def measure_node(code: str, batch: bytes, rounds: int) -> float | None:
@@ -111,8 +136,13 @@ def measure_node(code: str, batch: bytes, rounds: int) -> float | None:
             f.write(code)
         with open(batch_file, "wb") as f:
             f.write(batch)
-        res = subprocess.run([node, os.path.join(ROOT, "bench", "node_processor.js"), code_file, batch_file,
-                              str(rounds)], capture_output=True, text=True, timeout=120, check=True)
+        res = subprocess.run(
+            [node, os.path.join(ROOT, "bench", "node_processor.js"), code_file, batch_file, str(rounds)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
     return json.loads(res.stdout)["median_ms"] / 1000
 
 
@@ -124,16 +154,20 @@ def main() -> int:
     batch = msgspec.json.encode([cdc_event(i) for i in range(1, args.events + 1)])
     n = args.events
     print(f"batch: {n} events, {len(batch) / n:.0f} bytes/event (compact JSON), {args.rounds} rounds, medians")
-    print(f"{'processor':<10} {'stage ev/s':>11} {'process()':>10} {'bare QuickJS':>13} {'stage/bare':>11} "
-          f"{'process/bare':>13} {'Node.js':>9} {'stage/node':>11} {'cpu ratio':>9}")
+    print(
+        f"{'processor':<10} {'stage ev/s':>11} {'process()':>10} {'bare QuickJS':>13} {'stage/bare':>11} "
+        f"{'process/bare':>13} {'Node.js':>9} {'stage/node':>11} {'cpu ratio':>9}"
+    )
     ok = True
     for name, code in PROCESSORS.items():
         r = measure(code, batch, args.rounds)
         node = measure_node(code, batch, args.rounds)
         stage, only, bare = n / r["stage"], n / r["process"], n / r["bare"]
         node_rate = n / node if node else float("nan")
-        print(f"{name:<10} {stage:>11,.0f} {only:>10,.0f} {bare:>13,.0f} {stage / bare:>10.0%} "
-              f"{only / bare:>12.0%} {node_rate:>9,.0f} {stage / node_rate:>10.0%} {r['cpu_ratio']:>9.0%}")
+        print(
+            f"{name:<10} {stage:>11,.0f} {only:>10,.0f} {bare:>13,.0f} {stage / bare:>10.0%} "
+            f"{only / bare:>12.0%} {node_rate:>9,.0f} {stage / node_rate:>10.0%} {r['cpu_ratio']:>9.0%}"
+        )
         ok &= stage / bare >= 0.75
         if name == "identity":
             ok &= stage >= 70000

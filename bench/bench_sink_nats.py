@@ -13,6 +13,7 @@ Each run publishes to its own file-storage stream (deleted afterwards). Events
 are generator events of about 210 bytes; only client work is timed in 1 and 2.
 Target: 2 and 3 at >= 80% of 1.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import nats  # noqa: E402
-
 from _common import chunks, print_ratio_table, serve_rate, sink_bench_args, write_rate  # noqa: E402
+
 from shared.spec.model import NatsSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.nats import NatsSink  # noqa: E402
@@ -53,12 +54,16 @@ async def raw_async(name: str, n: int) -> float:
         spent = 0.0
         async for evs, enc in chunks(n):
             t = time.perf_counter()
-            futs = [await js.publish_async(f"{name}.events", body,
-                                           headers={"Nats-Msg-Id": f"bench:raw:{ev['source']['position']}"})
-                    for ev, body in zip(evs, enc)]
+            futs = [
+                await js.publish_async(
+                    f"{name}.events", body, headers={"Nats-Msg-Id": f"bench:raw:{ev['source']['position']}"}
+                )
+                for ev, body in zip(evs, enc)
+            ]
             await asyncio.gather(*futs)
             spent += time.perf_counter() - t
         return n / spent
+
     rate, count = await with_stream(name, go)
     assert count == n, (count, n)
     return rate
@@ -66,9 +71,11 @@ async def raw_async(name: str, n: int) -> float:
 
 async def sink_write(name: str, n: int) -> float:
     async def go(_js: Any) -> float:
-        sink = NatsSink(NatsSinkConfig(id="bus", url=URL, subject=f"{name}.events", stream=name),
-                        SinkContext("bench", int))
+        sink = NatsSink(
+            NatsSinkConfig(id="bus", url=URL, subject=f"{name}.events", stream=name), SinkContext("bench", int)
+        )
         return await write_rate(sink, n)
+
     rate, count = await with_stream(name, go)
     assert count == n, (count, n)
     return rate
@@ -89,10 +96,12 @@ def pipeline(name: str, n: int) -> float:
         await js.delete_stream(name)
         await nc.close()
         return count
+
     asyncio.run(add())
     try:
-        rate = serve_rate(pipe, {"type": "nats", "config": {
-            "id": "bus", "url": URL, "subject": f"{name}.events", "stream": name}}, n)
+        rate = serve_rate(
+            pipe, {"type": "nats", "config": {"id": "bus", "url": URL, "subject": f"{name}.events", "stream": name}}, n
+        )
     finally:
         count = asyncio.run(drop())
     assert count == n, (count, n)

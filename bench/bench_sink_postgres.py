@@ -16,6 +16,7 @@ file (fsync never), the runtime's own ceiling, and the raw loop.
 
 Run: .venv/bin/python bench/bench_sink_postgres.py [--events N] [--pipeline-events M]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,16 +25,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg2  # noqa: E402
+from _common import BATCH, fed, file_sink_ceiling, pipeline_rate, print_pipeline_table, run_and_median  # noqa: E402
 from psycopg2.extras import execute_values  # noqa: E402
-
-from _common import (BATCH, fed, file_sink_ceiling, pipeline_rate, print_pipeline_table,  # noqa: E402
-                     run_and_median)
 
 from shared.spec.model import PostgresSinkConfig  # noqa: E402
 from worker.envelope import encode  # noqa: E402
@@ -47,11 +47,24 @@ UPSERT = "INSERT INTO {t} (id, payload) VALUES %s ON CONFLICT (id) DO UPDATE SET
 
 def batches(total: int, size: int = BATCH) -> Iterator[list[dict[str, Any]]]:
     for start in range(1, total + 1, size):
-        yield [{"op": "c", "ts_ms": 1732800000000 + n,
-                "source": {"connector": "generator", "db": "demo", "schema": None, "table": "events",
-                           "position": str(n), "tx_id": str(n), "ts_ms": 1732800000000 + n},
-                "before": None, "after": {"id": n, "payload": PAYLOAD}}
-               for n in range(start, min(start + size, total + 1))]
+        yield [
+            {
+                "op": "c",
+                "ts_ms": 1732800000000 + n,
+                "source": {
+                    "connector": "generator",
+                    "db": "demo",
+                    "schema": None,
+                    "table": "events",
+                    "position": str(n),
+                    "tx_id": str(n),
+                    "ts_ms": 1732800000000 + n,
+                },
+                "before": None,
+                "after": {"id": n, "payload": PAYLOAD},
+            }
+            for n in range(start, min(start + size, total + 1))
+        ]
 
 
 def raw_batch(conn: Any, table: str, evs: list[dict[str, Any]], many: bool) -> float:
@@ -69,8 +82,9 @@ def raw_batch(conn: Any, table: str, evs: list[dict[str, Any]], many: bool) -> f
 
 async def paired(dsn: str, total: int) -> dict[str, tuple[float, float]]:
     conn = psycopg2.connect(dsn)
-    sink = PostgresSink(PostgresSinkConfig(id="bench", dsn=dsn, table="sink_t"),
-                        SinkContext(pipeline="bench", position_key=int))
+    sink = PostgresSink(
+        PostgresSinkConfig(id="bench", dsn=dsn, table="sink_t"), SinkContext(pipeline="bench", position_key=int)
+    )
     await sink.open()
     raw_t: list[float] = []
     sink_t: list[float] = []
@@ -100,8 +114,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--many-events", type=int, default=20_000, help="rows for the executemany reference")
-    ap.add_argument("--pipeline-events", type=int, default=1_000_000,
-                    help="events for generator -> postgres through tidegate serve (0: skip)")
+    ap.add_argument(
+        "--pipeline-events",
+        type=int,
+        default=1_000_000,
+        help="events for generator -> postgres through tidegate serve (0: skip)",
+    )
     args = ap.parse_args()
     n = args.events
     size = len(encode(next(batches(1))[0]))
@@ -128,17 +146,22 @@ def main() -> None:
                 fed_rate = asyncio.run(fed_raw(dsn, "fed_t", pn))
                 for inflight in (1, 8):
                     pipe[f"generator -> file (fsync never), max_inflight {inflight}"] = file_sink_ceiling(
-                        tmp, "f", pn, {"max_inflight": inflight})
+                        tmp, "f", pn, {"max_inflight": inflight}
+                    )
                 for inflight in (1, 8):
                     pipe[f"generator -> postgres, max_inflight {inflight}"] = pipeline_rate(
-                        {"type": "postgres", "config": {"id": "pg", "dsn": dsn, "table": f"pipe{inflight}"}}, pn,
-                        {"max_inflight": inflight})
+                        {"type": "postgres", "config": {"id": "pg", "dsn": dsn, "table": f"pipe{inflight}"}},
+                        pn,
+                        {"max_inflight": inflight},
+                    )
     finally:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
     ours = r["sink write()"]
-    print(f"\nPostgres sink, {n:,} events of {size} bytes (row: id + 10-char text), batches of {BATCH}, "
-          "one transaction per batch")
+    print(
+        f"\nPostgres sink, {n:,} events of {size} bytes (row: id + 10-char text), batches of {BATCH}, "
+        "one transaction per batch"
+    )
     print("events/s over the whole run, and from the median batch time (robust to the stalls of a shared machine)")
     print(f"{'':<24}{'run ev/s':>10}{'sink/this':>11}{'median ev/s':>13}{'sink/this':>11}")
     for label, (run_r, med_r) in r.items():
@@ -147,8 +170,10 @@ def main() -> None:
     many = args.many_events / many_s
     print(f"{'raw executemany':<24}{many:>10,.0f}{ours[0] / many:>11.0%}   ({args.many_events:,} rows)")
     if pipe:
-        print(f"\nraw execute_values fed by the generator source ({args.pipeline_events:,} events, making them "
-              f"included): {fed_rate:,.0f}/s, the like-for-like reference for generator -> postgres")
+        print(
+            f"\nraw execute_values fed by the generator source ({args.pipeline_events:,} events, making them "
+            f"included): {fed_rate:,.0f}/s, the like-for-like reference for generator -> postgres"
+        )
         refs = {k: ("fed raw execute_values", fed_rate) for k in pipe if k.startswith("generator -> postgres")}
         print_pipeline_table(pipe, args.pipeline_events, 48, refs)
         raw = r["raw execute_values"][0]

@@ -16,6 +16,7 @@ The topic exchange routes to one durable queue (purged between measures), so
 the broker really stores every persistent message. Only client work is timed in
 1 and 2. Target: 2 and 3 at >= 80% of 1.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aio_pika  # noqa: E402
-
 from _common import chunks, print_ratio_table, serve_rate, sink_bench_args, write_rate  # noqa: E402
+
 from shared.spec.model import RabbitmqSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.rabbitmq import RabbitmqSink  # noqa: E402
@@ -69,11 +70,21 @@ async def raw(name: str, n: int) -> float:
     persistent = aio_pika.DeliveryMode.PERSISTENT
     async for evs, enc in chunks(n):
         t = time.perf_counter()
-        await asyncio.gather(*[ex.publish(aio_pika.Message(body, delivery_mode=persistent,
-                                                           message_id=f"bench:raw:{ev['source']['position']}",
-                                                           content_type="application/json"),
-                                          routing_key=ev["source"]["table"], mandatory=False)
-                               for ev, body in zip(evs, enc)])
+        await asyncio.gather(
+            *[
+                ex.publish(
+                    aio_pika.Message(
+                        body,
+                        delivery_mode=persistent,
+                        message_id=f"bench:raw:{ev['source']['position']}",
+                        content_type="application/json",
+                    ),
+                    routing_key=ev["source"]["table"],
+                    mandatory=False,
+                )
+                for ev, body in zip(evs, enc)
+            ]
+        )
         spent += time.perf_counter() - t
     await conn.close()
     return n / spent
@@ -112,8 +123,7 @@ def main() -> None:
             assert asyncio.run(take(name)) >= n
     finally:
         asyncio.run(take(name, drop=True))
-    print(f"rabbitmq sink: {n:,} events of ~210 bytes, persistent + confirms, topic exchange -> "
-          "1 durable queue")
+    print(f"rabbitmq sink: {n:,} events of ~210 bytes, persistent + confirms, topic exchange -> 1 durable queue")
     print_ratio_table([("raw aio-pika publish + confirms (reference)", ref)] + rows, ref)
 
 

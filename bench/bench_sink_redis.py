@@ -12,6 +12,7 @@
 Events are generator events of about 210 bytes; only client work is timed in 1
 and 2 (event generation is not). Target: 2 and 3 at >= 80% of 1.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import redis.asyncio as aioredis  # noqa: E402
-
 from _common import chunks, print_ratio_table, serve_rate, sink_bench_args, write_rate  # noqa: E402
+
 from shared.spec.model import RedisSinkConfig  # noqa: E402
 from worker.sinks.base import SinkContext  # noqa: E402
 from worker.sinks.redis import RedisSink  # noqa: E402
@@ -56,7 +57,8 @@ def raw_sync(stream: str, n: int) -> float:
 
     async def collect() -> list[tuple[list[dict[str, Any]], list[bytes]]]:
         return [c async for c in chunks(min(n, 100_000))]
-    pool = asyncio.run(collect())      # 100k events reused: the stream does not dedupe
+
+    pool = asyncio.run(collect())  # 100k events reused: the stream does not dedupe
     r = redis_sync.Redis.from_url(URL)
     spent, done = 0.0, 0
     while done < n:
@@ -110,8 +112,9 @@ def main() -> None:
     if not a.no_pipeline:
         rows.append(("generator -> redis pipeline (tidegate serve)", pipeline(stream, n)))
     print(f"redis sink: {n:,} events of ~{size:.0f} bytes, XADD to one stream at {URL}")
-    print_ratio_table([("raw redis-py asyncio pipelined XADD", ref_async),
-                       ("raw redis-py sync pipelined XADD", ref_sync)] + rows, ref)
+    print_ratio_table(
+        [("raw redis-py asyncio pipelined XADD", ref_async), ("raw redis-py sync pipelined XADD", ref_sync)] + rows, ref
+    )
 
 
 if __name__ == "__main__":

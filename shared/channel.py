@@ -2,6 +2,7 @@
 
 One reused Encoder and Decoder per side. Imports: stdlib + msgspec + shared.protocol.
 """
+
 from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
@@ -39,9 +40,9 @@ class Channel(Generic[T]):
             pass
 
 
-def supervisor_channel(conn: Any) -> "Channel[Report]":
+def supervisor_channel(conn: Any) -> Channel[Report]:
     return Channel(conn, Report)
 
 
-def worker_channel(conn: Any) -> "Channel[Command]":
+def worker_channel(conn: Any) -> Channel[Command]:
     return Channel(conn, Command)

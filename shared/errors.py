@@ -3,6 +3,7 @@
 Imports: stdlib + msgspec. `ErrorInfo` is the form that crosses the control pipe.
 Messages name the cause: "sink 'cache': redis 127.0.0.1:6379 refused connection".
 """
+
 from __future__ import annotations
 
 import msgspec

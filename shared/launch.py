@@ -2,6 +2,7 @@
 package only inside the child, so the supervisor never imports worker code.
 Imports: stdlib only.
 """
+
 from __future__ import annotations
 
 import importlib

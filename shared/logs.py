@@ -2,6 +2,7 @@
 
 Imports: stdlib + structlog + shared.spec.redact.
 """
+
 from __future__ import annotations
 
 import logging

@@ -6,9 +6,10 @@ supervisor. Pipes carry control and status, never event data. Each side handles
 its union with one `match` ending in `assert_never`.
 Imports: stdlib + msgspec + shared.errors.
 """
+
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import msgspec
 
@@ -30,10 +31,11 @@ class Resume(_Msg):
 
 class Stop(_Msg):
     """Drain in-flight batches, checkpoint, exit 0."""
-    drop_source_state: bool = False   # DELETE: also drop the slot etc. the source created
+
+    drop_source_state: bool = False  # DELETE: also drop the slot etc. the source created
 
 
-Command = Union[Pause, Resume, Stop]
+Command = Pause | Resume | Stop
 
 
 # ------------------------------------------------------------------ reports
@@ -59,7 +61,7 @@ class Counters(msgspec.Struct):
     batches: int = 0
     inflight: int = 0
     lag_ms: int | None = None
-    processor_ms: float = 0.0         # total time spent in processors
+    processor_ms: float = 0.0  # total time spent in processors
     batch_events_sum: int = 0
     batch_ms_sum: float = 0.0
     rss_bytes: int = 0
@@ -72,17 +74,19 @@ class Counters(msgspec.Struct):
 
 class Ready(_Msg):
     """The worker built its pipeline and is running (or paused)."""
+
     pid: int
     paused: bool = False
 
 
 class Status(_Msg):
     """Heartbeat with the worker's view; sent periodically and on changes."""
-    state: str                            # running | paused | stopping
+
+    state: str  # running | paused | stopping
     counters: Counters
     last_error: ErrorInfo | None = None
     sink_errors: dict[str, str] = {}
-    source: dict[str, Any] = {}           # source.stats(), e.g. snapshot progress (plain JSON-like values)
+    source: dict[str, Any] = {}  # source.stats(), e.g. snapshot progress (plain JSON-like values)
 
 
 class Paused(_Msg):
@@ -95,19 +99,21 @@ class Resumed(_Msg):
 
 class Failed(_Msg):
     """The pipeline cannot go on (retries exhausted, fatal config): the worker exits."""
+
     error: ErrorInfo
 
 
 class Stopped(_Msg):
     """Drained and checkpointed; the worker exits right after."""
+
     pass
 
 
-Report = Union[Ready, Status, Paused, Resumed, Failed, Stopped]
+Report = Ready | Status | Paused | Resumed | Failed | Stopped
 
 # Named exit codes (gunicorn-style) so a boot error is not restarted forever.
 EXIT_OK = 0
-EXIT_FAILED = 3        # pipeline failed for good: do not restart (status failed)
-EXIT_CONFIG = 4        # could not build the pipeline from its spec: failed
-EXIT_PARENT_GONE = 5   # the supervisor went away
-EXIT_LEASE_LOST = 6    # shared state store: another node holds this pipeline's lease now
+EXIT_FAILED = 3  # pipeline failed for good: do not restart (status failed)
+EXIT_CONFIG = 4  # could not build the pipeline from its spec: failed
+EXIT_PARENT_GONE = 5  # the supervisor went away
+EXIT_LEASE_LOST = 6  # shared state store: another node holds this pipeline's lease now

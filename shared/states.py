@@ -1,4 +1,5 @@
 """Pipeline statuses and desired states. Imports: stdlib only."""
+
 from __future__ import annotations
 
 from enum import Enum
@@ -15,7 +16,8 @@ class Status(str, Enum):
 
 class Desired(str, Enum):
     """What the operator asked for; persisted so it survives supervisor restarts."""
+
     RUNNING = "running"
     PAUSED = "paused"
     STOPPED = "stopped"
-    FAILED = "failed"    # failed for good until resume/restart/patch
+    FAILED = "failed"  # failed for good until resume/restart/patch

@@ -2,6 +2,7 @@
 embedded Hypercorn, signals (handlers only set events), sd_notify.
 Imports: stdlib + starlette + hypercorn + shared + supervisor (never worker).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,9 @@ import hmac
 import os
 import signal
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any
 
 import msgspec
 import structlog
@@ -44,8 +46,8 @@ class ServeConfig:
     log_format: str = "console"
     log_level: str = "info"
     token: str | None = None
-    state_url: str | None = None     # postgresql://... shared state store with per-pipeline leases
-    node_id: str | None = None       # this supervisor's name in the leases (default <hostname>-<pid>)
+    state_url: str | None = None  # postgresql://... shared state store with per-pipeline leases
+    node_id: str | None = None  # this supervisor's name in the leases (default <hostname>-<pid>)
 
 
 class AuthMiddleware:
@@ -66,9 +68,11 @@ class AuthMiddleware:
                 break
         if not hmac.compare_digest(got, self.expected):
             hdrs = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-            resp = errors.error_response("unauthorized", "missing or wrong bearer token (Authorization: Bearer ...)",
-                                         headers={"www-authenticate": 'Bearer realm="tidegate"',
-                                                  **errors.unread_body_headers(hdrs)})
+            resp = errors.error_response(
+                "unauthorized",
+                "missing or wrong bearer token (Authorization: Bearer ...)",
+                headers={"www-authenticate": 'Bearer realm="tidegate"', **errors.unread_body_headers(hdrs)},
+            )
             await resp(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -92,17 +96,22 @@ def build_app(manager: PipelineManager, token: str | None) -> Any:
     for exc in (errors.ApiError, SpecInvalid, SpecMalformed, msgspec.ValidationError):
         handlers[exc] = errors.handle
     from supervisor.manager import NotFound
+
     handlers[StoreUnavailable] = errors.handle
     handlers[NotFound] = errors.handle
     handlers[Conflict] = errors.handle
-    app = Starlette(routes=[*ROUTES, Route("/metrics", metrics_route), Route("/openapi.json", openapi_route)],
-                    exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(
+        routes=[*ROUTES, Route("/metrics", metrics_route), Route("/openapi.json", openapi_route)],
+        exception_handlers=handlers,
+        lifespan=lifespan,
+    )
     return AuthMiddleware(app, token)
 
 
 def check_processor_fn() -> Any:
     try:
         from supervisor.jscheck import check_javascript
+
         return check_javascript
     except ImportError:
         return None
@@ -133,8 +142,9 @@ def seed_store(store: SqliteStore, specs: list[Any], skip: Any = None) -> None:
         if row is None:
             store.put_pipeline(spec.metadata.name, data, Desired.RUNNING.value)
         elif row.spec != data:
-            store.put_pipeline(spec.metadata.name, data,
-                               Desired.RUNNING.value if row.desired == Desired.FAILED.value else row.desired)
+            store.put_pipeline(
+                spec.metadata.name, data, Desired.RUNNING.value if row.desired == Desired.FAILED.value else row.desired
+            )
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -162,6 +172,7 @@ async def run(cfg: ServeConfig) -> int:
         if cfg.state_url:
             from shared.store.postgres import PgStore
             from supervisor.leases import LeaseKeeper, default_node_id
+
             leases = LeaseKeeper(PgStore(cfg.state_url).open(), cfg.node_id or default_node_id(), cfg.api_addr)
     except StoreUnavailable as exc:
         log.error("state_store_unavailable", error=str(exc))
@@ -175,8 +186,15 @@ async def run(cfg: ServeConfig) -> int:
         return False
 
     seed_store(store, specs, skip=held_elsewhere if leases is not None else None)
-    manager = PipelineManager(store, state_dir=state_dir, log_format=cfg.log_format, log_level=cfg.log_level,
-                              check_processor=check, state_url=cfg.state_url, leases=leases)
+    manager = PipelineManager(
+        store,
+        state_dir=state_dir,
+        log_format=cfg.log_format,
+        log_level=cfg.log_level,
+        check_processor=check,
+        state_url=cfg.state_url,
+        leases=leases,
+    )
     host, _, port = cfg.api_addr.rpartition(":")
     hc = HyperConfig()
     hc.bind = [cfg.api_addr]
@@ -208,7 +226,7 @@ async def run(cfg: ServeConfig) -> int:
             for spec in specs2:
                 try:
                     m, what = await manager.apply(msgspec.to_builtins(spec))
-                except Conflict as exc:   # shared state store: another node runs it
+                except Conflict as exc:  # shared state store: another node runs it
                     log.warning("config_not_applied", pipeline=spec.metadata.name, reason=str(exc))
                     continue
                 log.info("config_applied", pipeline=m.name, result=what)
@@ -217,13 +235,16 @@ async def run(cfg: ServeConfig) -> int:
         counts: dict[str, int] = {}
         for m in manager.pipelines.values():
             counts[m.status.value] = counts.get(m.status.value, 0) + 1
-        return "pipelines: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none") \
+        return (
+            "pipelines: "
+            + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none")
             + f"; API {cfg.api_addr}"
+        )
 
     notifier = systemd.StatusNotifier(summary)
     manager.on_change = notifier.update
 
-    def healthy() -> bool:   # the loop answers (we run on it) and the worker monitor is alive
+    def healthy() -> bool:  # the loop answers (we run on it) and the worker monitor is alive
         mon = getattr(manager, "_monitor", None)
         return mon is None or not mon.done()
 
@@ -231,11 +252,18 @@ async def run(cfg: ServeConfig) -> int:
         while not _port_open(host or "127.0.0.1", int(port)):
             await asyncio.sleep(0.02)
         notifier.ready()
-        log.info("supervisor_ready", api=cfg.api_addr, state_dir=state_dir, pipelines=len(manager.pipelines),
-                 **({"state_store": f"postgresql {where(cfg.state_url)}", "node": leases.node} if leases else {}))
+        log.info(
+            "supervisor_ready",
+            api=cfg.api_addr,
+            state_dir=state_dir,
+            pipelines=len(manager.pipelines),
+            **({"state_store": f"postgresql {where(cfg.state_url)}", "node": leases.node} if leases else {}),
+        )
 
-    tasks = [loop.create_task(reload_loop(), name="reload_loop"),
-             loop.create_task(ready_notifier(), name="ready_notifier")]
+    tasks = [
+        loop.create_task(reload_loop(), name="reload_loop"),
+        loop.create_task(ready_notifier(), name="ready_notifier"),
+    ]
     # the watchdog keeps pinging while workers drain at shutdown; cancelled last
     watchdog = loop.create_task(systemd.watchdog_loop(healthy), name="watchdog_loop")
     try:

@@ -2,6 +2,7 @@
 commands (get, apply, pause, resume, stop, restart, delete) in `supervisor.opscli`.
 Imports: stdlib + shared + supervisor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,7 @@ OPS_COMMANDS = {"get", "apply", "pause", "resume", "stop", "restart", "delete"}
 
 def cmd_validate(paths: list[str]) -> int:
     from supervisor.app import check_processor_fn
+
     check = check_processor_fn()
     ok = True
     files = spec_files(paths)
@@ -42,32 +44,53 @@ def cmd_validate(paths: list[str]) -> int:
 
 def cmd_serve(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="tidegate serve", description="Run the supervisor and its REST API.")
-    ap.add_argument("--config", action="append", default=[], metavar="PATH",
-                    help="spec file or folder of *.yaml|*.yml|*.json specs (repeatable)")
+    ap.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="spec file or folder of *.yaml|*.yml|*.json specs (repeatable)",
+    )
     ap.add_argument("--state-dir", default=os.environ.get("TIDEGATE_STATE_DIR", ".tidegate"))
     ap.add_argument("--api-addr", default=os.environ.get("TIDEGATE_API_ADDR", "127.0.0.1:8080"))
     ap.add_argument("--log-format", choices=["console", "json"], default=None)
     ap.add_argument("--log-level", default="info")
-    ap.add_argument("--state-url", default=os.environ.get("TIDEGATE_STATE_URL") or None, metavar="URL",
-                    help="postgresql://user:pass@host:port/db: keep specs, desired states and checkpoints in "
-                         "PostgreSQL (tables tidegate_*, created when missing) instead of <state-dir>/tidegate.db. "
-                         "Several supervisors on one URL share the pipelines: each runs those it holds a lease "
-                         "on (TTL TIDEGATE_LEASE_TTL_S, default 15 s) and takes over those of a node that died. "
-                         "The state dir still holds local files (worker locks). Env: TIDEGATE_STATE_URL")
-    ap.add_argument("--node-id", default=os.environ.get("TIDEGATE_NODE_ID") or None, metavar="ID",
-                    help="this supervisor's name in the leases of --state-url (default <hostname>-<pid>). "
-                         "Env: TIDEGATE_NODE_ID")
+    ap.add_argument(
+        "--state-url",
+        default=os.environ.get("TIDEGATE_STATE_URL") or None,
+        metavar="URL",
+        help="postgresql://user:pass@host:port/db: keep specs, desired states and checkpoints in "
+        "PostgreSQL (tables tidegate_*, created when missing) instead of <state-dir>/tidegate.db. "
+        "Several supervisors on one URL share the pipelines: each runs those it holds a lease "
+        "on (TTL TIDEGATE_LEASE_TTL_S, default 15 s) and takes over those of a node that died. "
+        "The state dir still holds local files (worker locks). Env: TIDEGATE_STATE_URL",
+    )
+    ap.add_argument(
+        "--node-id",
+        default=os.environ.get("TIDEGATE_NODE_ID") or None,
+        metavar="ID",
+        help="this supervisor's name in the leases of --state-url (default <hostname>-<pid>). Env: TIDEGATE_NODE_ID",
+    )
     a = ap.parse_args(argv)
     if a.state_url:
         from shared.store import is_postgres_url
+
         if not is_postgres_url(a.state_url):
             print("tidegate serve: --state-url must be a postgresql://... URL", file=sys.stderr)
             return 2
     fmt = a.log_format or ("console" if sys.stderr.isatty() else "json")
     from supervisor.app import ServeConfig, run
-    cfg = ServeConfig(configs=a.config, state_dir=a.state_dir, api_addr=a.api_addr, log_format=fmt,
-                      log_level=a.log_level, token=os.environ.get("TIDEGATE_API_TOKEN") or None,
-                      state_url=a.state_url, node_id=a.node_id)
+
+    cfg = ServeConfig(
+        configs=a.config,
+        state_dir=a.state_dir,
+        api_addr=a.api_addr,
+        log_format=fmt,
+        log_level=a.log_level,
+        token=os.environ.get("TIDEGATE_API_TOKEN") or None,
+        state_url=a.state_url,
+        node_id=a.node_id,
+    )
     return asyncio.run(run(cfg))
 
 

@@ -17,6 +17,7 @@ that reproduces the same error. Typically < 1 ms (a 100 KB script: a few ms per 
 
 Imports: stdlib + quickjs only (nothing from worker/).
 """
+
 from __future__ import annotations
 
 import re
@@ -24,16 +25,18 @@ import re
 import quickjs
 
 CHECK_MEMORY = 64 << 20
-BISECT_MAX_CHARS = 100_000   # above this the column is the line's first non-blank (no re-compiles)
-_MODULE_RE = re.compile(r"^[ \t]*export\s", re.M)          # same rule as the worker's loader
+BISECT_MAX_CHARS = 100_000  # above this the column is the line's first non-blank (no re-compiles)
+_MODULE_RE = re.compile(r"^[ \t]*export\s", re.M)  # same rule as the worker's loader
 _IMPORT_RE = re.compile(r"^[ \t]*(import\s*[\w{*'\"]|export\s[^;\n]*\bfrom\s*['\"])", re.M)
 _EXPORT_LIST_RE = re.compile(r"^[ \t]*export\s*\{[^}]*\}\s*;?", re.M)
 _EXPORT_KW_RE = re.compile(r"^([ \t]*)export(\s+default)?(?=\s)", re.M)
 _NAMED_DECL_RE = re.compile(r"\s+(?:async\s+)?function\s*\*?\s*[\w$]|\s+class\s+[\w$]")
 _LINE_RE = re.compile(r"at <input>:(\d+)")
 _TOKEN_RE = re.compile(r"(?:'(.+)'|: ([\w$]+))$")
-NO_PROCESS = ("no function process(batch) defined: write `export function process(batch) { ... }` "
-              "or a top-level `function process(batch) { ... }`")
+NO_PROCESS = (
+    "no function process(batch) defined: write `export function process(batch) { ... }` "
+    "or a top-level `function process(batch) { ... }`"
+)
 
 
 def is_module(code: str) -> bool:
@@ -47,11 +50,13 @@ def _blank(match: re.Match[str]) -> str:
 def _strip_exports(body: str) -> str:
     """Blank `export` (a declaration stays a declaration); `export default <expr>` becomes
     `0, <expr>`. Same lengths, so lines and columns hold."""
+
     def repl(m: re.Match[str]) -> str:
         indent, width = m.group(1), len(m.group(0)) - len(m.group(1))
         if m.group(2) and not _NAMED_DECL_RE.match(body, m.end()):
             return indent + "0,".ljust(width)
         return indent + " " * width
+
     return _EXPORT_KW_RE.sub(repl, _EXPORT_LIST_RE.sub(_blank, body))
 
 
@@ -67,7 +72,7 @@ def _compile(source: str) -> tuple[str, int] | None:
     ctx = quickjs.Context()
     ctx.set_memory_limit(CHECK_MEMORY)
     try:
-        ctx.eval(source)   # evaluates a function *expression*: nothing inside runs
+        ctx.eval(source)  # evaluates a function *expression*: nothing inside runs
     except quickjs.JSException as exc:
         text = str(exc)
         found = _LINE_RE.search(text)
@@ -82,8 +87,8 @@ def _column(prefix: str, lines: list[str], lineno: int, message: str) -> int:
     token = (found.group(1) or found.group(2)) if found else ""
     if message.startswith("SyntaxError: unexpected token") and token and line.count(token) == 1:
         return line.index(token) + 1
-    before = "".join(line + "\n" for line in lines[:lineno - 1])
-    if len(before) > BISECT_MAX_CHARS:      # each probe recompiles everything before the line
+    before = "".join(line + "\n" for line in lines[: lineno - 1])
+    if len(before) > BISECT_MAX_CHARS:  # each probe recompiles everything before the line
         return len(line) - len(line.lstrip()) + 1
 
     def same(p: int) -> bool:
@@ -108,8 +113,10 @@ def check_javascript(code: str) -> str | None:
     if imported:
         lineno = code.count("\n", 0, imported.start()) + 1
         col = len(imported.group(0)) - len(imported.group(0).lstrip()) + 1
-        return (f"import/export-from is not supported (processors run without a module loader) "
-                f"at line {lineno}, column {col}")
+        return (
+            f"import/export-from is not supported (processors run without a module loader) "
+            f"at line {lineno}, column {col}"
+        )
     prefix, body = _prepare(code)
     lines = body.split("\n")
     error = _compile(prefix + body + "\n;let process;})")
@@ -120,8 +127,10 @@ def check_javascript(code: str) -> str | None:
         if "redefinition" in message:
             return None
         last = max((i for i, line in enumerate(lines) if line.strip()), default=0)
-        return (f"{message} at end of script (line {last + 1}, column {len(lines[last].rstrip()) + 1}); "
-                "check for unbalanced braces or an unterminated string, template or comment")
+        return (
+            f"{message} at end of script (line {last + 1}, column {len(lines[last].rstrip()) + 1}); "
+            "check for unbalanced braces or an unterminated string, template or comment"
+        )
     if not 1 <= lineno <= len(lines):
         return message
     if message.endswith("out of memory"):

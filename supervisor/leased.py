@@ -5,11 +5,13 @@ lease loop (renew and publish every TTL/3, take free leases), losing a pipeline
 pipelines other nodes own. A mixin: it works on the manager's own fields, on
 the loop thread. Imports: stdlib + msgspec + shared + supervisor.
 """
+
 from __future__ import annotations
 
 import asyncio
 import signal
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -53,8 +55,9 @@ class LeaseSide:
         lk = self.leases
         assert lk is not None
         async with lk.lock:
-            pub = {n: (m.status.value, _enc.encode(self.ops(m, stored=False)).decode())
-                   for n, m in self.pipelines.items()}
+            pub = {
+                n: (m.status.value, _enc.encode(self.ops(m, stored=False)).decode()) for n, m in self.pipelines.items()
+            }
             try:
                 lost = await lk.renew(pub)
             except StoreUnavailable as exc:
@@ -92,10 +95,9 @@ class LeaseSide:
         row = self.store.get_pipeline(name)
         if row is None or name in self.pipelines:
             if row is None:
-                self.leases.forget(name)   # deleted meanwhile; the lease expires by itself
+                self.leases.forget(name)  # deleted meanwhile; the lease expires by itself
             return
-        self.log.info("lease_acquired", pipeline=name, node=self.leases.node,
-                      fencing_token=self.leases.held.get(name))
+        self.log.info("lease_acquired", pipeline=name, node=self.leases.node, fencing_token=self.leases.held.get(name))
         self._changed(self._adopt_row(row))
 
     def _lease_lost(self, m: Managed, why: str) -> None:
@@ -134,8 +136,10 @@ class LeaseSide:
     def _owner_note(self, name: str, lease: Any) -> str:
         if lease is None or not lease.live:
             return f"pipeline {name!r} has no live owner at the moment; retry"
-        return (f"pipeline {name!r} is run by supervisor node {lease.owner!r} (API {lease.api_addr}); "
-                f"send this request there")
+        return (
+            f"pipeline {name!r} is run by supervisor node {lease.owner!r} (API {lease.api_addr}); "
+            f"send this request there"
+        )
 
     def foreign(self, name: str) -> ForeignView:
         """GET of a pipeline another node owns (shared state store only)."""
@@ -148,6 +152,8 @@ class LeaseSide:
         if self.leases is None:
             return []
         leases = self.store.leases()
-        return [foreign_view(row, leases.get(row.name), self.store)
-                for row in self.store.list_pipelines() if row.name not in self.pipelines]
-
+        return [
+            foreign_view(row, leases.get(row.name), self.store)
+            for row in self.store.list_pipelines()
+            if row.name not in self.pipelines
+        ]

@@ -17,6 +17,7 @@ Database calls run on a thread (own connection), never on the loop. The
 manager's side of leases is `supervisor.leased`.
 Imports: stdlib + shared + supervisor.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from shared.spec.load import decode_spec
 from shared.spec.model import PipelineSpec
 
-if TYPE_CHECKING:   # psycopg2 is imported only for a state URL (shared.store.open_store)
+if TYPE_CHECKING:  # psycopg2 is imported only for a state URL (shared.store.open_store)
     from shared.store.postgres import LeaseRow, PgStore
     from shared.store.sqlite import PipelineRow
 
@@ -50,13 +51,13 @@ def api_url(api_addr: str) -> str:
 
 class LeaseKeeper:
     def __init__(self, store: PgStore, node: str, api_addr: str, ttl_s: float = LEASE_TTL_S) -> None:
-        self.store = store                 # its own connection: used from a thread
+        self.store = store  # its own connection: used from a thread
         self.node = node
         self.api_addr = api_url(api_addr)
         self.ttl_s = ttl_s
-        self.held: dict[str, int] = {}     # pipeline -> fencing token
+        self.held: dict[str, int] = {}  # pipeline -> fencing token
         self.until: dict[str, float] = {}  # pipeline -> when its lease surely ends (monotonic, taken before the call)
-        self.lock = asyncio.Lock()         # one lease operation at a time (claims, ticks, deletes)
+        self.lock = asyncio.Lock()  # one lease operation at a time (claims, ticks, deletes)
 
     @property
     def renew_every_s(self) -> float:
@@ -86,8 +87,7 @@ class LeaseKeeper:
 
     async def acquire_free(self) -> dict[str, int]:
         t0 = time.monotonic()
-        got = await asyncio.to_thread(self.store.acquire, self.node, self.api_addr, self.ttl_s, None,
-                                      list(self.held))
+        got = await asyncio.to_thread(self.store.acquire, self.node, self.api_addr, self.ttl_s, None, list(self.held))
         self._took(got, t0)
         return got
 
@@ -122,9 +122,19 @@ class ForeignView:
     ops: dict[str, Any]
 
 
-_IDLE_OPS: dict[str, Any] = {"pid": None, "restarts": 0, "uptime_s": 0.0, "last_error": None, "events_in": 0,
-                             "events_out": 0, "batches": 0, "inflight": 0, "lag_ms": None, "sink_errors": {},
-                             "source": {}}
+_IDLE_OPS: dict[str, Any] = {
+    "pid": None,
+    "restarts": 0,
+    "uptime_s": 0.0,
+    "last_error": None,
+    "events_in": 0,
+    "events_out": 0,
+    "batches": 0,
+    "inflight": 0,
+    "lag_ms": None,
+    "sink_errors": {},
+    "source": {},
+}
 _NOBODY_STATUS = {"running": "starting", "paused": "paused", "stopped": "stopped", "failed": "failed"}
 
 
@@ -140,7 +150,9 @@ def foreign_view(row: PipelineRow, lease: LeaseRow | None, store: Any) -> Foreig
         ops.update({k: v for k, v in (lease.ops or {}).items() if k in _IDLE_OPS})
     if ops["last_error"] is None:
         ops["last_error"] = row.last_error
-    ops["checkpoints"] = {sid: {"position": pos, "updated_at": at} for sid, (pos, at) in store.checkpoints(row.name).items()}
+    ops["checkpoints"] = {
+        sid: {"position": pos, "updated_at": at} for sid, (pos, at) in store.checkpoints(row.name).items()
+    }
     ops["sink_gaps"] = store.gaps(row.name)
     ops["owner"] = None if lease is None else {"node": lease.owner, "api_addr": lease.api_addr, "live": lease.live}
     return ForeignView(row.name, status, decode_spec(row.spec), ops)

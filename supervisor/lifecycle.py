@@ -6,15 +6,28 @@ pipeline's source state, and the monitor loop that kills hung workers. A mixin:
 it works on the manager's own fields, on the loop thread.
 Imports: stdlib + shared + supervisor (never worker).
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, assert_never
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, assert_never
 
-from shared.protocol import (EXIT_CONFIG, EXIT_FAILED, EXIT_LEASE_LOST, Counters, Failed, Paused, Ready, Resumed,
-                             Status as StatusMsg, Stop, Stopped)
+from shared.protocol import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_LEASE_LOST,
+    Counters,
+    Failed,
+    Paused,
+    Ready,
+    Resumed,
+    Stop,
+    Stopped,
+)
+from shared.protocol import Status as StatusMsg
 from shared.spec.load import encode_spec
 from shared.spec.model import type_tag
 from shared.states import Desired, Status
@@ -45,7 +58,7 @@ class WorkerSide:
 
     def _spawn(self, m: Managed) -> None:
         if self.leases is not None and self.leases.fence(m.name) is None:
-            self.log.error("spawn_without_lease", pipeline=m.name)   # never run a pipeline we do not lease
+            self.log.error("spawn_without_lease", pipeline=m.name)  # never run a pipeline we do not lease
             return
         h = WorkerHandle(m.name, self._on_report, self._on_exit)
         m.handle = h
@@ -55,9 +68,15 @@ class WorkerSide:
         m.cur = Counters()
         m.failed_by_worker = False
         m.intent = None
-        h.start(encode_spec(m.spec), self.state_dir, self.log_format, self.log_level,
-                paused=m.desired == Desired.PAUSED, state_url=self.state_url,
-                lease=None if self.leases is None else self.leases.fence(m.name))
+        h.start(
+            encode_spec(m.spec),
+            self.state_dir,
+            self.log_format,
+            self.log_level,
+            paused=m.desired == Desired.PAUSED,
+            state_url=self.state_url,
+            lease=None if self.leases is None else self.leases.fence(m.name),
+        )
         self.log.info("worker_spawned", pipeline=m.name, worker_pid=h.pid)
         self._changed(m)
 
@@ -111,8 +130,8 @@ class WorkerSide:
         if intent in ("stop", "delete"):
             m.status = Status.STOPPED
         elif intent in ("restart", "shutdown"):
-            pass   # the caller decides what comes next
-        elif code == EXIT_LEASE_LOST:   # fenced: another node runs it now; not a crash of the pipeline
+            pass  # the caller decides what comes next
+        elif code == EXIT_LEASE_LOST:  # fenced: another node runs it now; not a crash of the pipeline
             self._lease_lost(m, m.last_error or "the worker found its lease lost")
             return
         elif m.failed_by_worker or code in (EXIT_FAILED, EXIT_CONFIG):
@@ -127,8 +146,9 @@ class WorkerSide:
                 m.restarts += 1
                 m.status = Status.STARTING
                 self.log.warning("worker_crashed", pipeline=m.name, reason=reason, restart_in_s=round(delay, 2))
-                m.restart_task = asyncio.get_running_loop().create_task(self._restart_later(m, delay),
-                                                                         name=f"restart[{m.name}]")
+                m.restart_task = asyncio.get_running_loop().create_task(
+                    self._restart_later(m, delay), name=f"restart[{m.name}]"
+                )
         self._changed(m)
 
     def _fail(self, m: Managed, reason: str) -> None:
@@ -163,7 +183,7 @@ class WorkerSide:
             self.log.warning("worker_stop_timeout", pipeline=m.name, worker_pid=h.pid)
             h.signal(9)
             await h.wait(5.0)
-        if m.handle is h:   # exit callback did not run (should not happen)
+        if m.handle is h:  # exit callback did not run (should not happen)
             m.handle = None
 
     async def monitor_loop(self) -> None:
@@ -173,10 +193,15 @@ class WorkerSide:
             now = time.monotonic()
             for m in list(self.pipelines.values()):
                 h = m.handle
-                if h is not None and not h.exited.is_set() and now - h.last_heard > HEARTBEAT_TIMEOUT_S \
-                        and m.intent is None:
-                    self.log.error("worker_hung", pipeline=m.name, worker_pid=h.pid,
-                                   silent_s=round(now - h.last_heard, 1))
+                if (
+                    h is not None
+                    and not h.exited.is_set()
+                    and now - h.last_heard > HEARTBEAT_TIMEOUT_S
+                    and m.intent is None
+                ):
+                    self.log.error(
+                        "worker_hung", pipeline=m.name, worker_pid=h.pid, silent_s=round(now - h.last_heard, 1)
+                    )
                     m.last_error = f"worker sent no heartbeat for {HEARTBEAT_TIMEOUT_S:.0f}s; killed"
                     h.last_heard = now
                     asyncio.get_running_loop().create_task(h.terminate(5.0))
@@ -186,8 +211,15 @@ class WorkerSide:
         if type_tag(m.spec.spec.source) == "generator":
             return
         h = WorkerHandle(m.name, lambda _h, _msg: None, lambda _h, _code: None)
-        h.start(encode_spec(m.spec), self.state_dir, self.log_format, self.log_level, paused=True, mode="drop",
-                state_url=self.state_url)
+        h.start(
+            encode_spec(m.spec),
+            self.state_dir,
+            self.log_format,
+            self.log_level,
+            paused=True,
+            mode="drop",
+            state_url=self.state_url,
+        )
         if not await h.wait(30.0):
             h.signal(9)
             await h.wait(5.0)

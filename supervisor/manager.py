@@ -7,11 +7,13 @@ checkpoints, error info); the rest is mixed in: the worker side
 `NotFound` and `Conflict`, re-exported here) and the lease side
 (`supervisor.leased`). Imports: stdlib + shared + supervisor (never worker).
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -32,12 +34,20 @@ __all__ = ["Conflict", "NotFound", "PipelineManager"]
 
 
 class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
-    def __init__(self, store: SqliteStore, *, state_dir: str, log_format: str, log_level: str,
-                 check_processor: Callable[[str], str | None] | None = None, state_url: str | None = None,
-                 leases: "LeaseKeeper | None" = None) -> None:
+    def __init__(
+        self,
+        store: SqliteStore,
+        *,
+        state_dir: str,
+        log_format: str,
+        log_level: str,
+        check_processor: Callable[[str], str | None] | None = None,
+        state_url: str | None = None,
+        leases: LeaseKeeper | None = None,
+    ) -> None:
         self.store: Any = store
         self.state_url = state_url
-        self.leases = leases          # shared state store: this node runs only the pipelines it leases
+        self.leases = leases  # shared state store: this node runs only the pipelines it leases
         self.stopping = False
         self._lease_task: asyncio.Task[None] | None = None
         self.state_dir = state_dir
@@ -57,7 +67,7 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
             if held is None or row.name in held:
                 self._adopt_row(row)
         for name in set(held or ()) - set(self.pipelines):
-            self.leases.forget(name)   # deleted in between
+            self.leases.forget(name)  # deleted in between
         self.ready = True
         loop = asyncio.get_running_loop()
         self._monitor = loop.create_task(self.monitor_loop(), name="monitor_loop")
@@ -97,7 +107,7 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
     # ------------------------------------------------------------- read side
     def checkpoints(self, name: str) -> dict[str, dict[str, str]]:
         if name not in self.pipelines:
-            self.foreign(name)   # NotFound unless another node owns it
+            self.foreign(name)  # NotFound unless another node owns it
         return {sid: {"position": pos, "updated_at": at} for sid, (pos, at) in self.store.checkpoints(name).items()}
 
     def ops(self, m: Managed, stored: bool = True) -> dict[str, Any]:

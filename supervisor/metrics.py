@@ -4,11 +4,13 @@ them at scrape time, so nothing is kept twice). Histograms are rebuilt from the
 workers' per-bucket counts (`Counters.batch_size_hist` / `batch_ms_hist`).
 Imports: stdlib + prometheus-client + shared.protocol + supervisor.
 """
+
 from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -33,16 +35,20 @@ class PipelineCollector(Collector):
         sink_err = CounterMetricFamily("tidegate_sink_errors", "Failed sink deliveries", labels=["pipeline", "sink"])
         sink_ev = CounterMetricFamily("tidegate_sink_events", "Events delivered per sink", labels=["pipeline", "sink"])
         inflight = GaugeMetricFamily("tidegate_inflight_batches", "Batches between batcher and commit", labels=labels)
-        lag = GaugeMetricFamily("tidegate_source_lag_seconds", "Age of the last committed event at commit",
-                                labels=labels)
+        lag = GaugeMetricFamily(
+            "tidegate_source_lag_seconds", "Age of the last committed event at commit", labels=labels
+        )
         rss = GaugeMetricFamily("tidegate_worker_rss_bytes", "Worker resident memory", labels=labels)
-        status = GaugeMetricFamily("tidegate_pipeline_status", "1 for the pipeline's current status",
-                                   labels=["pipeline", "status"])
-        ck_age = GaugeMetricFamily("tidegate_checkpoint_age_seconds", "Seconds since a sink checkpoint moved",
-                                   labels=["pipeline", "sink"])
+        status = GaugeMetricFamily(
+            "tidegate_pipeline_status", "1 for the pipeline's current status", labels=["pipeline", "status"]
+        )
+        ck_age = GaugeMetricFamily(
+            "tidegate_checkpoint_age_seconds", "Seconds since a sink checkpoint moved", labels=["pipeline", "sink"]
+        )
         size_h = HistogramMetricFamily("tidegate_batch_size_events", "Events per committed batch", labels=labels)
-        lat_h = HistogramMetricFamily("tidegate_batch_latency_seconds",
-                                      "From a batch's first event to its commit", labels=labels)
+        lat_h = HistogramMetricFamily(
+            "tidegate_batch_latency_seconds", "From a batch's first event to its commit", labels=labels
+        )
         pipes = GaugeMetricFamily("tidegate_pipelines", "Pipelines known to the supervisor")
         now = time.time()
         managed = list(self.manager.pipelines.values())
@@ -68,10 +74,26 @@ class PipelineCollector(Collector):
             for sid, (_pos, at) in self.manager.store.checkpoints(m.name).items():
                 ck_age.add_metric([m.name, sid], max(0.0, now - _parse_ts(at)))
             size_h.add_metric(n, histogram_buckets(t.batch_size_hist, BATCH_SIZE_BUCKETS), float(t.batch_events_sum))
-            lat_h.add_metric(n, histogram_buckets(t.batch_ms_hist, BATCH_MS_BUCKETS, divisor=1000.0),
-                             t.batch_ms_sum / 1000.0)
-        yield from (ev_in, ev_out, batches, restarts, proc, sink_err, sink_ev, inflight, lag, rss, status, ck_age,
-                    size_h, lat_h, pipes)
+            lat_h.add_metric(
+                n, histogram_buckets(t.batch_ms_hist, BATCH_MS_BUCKETS, divisor=1000.0), t.batch_ms_sum / 1000.0
+            )
+        yield from (
+            ev_in,
+            ev_out,
+            batches,
+            restarts,
+            proc,
+            sink_err,
+            sink_ev,
+            inflight,
+            lag,
+            rss,
+            status,
+            ck_age,
+            size_h,
+            lat_h,
+            pipes,
+        )
 
 
 def histogram_buckets(counts: list[int], bounds: tuple[float, ...], divisor: float = 1.0) -> list[tuple[str, float]]:
@@ -82,7 +104,7 @@ def histogram_buckets(counts: list[int], bounds: tuple[float, ...], divisor: flo
     for bound, c in zip(bounds, padded):
         total += c
         out.append((repr(float(bound) / divisor), float(total)))
-    total += sum(padded[len(bounds):])
+    total += sum(padded[len(bounds) :])
     out.append(("+Inf", float(total)))
     return out
 

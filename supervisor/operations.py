@@ -8,11 +8,13 @@ wait (bounded) for the worker's acknowledgement. Also the errors they raise,
 loop thread.
 Imports: stdlib + shared + supervisor (never worker).
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from shared.protocol import Pause, Resume
 from shared.spec.load import SpecInvalid, encode_spec, to_document, validate_document
@@ -65,20 +67,22 @@ class OperationsSide:
         name = spec.metadata.name
         if name in self.pipelines:
             raise Conflict(f"pipeline {name!r} already exists")
-        if self.leases is not None:   # shared store: it may exist elsewhere; it is leased to us at creation
+        if self.leases is not None:  # shared store: it may exist elsewhere; it is leased to us at creation
             if self.store.get_pipeline(name) is not None:
                 raise Conflict(f"pipeline {name!r} already exists; " + self._owner_note(name, self.store.lease(name)))
             async with self.leases.lock:
                 token = await self.leases.claim(name)
             if token is None or name in self.pipelines:
-                raise Conflict(f"pipeline {name!r} already exists (being created); "
-                               + self._owner_note(name, self.store.lease(name)))
+                raise Conflict(
+                    f"pipeline {name!r} already exists (being created); "
+                    + self._owner_note(name, self.store.lease(name))
+                )
         m = Managed(name, spec, Desired.RUNNING)
         try:
             self.store.put_pipeline(name, encode_spec(spec), Desired.RUNNING.value)
         except StoreUnavailable:
             if self.leases is not None:
-                self.leases.forget(name)   # its lease expires by itself
+                self.leases.forget(name)  # its lease expires by itself
             raise
         self.pipelines[name] = m
         self._spawn(m)
@@ -131,7 +135,7 @@ class OperationsSide:
             else:
                 await self._drop_source_state(m)
             if self.leases is not None:
-                async with self.leases.lock:   # no renewal in between: the lease row is expired for good
+                async with self.leases.lock:  # no renewal in between: the lease row is expired for good
                     self.store.delete_pipeline(name)
                     self.leases.forget(name)
             else:

@@ -9,6 +9,7 @@ a thin synchronous httpx client of the REST API, for scripts and people.
 token comes from $TIDEGATE_API_TOKEN. Exit codes scripts can branch on:
 0 ok, 1 error, 3 not found. Imports: stdlib + httpx + yaml + shared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,10 @@ def call(c: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
     try:
         r = c.request(method, path, **kw)
     except httpx.HTTPError as exc:
-        raise OpsError(f"cannot reach tidegate at {c.base_url}: {exc.__class__.__name__}: {exc}; "
-                       "is `tidegate serve` running? (--server URL or TIDEGATE_SERVER)") from None
+        raise OpsError(
+            f"cannot reach tidegate at {c.base_url}: {exc.__class__.__name__}: {exc}; "
+            "is `tidegate serve` running? (--server URL or TIDEGATE_SERVER)"
+        ) from None
     if r.status_code < 400:
         return r
     try:
@@ -84,10 +87,19 @@ def table(rows: list[dict[str, Any]]) -> str:
         ops = info.get("ops", {})
         body = info.get("spec", {}).get("spec", {})
         err = (ops.get("last_error") or "-").replace("\n", " ")
-        lines.append([info["name"], info["status"], body.get("source", {}).get("type", "?"),
-                      ",".join(s["config"]["id"] for s in body.get("sinks", [])), str(ops.get("events_out", 0)),
-                      str(ops.get("restarts", 0)), _age(ops.get("uptime_s")), _position(info),
-                      err if len(err) <= 60 else err[:57] + "..."])
+        lines.append(
+            [
+                info["name"],
+                info["status"],
+                body.get("source", {}).get("type", "?"),
+                ",".join(s["config"]["id"] for s in body.get("sinks", [])),
+                str(ops.get("events_out", 0)),
+                str(ops.get("restarts", 0)),
+                _age(ops.get("uptime_s")),
+                _position(info),
+                err if len(err) <= 60 else err[:57] + "...",
+            ]
+        )
     widths = [max(len(r[i]) for r in lines) for i in range(len(head) - 1)]
     return "\n".join("   ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in lines)
 
@@ -113,6 +125,7 @@ def merge_patch_for(current: Any, wanted: Any) -> Any:
 
 def load_spec(path: str) -> dict[str, Any]:
     from shared.spec.load import SpecMalformed, parse
+
     try:
         raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
     except OSError as exc:
@@ -132,6 +145,7 @@ def unchanged(doc: dict[str, Any], served: dict[str, Any]) -> bool:
     shows secrets redacted and expands variables from its own environment)."""
     from shared.spec.load import SpecInvalid, to_document, validate_document
     from shared.spec.redact import redact
+
     if "${" in json.dumps(doc) or redact(doc) != doc:
         return False
     try:
@@ -157,8 +171,13 @@ def cmd_apply(c: httpx.Client, path: str, fmt: str | None) -> int:
         if unchanged(doc, current):
             info, what = served, "unchanged"
         else:
-            info = call(c, "PATCH", f"/pipelines/{name}", content=json.dumps(merge_patch_for(current, doc)),
-                        headers={"content-type": "application/merge-patch+json"}).json()
+            info = call(
+                c,
+                "PATCH",
+                f"/pipelines/{name}",
+                content=json.dumps(merge_patch_for(current, doc)),
+                headers={"content-type": "application/merge-patch+json"},
+            ).json()
             what = "configured"
     print(render(info, fmt) if fmt else f"pipeline/{name} {what}")
     return EXIT_OK
@@ -167,8 +186,12 @@ def cmd_apply(c: httpx.Client, path: str, fmt: str | None) -> int:
 def run(a: argparse.Namespace) -> int:
     with client(a.server, a.timeout) as c:
         if a.command == "get":
-            data = call(c, "GET", f"/pipelines/{a.name}" if a.name else "/pipelines",
-                        params=[("label", s) for s in a.selector] if not a.name else None).json()
+            data = call(
+                c,
+                "GET",
+                f"/pipelines/{a.name}" if a.name else "/pipelines",
+                params=[("label", s) for s in a.selector] if not a.name else None,
+            ).json()
             print(render(data, a.output))
             return EXIT_OK
         if a.command == "apply":
@@ -184,12 +207,18 @@ def run(a: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--server", default=os.environ.get("TIDEGATE_SERVER", DEFAULT_SERVER),
-                        help="API base URL (default $TIDEGATE_SERVER or %(default)s)")
+    common.add_argument(
+        "--server",
+        default=os.environ.get("TIDEGATE_SERVER", DEFAULT_SERVER),
+        help="API base URL (default $TIDEGATE_SERVER or %(default)s)",
+    )
     common.add_argument("-o", "--output", choices=["table", "json", "yaml"], default=None)
     common.add_argument("--timeout", type=float, default=60.0, help="seconds per request (stop may drain)")
-    ap = argparse.ArgumentParser(prog="tidegate", description="Drive a tidegate supervisor over its REST API. "
-                                 "Token: $TIDEGATE_API_TOKEN. Exit codes: 0 ok, 1 error, 3 not found.")
+    ap = argparse.ArgumentParser(
+        prog="tidegate",
+        description="Drive a tidegate supervisor over its REST API. "
+        "Token: $TIDEGATE_API_TOKEN. Exit codes: 0 ok, 1 error, 3 not found.",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
     g = sub.add_parser("get", parents=[common], help="list pipelines, or show one")
     g.add_argument("name", nargs="?")
@@ -204,7 +233,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     try:
         a = parser().parse_args(argv)
-    except SystemExit as exc:   # argparse: 0 for --help, 2 for usage errors
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors
         return EXIT_OK if exc.code in (0, None) else EXIT_ERROR
     a.output_given = a.output is not None
     a.output = a.output or "table"
@@ -215,6 +244,6 @@ def main(argv: list[str]) -> int:
         return exc.code
     except KeyboardInterrupt:
         return EXIT_ERROR
-    except BrokenPipeError:   # `tidegate get -o json | head`: the reader went away; not an error
+    except BrokenPipeError:  # `tidegate get -o json | head`: the reader went away; not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

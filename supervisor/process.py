@@ -2,13 +2,15 @@
 sentinel. Reports and exits are delivered to callbacks on the loop thread.
 Imports: stdlib + multiprocess + shared (never worker).
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import multiprocess
 
@@ -29,8 +31,12 @@ def context() -> Any:
 
 
 class WorkerHandle:
-    def __init__(self, name: str, on_report: Callable[["WorkerHandle", Any], None],
-                 on_exit: Callable[["WorkerHandle", int | None], None]) -> None:
+    def __init__(
+        self,
+        name: str,
+        on_report: Callable[[WorkerHandle, Any], None],
+        on_exit: Callable[[WorkerHandle, int | None], None],
+    ) -> None:
         self.name = name
         self.on_report = on_report
         self.on_exit = on_exit
@@ -46,14 +52,25 @@ class WorkerHandle:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
-    def start(self, spec_bytes: bytes, state_dir: str, log_format: str, log_level: str, paused: bool,
-              mode: str = "run", state_url: str | None = None, lease: tuple[str, int] | None = None) -> None:
+    def start(
+        self,
+        spec_bytes: bytes,
+        state_dir: str,
+        log_format: str,
+        log_level: str,
+        paused: bool,
+        mode: str = "run",
+        state_url: str | None = None,
+        lease: tuple[str, int] | None = None,
+    ) -> None:
         """Spawn from the loop thread (PR_SET_PDEATHSIG follows the spawning thread)."""
         ctx = context()
         parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=run_worker, name=f"tidegate: pipeline {self.name}",
-                                args=(child, spec_bytes, state_dir, log_format, log_level, paused, os.getpid(), mode,
-                                      state_url, lease))
+        self.proc = ctx.Process(
+            target=run_worker,
+            name=f"tidegate: pipeline {self.name}",
+            args=(child, spec_bytes, state_dir, log_format, log_level, paused, os.getpid(), mode, state_url, lease),
+        )
         self.proc.start()
         child.close()
         self.chan = supervisor_channel(parent)

@@ -3,6 +3,7 @@
 Backoff 1 s doubling to 60 s with +-20% jitter, reset after 60 s healthy; 5
 crashes within 5 minutes make the pipeline `failed`. Imports: stdlib only.
 """
+
 from __future__ import annotations
 
 import random
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 BASE_S = 1.0
 CAP_S = 60.0
 HEALTHY_RESET_S = 60.0
-MAX_CRASHES = 6   # the 6th crash within the window fails the pipeline: 5 are restarted
+MAX_CRASHES = 6  # the 6th crash within the window fails the pipeline: 5 are restarted
 CRASH_WINDOW_S = 300.0
 
 
@@ -31,7 +32,7 @@ class RestartPolicy:
             self.crashes.popleft()
         if len(self.crashes) >= MAX_CRASHES:
             return None
-        delay = min(CAP_S, BASE_S * (2 ** self.streak))
+        delay = min(CAP_S, BASE_S * (2**self.streak))
         self.streak += 1
         return delay * (rng or random).uniform(0.8, 1.2)
 

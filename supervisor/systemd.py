@@ -6,12 +6,13 @@ same outside systemd. `StatusNotifier` sends STATUS= only when the one-line
 summary changes; `watchdog_loop` pings WATCHDOG=1 at half of WATCHDOG_USEC while
 the supervisor's loop runs and its health check passes. Imports: stdlib only.
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 
 def notify(message: str) -> bool:
@@ -23,7 +24,7 @@ def notify(message: str) -> bool:
         addr = "\0" + path[1:]
     elif path.startswith("/"):
         addr = path
-    else:   # vsock: and other transports are not for us
+    else:  # vsock: and other transports are not for us
         return False
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
@@ -68,7 +69,7 @@ class StatusNotifier:
             return
         self.ready_sent = True
         s = self.summary()
-        if s == self.last:          # already announced by `update`: never repeat a STATUS
+        if s == self.last:  # already announced by `update`: never repeat a STATUS
             notify("READY=1")
             return
         self.last = s

@@ -1,8 +1,9 @@
 """Shared fixtures: a real supervisor per test (`supervisor`), on a temp state dir."""
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

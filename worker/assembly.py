@@ -8,11 +8,13 @@ fields these are.
 
 Imports: stdlib + shared + worker (never supervisor).
 """
+
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SinkError, SourceError, TidegateError, describe
 from shared.spec.model import PipelineSpec, type_tag
@@ -51,8 +53,10 @@ class Assembly:
     def _source(self) -> Source:
         src = self.spec.spec.source
         cls = plugins.resolve(plugins.SOURCES, type_tag(src))
-        return cls(src.config, SourceContext(pipeline=self.name, log=self.log.bind(source=type_tag(src)),
-                                             state_dir=self.state_dir))
+        return cls(
+            src.config,
+            SourceContext(pipeline=self.name, log=self.log.bind(source=type_tag(src)), state_dir=self.state_dir),
+        )
 
     async def _run_store(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.store_pool, fn, *args)
@@ -65,9 +69,16 @@ class Assembly:
         waited = waited_sinks(self.policy.mode, [(s.config.id, s.config.required) for s in specs])
         for s in specs:
             cls = plugins.resolve(plugins.SINKS, type_tag(s))
-            sink = cls(s.config, SinkContext(pipeline=self.name, position_key=cls_key,
-                                             log=self.log.bind(sink=s.config.id), state_dir=self.state_dir,
-                                             epoch=epoch))
+            sink = cls(
+                s.config,
+                SinkContext(
+                    pipeline=self.name,
+                    position_key=cls_key,
+                    log=self.log.bind(sink=s.config.id),
+                    state_dir=self.state_dir,
+                    epoch=epoch,
+                ),
+            )
             attempt = 0
             while True:
                 try:
@@ -84,11 +95,20 @@ class Assembly:
                     attempt += 1
                     if self.stopping.is_set():
                         raise asyncio.CancelledError from exc
-            self.runners.append(SinkRunner(
-                sink, waited=s.config.id in waited, key=cls_key, gate=self.gate, checkpoint=None,
-                on_delivered=self.commits.on_delivered, on_error=self._on_sink_error,
-                committed=lambda: self.commits.committed,
-                on_gap=self._on_gap, log=self.log))
+            self.runners.append(
+                SinkRunner(
+                    sink,
+                    waited=s.config.id in waited,
+                    key=cls_key,
+                    gate=self.gate,
+                    checkpoint=None,
+                    on_delivered=self.commits.on_delivered,
+                    on_error=self._on_sink_error,
+                    committed=lambda: self.commits.committed,
+                    on_gap=self._on_gap,
+                    log=self.log,
+                )
+            )
         return own
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
@@ -115,9 +135,13 @@ class Assembly:
             if mine is not None and not position_le(mine, ck, self.key):
                 ck = mine
             r.checkpoint = ck
-        committed = committed_position(self.policy.mode, self.policy.quorum,
-                                       [(r.id, r.sink.config.required) for r in self.runners],
-                                       {r.id: r.checkpoint for r in self.runners}, self.key)
+        committed = committed_position(
+            self.policy.mode,
+            self.policy.quorum,
+            [(r.id, r.sink.config.required) for r in self.runners],
+            {r.id: r.checkpoint for r in self.runners},
+            self.key,
+        )
         # best-effort sinks behind the committed position skip ahead (never silently)
         for r in self.runners:
             if not r.waited and committed is not None and not position_le(committed, r.checkpoint, self.key):

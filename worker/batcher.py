@@ -6,13 +6,15 @@ first event. With `respect_source_tx` a batch closes only at a transaction
 boundary (it grows past the thresholds to finish a transaction). Imports:
 stdlib + msgspec + worker.sources.base (Chunk).
 """
+
 from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, Callable
+from typing import Any
 
 import msgspec
 
@@ -25,13 +27,13 @@ _encode = msgspec.json.Encoder().encode
 class Batch:
     seq: int
     events: list[dict[str, Any]]
-    encoded: list[bytes]          # compact JSON (native) of each source event
+    encoded: list[bytes]  # compact JSON (native) of each source event
     first_position: str
     last_position: str
     nbytes: int
     opened_at: float
-    source_ts_ms: int | None = None       # source time of the last event (lag)
-    out_events: list[dict[str, Any]] | None = None   # after processors (None: unchanged)
+    source_ts_ms: int | None = None  # source time of the last event (lag)
+    out_events: list[dict[str, Any]] | None = None  # after processors (None: unchanged)
 
 
 def _pos(ev: dict[str, Any]) -> str:
@@ -44,8 +46,14 @@ def _tx(ev: dict[str, Any]) -> Any:
 
 
 class Batcher:
-    def __init__(self, max_events: int, max_bytes: int, max_ms: int, respect_source_tx: bool,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_events: int,
+        max_bytes: int,
+        max_ms: int,
+        respect_source_tx: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_events = max_events
         self.max_bytes = max_bytes
         self.max_s = max_ms / 1000.0
@@ -72,9 +80,16 @@ class Batcher:
         evs, enc = self._events, self._encoded
         last = evs[-1]
         src = last.get("source") or {}
-        b = Batch(seq=self.seq, events=evs, encoded=enc, first_position=_pos(evs[0]), last_position=_pos(last),
-                  nbytes=self._bytes, opened_at=self._opened or self.clock(),
-                  source_ts_ms=src.get("ts_ms") if isinstance(src, dict) else None)
+        b = Batch(
+            seq=self.seq,
+            events=evs,
+            encoded=enc,
+            first_position=_pos(evs[0]),
+            last_position=_pos(last),
+            nbytes=self._bytes,
+            opened_at=self._opened or self.clock(),
+            source_ts_ms=src.get("ts_ms") if isinstance(src, dict) else None,
+        )
         self._events, self._encoded, self._bytes, self._opened = [], [], 0, None
         return b
 
@@ -93,7 +108,7 @@ class Batcher:
         if self._opened is None:
             self._opened = self.clock()
         respect = self.respect_tx
-        cum = list(accumulate(map(len, encoded)))      # cum[x]: bytes of events[0..x]
+        cum = list(accumulate(map(len, encoded)))  # cum[x]: bytes of events[0..x]
         limit = self.max_bytes
         while i < n:
             # take as many events as fit under the thresholds in one slice
@@ -158,8 +173,12 @@ class Batcher:
 
     def due(self) -> Batch | None:
         """The open batch if `max_ms` has passed and it ends at a transaction boundary."""
-        if self._events and self._at_boundary and self._opened is not None \
-                and self.clock() - self._opened >= self.max_s:
+        if (
+            self._events
+            and self._at_boundary
+            and self._opened is not None
+            and self.clock() - self._opened >= self.max_s
+        ):
             return self._close()
         return None
 

@@ -3,6 +3,7 @@ made durable in the state store (one transaction for every sink that moved,
 off the sinks' write path), and the committed position the policy allows
 (CONTRACT section 7). Imports: stdlib + shared + worker.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,8 +11,9 @@ import bisect
 import collections
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from shared.errors import ErrorInfo
 from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS, Counters
@@ -23,11 +25,20 @@ from worker.delivery import SinkRunner, backoff
 
 
 class Committer:
-    def __init__(self, pipeline: str, store: SqliteStore, store_pool: ThreadPoolExecutor, policy: Any,
-                 max_inflight: int, counters: Counters, log: Any, *,
-                 on_store_error: Callable[[ErrorInfo], None],
-                 on_commit: Callable[[str], Awaitable[None]],
-                 on_lease_lost: Callable[[LeaseLost], None] | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: str,
+        store: SqliteStore,
+        store_pool: ThreadPoolExecutor,
+        policy: Any,
+        max_inflight: int,
+        counters: Counters,
+        log: Any,
+        *,
+        on_store_error: Callable[[ErrorInfo], None],
+        on_commit: Callable[[str], Awaitable[None]],
+        on_lease_lost: Callable[[LeaseLost], None] | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.store = store
         self.store_pool = store_pool
@@ -35,16 +46,16 @@ class Committer:
         self.counters = counters
         self.log = log
         self.on_store_error = on_store_error
-        self.on_commit = on_commit                   # the source may acknowledge this position upstream
-        self.on_lease_lost = on_lease_lost           # shared state store: another node runs the pipeline now
+        self.on_commit = on_commit  # the source may acknowledge this position upstream
+        self.on_lease_lost = on_lease_lost  # shared state store: another node runs the pipeline now
         self.inflight: collections.deque[Batch] = collections.deque()
         self.sem = asyncio.Semaphore(max_inflight)
         self.committed: str | None = None
-        self.durable: dict[str, str | None] = {}     # per-sink checkpoints stored in the state store
-        self._pending: dict[str, str] = {}           # delivered, not yet stored
+        self.durable: dict[str, str | None] = {}  # per-sink checkpoints stored in the state store
+        self._pending: dict[str, str] = {}  # delivered, not yet stored
         self._wake = asyncio.Event()
         self.key: Any = None
-        self.sinks: list[tuple[str, bool]] = []      # (id, required)
+        self.sinks: list[tuple[str, bool]] = []  # (id, required)
 
     def start(self, runners: list[SinkRunner], key: Any) -> None:
         """Take the sinks' starting checkpoints; compute the committed position from them."""
@@ -74,7 +85,7 @@ class Committer:
         acq.cancel()
         try:
             await acq
-            self.sem.release()     # acquired while being cancelled: give it back
+            self.sem.release()  # acquired while being cancelled: give it back
         except asyncio.CancelledError:
             pass
         return False

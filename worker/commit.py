@@ -2,9 +2,11 @@
 
 Imports: stdlib only.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 Key = Callable[[str], Any]
 
@@ -19,8 +21,9 @@ def waited_sinks(mode: str, sinks: Sequence[tuple[str, bool]]) -> set[str]:
     return set()
 
 
-def committed_position(mode: str, quorum: int | None, sinks: Sequence[tuple[str, bool]],
-                       checkpoints: dict[str, str | None], key: Key) -> str | None:
+def committed_position(
+    mode: str, quorum: int | None, sinks: Sequence[tuple[str, bool]], checkpoints: dict[str, str | None], key: Key
+) -> str | None:
     """Where the policy is satisfied. None: nothing committed yet."""
     if mode == "all":
         ids = [s for s, _ in sinks]

@@ -4,12 +4,14 @@ best-effort sink (CONTRACT section 7).
 
 Imports: stdlib + shared + worker.
 """
+
 from __future__ import annotations
 
 import asyncio
 import collections
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from shared.errors import SinkError
 from worker.batcher import Batch
@@ -22,7 +24,7 @@ RETRY_CAP_S = 5.0
 
 def backoff(attempt: int, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_S) -> float:
     """Exponential backoff with +-20% jitter."""
-    return min(cap, base * (2 ** attempt)) * random.uniform(0.8, 1.2)
+    return min(cap, base * (2**attempt)) * random.uniform(0.8, 1.2)
 
 
 class FatalSinkError(Exception):
@@ -32,13 +34,20 @@ class FatalSinkError(Exception):
 
 
 class SinkRunner:
-    def __init__(self, sink: Sink, *, waited: bool, key: Callable[[str], Any], gate: asyncio.Event,
-                 checkpoint: str | None,
-                 on_delivered: Callable[["SinkRunner", Batch], None],
-                 on_error: Callable[[str, str | None], None],
-                 committed: Callable[[], str | None],
-                 on_gap: Callable[[str, str, str, bool], None],
-                 log: Any) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        waited: bool,
+        key: Callable[[str], Any],
+        gate: asyncio.Event,
+        checkpoint: str | None,
+        on_delivered: Callable[[SinkRunner, Batch], None],
+        on_error: Callable[[str, str | None], None],
+        committed: Callable[[], str | None],
+        on_gap: Callable[[str, str, str, bool], None],
+        log: Any,
+    ) -> None:
         self.sink = sink
         self.id = sink.id
         self.waited = waited
@@ -54,7 +63,7 @@ class SinkRunner:
         self.queue: collections.deque[Batch] = collections.deque()
         self.queued_events = 0
         self.busy = False
-        self.writing = 0          # batches at the head of the queue being written now
+        self.writing = 0  # batches at the head of the queue being written now
         # a sink that can deliver several queued batches with one acknowledgement wait
         self.write_many: Callable[[list[SinkBatch]], Any] | None = getattr(sink, "write_many", None)
         self.delivered_events = 0
@@ -74,7 +83,7 @@ class SinkRunner:
         """A best-effort sink further behind than its backlog skips ahead, but
         only over batches the commit policy no longer needs it for."""
         committed = self.committed()
-        head = max(1, self.writing)   # never a batch that may be being written
+        head = max(1, self.writing)  # never a batch that may be being written
         while self.queued_events > self.backlog_limit and len(self.queue) > head:
             victim = self.queue[head]
             if not position_le(victim.last_position, committed, self.key):
@@ -107,7 +116,7 @@ class SinkRunner:
                 if self.queue and self.queue[0] is batch:
                     self.queue.popleft()
                     self.queued_events -= len(batch.events)
-                self.checkpoint = batch.last_position     # delivered; the pipeline stores it durably
+                self.checkpoint = batch.last_position  # delivered; the pipeline stores it durably
                 self.on_delivered(self, batch)
             if not self.waited:
                 self._trim()
@@ -115,7 +124,7 @@ class SinkRunner:
     def _sink_batch(self, batch: Batch) -> SinkBatch | None:
         ck = self.checkpoint
         if ck is not None and position_le(batch.last_position, ck, self.key):
-            return None   # everything here was delivered before
+            return None  # everything here was delivered before
         events = batch.out_events if batch.out_events is not None else batch.events
         native = batch.encoded if batch.out_events is None else None
         if ck is not None and position_le(batch.first_position, ck, self.key):
@@ -158,7 +167,8 @@ class SinkRunner:
             self.on_error(self.id, msg)
             delay = backoff(attempt)
             if attempt == 0 or attempt % 10 == 0:
-                self.log.warning("sink_write_failed", sink=self.id, error=msg, retry_in_s=round(delay, 2),
-                                 attempt=attempt + 1)
+                self.log.warning(
+                    "sink_write_failed", sink=self.id, error=msg, retry_in_s=round(delay, 2), attempt=attempt + 1
+                )
             attempt += 1
             await asyncio.sleep(delay)

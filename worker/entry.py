@@ -2,12 +2,13 @@
 malloc arenas, logging, then `asyncio.run` of the runtime. This is the worker's
 composition root. Imports: stdlib + shared + worker.
 """
+
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import gc
 import fcntl
+import gc
 import os
 import resource
 import signal
@@ -52,6 +53,7 @@ def address_space_limit(spec: Any) -> int:
     extra = 0
     try:
         from worker.processors import javascript
+
         budget = getattr(javascript, "address_space_budget", None)
         if budget is not None and spec.spec.processors:
             extra = int(budget(list(spec.spec.processors)))
@@ -89,25 +91,36 @@ def lock_pipeline(state_dir: str, name: str, timeout: float = 30.0) -> int:
             time.sleep(0.05)
 
 
-def main(conn: Any, spec_bytes: bytes, state_dir: str, log_format: str, log_level: str,
-         start_paused: bool, supervisor_pid: int, mode: str = "run", state_url: str | None = None,
-         lease: tuple[str, int] | None = None) -> None:
+def main(
+    conn: Any,
+    spec_bytes: bytes,
+    state_dir: str,
+    log_format: str,
+    log_level: str,
+    start_paused: bool,
+    supervisor_pid: int,
+    mode: str = "run",
+    state_url: str | None = None,
+    lease: tuple[str, int] | None = None,
+) -> None:
     set_parent_death_signal()
     spec = decode_spec(spec_bytes)
     name = spec.metadata.name
     try:
         import setproctitle
+
         setproctitle.setproctitle(f"tidegate: pipeline {name}")
     except ImportError:
         pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C goes to the supervisor, which stops us
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if os.getppid() == 1 or not _alive(supervisor_pid):
         os._exit(EXIT_PARENT_GONE)
     limit_malloc_arenas()
     logs.configure(log_format, log_level)
     from worker import runtime
-    if mode == "drop":   # the pipeline is being deleted while no worker runs: drop its source state only
+
+    if mode == "drop":  # the pipeline is being deleted while no worker runs: drop its source state only
         os._exit(asyncio.run(runtime.drop_source(spec_bytes, state_dir, state_url)))
     lock_pipeline(state_dir, name)
     set_rlimits(spec)

@@ -2,6 +2,7 @@
 
 Imports: stdlib + msgspec. One Encoder per sink; encoding is msgspec JSON.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -35,9 +36,9 @@ def idempotency_keys(pipeline: str, sink_id: str, events: list[dict[str, Any]]) 
 
 def _iso(ts_ms: Any) -> str:
     try:
-        t = _dt.datetime.fromtimestamp(int(ts_ms) / 1000, tz=_dt.timezone.utc)
+        t = _dt.datetime.fromtimestamp(int(ts_ms) / 1000, tz=_dt.UTC)
     except (TypeError, ValueError, OverflowError, OSError):
-        t = _dt.datetime.now(tz=_dt.timezone.utc)
+        t = _dt.datetime.now(tz=_dt.UTC)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -52,20 +53,33 @@ class Encoder:
         if self.envelope == "native":
             return event
         if self.envelope == "debezium":
-            return {"schema": None, "payload": {
-                "before": event.get("before"), "after": event.get("after"),
-                "source": event.get("source"), "op": event.get("op"), "ts_ms": event.get("ts_ms")}}
+            return {
+                "schema": None,
+                "payload": {
+                    "before": event.get("before"),
+                    "after": event.get("after"),
+                    "source": event.get("source"),
+                    "op": event.get("op"),
+                    "ts_ms": event.get("ts_ms"),
+                },
+            }
         src = event.get("source") if isinstance(event.get("source"), dict) else {}
         if key is None:
             key = idempotency_keys(self.pipeline, self.sink_id, [event])[0]
-        return {"specversion": "1.0", "id": key, "source": f"tidegate/{self.pipeline}",
-                "type": f"io.tidegate.change.{event.get('op')}",
-                "subject": f"{src.get('db')}.{src.get('table')}",
-                "time": _iso(event.get("ts_ms")), "datacontenttype": "application/json",
-                "data": event}
+        return {
+            "specversion": "1.0",
+            "id": key,
+            "source": f"tidegate/{self.pipeline}",
+            "type": f"io.tidegate.change.{event.get('op')}",
+            "subject": f"{src.get('db')}.{src.get('table')}",
+            "time": _iso(event.get("ts_ms")),
+            "datacontenttype": "application/json",
+            "data": event,
+        }
 
-    def encode_all(self, events: list[dict[str, Any]], native: list[bytes] | None = None,
-                   keys: list[str] | None = None) -> list[bytes]:
+    def encode_all(
+        self, events: list[dict[str, Any]], native: list[bytes] | None = None, keys: list[str] | None = None
+    ) -> list[bytes]:
         """One body per event. `native` (pre-encoded events) is reused when it fits."""
         if self.envelope == "native":
             return native if native is not None else [encode(e) for e in events]

@@ -4,6 +4,7 @@ The data path and control live here; opening and closing in `worker.assembly`.
 
 Imports: stdlib + shared + worker (never supervisor).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,8 +30,9 @@ _REOPEN = object()
 
 
 class Pipeline(Assembly):
-    def __init__(self, spec: PipelineSpec, store: SqliteStore, log: Any, *, state_dir: str,
-                 start_paused: bool = False) -> None:
+    def __init__(
+        self, spec: PipelineSpec, store: SqliteStore, log: Any, *, state_dir: str, start_paused: bool = False
+    ) -> None:
         self.spec = spec
         self.name = spec.metadata.name
         self.store = store
@@ -42,7 +44,7 @@ class Pipeline(Assembly):
         self.counters = Counters()
         self.last_error: ErrorInfo | None = None
         self.sink_errors: dict[str, str] = {}
-        self.gate = asyncio.Event()          # set = running, clear = paused
+        self.gate = asyncio.Event()  # set = running, clear = paused
         if not start_paused:
             self.gate.set()
         self.stopping = asyncio.Event()
@@ -52,9 +54,18 @@ class Pipeline(Assembly):
         self.runners: list[SinkRunner] = []
         self.key: Any = None
         self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
-        self.commits = Committer(self.name, store, self.store_pool, body.commit_policy, body.batch.max_inflight,
-                                 self.counters, log, on_store_error=self._on_store_error,
-                                 on_commit=self._commit_source, on_lease_lost=self._on_lease_lost)
+        self.commits = Committer(
+            self.name,
+            store,
+            self.store_pool,
+            body.commit_policy,
+            body.batch.max_inflight,
+            self.counters,
+            log,
+            on_store_error=self._on_store_error,
+            on_commit=self._commit_source,
+            on_lease_lost=self._on_lease_lost,
+        )
         self.lease_lost: LeaseLost | None = None
         self.coordinating = False
         self.ready = asyncio.Event()
@@ -99,7 +110,7 @@ class Pipeline(Assembly):
 
     async def _dispatch(self, batch: Batch) -> None:
         if not await self.commits.acquire(self.stopping):
-            return   # stopping: this batch is not committed and will be read again
+            return  # stopping: this batch is not committed and will be read again
         self.coordinating = True
         try:
             self.counters.events_in += len(batch.events)
@@ -150,7 +161,7 @@ class Pipeline(Assembly):
                 # never a zero timeout: a due batch waiting for its transaction's end must still read
                 timeout = 0.1 if deadline is None else max(0.002, deadline - time.monotonic())
                 try:
-                    async with asyncio.timeout(min(timeout, 0.1)):   # unlike wait_for, never swallows a cancel
+                    async with asyncio.timeout(min(timeout, 0.1)):  # unlike wait_for, never swallows a cancel
                         item = await queue.get()
                 except TimeoutError:
                     item = None
@@ -176,8 +187,11 @@ class Pipeline(Assembly):
         is failing (nothing is lost: uncommitted batches are read again at the next start)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.commits.inflight:
-            if (deadline is not None and time.monotonic() > deadline) or self.lease_lost is not None or \
-                    (give_up_on_sink_errors and self.sink_errors):
+            if (
+                (deadline is not None and time.monotonic() > deadline)
+                or self.lease_lost is not None
+                or (give_up_on_sink_errors and self.sink_errors)
+            ):
                 return False
             await asyncio.sleep(0.02)
         return True
@@ -198,8 +212,9 @@ class Pipeline(Assembly):
         """Build, then move data until stopped; raise PipelineFailed on a fatal error."""
         await self.build()
         self.ready.set()
-        self.log.info("pipeline_started", committed=self.commits.committed,
-                      checkpoints={r.id: r.checkpoint for r in self.runners})
+        self.log.info(
+            "pipeline_started", committed=self.commits.committed, checkpoints={r.id: r.checkpoint for r in self.runners}
+        )
         try:
             async with asyncio.TaskGroup() as tg:
                 sink_tasks = [tg.create_task(self._guard(r.run()), name=f"sink_loop[{r.id}]") for r in self.runners]
@@ -208,8 +223,9 @@ class Pipeline(Assembly):
                 # stopping: let in-flight batches reach their sinks and be checkpointed
                 self.gate.set()
                 if not await self._drain(STOP_DRAIN_S):
-                    self.log.warning("stop_without_drain", inflight=len(self.commits.inflight),
-                                     sink_errors=dict(self.sink_errors))
+                    self.log.warning(
+                        "stop_without_drain", inflight=len(self.commits.inflight), sink_errors=dict(self.sink_errors)
+                    )
                 for t in sink_tasks:
                     t.cancel()
             if self.lease_lost is not None:

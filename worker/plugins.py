@@ -3,6 +3,7 @@
 No registration by import side effect. tests/unit/test_plugins.py checks that
 every tag of the spec unions has an entry here and that each entry imports.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -4,12 +4,14 @@ parent-death signal follows that thread), with the retry rule of CONTRACT
 section 5: 3 retries after 1 s, 2 s, 4 s (a fresh context after a breached
 limit), then the pipeline fails. Imports: stdlib + msgspec + shared + worker.
 """
+
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import msgspec
 
@@ -23,15 +25,16 @@ _decode = msgspec.json.Decoder().decode
 
 
 class ProcessorChain:
-    def __init__(self, specs: list[Any], pipeline: str, log: Any,
-                 on_error: Callable[[ErrorInfo], None] = lambda _info: None) -> None:
+    def __init__(
+        self, specs: list[Any], pipeline: str, log: Any, on_error: Callable[[ErrorInfo], None] = lambda _info: None
+    ) -> None:
         self.specs = specs
         self.pipeline = pipeline
         self.log = log
         self.processors: list[Processor] = []
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="processors")
         self.busy_ms = 0.0
-        self.on_error = on_error      # each failed attempt, as it happens (ops.last_error)
+        self.on_error = on_error  # each failed attempt, as it happens (ops.last_error)
 
     def __bool__(self) -> bool:
         return bool(self.specs)
@@ -66,7 +69,9 @@ class ProcessorChain:
             if p.id == processor_id:
                 p.reset()
 
-    async def run(self, encoded: list[bytes], sleep_or_stop: Callable[[float], Awaitable[bool]]) -> list[dict[str, Any]]:
+    async def run(
+        self, encoded: list[bytes], sleep_or_stop: Callable[[float], Awaitable[bool]]
+    ) -> list[dict[str, Any]]:
         """The chain's output for one batch (its events as compact JSON). Raises
         PipelineFailed when retries are exhausted, CancelledError when a stop cuts a wait."""
         data = b"[" + b",".join(encoded) + b"]"
@@ -85,8 +90,11 @@ class ProcessorChain:
                 self.on_error(info)
                 if attempt >= len(RETRY_S):
                     self.log.error("processor_failed", error=info.message, attempts=attempt + 1)
-                    raise PipelineFailed(ErrorInfo(kind="processor", retryable=False,
-                                                message=f"{info.message} (failed {attempt + 1} times)")) from exc
+                    raise PipelineFailed(
+                        ErrorInfo(
+                            kind="processor", retryable=False, message=f"{info.message} (failed {attempt + 1} times)"
+                        )
+                    ) from exc
                 self.log.warning("processor_error", error=info.message, retry_in_s=RETRY_S[attempt])
                 if exc.limit:
                     await loop.run_in_executor(self.pool, self._reset, exc.processor_id)

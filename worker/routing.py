@@ -3,10 +3,12 @@
 A template is compiled once per sink; a string without `${` is returned as is.
 Imports: stdlib only.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 _VAR = re.compile(r"\$\{([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)\}")
 
@@ -18,7 +20,7 @@ def compile_template(template: str) -> Callable[[dict[str, Any]], str]:
     pos = 0
     for m in _VAR.finditer(template):
         if m.start() > pos:
-            parts.append(template[pos:m.start()])
+            parts.append(template[pos : m.start()])
         parts.append(tuple(m.group(1).split(".")))
         pos = m.end()
     if pos < len(template):

@@ -1,6 +1,7 @@
 """The worker's asyncio side: control_loop (commands from the pipe), status_loop
 (heartbeat), and the pipeline run. Imports: stdlib + shared + worker.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,12 +14,24 @@ import msgspec
 import structlog
 
 from shared.channel import Channel, worker_channel
-from shared.errors import ErrorInfo, describe
-from shared.protocol import (EXIT_FAILED, EXIT_LEASE_LOST, EXIT_OK, EXIT_PARENT_GONE, Failed, Pause, Paused, Ready,
-                             Resume, Resumed, Status, Stop, Stopped)
+from shared.errors import ErrorInfo, PipelineFailed, describe
+from shared.protocol import (
+    EXIT_FAILED,
+    EXIT_LEASE_LOST,
+    EXIT_OK,
+    EXIT_PARENT_GONE,
+    Failed,
+    Pause,
+    Paused,
+    Ready,
+    Resume,
+    Resumed,
+    Status,
+    Stop,
+    Stopped,
+)
 from shared.spec.load import decode_spec
 from shared.store import LeaseLost, StoreUnavailable, open_store
-from shared.errors import PipelineFailed
 from worker.pipeline import Pipeline
 
 STATUS_INTERVAL_S = 0.25
@@ -88,9 +101,16 @@ class Runtime:
     def send_status(self) -> None:
         p = self.pipeline
         p.counters.rss_bytes = _rss_bytes()
-        source = msgspec.json.decode(_enc.encode(p.source_stats()))   # plain values only
-        self.send(Status(state=self.state, counters=p.counters, last_error=p.last_error,
-                         sink_errors=dict(p.sink_errors), source=source))
+        source = msgspec.json.decode(_enc.encode(p.source_stats()))  # plain values only
+        self.send(
+            Status(
+                state=self.state,
+                counters=p.counters,
+                last_error=p.last_error,
+                sink_errors=dict(p.sink_errors),
+                source=source,
+            )
+        )
 
     async def status_loop(self) -> None:
         while True:
@@ -146,14 +166,20 @@ class Runtime:
         return code
 
 
-async def main(conn: Any, spec_bytes: bytes, state_dir: str, start_paused: bool, state_url: str | None = None,
-               lease: tuple[str, int] | None = None) -> int:
+async def main(
+    conn: Any,
+    spec_bytes: bytes,
+    state_dir: str,
+    start_paused: bool,
+    state_url: str | None = None,
+    lease: tuple[str, int] | None = None,
+) -> int:
     spec = decode_spec(spec_bytes)
     log = structlog.get_logger().bind(pipeline=spec.metadata.name, pid=os.getpid())
     chan = worker_channel(conn)
     try:
         store = open_store(state_dir, state_url, fence=lease)
-    except StoreUnavailable as exc:   # a crash: restarted with backoff by the supervisor
+    except StoreUnavailable as exc:  # a crash: restarted with backoff by the supervisor
         log.error("state_store_unavailable", error=str(exc))
         return 1
     pipeline = Pipeline(spec, store, log, state_dir=state_dir, start_paused=start_paused)

@@ -4,12 +4,14 @@ Imports: stdlib + msgspec + pyyaml. Every problem is collected and raised at
 once as `SpecInvalid` (a list of (path, message)); a document that is not even
 JSON/YAML raises `SpecMalformed`.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import msgspec
 import yaml
@@ -38,10 +40,12 @@ class _Loader(yaml.SafeLoader):
 
 # YAML 1.1 would turn `on`/`off`/`yes`/`no` into booleans and `0755` into octal:
 # keep the JSON-like YAML 1.2 core resolvers only for booleans.
-_Loader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"]
-                                   for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
+_Loader.yaml_implicit_resolvers = {
+    k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 def parse(data: bytes | str, *, yaml_ok: bool = True) -> Any:
@@ -67,6 +71,7 @@ def expand_env(doc: Any, env: Mapping[str, str], path: str = "", errs: list[Erro
     if isinstance(doc, list):
         return [expand_env(v, env, f"{path}[{i}]", errs) for i, v in enumerate(doc)]
     if isinstance(doc, str) and "${" in doc:
+
         def sub(m: re.Match[str]) -> str:
             if m.group(0) == "$${":
                 return "${"
@@ -77,12 +82,14 @@ def expand_env(doc: Any, env: Mapping[str, str], path: str = "", errs: list[Erro
                 return default
             errs.append((path, f"environment variable {name} is not set (use ${{{name}:-default}} for a default)"))
             return m.group(0)
+
         return _ENV.sub(sub, doc)
     return doc
 
 
-def validate_document(doc: Any, *, env: Mapping[str, str] | None = None,
-                      check_processor: ProcessorCheck | None = None) -> PipelineSpec:
+def validate_document(
+    doc: Any, *, env: Mapping[str, str] | None = None, check_processor: ProcessorCheck | None = None
+) -> PipelineSpec:
     """Validate a parsed document; raise SpecInvalid with every error."""
     if not isinstance(doc, dict):
         raise SpecInvalid([("$", f"a pipeline spec must be an object, got {type(doc).__name__}")])

@@ -4,9 +4,10 @@ Imports: stdlib + msgspec only. Every Struct forbids unknown fields; sources,
 sinks and processors are tagged unions keyed by `type`. Defaults here are the
 contract's defaults. Cross-field rules live in `shared.spec.load`.
 """
+
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -51,11 +52,11 @@ class GeneratorSourceConfig(_Base):
 class PostgresSourceConfig(_Base):
     dsn: str
     tables: list[str] = []
-    slot: str | None = None            # default: tidegate_<pipeline name with - as _>
-    publication: str | None = None     # default: tidegate_<pipeline name with - as _>
+    slot: str | None = None  # default: tidegate_<pipeline name with - as _>
+    publication: str | None = None  # default: tidegate_<pipeline name with - as _>
     snapshot: Snapshot = "initial"
     snapshot_chunk: PosInt = 10000
-    heartbeat_ms: NonNegInt = 10000    # 0 disables
+    heartbeat_ms: NonNegInt = 10000  # 0 disables
     drop_slot_on_delete: bool = True
     status_interval_ms: PosInt = 10000
 
@@ -80,7 +81,7 @@ class MysqlSource(_Base, tag="mysql", tag_field="type"):
     config: MysqlSourceConfig
 
 
-SourceSpec = Union[GeneratorSource, PostgresSource, MysqlSource]
+SourceSpec = GeneratorSource | PostgresSource | MysqlSource
 
 
 # ------------------------------------------------------------------- processors
@@ -96,7 +97,7 @@ class JavascriptProcessor(_Base, tag="javascript", tag_field="type"):
     limits: Limits = msgspec.field(default_factory=Limits)
 
 
-ProcessorSpec = Union[JavascriptProcessor]
+ProcessorSpec = JavascriptProcessor
 
 
 # ------------------------------------------------------------------------ sinks
@@ -135,7 +136,7 @@ class RedisSinkConfig(SinkConfigBase, kw_only=True):
 class NatsSinkConfig(SinkConfigBase, kw_only=True):
     url: str = "nats://127.0.0.1:4222"
     subject: Annotated[str, Meta(min_length=1)]
-    stream: str | None = None          # name of the JetStream stream (for create_stream)
+    stream: str | None = None  # name of the JetStream stream (for create_stream)
     create_stream: bool = False
 
 
@@ -143,8 +144,8 @@ class KafkaSinkConfig(SinkConfigBase, kw_only=True):
     brokers: Annotated[str, Meta(min_length=1)]
     topic: Annotated[str, Meta(min_length=1)]
     exactly_once: bool = False
-    key_columns: list[str] | None = None   # default: the row's key columns as the source knows them, else `id`
-    client_conf: dict[str, Union[str, int, float, bool]] = {}
+    key_columns: list[str] | None = None  # default: the row's key columns as the source knows them, else `id`
+    client_conf: dict[str, str | int | float | bool] = {}
     checkpoint_topic: Annotated[str, Meta(min_length=1)] = "__tidegate_checkpoints"  # exactly_once only
 
 
@@ -159,7 +160,7 @@ class RabbitmqSinkConfig(SinkConfigBase, kw_only=True):
 class PostgresSinkConfig(SinkConfigBase, kw_only=True):
     dsn: Annotated[str, Meta(min_length=1)]
     table: Annotated[str, Meta(min_length=1)]
-    key_columns: list[str] | None = None   # default: the target table's primary key
+    key_columns: list[str] | None = None  # default: the target table's primary key
 
 
 class FileSink(_Base, tag="file", tag_field="type"):
@@ -194,7 +195,8 @@ class PostgresSink(_Base, tag="postgres", tag_field="type"):
     config: PostgresSinkConfig
 
 
-SinkSpec = Union[FileSink, StdoutSink, HttpSink, RedisSink, NatsSink, KafkaSink, RabbitmqSink, PostgresSink]
+SinkSpec = FileSink | StdoutSink | HttpSink | RedisSink | NatsSink | KafkaSink | RabbitmqSink | PostgresSink
+
 
 # ------------------------------------------------------------- batch & commit
 class BatchSpec(_Base):

@@ -3,6 +3,7 @@
 A patch value of "***" (what a redacted GET shows) keeps the stored value, so a
 GET -> edit -> PATCH round trip never overwrites a secret with its mask.
 """
+
 from __future__ import annotations
 
 from typing import Any

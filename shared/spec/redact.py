@@ -3,6 +3,7 @@
 Secrets: passwords in DSNs/URLs, fields named password/token/secret or
 `*_key` at any depth, and Authorization header values. Imports: stdlib only.
 """
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ msgspec stops at the first error; this walker follows msgspec's own type info
 (`msgspec.inspect`) and reports each problem with its field path
 (`spec.sinks[0].config.id: required field missing`). Imports: stdlib + msgspec.
 """
+
 from __future__ import annotations
 
 import re
@@ -130,7 +131,9 @@ def check(value: Any, t: Any, path: str, errs: list[Error]) -> None:  # noqa: C9
             errs.append((path, f"expected a string, got {_kind(value)}"))
             return
         if t.min_length and len(value) < t.min_length:
-            errs.append((path, "must not be empty" if t.min_length == 1 else f"must be at least {t.min_length} characters"))
+            errs.append(
+                (path, "must not be empty" if t.min_length == 1 else f"must be at least {t.min_length} characters")
+            )
         if t.max_length is not None and len(value) > t.max_length:
             errs.append((path, f"must be at most {t.max_length} characters"))
         if t.pattern and value and not re.search(t.pattern, value):
@@ -173,12 +176,19 @@ def semantic_errors(spec: PipelineSpec) -> list[Error]:
     seen: dict[str, int] = {}
     for i, s in enumerate(body.sinks):
         if s.config.id in seen:
-            errs.append((f"spec.sinks[{i}].config.id", f"duplicate sink id {s.config.id!r} (also spec.sinks[{seen[s.config.id]}])"))
+            errs.append(
+                (
+                    f"spec.sinks[{i}].config.id",
+                    f"duplicate sink id {s.config.id!r} (also spec.sinks[{seen[s.config.id]}])",
+                )
+            )
         seen.setdefault(s.config.id, i)
     pseen: dict[str, int] = {}
     for i, p in enumerate(body.processors):
         if p.id in pseen:
-            errs.append((f"spec.processors[{i}].id", f"duplicate processor id {p.id!r} (also spec.processors[{pseen[p.id]}])"))
+            errs.append(
+                (f"spec.processors[{i}].id", f"duplicate processor id {p.id!r} (also spec.processors[{pseen[p.id]}])")
+            )
         pseen.setdefault(p.id, i)
     cp = body.commit_policy
     n = len(body.sinks)
@@ -194,7 +204,11 @@ def semantic_errors(spec: PipelineSpec) -> list[Error]:
     src = body.source
     cfg = getattr(src, "config", None)
     dsn = getattr(cfg, "dsn", None)
-    if src.__class__.__name__ == "PostgresSource" and dsn is not None and not dsn.startswith(("postgresql://", "postgres://")):
+    if (
+        src.__class__.__name__ == "PostgresSource"
+        and dsn is not None
+        and not dsn.startswith(("postgresql://", "postgres://"))
+    ):
         errs.append(("spec.source.config.dsn", "must be a postgresql:// URL"))
     if src.__class__.__name__ == "MysqlSource" and dsn is not None and not dsn.startswith(("mysql://", "mariadb://")):
         errs.append(("spec.source.config.dsn", "must be a mysql:// URL"))

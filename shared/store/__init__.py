@@ -6,6 +6,7 @@ store (`shared.store.postgres`, with per-pipeline leases) for a
 `postgresql://` state URL. Imports: stdlib + shared.store (psycopg2 only
 inside `shared.store.postgres`, loaded for a state URL).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,14 +40,17 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(state_dir: str | os.PathLike[str], state_url: str | None = None, *,
-               fence: tuple[str, int] | None = None) -> Any:
+def open_store(
+    state_dir: str | os.PathLike[str], state_url: str | None = None, *, fence: tuple[str, int] | None = None
+) -> Any:
     """An opened store. `fence` = (owner node, lease token): a Postgres store then
     refuses checkpoint and gap writes once that lease is no longer current."""
     if state_url:
         if not is_postgres_url(state_url):
             raise ValueError(f"state URL must start with postgresql://, got {state_url.split(':', 1)[0]}://...")
         from shared.store.postgres import PgStore
+
         return PgStore(state_url, fence=fence).open()
     from shared.store.sqlite import SqliteStore
+
     return SqliteStore(state_dir).open()

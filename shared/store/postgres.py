@@ -19,11 +19,13 @@ connection is reopened at the next call. Errors are `StoreUnavailable` with the
 host:port, never the password.
 Imports: stdlib + psycopg2 + shared.store.
 """
+
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import psycopg2
@@ -32,7 +34,7 @@ from shared.store import LeaseLost, StoreUnavailable, where
 from shared.store.sqlite import PipelineRow, new_epoch, now_iso
 
 T = TypeVar("T")
-SCHEMA_LOCK = 0x7469646567617465   # "tidegate": serializes CREATE TABLE IF NOT EXISTS of concurrent openers
+SCHEMA_LOCK = 0x7469646567617465  # "tidegate": serializes CREATE TABLE IF NOT EXISTS of concurrent openers
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tidegate_pipelines (
@@ -87,10 +89,10 @@ class LeaseRow:
     pipeline: str
     owner: str
     token: int
-    live: bool               # not expired (by the database's clock)
+    live: bool  # not expired (by the database's clock)
     expires_in_s: float
     api_addr: str
-    status: str | None       # what the owner published at its last renewal
+    status: str | None  # what the owner published at its last renewal
     ops: dict[str, Any] | None
 
 
@@ -112,10 +114,11 @@ class PgStore:
             self._password = ""
 
     # ------------------------------------------------------------ lifecycle
-    def open(self) -> "PgStore":
+    def open(self) -> PgStore:
         def schema(cur: Any) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             cur.execute(SCHEMA)
+
         self._tx(schema)
         return self
 
@@ -139,8 +142,7 @@ class PgStore:
 
     def _connect(self) -> Any:
         try:
-            conn = psycopg2.connect(self.url, connect_timeout=self.connect_timeout,
-                                    application_name="tidegate")
+            conn = psycopg2.connect(self.url, connect_timeout=self.connect_timeout, application_name="tidegate")
         except psycopg2.Error as exc:
             raise StoreUnavailable(self._message("cannot connect", exc)) from None
         return conn
@@ -180,6 +182,7 @@ class PgStore:
         def q(cur: Any) -> list[PipelineRow]:
             cur.execute(_ROW + " ORDER BY name")
             return [_row(r) for r in cur.fetchall()]
+
         return self._tx(q)
 
     def get_pipeline(self, name: str) -> PipelineRow | None:
@@ -187,45 +190,59 @@ class PgStore:
             cur.execute(_ROW + " WHERE name = %s", (name,))
             r = cur.fetchone()
             return _row(r) if r else None
+
         return self._tx(q)
 
     def put_pipeline(self, name: str, spec: bytes, desired: str) -> None:
         """Create (with a fresh epoch) or update (keeping it) a pipeline."""
         t = now_iso()
-        self._tx(lambda cur: cur.execute(
-            "INSERT INTO tidegate_pipelines(name, spec, desired, created_at, updated_at, epoch) "
-            "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, "
-            "desired = EXCLUDED.desired, updated_at = EXCLUDED.updated_at",
-            (name, psycopg2.Binary(spec), desired, t, t, new_epoch())))
+        self._tx(
+            lambda cur: cur.execute(
+                "INSERT INTO tidegate_pipelines(name, spec, desired, created_at, updated_at, epoch) "
+                "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, "
+                "desired = EXCLUDED.desired, updated_at = EXCLUDED.updated_at",
+                (name, psycopg2.Binary(spec), desired, t, t, new_epoch()),
+            )
+        )
 
     def epoch(self, name: str) -> str:
         """Changes when the pipeline starts over as new (created again, checkpoints deleted)."""
+
         def q(cur: Any) -> str:
             cur.execute("SELECT epoch FROM tidegate_pipelines WHERE name = %s", (name,))
             r = cur.fetchone()
             return str(r[0]) if r else ""
+
         return self._tx(q)
 
     def set_desired(self, name: str, desired: str, last_error: str | None = None) -> None:
-        self._tx(lambda cur: cur.execute(
-            "UPDATE tidegate_pipelines SET desired = %s, last_error = %s, updated_at = %s WHERE name = %s",
-            (desired, last_error, now_iso(), name)))
+        self._tx(
+            lambda cur: cur.execute(
+                "UPDATE tidegate_pipelines SET desired = %s, last_error = %s, updated_at = %s WHERE name = %s",
+                (desired, last_error, now_iso(), name),
+            )
+        )
 
     def delete_pipeline(self, name: str) -> None:
         """Spec, checkpoints and gaps go; the lease row is expired (not deleted: tokens only grow)."""
+
         def q(cur: Any) -> None:
             cur.execute("DELETE FROM tidegate_pipelines WHERE name = %s", (name,))
             cur.execute("DELETE FROM tidegate_checkpoints WHERE pipeline = %s", (name,))
             cur.execute("DELETE FROM tidegate_gaps WHERE pipeline = %s", (name,))
             cur.execute(f"UPDATE tidegate_leases SET {_EXPIRE} WHERE pipeline = %s", (name,))
+
         self._tx(q)
 
     # ---------------------------------------------------------- checkpoints
     def checkpoints(self, pipeline: str) -> dict[str, tuple[str, str]]:
         def q(cur: Any) -> dict[str, tuple[str, str]]:
-            cur.execute("SELECT sink_id, position, updated_at FROM tidegate_checkpoints WHERE pipeline = %s "
-                        "ORDER BY sink_id", (pipeline,))
+            cur.execute(
+                "SELECT sink_id, position, updated_at FROM tidegate_checkpoints WHERE pipeline = %s ORDER BY sink_id",
+                (pipeline,),
+            )
             return {r[0]: (r[1], r[2]) for r in cur.fetchall()}
+
         return self._tx(q)
 
     def _check_fence(self, cur: Any, pipeline: str) -> None:
@@ -236,8 +253,10 @@ class PgStore:
         r = cur.fetchone()
         if r is None or r[0] != owner or int(r[1]) != token:
             now = f"node {r[0]!r} holds token {r[1]}" if r else "no lease row"
-            raise LeaseLost(f"pipeline {pipeline!r}: lease lost ({now}; this worker runs for node {owner!r} "
-                            f"with token {token}); its checkpoint was not written")
+            raise LeaseLost(
+                f"pipeline {pipeline!r}: lease lost ({now}; this worker runs for node {owner!r} "
+                f"with token {token}); its checkpoint was not written"
+            )
 
     def save_checkpoints(self, pipeline: str, positions: dict[str, str]) -> str:
         """Durably store several sinks' checkpoints in one transaction; return the timestamp."""
@@ -248,7 +267,10 @@ class PgStore:
             cur.executemany(
                 "INSERT INTO tidegate_checkpoints(pipeline, sink_id, position, updated_at) VALUES (%s,%s,%s,%s) "
                 "ON CONFLICT (pipeline, sink_id) DO UPDATE SET position = EXCLUDED.position, "
-                "updated_at = EXCLUDED.updated_at", [(pipeline, s, p, t) for s, p in positions.items()])
+                "updated_at = EXCLUDED.updated_at",
+                [(pipeline, s, p, t) for s, p in positions.items()],
+            )
+
         self._tx(q)
         return t
 
@@ -257,100 +279,143 @@ class PgStore:
             cur.execute("DELETE FROM tidegate_checkpoints WHERE pipeline = %s", (pipeline,))
             cur.execute("DELETE FROM tidegate_gaps WHERE pipeline = %s", (pipeline,))
             cur.execute("UPDATE tidegate_pipelines SET epoch = %s WHERE name = %s", (new_epoch(), pipeline))
+
         self._tx(q)
 
     def drop_sink_checkpoints(self, pipeline: str, keep: set[str]) -> None:
         """Forget checkpoints of sinks no longer in the spec."""
-        self._tx(lambda cur: cur.execute(
-            "DELETE FROM tidegate_checkpoints WHERE pipeline = %s AND NOT (sink_id = ANY(%s::text[]))",
-            (pipeline, sorted(keep))))
+        self._tx(
+            lambda cur: cur.execute(
+                "DELETE FROM tidegate_checkpoints WHERE pipeline = %s AND NOT (sink_id = ANY(%s::text[]))",
+                (pipeline, sorted(keep)),
+            )
+        )
 
     # ----------------------------------------------------------------- gaps
     def add_gap(self, pipeline: str, sink_id: str, from_pos: str, to_pos: str) -> None:
         def q(cur: Any) -> None:
             self._check_fence(cur, pipeline)
-            cur.execute("INSERT INTO tidegate_gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (%s,%s,%s,%s,%s)",
-                        (pipeline, sink_id, from_pos, to_pos, now_iso()))
+            cur.execute(
+                "INSERT INTO tidegate_gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (%s,%s,%s,%s,%s)",
+                (pipeline, sink_id, from_pos, to_pos, now_iso()),
+            )
+
         self._tx(q, retry=False)
 
     def extend_gap(self, pipeline: str, sink_id: str, to_pos: str) -> None:
         """Grow the sink's latest gap to `to_pos` (consecutive skipped batches are one gap)."""
+
         def q(cur: Any) -> None:
             self._check_fence(cur, pipeline)
             t = now_iso()
-            cur.execute("UPDATE tidegate_gaps SET to_pos = %s, at = %s WHERE id = (SELECT max(id) FROM tidegate_gaps "
-                        "WHERE pipeline = %s AND sink_id = %s)", (to_pos, t, pipeline, sink_id))
+            cur.execute(
+                "UPDATE tidegate_gaps SET to_pos = %s, at = %s WHERE id = (SELECT max(id) FROM tidegate_gaps "
+                "WHERE pipeline = %s AND sink_id = %s)",
+                (to_pos, t, pipeline, sink_id),
+            )
             if cur.rowcount == 0:
-                cur.execute("INSERT INTO tidegate_gaps(pipeline, sink_id, from_pos, to_pos, at) "
-                            "VALUES (%s,%s,%s,%s,%s)", (pipeline, sink_id, to_pos, to_pos, t))
+                cur.execute(
+                    "INSERT INTO tidegate_gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (%s,%s,%s,%s,%s)",
+                    (pipeline, sink_id, to_pos, to_pos, t),
+                )
+
         self._tx(q)
 
     def gaps(self, pipeline: str) -> dict[str, list[dict[str, str]]]:
         def q(cur: Any) -> list[tuple[str, str, str]]:
-            cur.execute("SELECT sink_id, from_pos, to_pos FROM tidegate_gaps WHERE pipeline = %s ORDER BY id",
-                        (pipeline,))
+            cur.execute(
+                "SELECT sink_id, from_pos, to_pos FROM tidegate_gaps WHERE pipeline = %s ORDER BY id", (pipeline,)
+            )
             return cur.fetchall()
+
         out: dict[str, list[dict[str, str]]] = {}
         for sid, f, t in self._tx(q):
             out.setdefault(sid, []).append({"from": f, "to": t})
         return out
 
     # --------------------------------------------------------------- leases
-    def acquire(self, owner: str, api_addr: str, ttl_s: float, names: list[str] | None = None,
-                held: list[str] | tuple[str, ...] = ()) -> dict[str, int]:
+    def acquire(
+        self,
+        owner: str,
+        api_addr: str,
+        ttl_s: float,
+        names: list[str] | None = None,
+        held: list[str] | tuple[str, ...] = (),
+    ) -> dict[str, int]:
         """Take leases that are free, expired or still ours in the database (a new token
         each time); `names` = these names (a pipeline being created), else every stored
         pipeline not in `held`. Returns {pipeline: token} of those taken."""
         args = {"me": owner, "addr": api_addr, "ttl": float(ttl_s), "names": names or [], "held": list(held)}
         if names is not None:
-            src = "SELECT n, %(me)s, 1, now() + %(ttl)s * interval '1 second', %(addr)s FROM unnest(%(names)s::text[]) n"
+            src = (
+                "SELECT n, %(me)s, 1, now() + %(ttl)s * interval '1 second', %(addr)s FROM unnest(%(names)s::text[]) n"
+            )
         else:
-            src = ("SELECT p.name, %(me)s, 1, now() + %(ttl)s * interval '1 second', %(addr)s "
-                   "FROM tidegate_pipelines p LEFT JOIN tidegate_leases o ON o.pipeline = p.name "
-                   "WHERE NOT (p.name = ANY(%(held)s::text[])) "
-                   "AND (o.pipeline IS NULL OR o.expires_at < now() OR o.owner = %(me)s) ORDER BY p.name")
+            src = (
+                "SELECT p.name, %(me)s, 1, now() + %(ttl)s * interval '1 second', %(addr)s "
+                "FROM tidegate_pipelines p LEFT JOIN tidegate_leases o ON o.pipeline = p.name "
+                "WHERE NOT (p.name = ANY(%(held)s::text[])) "
+                "AND (o.pipeline IS NULL OR o.expires_at < now() OR o.owner = %(me)s) ORDER BY p.name"
+            )
 
         def q(cur: Any) -> dict[str, int]:
-            cur.execute("INSERT INTO tidegate_leases AS l (pipeline, owner, token, expires_at, api_addr) "
-                        + src + _TAKE, args)
+            cur.execute(
+                "INSERT INTO tidegate_leases AS l (pipeline, owner, token, expires_at, api_addr) " + src + _TAKE, args
+            )
             return {r[0]: int(r[1]) for r in cur.fetchall()}
+
         return self._tx(q, retry=False)
 
-    def renew(self, owner: str, ttl_s: float, held: dict[str, int],
-              published: dict[str, tuple[str, str]] | None = None) -> set[str]:
+    def renew(
+        self, owner: str, ttl_s: float, held: dict[str, int], published: dict[str, tuple[str, str]] | None = None
+    ) -> set[str]:
         """Extend the leases we hold (same owner and token) and publish each one's
         (status, ops JSON); returns the names renewed (the others are lost)."""
         if not held:
             return set()
         names = sorted(held)
         pub = published or {}
-        cols = (names, [held[n] for n in names], [pub.get(n, (None, None))[0] for n in names],
-                [pub.get(n, (None, None))[1] for n in names])
+        cols = (
+            names,
+            [held[n] for n in names],
+            [pub.get(n, (None, None))[0] for n in names],
+            [pub.get(n, (None, None))[1] for n in names],
+        )
 
         def q(cur: Any) -> set[str]:
-            cur.execute("UPDATE tidegate_leases AS l SET expires_at = now() + %s * interval '1 second', "
-                        "status = v.status, ops = v.ops::jsonb, published_at = now() "
-                        "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) AS v(pipeline, token, status, ops) "
-                        "WHERE l.pipeline = v.pipeline AND l.owner = %s AND l.token = v.token RETURNING l.pipeline",
-                        (float(ttl_s), *cols, owner))
+            cur.execute(
+                "UPDATE tidegate_leases AS l SET expires_at = now() + %s * interval '1 second', "
+                "status = v.status, ops = v.ops::jsonb, published_at = now() "
+                "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::text[]) AS v(pipeline, token, status, ops) "
+                "WHERE l.pipeline = v.pipeline AND l.owner = %s AND l.token = v.token RETURNING l.pipeline",
+                (float(ttl_s), *cols, owner),
+            )
             return {r[0] for r in cur.fetchall()}
+
         return self._tx(q)
 
     def release(self, owner: str, names: list[str]) -> None:
         """Give leases up at once (graceful shutdown): another node may take them now."""
         if names:
-            self._tx(lambda cur: cur.execute(
-                f"UPDATE tidegate_leases SET {_EXPIRE} WHERE owner = %s AND pipeline = ANY(%s::text[])",
-                (owner, list(names))))
+            self._tx(
+                lambda cur: cur.execute(
+                    f"UPDATE tidegate_leases SET {_EXPIRE} WHERE owner = %s AND pipeline = ANY(%s::text[])",
+                    (owner, list(names)),
+                )
+            )
 
     def leases(self, name: str | None = None) -> dict[str, LeaseRow]:
         def q(cur: Any) -> dict[str, LeaseRow]:
-            cur.execute("SELECT pipeline, owner, token, expires_at > now(), "
-                        "GREATEST(EXTRACT(EPOCH FROM expires_at - now()), 0), api_addr, status, ops "
-                        "FROM tidegate_leases" + ("" if name is None else " WHERE pipeline = %s"),
-                        () if name is None else (name,))
-            return {r[0]: LeaseRow(r[0], r[1], int(r[2]), bool(r[3]), float(r[4]), r[5], r[6], r[7])
-                    for r in cur.fetchall()}
+            cur.execute(
+                "SELECT pipeline, owner, token, expires_at > now(), "
+                "GREATEST(EXTRACT(EPOCH FROM expires_at - now()), 0), api_addr, status, ops "
+                "FROM tidegate_leases" + ("" if name is None else " WHERE pipeline = %s"),
+                () if name is None else (name,),
+            )
+            return {
+                r[0]: LeaseRow(r[0], r[1], int(r[2]), bool(r[3]), float(r[4]), r[5], r[6], r[7]) for r in cur.fetchall()
+            }
+
         return self._tx(q)
 
     def lease(self, name: str) -> LeaseRow | None:

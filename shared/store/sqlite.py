@@ -6,6 +6,7 @@ only writer of its pipeline's checkpoints. synchronous=FULL: a checkpoint is
 durable (survives power loss) before it is reported anywhere.
 Imports: stdlib only.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -47,7 +48,7 @@ def new_epoch() -> str:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
 @dataclass(slots=True)
@@ -68,7 +69,7 @@ class SqliteStore:
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
-    def open(self) -> "SqliteStore":
+    def open(self) -> SqliteStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -77,7 +78,7 @@ class SqliteStore:
         with self._lock:
             conn.executescript(SCHEMA)
             cols = {r[1] for r in conn.execute("PRAGMA table_info(pipelines)")}
-            if "epoch" not in cols:   # state dirs from before epochs existed
+            if "epoch" not in cols:  # state dirs from before epochs existed
                 conn.execute("ALTER TABLE pipelines ADD COLUMN epoch TEXT NOT NULL DEFAULT ''")
         try:
             os.chmod(self.path, 0o600)
@@ -106,21 +107,26 @@ class SqliteStore:
     def list_pipelines(self) -> list[PipelineRow]:
         with self._lock:
             rows = self.conn.execute(
-                "SELECT name, spec, desired, last_error, created_at, updated_at FROM pipelines ORDER BY name").fetchall()
+                "SELECT name, spec, desired, last_error, created_at, updated_at FROM pipelines ORDER BY name"
+            ).fetchall()
         return [PipelineRow(*r) for r in rows]
 
     def get_pipeline(self, name: str) -> PipelineRow | None:
         with self._lock:
-            r = self.conn.execute("SELECT name, spec, desired, last_error, created_at, updated_at FROM pipelines "
-                                  "WHERE name = ?", (name,)).fetchone()
+            r = self.conn.execute(
+                "SELECT name, spec, desired, last_error, created_at, updated_at FROM pipelines WHERE name = ?", (name,)
+            ).fetchone()
         return PipelineRow(*r) if r else None
 
     def put_pipeline(self, name: str, spec: bytes, desired: str) -> None:
         """Create (with a fresh epoch) or update (keeping it) a pipeline."""
         t = now_iso()
-        self._write("INSERT INTO pipelines(name, spec, desired, created_at, updated_at, epoch) VALUES (?,?,?,?,?,?) "
-                    "ON CONFLICT(name) DO UPDATE SET spec=excluded.spec, desired=excluded.desired, "
-                    "updated_at=excluded.updated_at", (name, spec, desired, t, t, new_epoch()))
+        self._write(
+            "INSERT INTO pipelines(name, spec, desired, created_at, updated_at, epoch) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT(name) DO UPDATE SET spec=excluded.spec, desired=excluded.desired, "
+            "updated_at=excluded.updated_at",
+            (name, spec, desired, t, t, new_epoch()),
+        )
 
     def epoch(self, name: str) -> str:
         """Changes when the pipeline starts over as new (created again, checkpoints deleted):
@@ -130,8 +136,10 @@ class SqliteStore:
         return str(r[0]) if r else ""
 
     def set_desired(self, name: str, desired: str, last_error: str | None = None) -> None:
-        self._write("UPDATE pipelines SET desired = ?, last_error = ?, updated_at = ? WHERE name = ?",
-                    (desired, last_error, now_iso(), name))
+        self._write(
+            "UPDATE pipelines SET desired = ?, last_error = ?, updated_at = ? WHERE name = ?",
+            (desired, last_error, now_iso(), name),
+        )
 
     def delete_pipeline(self, name: str) -> None:
         with self._lock:
@@ -149,8 +157,9 @@ class SqliteStore:
     # ---------------------------------------------------------- checkpoints
     def checkpoints(self, pipeline: str) -> dict[str, tuple[str, str]]:
         with self._lock:
-            rows = self.conn.execute("SELECT sink_id, position, updated_at FROM checkpoints WHERE pipeline = ? "
-                                     "ORDER BY sink_id", (pipeline,)).fetchall()
+            rows = self.conn.execute(
+                "SELECT sink_id, position, updated_at FROM checkpoints WHERE pipeline = ? ORDER BY sink_id", (pipeline,)
+            ).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
     def save_checkpoints(self, pipeline: str, positions: dict[str, str]) -> str:
@@ -160,10 +169,12 @@ class SqliteStore:
             c = self.conn
             c.execute("BEGIN IMMEDIATE")
             try:
-                c.executemany("INSERT INTO checkpoints(pipeline, sink_id, position, updated_at) VALUES (?,?,?,?) "
-                              "ON CONFLICT(pipeline, sink_id) DO UPDATE SET position=excluded.position, "
-                              "updated_at=excluded.updated_at",
-                              [(pipeline, s, p, t) for s, p in positions.items()])
+                c.executemany(
+                    "INSERT INTO checkpoints(pipeline, sink_id, position, updated_at) VALUES (?,?,?,?) "
+                    "ON CONFLICT(pipeline, sink_id) DO UPDATE SET position=excluded.position, "
+                    "updated_at=excluded.updated_at",
+                    [(pipeline, s, p, t) for s, p in positions.items()],
+                )
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -189,24 +200,31 @@ class SqliteStore:
 
     # ----------------------------------------------------------------- gaps
     def add_gap(self, pipeline: str, sink_id: str, from_pos: str, to_pos: str) -> None:
-        self._write("INSERT INTO gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (?,?,?,?,?)",
-                    (pipeline, sink_id, from_pos, to_pos, now_iso()))
+        self._write(
+            "INSERT INTO gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (?,?,?,?,?)",
+            (pipeline, sink_id, from_pos, to_pos, now_iso()),
+        )
 
     def extend_gap(self, pipeline: str, sink_id: str, to_pos: str) -> None:
         """Grow the sink's latest gap to `to_pos` (consecutive skipped batches are one gap)."""
         with self._lock:
-            cur = self.conn.execute("UPDATE gaps SET to_pos = ?, at = ? WHERE rowid = (SELECT max(rowid) FROM gaps "
-                                    "WHERE pipeline = ? AND sink_id = ?)", (to_pos, now_iso(), pipeline, sink_id))
+            cur = self.conn.execute(
+                "UPDATE gaps SET to_pos = ?, at = ? WHERE rowid = (SELECT max(rowid) FROM gaps "
+                "WHERE pipeline = ? AND sink_id = ?)",
+                (to_pos, now_iso(), pipeline, sink_id),
+            )
             if cur.rowcount == 0:
-                self.conn.execute("INSERT INTO gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (?,?,?,?,?)",
-                                  (pipeline, sink_id, to_pos, to_pos, now_iso()))
+                self.conn.execute(
+                    "INSERT INTO gaps(pipeline, sink_id, from_pos, to_pos, at) VALUES (?,?,?,?,?)",
+                    (pipeline, sink_id, to_pos, to_pos, now_iso()),
+                )
 
     def gaps(self, pipeline: str) -> dict[str, list[dict[str, str]]]:
         with self._lock:
-            rows = self.conn.execute("SELECT sink_id, from_pos, to_pos FROM gaps WHERE pipeline = ? ORDER BY rowid",
-                                     (pipeline,)).fetchall()
+            rows = self.conn.execute(
+                "SELECT sink_id, from_pos, to_pos FROM gaps WHERE pipeline = ? ORDER BY rowid", (pipeline,)
+            ).fetchall()
         out: dict[str, list[dict[str, str]]] = {}
         for sid, f, t in rows:
             out.setdefault(sid, []).append({"from": f, "to": t})
         return out
-

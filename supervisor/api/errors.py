@@ -1,4 +1,5 @@
 """The only place HTTP status codes are chosen. Imports: stdlib + starlette + shared + supervisor."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,13 +13,22 @@ from shared.spec.load import SpecInvalid, SpecMalformed
 from shared.store import StoreUnavailable
 from supervisor.manager import Conflict, NotFound
 
-STATUS = {"bad_request": 400, "unauthorized": 401, "not_found": 404, "conflict": 409,
-          "payload_too_large": 413, "unsupported_media_type": 415, "invalid_spec": 422, "internal": 500}
+STATUS = {
+    "bad_request": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "conflict": 409,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "invalid_spec": 422,
+    "internal": 500,
+}
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, message: str, details: list[dict[str, str]] | None = None,
-                 status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, details: list[dict[str, str]] | None = None, status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -37,11 +47,17 @@ def unread_body_headers(headers: Any) -> dict[str, str]:
     return {}
 
 
-def error_response(code: str, message: str, details: list[dict[str, str]] | None = None,
-                   status: int | None = None, headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    code: str,
+    message: str,
+    details: list[dict[str, str]] | None = None,
+    status: int | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body = {"error": {"code": code, "message": message, "details": details or []}}
-    return Response(msgspec.json.encode(body), status_code=status or STATUS[code],
-                    media_type="application/json", headers=headers)
+    return Response(
+        msgspec.json.encode(body), status_code=status or STATUS[code], media_type="application/json", headers=headers
+    )
 
 
 def from_exception(exc: BaseException) -> ApiError:
@@ -53,17 +69,21 @@ def from_exception(exc: BaseException) -> ApiError:
         return ApiError("conflict", str(exc))
     if isinstance(exc, SpecMalformed):
         return ApiError("bad_request", str(exc))
-    if isinstance(exc, StoreUnavailable):   # the shared state store is down: retry later
+    if isinstance(exc, StoreUnavailable):  # the shared state store is down: retry later
         return ApiError("internal", str(exc), status=503)
-    if isinstance(exc, msgspec.ValidationError):   # a document the spec walker let through: still the client's
+    if isinstance(exc, msgspec.ValidationError):  # a document the spec walker let through: still the client's
         msg, _, where = str(exc).partition(" - at `")
         path = where.rstrip("`").removeprefix("$.") or "$"
         return ApiError("invalid_spec", f"the spec has 1 error: {path}: {msg}", [{"path": path, "message": msg}])
     if isinstance(exc, SpecInvalid):
         details = [{"path": p, "message": m} for p, m in exc.errors]
         n = len(details)
-        return ApiError("invalid_spec", f"the spec has {n} error{'s' if n != 1 else ''}: "
-                        + "; ".join(f"{d['path']}: {d['message']}" for d in details[:5]), details)
+        return ApiError(
+            "invalid_spec",
+            f"the spec has {n} error{'s' if n != 1 else ''}: "
+            + "; ".join(f"{d['path']}: {d['message']}" for d in details[:5]),
+            details,
+        )
     return ApiError("internal", f"internal error: {exc.__class__.__name__}")
 
 
@@ -77,10 +97,13 @@ async def http_exception(request: Request, exc: Any) -> Response:
     if status == 404:
         return error_response("not_found", f"no route {request.method} {request.url.path}")
     if status == 405:
-        return error_response("bad_request", f"method {request.method} not allowed on {request.url.path}", status=405,
-                              headers={"allow": _allowed(request)})   # RFC 9110
-    return error_response("bad_request" if status < 500 else "internal", str(getattr(exc, "detail", "")),
-                          status=status)
+        return error_response(
+            "bad_request",
+            f"method {request.method} not allowed on {request.url.path}",
+            status=405,
+            headers={"allow": _allowed(request)},
+        )  # RFC 9110
+    return error_response("bad_request" if status < 500 else "internal", str(getattr(exc, "detail", "")), status=status)
 
 
 def _allowed(request: Request) -> str:

@@ -1,6 +1,7 @@
 """API response and request types (msgspec Structs). The OpenAPI document is
 generated from these same types. Imports: stdlib + msgspec + shared.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -10,8 +11,16 @@ import msgspec
 from shared.spec.model import PipelineSpec
 
 StatusName = Literal["starting", "running", "paused", "stopping", "stopped", "failed"]
-ErrorCode = Literal["bad_request", "invalid_spec", "not_found", "conflict", "unauthorized",
-                    "payload_too_large", "unsupported_media_type", "internal"]
+ErrorCode = Literal[
+    "bad_request",
+    "invalid_spec",
+    "not_found",
+    "conflict",
+    "unauthorized",
+    "payload_too_large",
+    "unsupported_media_type",
+    "internal",
+]
 
 
 class Checkpoint(msgspec.Struct):
@@ -26,6 +35,7 @@ class GapRange(msgspec.Struct):
 
 class Owner(msgspec.Struct):
     """Shared state store (`--state-url`) only: the supervisor node leasing the pipeline."""
+
     node: str
     api_addr: str
     live: bool

@@ -6,6 +6,7 @@ OpenAPI 3.1 because its schema objects are JSON Schema 2020-12, which is what
 `discriminator` on the tagged unions). Imports: stdlib + msgspec + shared +
 supervisor.api.models.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -17,7 +18,6 @@ from shared.spec.model import PipelineSpec
 from supervisor.api.models import Checkpoint, ErrorResponse, Health, PipeInfo, Readiness
 
 
-
 def _version() -> str:
     try:
         return importlib.metadata.version("tidegate")
@@ -27,11 +27,17 @@ def _version() -> str:
 
 VERSION = _version()
 REF = "#/components/schemas/{name}"
-ERROR_TEXT = {400: "Malformed request (bad JSON/YAML, bad label selector)", 401: "Missing or wrong bearer token",
-              404: "No such pipeline", 405: "Method not allowed on this path",
-              409: "Conflict with the pipeline's state or name, or (shared state store) another supervisor "
-                   "node runs it: the message names that node and its API address", 413: "Body over 10 MiB",
-              415: "Unsupported Content-Type", 422: "Invalid spec (every error with its field path)"}
+ERROR_TEXT = {
+    400: "Malformed request (bad JSON/YAML, bad label selector)",
+    401: "Missing or wrong bearer token",
+    404: "No such pipeline",
+    405: "Method not allowed on this path",
+    409: "Conflict with the pipeline's state or name, or (shared state store) another supervisor "
+    "node runs it: the message names that node and its API address",
+    413: "Body over 10 MiB",
+    415: "Unsupported Content-Type",
+    422: "Invalid spec (every error with its field path)",
+}
 
 
 def _ref(name: str) -> dict[str, Any]:
@@ -48,8 +54,15 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _resp(ERROR_TEXT[c], _ref("ErrorResponse")) for c in codes}
 
 
-def _op(op_id: str, summary: str, responses: dict[str, Any], *, secured: bool = True,
-        params: list[dict[str, Any]] | None = None, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _op(
+    op_id: str,
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    secured: bool = True,
+    params: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": ["pipelines" if secured else "service"]}
     if params:
         out["parameters"] = params
@@ -65,67 +78,143 @@ def _op(op_id: str, summary: str, responses: dict[str, Any], *, secured: bool = 
 
 
 def build() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components([PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec,
-                                                    Checkpoint], ref_template=REF)
-    name_param = [{"name": "name", "in": "path", "required": True, "description": "pipeline name",
-                   "schema": {"type": "string"}}]
-    spec_body = {"required": True, "description": "A pipeline spec document (CONTRACT section 2); JSON also "
-                 "when Content-Type is missing", "content": {
-                     "application/json": {"schema": _ref("PipelineSpec")},
-                     "application/yaml": {"schema": _ref("PipelineSpec")}}}
-    patch_body = {"required": True, "description": "JSON merge patch (RFC 7386) of the spec document", "content": {
-        "application/merge-patch+json": {"schema": {"type": "object"}},
-        "application/json": {"schema": {"type": "object"}}}}
+    _, components = msgspec.json.schema_components(
+        [PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec, Checkpoint], ref_template=REF
+    )
+    name_param = [
+        {"name": "name", "in": "path", "required": True, "description": "pipeline name", "schema": {"type": "string"}}
+    ]
+    spec_body = {
+        "required": True,
+        "description": "A pipeline spec document (CONTRACT section 2); JSON also when Content-Type is missing",
+        "content": {
+            "application/json": {"schema": _ref("PipelineSpec")},
+            "application/yaml": {"schema": _ref("PipelineSpec")},
+        },
+    }
+    patch_body = {
+        "required": True,
+        "description": "JSON merge patch (RFC 7386) of the spec document",
+        "content": {
+            "application/merge-patch+json": {"schema": {"type": "object"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
     pipe = _ref("PipeInfo")
 
     def action(op: str, summary: str) -> dict[str, Any]:
-        return {"post": _op(f"{op}Pipeline", summary, {"200": _resp("The pipeline", pipe), **_errors(404, 409)},
-                            params=name_param)}
+        return {
+            "post": _op(
+                f"{op}Pipeline", summary, {"200": _resp("The pipeline", pipe), **_errors(404, 409)}, params=name_param
+            )
+        }
 
     paths: dict[str, Any] = {
-        "/healthz": {"get": _op("healthz", "Liveness: the supervisor loop answers",
-                                {"200": _resp("Alive", _ref("Health"))}, secured=False)},
-        "/readyz": {"get": _op("readyz", "Readiness: stored pipelines have been started",
-                               {"200": _resp("Ready", _ref("Readiness")),
-                                "503": _resp("Starting", _ref("Readiness"))}, secured=False)},
-        "/metrics": {"get": _op("metrics", "Prometheus metrics", {"200": {
-            "description": "Prometheus text exposition format 0.0.4",
-            "content": {"text/plain": {"schema": {"type": "string"}}}}}, secured=False)},
-        "/openapi.json": {"get": _op("openapi", "This document", {"200": _resp("OpenAPI 3.1", {"type": "object"})},
-                                     secured=False)},
+        "/healthz": {
+            "get": _op(
+                "healthz",
+                "Liveness: the supervisor loop answers",
+                {"200": _resp("Alive", _ref("Health"))},
+                secured=False,
+            )
+        },
+        "/readyz": {
+            "get": _op(
+                "readyz",
+                "Readiness: stored pipelines have been started",
+                {"200": _resp("Ready", _ref("Readiness")), "503": _resp("Starting", _ref("Readiness"))},
+                secured=False,
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "metrics",
+                "Prometheus metrics",
+                {
+                    "200": {
+                        "description": "Prometheus text exposition format 0.0.4",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                secured=False,
+            )
+        },
+        "/openapi.json": {
+            "get": _op("openapi", "This document", {"200": _resp("OpenAPI 3.1", {"type": "object"})}, secured=False)
+        },
         "/pipelines": {
-            "get": _op("listPipelines", "List pipelines",
-                       {"200": _resp("Pipelines", {"type": "array", "items": pipe}), **_errors(400)},
-                       params=[{"name": "label", "in": "query", "required": False, "description":
-                                "label selector key=value (repeat to AND them)",
-                                "schema": {"type": "string", "pattern": "^[^=]+=.*$"}}]),
-            "post": _op("createPipeline", "Create a pipeline (it starts)",
-                        {"201": _resp("Created", pipe), **_errors(400, 409, 413, 415, 422)}, body=spec_body)},
+            "get": _op(
+                "listPipelines",
+                "List pipelines",
+                {"200": _resp("Pipelines", {"type": "array", "items": pipe}), **_errors(400)},
+                params=[
+                    {
+                        "name": "label",
+                        "in": "query",
+                        "required": False,
+                        "description": "label selector key=value (repeat to AND them)",
+                        "schema": {"type": "string", "pattern": "^[^=]+=.*$"},
+                    }
+                ],
+            ),
+            "post": _op(
+                "createPipeline",
+                "Create a pipeline (it starts)",
+                {"201": _resp("Created", pipe), **_errors(400, 409, 413, 415, 422)},
+                body=spec_body,
+            ),
+        },
         "/pipelines/{name}": {
-            "get": _op("getPipeline", "Get a pipeline", {"200": _resp("The pipeline", pipe), **_errors(404)},
-                       params=name_param),
-            "patch": _op("patchPipeline", "Merge-patch the spec; the worker restarts from its checkpoint",
-                         {"200": _resp("Patched", pipe), **_errors(400, 404, 409, 413, 415, 422)},
-                         params=name_param, body=patch_body),
-            "delete": _op("deletePipeline", "Stop the worker; remove spec and checkpoints",
-                          {"204": _resp("Deleted"), **_errors(404, 409)}, params=name_param)},
+            "get": _op(
+                "getPipeline", "Get a pipeline", {"200": _resp("The pipeline", pipe), **_errors(404)}, params=name_param
+            ),
+            "patch": _op(
+                "patchPipeline",
+                "Merge-patch the spec; the worker restarts from its checkpoint",
+                {"200": _resp("Patched", pipe), **_errors(400, 404, 409, 413, 415, 422)},
+                params=name_param,
+                body=patch_body,
+            ),
+            "delete": _op(
+                "deletePipeline",
+                "Stop the worker; remove spec and checkpoints",
+                {"204": _resp("Deleted"), **_errors(404, 409)},
+                params=name_param,
+            ),
+        },
         "/pipelines/{name}/pause": action("pause", "Pause (idempotent)"),
         "/pipelines/{name}/resume": action("resume", "Resume (idempotent; restarts a stopped or failed one)"),
         "/pipelines/{name}/stop": action("stop", "Flush, checkpoint and stop (idempotent)"),
         "/pipelines/{name}/restart": action("restart", "Restart the worker from the committed position"),
         "/pipelines/{name}/checkpoints": {
-            "get": _op("getCheckpoints", "Per-sink checkpoints",
-                       {"200": _resp("Checkpoints by sink id",
-                                     {"type": "object", "additionalProperties": _ref("Checkpoint")}),
-                        **_errors(404)}, params=name_param),
-            "delete": _op("deleteCheckpoints", "Forget checkpoints (stopped pipelines only)",
-                          {"204": _resp("Deleted"), **_errors(404, 409)}, params=name_param)},
+            "get": _op(
+                "getCheckpoints",
+                "Per-sink checkpoints",
+                {
+                    "200": _resp(
+                        "Checkpoints by sink id", {"type": "object", "additionalProperties": _ref("Checkpoint")}
+                    ),
+                    **_errors(404),
+                },
+                params=name_param,
+            ),
+            "delete": _op(
+                "deleteCheckpoints",
+                "Forget checkpoints (stopped pipelines only)",
+                {"204": _resp("Deleted"), **_errors(404, 409)},
+                params=name_param,
+            ),
+        },
     }
-    return {"openapi": "3.1.0",
-            "info": {"title": "tidegate", "version": VERSION,
-                     "description": "Change-data-capture pipeline runtime: REST API. When TIDEGATE_API_TOKEN "
-                                    "is set, every route but /healthz, /readyz, /metrics and /openapi.json needs "
-                                    "`Authorization: Bearer <token>`."},
-            "paths": paths,
-            "components": {"schemas": components,
-                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tidegate",
+            "version": VERSION,
+            "description": "Change-data-capture pipeline runtime: REST API. When TIDEGATE_API_TOKEN "
+            "is set, every route but /healthz, /readyz, /metrics and /openapi.json needs "
+            "`Authorization: Bearer <token>`.",
+        },
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }

@@ -3,6 +3,7 @@
 Routes are async and run on the loop thread (workers are spawned from it).
 Imports: stdlib + starlette + msgspec + shared + supervisor.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,9 +48,11 @@ async def read_body(request: Request, *, patch: bool = False) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     allowed = JSON_TYPES | YAML_TYPES | (MERGE_TYPES if patch else set())
     if ctype not in allowed:
-        raise ApiError("unsupported_media_type",
-                       f"unsupported Content-Type {ctype!r}; use application/json or application/yaml"
-                       + (" or application/merge-patch+json" if patch else ""))
+        raise ApiError(
+            "unsupported_media_type",
+            f"unsupported Content-Type {ctype!r}; use application/json or application/yaml"
+            + (" or application/merge-patch+json" if patch else ""),
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
         raise ApiError("payload_too_large", f"request body over {MAX_BODY} bytes")
@@ -70,8 +73,11 @@ async def read_body(request: Request, *, patch: bool = False) -> Any:
         raise ApiError("bad_request", str(exc)) from None
     if not isinstance(doc, dict):
         kind = "an array" if isinstance(doc, list) else type(doc).__name__
-        raise ApiError("invalid_spec", f"request body must be a JSON object, got {kind}",
-                       [{"path": "$", "message": "must be an object"}])
+        raise ApiError(
+            "invalid_spec",
+            f"request body must be a JSON object, got {kind}",
+            [{"path": "$", "message": "must be an object"}],
+        )
     return doc
 
 
@@ -93,8 +99,9 @@ async def list_pipelines(request: Request) -> Response:
         if not sep or not k:
             raise ApiError("bad_request", f"label selector {sel!r} must be key=value")
         wanted.append((k, v))
-    out = [pipe_info(mgr, m) for m in mgr.pipelines.values()
-           if all(m.spec.metadata.labels.get(k) == v for k, v in wanted)]
+    out = [
+        pipe_info(mgr, m) for m in mgr.pipelines.values() if all(m.spec.metadata.labels.get(k) == v for k, v in wanted)
+    ]
     out += [foreign_info(f) for f in mgr.foreigners() if all(f.spec.metadata.labels.get(k) == v for k, v in wanted)]
     return json(out)
 
@@ -130,6 +137,7 @@ def _action(op: str) -> Any:
         mgr = manager(request)
         m = await getattr(mgr, op)(request.path_params["name"])
         return json(pipe_info(mgr, m))
+
     endpoint.__name__ = f"{op}_pipeline"
     return endpoint
 

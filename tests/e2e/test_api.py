@@ -1,5 +1,6 @@
 """Every route and status code of CONTRACT section 8 (auth is in test_auth),
 against a real supervisor process."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,20 @@ import httpx
 from tests.support import wait_until
 from tests.support.supervisor import Supervisor, file_sink, generator_spec
 
-OPS_KEYS = {"pid", "restarts", "uptime_s", "last_error", "events_in", "events_out", "batches", "inflight",
-            "lag_ms", "sink_errors", "sink_gaps", "checkpoints"}
+OPS_KEYS = {
+    "pid",
+    "restarts",
+    "uptime_s",
+    "last_error",
+    "events_in",
+    "events_out",
+    "batches",
+    "inflight",
+    "lag_ms",
+    "sink_errors",
+    "sink_gaps",
+    "checkpoints",
+}
 
 
 def spec(name: str, tmp: Path, **src: object) -> dict:
@@ -46,8 +59,13 @@ def test_create_get_list_pipeinfo_shape(supervisor: Supervisor, tmp_path: Path) 
     assert set(info) == {"name", "status", "spec", "ops"}
     assert info["name"] == "alpha" and info["status"] in ("starting", "running")
     assert info["spec"]["apiVersion"] == "tidegate/v1" and info["spec"]["kind"] == "Pipeline"
-    assert info["spec"]["spec"]["batch"] == {"max_events": 2000, "max_bytes": 16777216, "max_ms": 50,
-                                             "respect_source_tx": True, "max_inflight": 1}
+    assert info["spec"]["spec"]["batch"] == {
+        "max_events": 2000,
+        "max_bytes": 16777216,
+        "max_ms": 50,
+        "respect_source_tx": True,
+        "max_inflight": 1,
+    }
     assert info["spec"]["spec"]["commit_policy"]["mode"] == "required"
     assert info["spec"]["spec"]["sinks"][0]["config"]["required"] is True
     assert OPS_KEYS <= set(info["ops"])
@@ -84,16 +102,27 @@ def test_errors_are_4xx_with_bodies(supervisor: Supervisor, tmp_path: Path) -> N
     assert_error(c.delete("/pipelines/nope/checkpoints"), 404, "not_found")
     assert_error(c.delete("/pipelines/nope"), 404, "not_found")
     assert_error(c.patch("/pipelines/nope", json={}), 404, "not_found")
-    assert_error(c.post("/pipelines", content=b"{not json", headers={"content-type": "application/json"}),
-                 400, "bad_request")
+    assert_error(
+        c.post("/pipelines", content=b"{not json", headers={"content-type": "application/json"}), 400, "bad_request"
+    )
     assert_error(c.post("/pipelines", content=b"[1, 2]"), 422, "invalid_spec")
-    assert_error(c.post("/pipelines", content=b"metadata: [", headers={"content-type": "application/yaml"}),
-                 400, "bad_request")
-    assert_error(c.post("/pipelines", content=b"<x/>", headers={"content-type": "application/xml"}),
-                 415, "unsupported_media_type")
+    assert_error(
+        c.post("/pipelines", content=b"metadata: [", headers={"content-type": "application/yaml"}), 400, "bad_request"
+    )
+    assert_error(
+        c.post("/pipelines", content=b"<x/>", headers={"content-type": "application/xml"}),
+        415,
+        "unsupported_media_type",
+    )
     assert_error(c.post("/pipelines", content=b"{" + b" " * (10 * 1024 * 1024) + b"}"), 413, "payload_too_large")
-    bad = {"metadata": {"name": "Bad Name"}, "spec": {"source": {"type": "generator", "config": {"rate": -1}},
-           "sinks": [{"type": "file", "config": {"path": "/tmp/x"}}], "batch": {"max_events": 0, "typo": 1}}}
+    bad = {
+        "metadata": {"name": "Bad Name"},
+        "spec": {
+            "source": {"type": "generator", "config": {"rate": -1}},
+            "sinks": [{"type": "file", "config": {"path": "/tmp/x"}}],
+            "batch": {"max_events": 0, "typo": 1},
+        },
+    }
     err = assert_error(c.post("/pipelines", json=bad), 422, "invalid_spec")
     paths = {d["path"]: d["message"] for d in err["details"]}
     assert paths["spec.batch.max_events"] == "must be >= 1"
@@ -103,16 +132,20 @@ def test_errors_are_4xx_with_bodies(supervisor: Supervisor, tmp_path: Path) -> N
     quorum["spec"]["commit_policy"] = {"mode": "quorum", "quorum": 3}
     err = assert_error(c.post("/pipelines", json=quorum), 422, "invalid_spec")
     assert err["details"][0]["path"] == "spec.commit_policy.quorum"
-    assert_error(c.post("/pipelines", json=generator_spec("env", [file_sink("o", "${NOT_SET_ANYWHERE}")])),
-                 422, "invalid_spec")
+    assert_error(
+        c.post("/pipelines", json=generator_spec("env", [file_sink("o", "${NOT_SET_ANYWHERE}")])), 422, "invalid_spec"
+    )
     # duplicate name
     assert c.post("/pipelines", json=spec("dup", tmp_path)).status_code == 201
     assert_error(c.post("/pipelines", json=spec("dup", tmp_path)), 409, "conflict")
     # rename by patch, invalid patch
     assert_error(c.patch("/pipelines/dup", json={"metadata": {"name": "other"}}), 409, "conflict")
     assert_error(c.patch("/pipelines/dup", json={"spec": {"batch": {"max_events": -5}}}), 422, "invalid_spec")
-    assert_error(c.patch("/pipelines/dup", content=b"{", headers={"content-type": "application/merge-patch+json"}),
-                 400, "bad_request")
+    assert_error(
+        c.patch("/pipelines/dup", content=b"{", headers={"content-type": "application/merge-patch+json"}),
+        400,
+        "bad_request",
+    )
     # delete checkpoints needs stopped
     assert_error(c.delete("/pipelines/dup/checkpoints"), 409, "conflict")
     assert_error(c.get("/no/such/route"), 404, "not_found")
@@ -121,19 +154,19 @@ def test_errors_are_4xx_with_bodies(supervisor: Supervisor, tmp_path: Path) -> N
 def test_yaml_body_secrets_redacted_and_env_expansion(tmp_path: Path) -> None:
     out = tmp_path / "y.jsonl"
     with Supervisor(tmp_path, env={"OUT_PATH": str(out), "HOOK_TOKEN": "s3cr3t"}) as sup:
-        body = f"""
-metadata: {{name: yamlpipe}}
+        body = """
+metadata: {name: yamlpipe}
 spec:
-  source: {{type: generator, config: {{rate: 1000}}}}
+  source: {type: generator, config: {rate: 1000}}
   sinks:
     - type: file
-      config: {{id: out, path: "${{OUT_PATH}}"}}
+      config: {id: out, path: "${OUT_PATH}"}
     - type: http
       config:
         id: hook
         required: false
-        url: "http://user:${{HOOK_TOKEN}}@127.0.0.1:9/x"
-        headers: {{Authorization: "Bearer ${{HOOK_TOKEN}}"}}
+        url: "http://user:${HOOK_TOKEN}@127.0.0.1:9/x"
+        headers: {Authorization: "Bearer ${HOOK_TOKEN}"}
 """
         r = sup.client.post("/pipelines", content=body, headers={"content-type": "application/yaml"})
         assert r.status_code == 201, r.text
@@ -153,12 +186,12 @@ def test_lifecycle_routes(supervisor: Supervisor, tmp_path: Path) -> None:
     supervisor.create(spec("life", tmp_path))
     supervisor.wait_status("life", "running")
     assert supervisor.action("life", "pause")["status"] == "paused"
-    assert supervisor.action("life", "pause")["status"] == "paused"          # idempotent
+    assert supervisor.action("life", "pause")["status"] == "paused"  # idempotent
     assert supervisor.action("life", "resume")["status"] == "running"
-    assert supervisor.action("life", "resume")["status"] == "running"        # idempotent
+    assert supervisor.action("life", "resume")["status"] == "running"  # idempotent
     info = supervisor.action("life", "stop")
     assert info["status"] == "stopped" and info["ops"]["pid"] is None
-    assert supervisor.action("life", "stop")["status"] == "stopped"          # idempotent
+    assert supervisor.action("life", "stop")["status"] == "stopped"  # idempotent
     assert_error(c.post("/pipelines/life/pause"), 409, "conflict")
     r = c.delete("/pipelines/life/checkpoints")
     assert r.status_code == 204 and c.get("/pipelines/life/checkpoints").json() == {}

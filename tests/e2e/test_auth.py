@@ -2,11 +2,11 @@
 route (taken from the route table itself, so a new route cannot slip through)
 rejects a missing or wrong token with 401 and the JSON error body; /healthz,
 /readyz, /metrics and /openapi.json stay open."""
+
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -16,10 +16,22 @@ from tests.support.supervisor import Supervisor, file_sink, generator_spec
 
 TOKEN = "tg-auth-" + "7f3a9c" * 5
 OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
-PROTECTED = sorted({(m, r.path) for r in ROUTES for m in (r.methods or set()) if m != "HEAD"} - {
-    (m, p) for m in ("GET",) for p in OPEN})
-WRONG = [None, "", "Bearer", "Bearer wrong", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}",
-         f"bearer{TOKEN}", TOKEN, f"Basic {TOKEN}", f"Bearer  {TOKEN}"]
+PROTECTED = sorted(
+    {(m, r.path) for r in ROUTES for m in (r.methods or set()) if m != "HEAD"}
+    - {(m, p) for m in ("GET",) for p in OPEN}
+)
+WRONG = [
+    None,
+    "",
+    "Bearer",
+    "Bearer wrong",
+    f"Bearer {TOKEN}x",
+    f"Bearer {TOKEN[:-1]}",
+    f"bearer{TOKEN}",
+    TOKEN,
+    f"Basic {TOKEN}",
+    f"Bearer  {TOKEN}",
+]
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +62,15 @@ def assert_401(r: httpx.Response) -> None:
 
 def test_route_table_is_covered() -> None:
     paths = {p for _, p in PROTECTED}
-    assert {"/pipelines", "/pipelines/{name}", "/pipelines/{name}/pause", "/pipelines/{name}/resume",
-            "/pipelines/{name}/stop", "/pipelines/{name}/restart", "/pipelines/{name}/checkpoints"} <= paths
+    assert {
+        "/pipelines",
+        "/pipelines/{name}",
+        "/pipelines/{name}/pause",
+        "/pipelines/{name}/resume",
+        "/pipelines/{name}/stop",
+        "/pipelines/{name}/restart",
+        "/pipelines/{name}/checkpoints",
+    } <= paths
     assert len(PROTECTED) >= 11
 
 

@@ -1,5 +1,6 @@
 """Batch thresholds (CONTRACT section 7), observed through what an http sink
 receives: each POST is one batch."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,14 @@ def test_max_events(supervisor: Supervisor, endpoint: RecordingServer) -> None:
 
 def test_max_bytes(supervisor: Supervisor, endpoint: RecordingServer) -> None:
     limit = 2000
-    batches = run(supervisor, endpoint, "maxbytes", {"max_events": 100000, "max_bytes": limit, "max_ms": 60000},
-                  400, payload_bytes=50)
+    batches = run(
+        supervisor,
+        endpoint,
+        "maxbytes",
+        {"max_events": 100000, "max_bytes": limit, "max_ms": 60000},
+        400,
+        payload_bytes=50,
+    )
     assert len(batches) > 10
     for b in batches[:-1]:
         sizes = [size(e) for e in b]
@@ -77,17 +84,23 @@ def test_respect_source_tx_exceeds_max_events(supervisor: Supervisor, endpoint: 
 
 
 def test_without_respect_source_tx_cuts_exactly(supervisor: Supervisor, endpoint: RecordingServer) -> None:
-    batches = run(supervisor, endpoint, "notx", {"max_events": 10, "max_ms": 60000, "respect_source_tx": False},
-                  100, tx_size=7)
+    batches = run(
+        supervisor, endpoint, "notx", {"max_events": 10, "max_ms": 60000, "respect_source_tx": False}, 100, tx_size=7
+    )
     assert [len(b) for b in batches] == [10] * 10
 
 
 def test_max_inflight_keeps_order(supervisor: Supervisor, endpoint: RecordingServer, tmp_path: Path) -> None:
     # `run` asserts that ids arrive in order; checkpoints must also only move forward
     count = 20000
-    spec = generator_spec("inflight", [{"type": "http", "config": {"id": "hook", "url": endpoint.url}},
-                                       {"type": "file", "config": {"id": "out", "path": str(tmp_path / "o.jsonl")}}],
-                          count=count)
+    spec = generator_spec(
+        "inflight",
+        [
+            {"type": "http", "config": {"id": "hook", "url": endpoint.url}},
+            {"type": "file", "config": {"id": "out", "path": str(tmp_path / "o.jsonl")}},
+        ],
+        count=count,
+    )
     spec["spec"]["batch"] = {"max_events": 200, "max_inflight": 4}
     supervisor.create(spec)
     seen: list[int] = []
@@ -97,6 +110,7 @@ def test_max_inflight_keeps_order(supervisor: Supervisor, endpoint: RecordingSer
         if "hook" in cks:
             seen.append(int(cks["hook"]["position"]))
         return bool(seen) and seen[-1] >= count
+
     wait_until(progressed, timeout=60, interval=0.02, message="all events checkpointed")
     assert seen == sorted(seen), "checkpoints only move forward"
     ids = endpoint.ids()

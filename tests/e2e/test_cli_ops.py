@@ -1,14 +1,15 @@
 """The ops CLI (`.venv/bin/tidegate get|apply|pause|resume|stop|restart|delete`)
 round-trips against a live supervisor with a token, with the documented exit
 codes: 0 ok, 1 error, 3 not found."""
+
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
@@ -30,8 +31,9 @@ def sup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Supervisor]:
         s.close()
 
 
-def tg(sup: Supervisor | None, *args: str, token: str | None = TOKEN, stdin: str | None = None,
-       server: str | None = None) -> subprocess.CompletedProcess[str]:
+def tg(
+    sup: Supervisor | None, *args: str, token: str | None = TOKEN, stdin: str | None = None, server: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDEGATE_")}
     if token is not None:
         env["TIDEGATE_API_TOKEN"] = token
@@ -91,13 +93,13 @@ def test_apply_get_pause_resume_stop_restart_delete(sup: Supervisor, tmp_path: P
     assert info["spec"]["metadata"]["labels"] == {"tier": "gold"}
     assert info["spec"]["spec"]["batch"]["max_events"] == 100
     sup.wait_status("cli-demo", "running")
-    assert sup.info("cli-demo")["ops"]["pid"] != pid   # the worker restarted with the new spec
+    assert sup.info("cli-demo")["ops"]["pid"] != pid  # the worker restarted with the new spec
     # apply from stdin, -o json prints the PipeInfo
     out = json.loads(ok(tg(sup, "apply", "-f", "-", "-o", "json", stdin=spec_json.read_text())))
     assert out["name"] == "cli-demo"
 
     assert ok(tg(sup, "pause", "cli-demo")).strip() == "pipeline/cli-demo paused"
-    assert ok(tg(sup, "pause", "cli-demo")).strip() == "pipeline/cli-demo paused"     # idempotent
+    assert ok(tg(sup, "pause", "cli-demo")).strip() == "pipeline/cli-demo paused"  # idempotent
     assert ok(tg(sup, "resume", "cli-demo")).strip() == "pipeline/cli-demo running"
     assert ok(tg(sup, "stop", "cli-demo")).strip() == "pipeline/cli-demo stopped"
     assert sup.info("cli-demo")["status"] == "stopped"
@@ -113,11 +115,12 @@ def test_apply_get_pause_resume_stop_restart_delete(sup: Supervisor, tmp_path: P
 
 def test_error_exit_codes(sup: Supervisor, tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("metadata: {name: cli-bad}\nspec:\n  source: {type: generator}\n  sinks: []\n"
-                   "  batch: {max_events: 0}\n")
+    bad.write_text(
+        "metadata: {name: cli-bad}\nspec:\n  source: {type: generator}\n  sinks: []\n  batch: {max_events: 0}\n"
+    )
     p = tg(sup, "apply", "-f", str(bad))
     assert p.returncode == 1 and "invalid_spec" in p.stderr
-    assert "spec.batch.max_events" in p.stderr and "spec.sinks" in p.stderr   # every error with its path
+    assert "spec.batch.max_events" in p.stderr and "spec.sinks" in p.stderr  # every error with its path
     p = tg(sup, "apply", "-f", str(tmp_path / "missing.yaml"))
     assert p.returncode == 1 and "cannot read" in p.stderr
     (tmp_path / "broken.yaml").write_text("metadata: {name: [\n")
@@ -127,5 +130,5 @@ def test_error_exit_codes(sup: Supervisor, tmp_path: Path) -> None:
     assert tg(sup, "get", token="wrong").returncode == 1
     p = tg(None, "get", server=f"http://127.0.0.1:{free_port()}")
     assert p.returncode == 1 and "cannot reach tidegate" in p.stderr
-    assert tg(sup, "pause").returncode == 1          # usage error: NAME missing
-    assert tg(sup, "get", "--server", sup.url).returncode == 0   # --server beats the environment
+    assert tg(sup, "pause").returncode == 1  # usage error: NAME missing
+    assert tg(sup, "get", "--server", sup.url).returncode == 0  # --server beats the environment

@@ -1,4 +1,5 @@
 """Pause, resume, stop, PATCH and persistence of states across supervisor restarts."""
+
 from __future__ import annotations
 
 import time
@@ -24,7 +25,7 @@ def test_pause_resume_stop_patch_and_persistence(tmp_path: Path) -> None:
         info = sup.action("p", "pause")
         assert info["status"] == "paused" and time.monotonic() - t0 < 1.0, "paused within 1 s"
         still = size(out)
-        for _ in range(10):                     # ~1 s of observation: the file stays still
+        for _ in range(10):  # ~1 s of observation: the file stays still
             assert size(out) == still
             time.sleep(0.1)
         assert sup.action("p", "resume")["status"] == "running"
@@ -35,8 +36,11 @@ def test_pause_resume_stop_patch_and_persistence(tmp_path: Path) -> None:
         last = read_jsonl(out)[-1]["after"]["id"]
         assert int(info["ops"]["checkpoints"]["out"]["position"]) == last
         # PATCH batch settings while stopped: stays stopped, spec updated
-        r = sup.client.patch("/pipelines/p", json={"spec": {"batch": {"max_events": 7}}},
-                             headers={"content-type": "application/merge-patch+json"})
+        r = sup.client.patch(
+            "/pipelines/p",
+            json={"spec": {"batch": {"max_events": 7}}},
+            headers={"content-type": "application/merge-patch+json"},
+        )
         assert r.status_code == 200 and r.json()["spec"]["spec"]["batch"]["max_events"] == 7
         assert r.json()["status"] == "stopped"
         sup.action("p", "resume")
@@ -47,8 +51,10 @@ def test_pause_resume_stop_patch_and_persistence(tmp_path: Path) -> None:
         r = sup.client.patch("/pipelines/p", json={"spec": {"batch": {"max_events": 3, "max_ms": 5000}}})
         assert r.status_code == 200, r.text
         wait_until(lambda: sup.info("p")["ops"]["pid"] not in (None, pid), message="worker restarted")
-        wait_until(lambda: int(sup.info("p")["ops"]["checkpoints"]["out"]["position"]) >= before + 30,
-                   message="progress after patch")
+        wait_until(
+            lambda: int(sup.info("p")["ops"]["checkpoints"]["out"]["position"]) >= before + 30,
+            message="progress after patch",
+        )
         ids = [e["after"]["id"] for e in read_jsonl(out)]
         assert sorted(set(ids)) == list(range(1, max(ids) + 1)), "nothing lost across pause/stop/patch"
         cks = []
@@ -85,7 +91,7 @@ def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         info = sup.info("t")
         ck = int(info["ops"]["checkpoints"]["out"]["position"])
         ids = [e["after"]["id"] for e in read_jsonl(out)]
-        assert ids[: ck] == list(range(1, ck + 1))
+        assert ids[:ck] == list(range(1, ck + 1))
         assert info["status"] in ("starting", "running"), "running pipelines start again"
     finally:
         sup.close()

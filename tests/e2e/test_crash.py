@@ -1,6 +1,7 @@
 """Crash safety (issue 2, must show 4): SIGKILLed workers and a SIGKILLed
 supervisor lose no event; other pipelines keep flowing; workers never outlive
 their supervisor by more than 2 s."""
+
 from __future__ import annotations
 
 import os
@@ -29,16 +30,31 @@ def test_worker_and_supervisor_kills_lose_nothing(tmp_path: Path) -> None:
             sup.wait_status("big", "running")
             target = int(sup.info("big")["ops"]["checkpoints"].get("out", {"position": "0"})["position"])
             target = min(COUNT - 1, target + rnd.randint(1, 15_000))
-            wait_until(lambda: int(sup.info("big")["ops"]["checkpoints"].get("out", {"position": "0"})["position"])
-                       >= target or not pid_alive(pid), timeout=60, interval=0.01, message="progress before a kill")
+            wait_until(
+                lambda target=target, pid=pid: (
+                    int(sup.info("big")["ops"]["checkpoints"].get("out", {"position": "0"})["position"]) >= target
+                    or not pid_alive(pid)
+                ),
+                timeout=60,
+                interval=0.01,
+                message="progress before a kill",
+            )
             side_before = sup.info("side")["ops"]["checkpoints"].get("out", {"position": "0"})["position"]
             os.kill(pid, signal.SIGKILL)
             kills += 1
-            wait_until(lambda: sup.info("big")["ops"]["pid"] not in (None, pid), timeout=60,
-                       message="the worker restarted")
+            wait_until(
+                lambda pid=pid: sup.info("big")["ops"]["pid"] not in (None, pid),
+                timeout=60,
+                message="the worker restarted",
+            )
             # the other pipeline kept flowing, in the same supervisor
-            wait_until(lambda: sup.info("side")["ops"]["checkpoints"]["out"]["position"] != side_before,
-                       timeout=10, message="side pipeline flowing")
+            wait_until(
+                lambda side_before=side_before: (
+                    sup.info("side")["ops"]["checkpoints"]["out"]["position"] != side_before
+                ),
+                timeout=10,
+                message="side pipeline flowing",
+            )
         info = sup.info("big")
         assert info["ops"]["restarts"] == 5
         assert "SIGKILL" in (info["ops"]["last_error"] or "")

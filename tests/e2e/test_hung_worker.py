@@ -1,5 +1,6 @@
 """A worker whose loop stops answering (here: SIGSTOP) is killed after the
 heartbeat timeout and restarted from its checkpoint; other pipelines go on."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,11 @@ def test_silent_worker_is_killed_and_restarted(tmp_path: Path) -> None:
         pid = sup.worker_pid("stuck")
         os.kill(pid, signal.SIGSTOP)
         before = int(sup.info("fine")["ops"]["checkpoints"]["out"]["position"])
-        info = wait_until(lambda: (i := sup.info("stuck"))["ops"]["pid"] not in (None, pid) and i, timeout=30,
-                          message="the hung worker replaced")
+        info = wait_until(
+            lambda: (i := sup.info("stuck"))["ops"]["pid"] not in (None, pid) and i,
+            timeout=30,
+            message="the hung worker replaced",
+        )
         assert info["ops"]["restarts"] == 1
         assert "no heartbeat" in info["ops"]["last_error"], info["ops"]["last_error"]
         after = int(sup.info("fine")["ops"]["checkpoints"]["out"]["position"])

@@ -6,6 +6,7 @@
   without dropping anything.
 - a syntax error is a 422 at POST/PATCH naming the processor, line and column.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,14 +31,27 @@ def pipeline(name: str, tmp: Path, processors: list[dict[str, Any]], rate: int) 
 
 
 RUNAWAYS = {
-    "tg-js-loop": (js("spin", "export function process(batch) {\n  while (true) {}\n}\n", timeout_ms=200),
-                   "processor 'spin': timeout_ms 200 exceeded"),
-    "tg-js-cpu": (js("burn", "export function process(batch) {\n  let x = 0;\n"
-                             "  for (;;) x = (x * 31 + 7) % 1000003;\n}\n", cpu_ms=300, timeout_ms=10000),
-                  "processor 'burn': cpu_ms 300 exceeded"),
-    "tg-js-mem": (js("bomb", "export function process(batch) {\n  const a = [];\n"
-                             "  for (;;) a.push('x'.repeat(1000) + a.length);\n}\n", mem_mb=16),
-                  "processor 'bomb': mem_mb 16 exceeded"),
+    "tg-js-loop": (
+        js("spin", "export function process(batch) {\n  while (true) {}\n}\n", timeout_ms=200),
+        "processor 'spin': timeout_ms 200 exceeded",
+    ),
+    "tg-js-cpu": (
+        js(
+            "burn",
+            "export function process(batch) {\n  let x = 0;\n  for (;;) x = (x * 31 + 7) % 1000003;\n}\n",
+            cpu_ms=300,
+            timeout_ms=10000,
+        ),
+        "processor 'burn': cpu_ms 300 exceeded",
+    ),
+    "tg-js-mem": (
+        js(
+            "bomb",
+            "export function process(batch) {\n  const a = [];\n  for (;;) a.push('x'.repeat(1000) + a.length);\n}\n",
+            mem_mb=16,
+        ),
+        "processor 'bomb': mem_mb 16 exceeded",
+    ),
 }
 
 
@@ -48,12 +62,20 @@ def checkpoint(sup: Supervisor, name: str) -> int:
 
 def test_limits_fail_only_their_pipeline(supervisor: Supervisor, tmp_path: Path) -> None:
     sup, sup_pid = supervisor, supervisor.pid
-    ok = pipeline("tg-js-ok", tmp_path, [
-        js("evens", "export function process(batch) {\n  return batch.filter(e => e.after.id % 2 === 0);\n}\n"),
-        js("enrich", "let n = 0;\nfunction process(batch) {\n"
-                     "  for (const e of batch) { e.after.seq = ++n; e.after.half = e.after.id / 2; }\n"
-                     "  return batch;\n}\n"),
-    ], rate=400)
+    ok = pipeline(
+        "tg-js-ok",
+        tmp_path,
+        [
+            js("evens", "export function process(batch) {\n  return batch.filter(e => e.after.id % 2 === 0);\n}\n"),
+            js(
+                "enrich",
+                "let n = 0;\nfunction process(batch) {\n"
+                "  for (const e of batch) { e.after.seq = ++n; e.after.half = e.after.id / 2; }\n"
+                "  return batch;\n}\n",
+            ),
+        ],
+        rate=400,
+    )
     sup.create(ok)
     for name, (proc, _) in RUNAWAYS.items():
         sup.create(pipeline(name, tmp_path, [proc], rate=200))
@@ -72,17 +94,24 @@ def test_limits_fail_only_their_pipeline(supervisor: Supervisor, tmp_path: Path)
             info = sup.info(name)
             err = info["ops"]["last_error"]
             if err and expect in err and info["status"] == "running":
-                seen_limit[name] = err     # reported while still retrying
+                seen_limit[name] = err  # reported while still retrying
             done &= info["status"] == "failed"
         return done
 
-    wait_until(runaways_failed, timeout=60, interval=0.5, message=lambda: "runaway pipelines failed: " + ", ".join(
-        f"{n}={sup.info(n)['status']} ({sup.info(n)['ops']['last_error']})" for n in RUNAWAYS))
+    wait_until(
+        runaways_failed,
+        timeout=60,
+        interval=0.5,
+        message=lambda: (
+            "runaway pipelines failed: "
+            + ", ".join(f"{n}={sup.info(n)['status']} ({sup.info(n)['ops']['last_error']})" for n in RUNAWAYS)
+        ),
+    )
     for name, (_, expect) in RUNAWAYS.items():
         info = sup.info(name)
         assert expect in info["ops"]["last_error"], info["ops"]
         assert checkpoint(sup, name) == 0, "a failed batch must not advance the checkpoint"
-    assert set(seen_limit) == set(RUNAWAYS), seen_limit   # GET showed the limit during the retries too
+    assert set(seen_limit) == set(RUNAWAYS), seen_limit  # GET showed the limit during the retries too
 
     # the healthy pipeline advanced throughout: its checkpoint never stood still for 3 s
     longest, since = 0.0, progress[0]
@@ -95,12 +124,15 @@ def test_limits_fail_only_their_pipeline(supervisor: Supervisor, tmp_path: Path)
     out = read_jsonl(tmp_path / "tg-js-ok.jsonl")
     assert out and all(e["after"]["id"] % 2 == 0 for e in out)
     assert all(e["after"]["half"] * 2 == e["after"]["id"] for e in out)
-    assert [e["after"]["seq"] for e in out[:5]] == [1, 2, 3, 4, 5]   # module state across batches
+    assert [e["after"]["seq"] for e in out[:5]] == [1, 2, 3, 4, 5]  # module state across batches
     assert sup.pid == sup_pid and sup.proc is not None and sup.proc.poll() is None
 
     # PATCH a fixed script: the failed pipeline resumes from its checkpoint, nothing dropped
-    r = sup.client.patch("/pipelines/tg-js-loop", headers=MERGE, json={"spec": {"processors": [
-        js("spin", "export function process(batch) { return batch; }", timeout_ms=200)]}})
+    r = sup.client.patch(
+        "/pipelines/tg-js-loop",
+        headers=MERGE,
+        json={"spec": {"processors": [js("spin", "export function process(batch) { return batch; }", timeout_ms=200)]}},
+    )
     assert r.status_code == 200, r.text
     sup.wait_status("tg-js-loop", "running")
     sup.wait_position("tg-js-loop", "out", 300)
@@ -111,15 +143,19 @@ def test_limits_fail_only_their_pipeline(supervisor: Supervisor, tmp_path: Path)
 def test_syntax_error_is_422_with_line_and_column(supervisor: Supervisor, tmp_path: Path) -> None:
     c = supervisor.client
     bad = "export function process(batch) {\n  return batch.map(e => {\n    e.x = ;\n  });\n}\n"
-    doc = pipeline("tg-js-syntax", tmp_path, [js("fine", "function process(b) { return b; }"), js("broken", bad)],
-                   rate=10)
+    doc = pipeline(
+        "tg-js-syntax", tmp_path, [js("fine", "function process(b) { return b; }"), js("broken", bad)], rate=10
+    )
     r = c.post("/pipelines", json=doc)
     assert r.status_code == 422, r.text
     err = r.json()["error"]
     assert err["code"] == "invalid_spec"
-    assert err["details"] == [{"path": "spec.processors[1].inline", "message":
-                               "processor 'broken': SyntaxError: unexpected token in expression: ';' "
-                               "at line 3, column 11"}]
+    assert err["details"] == [
+        {
+            "path": "spec.processors[1].inline",
+            "message": "processor 'broken': SyntaxError: unexpected token in expression: ';' at line 3, column 11",
+        }
+    ]
     assert c.get("/pipelines/tg-js-syntax").status_code == 404
 
     doc["spec"]["processors"][1] = js("broken", "function transform(b) { return b; }")
@@ -128,8 +164,11 @@ def test_syntax_error_is_422_with_line_and_column(supervisor: Supervisor, tmp_pa
 
     doc["spec"]["processors"] = [js("fine", "function process(b) { return b; }")]
     supervisor.create(doc)
-    r = c.patch("/pipelines/tg-js-syntax", headers=MERGE, json={"spec": {"processors": [
-        js("fine", "function process(b) {\n  return b\n}}\n")]}})
+    r = c.patch(
+        "/pipelines/tg-js-syntax",
+        headers=MERGE,
+        json={"spec": {"processors": [js("fine", "function process(b) {\n  return b\n}}\n")]}},
+    )
     assert r.status_code == 422, r.text
     detail = r.json()["error"]["details"][0]
     assert detail["path"] == "spec.processors[0].inline" and "processor 'fine'" in detail["message"]

@@ -2,6 +2,7 @@
 counters move with traffic (generator -> JavaScript -> file, plus a best-effort
 HTTP sink that cannot connect), histograms are well formed, gauges are there,
 and a killed worker shows up as a restart."""
+
 from __future__ import annotations
 
 import os
@@ -34,45 +35,77 @@ def value(fams: dict[str, Any], family: str, sample: str | None = None, **labels
 
 
 def test_metrics_move_with_traffic(tmp_path: Path) -> None:
-    dead = free_port()   # nothing listens there: the best-effort sink fails and is counted
-    spec = generator_spec(NAME, [file_sink("out", tmp_path / "out.jsonl"),
-                                 {"type": "http", "config": {"id": "web", "url": f"http://127.0.0.1:{dead}/x",
-                                                             "required": False}}], rate=2000, tx_size=5)
-    spec["spec"]["processors"] = [{"type": "javascript", "id": "tag", "inline":
-                                   "export function process(b) { return b.map(e => ({...e, tagged: 1})); }"}]
+    dead = free_port()  # nothing listens there: the best-effort sink fails and is counted
+    spec = generator_spec(
+        NAME,
+        [
+            file_sink("out", tmp_path / "out.jsonl"),
+            {"type": "http", "config": {"id": "web", "url": f"http://127.0.0.1:{dead}/x", "required": False}},
+        ],
+        rate=2000,
+        tx_size=5,
+    )
+    spec["spec"]["processors"] = [
+        {
+            "type": "javascript",
+            "id": "tag",
+            "inline": "export function process(b) { return b.map(e => ({...e, tagged: 1})); }",
+        }
+    ]
     spec["spec"]["batch"] = {"max_events": 200, "max_ms": 20}
     with Supervisor(tmp_path) as sup:
         sup.create(spec)
         sup.wait_position(NAME, "out", 300)
-        wait_until(lambda: (value(scrape(sup), "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME)
-                            or 0) >= 300, timeout=20, message="events_out >= 300 in /metrics")
+        wait_until(
+            lambda: (value(scrape(sup), "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME) or 0) >= 300,
+            timeout=20,
+            message="events_out >= 300 in /metrics",
+        )
         first = scrape(sup)
-        sup.wait_position(NAME, "out", int(value(first, "tidegate_events_out", "tidegate_events_out_total",
-                                                 pipeline=NAME) or 0) + 500)
-        wait_until(lambda: (value(scrape(sup), "tidegate_sink_errors", "tidegate_sink_errors_total",
-                                  pipeline=NAME, sink="web") or 0) >= 1, timeout=20, message="sink errors for web")
+        sup.wait_position(
+            NAME, "out", int(value(first, "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME) or 0) + 500
+        )
+        wait_until(
+            lambda: (
+                (
+                    value(scrape(sup), "tidegate_sink_errors", "tidegate_sink_errors_total", pipeline=NAME, sink="web")
+                    or 0
+                )
+                >= 1
+            ),
+            timeout=20,
+            message="sink errors for web",
+        )
         second = scrape(sup)
 
         # counters move
-        for fam, sample in (("tidegate_events_in", "tidegate_events_in_total"),
-                            ("tidegate_events_out", "tidegate_events_out_total"),
-                            ("tidegate_batches", "tidegate_batches_total"),
-                            ("tidegate_processor_seconds", "tidegate_processor_seconds_total")):
+        for fam, sample in (
+            ("tidegate_events_in", "tidegate_events_in_total"),
+            ("tidegate_events_out", "tidegate_events_out_total"),
+            ("tidegate_batches", "tidegate_batches_total"),
+            ("tidegate_processor_seconds", "tidegate_processor_seconds_total"),
+        ):
             a, b = value(first, fam, sample, pipeline=NAME), value(second, fam, sample, pipeline=NAME)
             assert a is not None and b is not None and b > a, (fam, a, b)
             assert first[fam].type == "counter"
-        assert (value(second, "tidegate_sink_events", "tidegate_sink_events_total", pipeline=NAME, sink="out")
-                or 0) >= 800
+        assert (
+            value(second, "tidegate_sink_events", "tidegate_sink_events_total", pipeline=NAME, sink="out") or 0
+        ) >= 800
         assert value(second, "tidegate_sink_errors", "tidegate_sink_errors_total", pipeline=NAME, sink="web")
         assert value(second, "tidegate_sink_errors", "tidegate_sink_errors_total", pipeline=NAME, sink="out") in (
-            None, 0.0)
+            None,
+            0.0,
+        )
 
         # histograms: cumulative buckets, +Inf == count == batches, sums that make sense
         batches = value(second, "tidegate_batches", "tidegate_batches_total", pipeline=NAME)
         for fam in ("tidegate_batch_size_events", "tidegate_batch_latency_seconds"):
             assert second[fam].type == "histogram"
-            buckets = [(s.labels["le"], s.value) for s in second[fam].samples
-                       if s.name == f"{fam}_bucket" and s.labels["pipeline"] == NAME]
+            buckets = [
+                (s.labels["le"], s.value)
+                for s in second[fam].samples
+                if s.name == f"{fam}_bucket" and s.labels["pipeline"] == NAME
+            ]
             counts = [c for _, c in buckets]
             assert buckets[-1][0] == "+Inf" and counts == sorted(counts), buckets
             count = value(second, fam, f"{fam}_count", pipeline=NAME)
@@ -81,12 +114,15 @@ def test_metrics_move_with_traffic(tmp_path: Path) -> None:
         ev_out = value(second, "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME)
         assert size_sum and ev_out and abs(size_sum - ev_out) <= 250, (size_sum, ev_out)
         # a batch closes at max_events (200, +4 to finish a 5-event tx): nothing above the 500 bucket
-        size_le_500 = value(second, "tidegate_batch_size_events", "tidegate_batch_size_events_bucket",
-                            pipeline=NAME, le="500.0")
-        assert size_le_500 == value(second, "tidegate_batch_size_events", "tidegate_batch_size_events_count",
-                                    pipeline=NAME)
-        assert (value(second, "tidegate_batch_latency_seconds", "tidegate_batch_latency_seconds_sum",
-                      pipeline=NAME) or 0) > 0
+        size_le_500 = value(
+            second, "tidegate_batch_size_events", "tidegate_batch_size_events_bucket", pipeline=NAME, le="500.0"
+        )
+        assert size_le_500 == value(
+            second, "tidegate_batch_size_events", "tidegate_batch_size_events_count", pipeline=NAME
+        )
+        assert (
+            value(second, "tidegate_batch_latency_seconds", "tidegate_batch_latency_seconds_sum", pipeline=NAME) or 0
+        ) > 0
 
         # gauges
         assert value(second, "tidegate_pipeline_status", pipeline=NAME, status="running") == 1.0
@@ -100,8 +136,11 @@ def test_metrics_move_with_traffic(tmp_path: Path) -> None:
         # a crash is a restart; counters keep their totals across worker runs
         before = value(scrape(sup), "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME) or 0
         os.kill(sup.worker_pid(NAME), signal.SIGKILL)
-        wait_until(lambda: value(scrape(sup), "tidegate_restarts", "tidegate_restarts_total", pipeline=NAME) == 1,
-                   timeout=20, message="tidegate_restarts_total == 1")
+        wait_until(
+            lambda: value(scrape(sup), "tidegate_restarts", "tidegate_restarts_total", pipeline=NAME) == 1,
+            timeout=20,
+            message="tidegate_restarts_total == 1",
+        )
         sup.wait_status(NAME, "running", timeout=20)
         after = value(scrape(sup), "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME) or 0
         assert after >= before

@@ -6,6 +6,7 @@ supervisor SIGKILL mid-stream lose nothing; a restart of the MariaDB server is r
 scenario ends with a strict replay of the file (each row once as r/c, every before image equal to
 the replayed row) against the table's real content.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,11 +40,22 @@ def db() -> Iterator[str]:
 
 
 def spec(name: str, db: str, tables: list[str], path: Path, snapshot: str = "initial", **batch: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name},
-            "spec": {"source": {"type": "mysql", "config": {"dsn": f"mysql://root@127.0.0.1:3306/{db}",
-                                                            "tables": [f"{db}.{t}" for t in tables], "snapshot": snapshot,
-                                                            "snapshot_chunk": 500}},
-                     "sinks": [file_sink("out", path)], "batch": batch or {"max_events": 2000}}}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "source": {
+                "type": "mysql",
+                "config": {
+                    "dsn": f"mysql://root@127.0.0.1:3306/{db}",
+                    "tables": [f"{db}.{t}" for t in tables],
+                    "snapshot": snapshot,
+                    "snapshot_chunk": 500,
+                },
+            },
+            "sinks": [file_sink("out", path)],
+            "batch": batch or {"max_events": 2000},
+        },
+    }
 
 
 def make_writer(db: str, first_id: int) -> TxWriter:
@@ -52,49 +64,76 @@ def make_writer(db: str, first_id: int) -> TxWriter:
 
 def test_types_ops_and_a_500_row_transaction_in_one_batch(supervisor: Supervisor, db: str, tmp_path: Path) -> None:
     from tests.integration.test_mysql_source import EXPECTED, ROW, TYPES
+
     sql(db, TYPES, "CREATE TABLE t (id INT PRIMARY KEY, v INT)")
     out, name = tmp_path / "out.jsonl", "tg-my-e2e-types"
     supervisor.create(spec(name, db, ["types", "t"], out, snapshot="never", max_events=100))
     supervisor.wait_status(name, "running")
-    wait_until(lambda: supervisor.info(name)["ops"]["source"].get("binlog", {}).get("connected"), timeout=30,
-               message="mysql source connected")
+    wait_until(
+        lambda: supervisor.info(name)["ops"]["source"].get("binlog", {}).get("connected"),
+        timeout=30,
+        message="mysql source connected",
+    )
     sql(db, ROW % 1, "UPDATE types SET vc = 'x' WHERE id = 1", "DELETE FROM types WHERE id = 1")
     wait_for_row(out, "types", 1, op="u")
-    wait_until(lambda: len(read_jsonl(out)) == 3 and checkpoint(supervisor, name), timeout=30,
-               message="3 events checkpointed")
+    wait_until(
+        lambda: len(read_jsonl(out)) == 3 and checkpoint(supervisor, name), timeout=30, message="3 events checkpointed"
+    )
     c, u, d = read_jsonl(out)
     assert [c["op"], u["op"], d["op"]] == ["c", "u", "d"]
     assert c["after"] == {"id": 1, **EXPECTED} and u["before"] == c["after"] and u["after"]["vc"] == "x"
     assert d["before"] == u["after"] and d["after"] is None
     assert {e["source"]["table"] for e in (c, u, d)} == {"types"}
     assert len({e["source"]["tx_id"] for e in (c, u, d)}) == 3
-    ops = wait_until(lambda: (o := supervisor.info(name)["ops"])["events_out"] == 3 and o, timeout=30,
-                     message="ops counting the first 3 events")
+    ops = wait_until(
+        lambda: (o := supervisor.info(name)["ops"])["events_out"] == 3 and o,
+        timeout=30,
+        message="ops counting the first 3 events",
+    )
     batches = ops["batches"]
     tx(db, [("INSERT INTO t VALUES " + ",".join(f"({i}, {i})" for i in range(1, 501)), None)])
-    events = wait_until(lambda: len(read_jsonl(out)) == 503 and read_jsonl(out), timeout=30,
-                        message="the 500-row transaction in the file")
+    events = wait_until(
+        lambda: len(read_jsonl(out)) == 503 and read_jsonl(out),
+        timeout=30,
+        message="the 500-row transaction in the file",
+    )
     big = events[3:]
     assert [e["after"]["id"] for e in big] == list(range(1, 501)) and len({e["source"]["tx_id"] for e in big}) == 1
-    wait_until(lambda: checkpoint(supervisor, name) == big[-1]["source"]["position"], timeout=30,
-               message="checkpoint at the transaction's last row")
-    ops = wait_until(lambda: (o := supervisor.info(name)["ops"])["events_out"] == 503 and o, timeout=30,
-                     message="ops counting 503 events")
+    wait_until(
+        lambda: checkpoint(supervisor, name) == big[-1]["source"]["position"],
+        timeout=30,
+        message="checkpoint at the transaction's last row",
+    )
+    ops = wait_until(
+        lambda: (o := supervisor.info(name)["ops"])["events_out"] == 503 and o,
+        timeout=30,
+        message="ops counting 503 events",
+    )
     assert ops["batches"] == batches + 1, "the 500-row transaction was split"
 
 
-def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(supervisor: Supervisor, db: str,
-                                                                   tmp_path: Path) -> None:
-    sql(db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)", "CREATE TABLE u (id INT PRIMARY KEY, v INT)",
-        "INSERT INTO t SELECT seq, seq FROM seq_1_to_60000", "INSERT INTO u SELECT seq, seq FROM seq_1_to_3000")
+def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(
+    supervisor: Supervisor, db: str, tmp_path: Path
+) -> None:
+    sql(
+        db,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+        "CREATE TABLE u (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO t SELECT seq, seq FROM seq_1_to_60000",
+        "INSERT INTO u SELECT seq, seq FROM seq_1_to_3000",
+    )
     out, name = tmp_path / "out.jsonl", "tg-my-e2e-snap"
     writer = make_writer(db, 100_000)
     writer.start()
     try:
         supervisor.create(spec(name, db, ["t", "u"], out))
         # 1: SIGKILL while the snapshot of t is half way
-        wait_until(lambda: (checkpoint(supervisor, name) or "").startswith("snapshot:0:"), timeout=60,
-                   interval=0.01, message="a checkpoint inside the snapshot of t")
+        wait_until(
+            lambda: (checkpoint(supervisor, name) or "").startswith("snapshot:0:"),
+            timeout=60,
+            interval=0.01,
+            message="a checkpoint inside the snapshot of t",
+        )
         kill_worker(supervisor, name)
         first = checkpoint(supervisor, name)
         assert first is not None and first.startswith("snapshot:0:"), first
@@ -103,9 +142,14 @@ def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(supervisor: Su
         writer.join()
     assert writer.txs > 0
     # 2: SIGKILL at the handoff: the snapshot is delivered, no binlog event yet
-    wait_until(lambda: ":end@" in (checkpoint(supervisor, name) or "") and
-               (checkpoint(supervisor, name) or "").startswith("snapshot:1:"), timeout=60,
-               message="checkpoint at the last snapshot row")
+    wait_until(
+        lambda: (
+            ":end@" in (checkpoint(supervisor, name) or "")
+            and (checkpoint(supervisor, name) or "").startswith("snapshot:1:")
+        ),
+        timeout=60,
+        message="checkpoint at the last snapshot row",
+    )
     kill_worker(supervisor, name)
     sql(db, "UPDATE u SET v = -v WHERE id < 50", "DELETE FROM t WHERE id < 40", "INSERT INTO u VALUES (99999, 0)")
     events = wait_for_row(out, "u", 99999)
@@ -116,13 +160,15 @@ def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(supervisor: Su
     assert replay(dedupe(events), rereads=True) == table_state(db, ["t", "u"])
 
 
-def test_worker_and_supervisor_sigkill_mid_stream_lose_nothing(supervisor: Supervisor, db: str,
-                                                               tmp_path: Path) -> None:
+def test_worker_and_supervisor_sigkill_mid_stream_lose_nothing(supervisor: Supervisor, db: str, tmp_path: Path) -> None:
     sql(db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)", "INSERT INTO t SELECT seq, seq FROM seq_1_to_100")
     out, name = tmp_path / "out.jsonl", "tg-my-e2e-kill"
     supervisor.create(spec(name, db, ["t"], out, max_events=50))
-    wait_until(lambda: (checkpoint(supervisor, name) or "").startswith("snapshot:0:100:end"), timeout=30,
-               message="snapshot delivered")
+    wait_until(
+        lambda: (checkpoint(supervisor, name) or "").startswith("snapshot:0:100:end"),
+        timeout=30,
+        message="snapshot delivered",
+    )
     kill_worker_then_supervisor_under_writes(supervisor, name, make_writer(db, 1000))
     sql(db, "INSERT INTO t VALUES (99999, 0)")
     events = wait_for_row(out, "t", 99999)
@@ -133,8 +179,7 @@ def restart_mariadb() -> float:
     """Stop the server and start it again with the service script; returns the downtime."""
     t0 = time.monotonic()
     subprocess.run(["mariadb-admin", "--protocol=socket", "-uroot", "shutdown"], check=True, timeout=60)
-    subprocess.run([str(ROOT / "scripts/services/mariadb.sh")], check=True, timeout=120,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run([str(ROOT / "scripts/services/mariadb.sh")], check=True, timeout=120, stdout=subprocess.DEVNULL)
     wait_until(lambda: port_open("127.0.0.1", 3306), timeout=30, message="mariadb back")
     return time.monotonic() - t0
 

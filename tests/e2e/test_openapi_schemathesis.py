@@ -9,6 +9,7 @@ endpoint points at a closed loopback port, generators are throttled and events
 kept small. Only values that are already valid are replaced, and only by valid
 values of the same type, so a negative case stays negative.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,10 +19,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEAD = "127.0.0.1:9"   # discard port: nothing listens on loopback
+DEAD = "127.0.0.1:9"  # discard port: nothing listens on loopback
 ENDPOINTS = {"dsn": f"postgresql://tg_ops_st:x@{DEAD}/none", "url": f"http://{DEAD}/", "brokers": DEAD}
-URL_BY_SINK = {"redis": f"redis://{DEAD}/0", "nats": f"nats://{DEAD}", "rabbitmq": f"amqp://guest:guest@{DEAD}/",
-               "http": f"http://{DEAD}/"}
+URL_BY_SINK = {
+    "redis": f"redis://{DEAD}/0",
+    "nats": f"nats://{DEAD}",
+    "rabbitmq": f"amqp://guest:guest@{DEAD}/",
+    "http": f"http://{DEAD}/",
+}
 
 
 def _num(v: Any) -> bool:
@@ -64,7 +69,7 @@ def sandbox(doc: Any, out_dir: str) -> Any:
     return doc
 
 
-if os.environ.get("TG_ST_SANDBOX"):   # loaded by `st` as its hooks module
+if os.environ.get("TG_ST_SANDBOX"):  # loaded by `st` as its hooks module
     import schemathesis
 
     if os.environ.get("TG_ST_HOOK") == "case":
@@ -100,27 +105,53 @@ def test_schemathesis_no_5xx_no_schema_violation(tmp_path: Path, monkeypatch: An
     run_dir = tmp_path / "cwd"
     out_dir.mkdir()
     run_dir.mkdir()
-    monkeypatch.setattr(supmod, "ROOT", run_dir)   # a relative path can only land in the temp dir
+    monkeypatch.setattr(supmod, "ROOT", run_dir)  # a relative path can only land in the temp dir
     (tmp_path / "st.toml").write_text(ST_CONFIG)
     st = str(Path(sys.executable).with_name("st"))
     with Supervisor(tmp_path, token=token) as sup:
         runs = []
         for phase, hook, examples in (("coverage", "case", 1), ("fuzzing", "body", 15)):
             env = dict(os.environ, SCHEMATHESIS_HOOKS=__file__, TG_ST_SANDBOX=str(out_dir), TG_ST_HOOK=hook)
-            cmd = [st, "--config-file", str(tmp_path / "st.toml"), "run", f"{sup.url}/openapi.json",
-                   "-H", f"Authorization: Bearer {token}", "--checks", "all", "--phases", phase,
-                   "--max-examples", str(examples), "--seed", "20261129", "--generation-database", "none",
-                   "--workers", "1", "--no-color", "--max-failures", "20", "--request-timeout", "40",
-                   "--suppress-health-check", "all"]
-            runs.append((phase, subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
-                                               timeout=120)))
+            cmd = [
+                st,
+                "--config-file",
+                str(tmp_path / "st.toml"),
+                "run",
+                f"{sup.url}/openapi.json",
+                "-H",
+                f"Authorization: Bearer {token}",
+                "--checks",
+                "all",
+                "--phases",
+                phase,
+                "--max-examples",
+                str(examples),
+                "--seed",
+                "20261129",
+                "--generation-database",
+                "none",
+                "--workers",
+                "1",
+                "--no-color",
+                "--max-failures",
+                "20",
+                "--request-timeout",
+                "40",
+                "--suppress-health-check",
+                "all",
+            ]
+            runs.append(
+                (phase, subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120))
+            )
         # what the fuzzer created must not outlive the test
         for p in sup.client.get("/pipelines").json():
             sup.client.delete(f"/pipelines/{p['name']}")
         assert sup.client.get("/healthz").status_code == 200
         log = sup.log_tail(30)
     for phase, proc in runs:
-        assert proc.returncode == 0, f"schemathesis ({phase}) found problems:\n{proc.stdout[-12000:]}\n" \
-                                     f"{proc.stderr[-3000:]}\nsupervisor log tail:\n{log}"
+        assert proc.returncode == 0, (
+            f"schemathesis ({phase}) found problems:\n{proc.stdout[-12000:]}\n"
+            f"{proc.stderr[-3000:]}\nsupervisor log tail:\n{log}"
+        )
         assert "No issues found" in proc.stdout, proc.stdout[-3000:]
     assert not list(run_dir.iterdir()), "a generated spec wrote into the supervisor's working directory"

@@ -2,6 +2,7 @@
 supervisor and from its workers (worker lines carry pipeline and pid), and no
 secret from a spec (DSN/URL passwords, Authorization headers, ${VAR} secrets)
 ever reaches the log, even in error messages."""
+
 from __future__ import annotations
 
 import json
@@ -29,29 +30,45 @@ def parse_lines(text: str) -> list[dict]:
 
 def test_json_logs_one_object_per_line_bound_and_redacted(tmp_path: Path) -> None:
     dead = free_port()
-    web = {"type": "http", "config": {"id": "web", "required": False,
-                                      "url": f"http://tg_ops:{SECRETS[0]}@127.0.0.1:{dead}/hook",
-                                      "headers": {"Authorization": f"Bearer {SECRETS[1]}"}}}
+    web = {
+        "type": "http",
+        "config": {
+            "id": "web",
+            "required": False,
+            "url": f"http://tg_ops:{SECRETS[0]}@127.0.0.1:{dead}/hook",
+            "headers": {"Authorization": f"Bearer {SECRETS[1]}"},
+        },
+    }
     gen = generator_spec("logs-gen", [file_sink("out", tmp_path / "out.jsonl"), web], rate=500)
-    pg = {"metadata": {"name": "logs-pg"},
-          "spec": {"source": {"type": "postgres", "config": {
-              "dsn": f"postgresql://tg_ops:{SECRETS[2]}@127.0.0.1:{dead}/tg_ops?password=${{TG_OPS_PW}}",
-              "tables": ["public.t"]}},
-              "sinks": [file_sink("out", tmp_path / "pg.jsonl")]}}
+    pg = {
+        "metadata": {"name": "logs-pg"},
+        "spec": {
+            "source": {
+                "type": "postgres",
+                "config": {
+                    "dsn": f"postgresql://tg_ops:{SECRETS[2]}@127.0.0.1:{dead}/tg_ops?password=${{TG_OPS_PW}}",
+                    "tables": ["public.t"],
+                },
+            },
+            "sinks": [file_sink("out", tmp_path / "pg.jsonl")],
+        },
+    }
     with Supervisor(tmp_path, env={"TG_OPS_PW": SECRETS[3]}) as sup:
         sup.create(gen)
         sup.create(pg)
         sup.wait_position("logs-gen", "out", 200)
         # wait for the failures that put URLs and DSNs into error messages
-        wait_until(lambda: '"sink": "web"' in sup.log_path.read_text() and
-                   sup.info("logs-pg")["ops"]["last_error"], timeout=30,
-                   message=lambda: f"sink and source errors logged; log:\n{sup.log_tail()}")
+        wait_until(
+            lambda: '"sink": "web"' in sup.log_path.read_text() and sup.info("logs-pg")["ops"]["last_error"],
+            timeout=30,
+            message=lambda: f"sink and source errors logged; log:\n{sup.log_tail()}",
+        )
         assert sup.stop() == 0
     text = sup.log_path.read_text()
     lines = parse_lines(text)
     for secret in SECRETS:
         assert secret not in text, f"secret {secret} leaked into the log"
-    assert f"tg_ops:***@127.0.0.1:{dead}" in text   # the URL was logged, with its password masked
+    assert f"tg_ops:***@127.0.0.1:{dead}" in text  # the URL was logged, with its password masked
     for obj in lines:
         assert {"event", "level", "timestamp"} <= set(obj), obj
     sup_lines = [o for o in lines if o.get("component") in ("supervisor", "manager")]

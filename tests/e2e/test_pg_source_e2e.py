@@ -7,12 +7,14 @@ passes the pipeline's checkpoint; a restart of the PostgreSQL server is ridden o
 throwaway cluster, so nobody else sharing the main server notices); DELETE drops the slot.
 Every scenario ends with a replay of the file against the table's real content.
 """
+
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg2
 import pytest
@@ -38,13 +40,27 @@ def sup(pg: PG, tmp_path: Path) -> Iterator[Supervisor]:
         s.close()
 
 
-def spec(name: str, tables: list[str], path: Path, snapshot: str = "initial", dsn: str = DSN,
-         **batch: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name},
-            "spec": {"source": {"type": "postgres", "config": {
-                         "dsn": dsn, "tables": [f"public.{t}" for t in tables], "snapshot": snapshot,
-                         "snapshot_chunk": 500, "heartbeat_ms": 500, "status_interval_ms": 1000}},
-                     "sinks": [file_sink("out", path)], "batch": batch or {"max_events": 2000}}}
+def spec(
+    name: str, tables: list[str], path: Path, snapshot: str = "initial", dsn: str = DSN, **batch: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "source": {
+                "type": "postgres",
+                "config": {
+                    "dsn": dsn,
+                    "tables": [f"public.{t}" for t in tables],
+                    "snapshot": snapshot,
+                    "snapshot_chunk": 500,
+                    "heartbeat_ms": 500,
+                    "status_interval_ms": 1000,
+                },
+            },
+            "sinks": [file_sink("out", path)],
+            "batch": batch or {"max_events": 2000},
+        },
+    }
 
 
 def make_writer(table: str, first_id: int) -> TxWriter:
@@ -60,26 +76,35 @@ def test_types_ops_and_a_500_row_transaction_in_one_batch(pg: PG, sup: Superviso
     pg.sql(f"INSERT INTO {types} VALUES {TYPES_ROW}", (1,))
     pg.sql(f"UPDATE {types} SET vc = 'x' WHERE id = 1")
     pg.sql(f"DELETE FROM {types} WHERE id = 1")
-    wait_until(lambda: len(read_jsonl(out)) == 3 and checkpoint(sup, name), timeout=30,
-               message="3 events checkpointed")
+    wait_until(lambda: len(read_jsonl(out)) == 3 and checkpoint(sup, name), timeout=30, message="3 events checkpointed")
     c, u, d = read_jsonl(out)
     assert [c["op"], u["op"], d["op"]] == ["c", "u", "d"]
     assert c["after"] == {"id": 1, **TYPES_EXPECTED} and c["before"] is None
     assert u["before"] == {"id": 1} and u["after"]["vc"] == "x" and d["before"] == {"id": 1}
     assert d["after"] is None and {e["source"]["table"] for e in (c, u, d)} == {types}
     assert len({e["source"]["tx_id"] for e in (c, u, d)}) == 3
-    ops = wait_until(lambda: (o := sup.info(name)["ops"])["events_out"] == 3 and o, timeout=30,
-                     message="ops counting the first 3 events")
+    ops = wait_until(
+        lambda: (o := sup.info(name)["ops"])["events_out"] == 3 and o,
+        timeout=30,
+        message="ops counting the first 3 events",
+    )
     batches = ops["batches"]
     pg.sql(f"INSERT INTO {t} SELECT g, g FROM generate_series(1, 500) g")
-    events = wait_until(lambda: len(read_jsonl(out)) == 503 and read_jsonl(out), timeout=30,
-                        message="the 500-row transaction in the file")
+    events = wait_until(
+        lambda: len(read_jsonl(out)) == 503 and read_jsonl(out),
+        timeout=30,
+        message="the 500-row transaction in the file",
+    )
     big = events[3:]
     assert [e["after"]["id"] for e in big] == list(range(1, 501)) and len({e["source"]["tx_id"] for e in big}) == 1
-    wait_until(lambda: checkpoint(sup, name) == big[-1]["source"]["position"], timeout=30,
-               message="checkpoint at the transaction's last row")
-    ops = wait_until(lambda: (o := sup.info(name)["ops"])["events_out"] == 503 and o, timeout=30,
-                     message="ops counting 503 events")
+    wait_until(
+        lambda: checkpoint(sup, name) == big[-1]["source"]["position"],
+        timeout=30,
+        message="checkpoint at the transaction's last row",
+    )
+    ops = wait_until(
+        lambda: (o := sup.info(name)["ops"])["events_out"] == 503 and o, timeout=30, message="ops counting 503 events"
+    )
     assert ops["batches"] == batches + 1, "the 500-row transaction was split (max_events is 100)"
 
 
@@ -94,19 +119,27 @@ def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(pg: PG, sup: S
     try:
         sup.create(spec(name, [t, u], out))
         # 1: SIGKILL while the snapshot of t is part way through
-        wait_until(lambda: (checkpoint(sup, name) or "").startswith("snapshot:0:"), timeout=60, interval=0.01,
-                   message="a checkpoint inside the snapshot of t")
+        wait_until(
+            lambda: (checkpoint(sup, name) or "").startswith("snapshot:0:"),
+            timeout=60,
+            interval=0.01,
+            message="a checkpoint inside the snapshot of t",
+        )
         kill_worker(sup, name)
         first = checkpoint(sup, name)
         assert first is not None and first.startswith("snapshot:0:") and not first.endswith(":last"), first
     finally:
         writer.stop.set()
         writer.join()
-    assert writer.txs > 0          # their changes wait in the slot, behind the snapshot
+    assert writer.txs > 0  # their changes wait in the slot, behind the snapshot
     # 2: SIGKILL at the handoff: the whole snapshot is delivered, no stream event yet
     at_end = re.compile(r"^snapshot:1:\d+:[^:]+:last$")
-    wait_until(lambda: at_end.match(checkpoint(sup, name) or ""), timeout=60, interval=0.01,
-               message="checkpoint at the last snapshot row")
+    wait_until(
+        lambda: at_end.match(checkpoint(sup, name) or ""),
+        timeout=60,
+        interval=0.01,
+        message="checkpoint at the last snapshot row",
+    )
     kill_worker(sup, name)
     pg.sql(f"UPDATE {u} SET v = -v WHERE id < 50")
     pg.sql(f"DELETE FROM {t} WHERE id < 40")
@@ -115,7 +148,7 @@ def test_snapshot_survives_sigkill_during_snapshot_and_at_handoff(pg: PG, sup: S
     info = sup.info(name)
     assert info["ops"]["restarts"] >= 2
     assert info["ops"]["source"]["snapshot"]["done"] is True, info["ops"]["source"]
-    for table in (t, u):       # strict: no change doubled by the re-snapshot, none missing
+    for table in (t, u):  # strict: no change doubled by the re-snapshot, none missing
         assert replay([e for e in events if e["source"]["table"] == table], strict=True) == state(pg, table)
     snap_u = [e["after"]["id"] for e in events if e["op"] == "r" and e["source"]["table"] == u]
     assert sorted(snap_u) == list(range(1, 3001)), "u was read once: no restart hit its snapshot"
@@ -146,8 +179,9 @@ def test_confirmed_flush_never_passes_the_checkpoint(pg: PG, sup: Supervisor, tm
         end = time.monotonic() + 4
         while time.monotonic() < end:
             c1 = checkpoint(sup, name)
-            flush = pg.sql("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s",
-                           (slot,))[0][0]
+            flush = pg.sql("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = %s", (slot,))[
+                0
+            ][0]
             if c1 is not None and c1 == checkpoint(sup, name):
                 samples.append((lsn_to_int(flush), c1))
             time.sleep(0.03)
@@ -158,8 +192,11 @@ def test_confirmed_flush_never_passes_the_checkpoint(pg: PG, sup: Supervisor, tm
     events = dedupe(wait_for_row(out, t, 99999))
     assert len(samples) > 20
     for flush, ck in samples:
-        later = [lsn_to_int(e["source"]["position"].split(":")[0]) for e in events
-                 if position_key(e["source"]["position"]) > position_key(ck)]
+        later = [
+            lsn_to_int(e["source"]["position"].split(":")[0])
+            for e in events
+            if position_key(e["source"]["position"]) > position_key(ck)
+        ]
         # the server skips transactions committed below the confirmed flush: none may be undelivered
         assert not later or min(later) >= flush, f"slot confirmed {flush:X} past checkpoint {ck}"
     assert replay(events) == state(pg, t)
@@ -170,14 +207,14 @@ def test_server_restart_is_ridden_out_and_delete_drops_the_slot(sup: Supervisor,
     try:
         conn = psycopg2.connect(cluster.dsn)
         conn.autocommit = True
-        conn.cursor().execute("CREATE TABLE t (id int PRIMARY KEY, v int); "
-                              "INSERT INTO t SELECT g, g FROM generate_series(1, 50) g")
+        conn.cursor().execute(
+            "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, 50) g"
+        )
         out, name = tmp_path / "out.jsonl", "tg-pg-e2e-restart"
         sup.create(spec(name, ["t"], out, dsn=cluster.dsn))
         wait_for_row(out, "t", 50, op="r")
         for i in range(51, 81):
-            conn.cursor().execute("INSERT INTO t VALUES (%s, %s); UPDATE t SET v = v + 1 WHERE id = %s",
-                                  (i, i, i - 40))
+            conn.cursor().execute("INSERT INTO t VALUES (%s, %s); UPDATE t SET v = v + 1 WHERE id = %s", (i, i, i - 40))
         wait_for_row(out, "t", 80)
         conn.close()
         t0 = time.monotonic()
@@ -197,6 +234,7 @@ def test_server_restart_is_ridden_out_and_delete_drops_the_slot(sup: Supervisor,
             with conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM pg_replication_slots")
                 return cur.fetchone()[0] == 0
+
         wait_until(slot_gone, timeout=30, message="DELETE dropped the pipeline's slot")
         conn.close()
     finally:

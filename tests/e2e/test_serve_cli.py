@@ -1,5 +1,6 @@
 """`tidegate serve --config` (+ SIGHUP reload), `tidegate validate`, `tidegate version`,
 worker process titles."""
+
 from __future__ import annotations
 
 import signal
@@ -22,16 +23,29 @@ def write(path: Path, doc: dict) -> Path:
 
 def test_validate_and_version(tmp_path: Path) -> None:
     good = write(tmp_path / "good.yaml", generator_spec("good", [file_sink("o", "/tmp/x")]))
-    bad = write(tmp_path / "bad.yaml", {"metadata": {"name": "bad"}, "spec": {
-        "source": {"type": "generator"}, "sinks": [{"type": "file", "config": {"id": "o", "path": "/x"}}],
-        "batch": {"max_events": 0}}})
+    bad = write(
+        tmp_path / "bad.yaml",
+        {
+            "metadata": {"name": "bad"},
+            "spec": {
+                "source": {"type": "generator"},
+                "sinks": [{"type": "file", "config": {"id": "o", "path": "/x"}}],
+                "batch": {"max_events": 0},
+            },
+        },
+    )
     r = subprocess.run([*CLI, "validate", str(good)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     r = subprocess.run([*CLI, "validate", str(good), str(bad)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 1
     assert "spec.batch.max_events: must be >= 1" in r.stdout
-    r = subprocess.run([*CLI, "validate", str(ROOT / "specs"), str(ROOT / "specs" / "examples")], cwd=ROOT,
-                       capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [*CLI, "validate", str(ROOT / "specs"), str(ROOT / "specs" / "examples")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count(": ok") >= 5, "the demo and every example spec are valid"
     r = subprocess.run([*CLI, "version"], cwd=ROOT, capture_output=True, text=True)
@@ -60,8 +74,23 @@ def test_config_at_start_and_sighup_reload(tmp_path: Path) -> None:
         wait_until(lambda: sup.info("one")["ops"]["pid"] not in (None, pid), message="one restarted with new spec")
     # an invalid config file stops the start with the error named
     write(cfg / "three.yaml", {"metadata": {"name": "three"}, "spec": {"sinks": []}})
-    r = subprocess.run([*CLI, "serve", "--config", str(cfg), "--state-dir", str(tmp_path / "s2"),
-                        "--api-addr", "127.0.0.1:1", "--log-format", "json"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=30)
+    r = subprocess.run(
+        [
+            *CLI,
+            "serve",
+            "--config",
+            str(cfg),
+            "--state-dir",
+            str(tmp_path / "s2"),
+            "--api-addr",
+            "127.0.0.1:1",
+            "--log-format",
+            "json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2
     assert "spec.source" in r.stderr and "three.yaml" in r.stderr

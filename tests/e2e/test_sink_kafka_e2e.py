@@ -5,6 +5,7 @@ the pipeline holds (`ops.sink_errors` names the sink) and then delivers; the
 `exactly_once` sink ends with every event exactly once for a read_committed
 reader after the worker is SIGKILLed mid-stream.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -33,12 +34,20 @@ def test_generator_to_kafka_every_event_routing_envelopes(supervisor: Supervisor
     base, pipe = names()
     n = 4000
     b = tansu.bootstrap
-    supervisor.create(generator_spec(pipe, [
-        kafka("routed", b, base + "_${source.table}"),
-        kafka("eos", b, base + "_eos", exactly_once=True),
-        kafka("dbz", b, base + "_dbz", envelope="debezium"),
-        kafka("ce", b, base + "_ce", envelope="cloudevents"),
-    ], tables=["shop.orders", "shop.items"], count=n, payload_bytes=50))
+    supervisor.create(
+        generator_spec(
+            pipe,
+            [
+                kafka("routed", b, base + "_${source.table}"),
+                kafka("eos", b, base + "_eos", exactly_once=True),
+                kafka("dbz", b, base + "_dbz", envelope="debezium"),
+                kafka("ce", b, base + "_ce", envelope="cloudevents"),
+            ],
+            tables=["shop.orders", "shop.items"],
+            count=n,
+            payload_bytes=50,
+        )
+    )
     for sid in ("routed", "eos", "dbz", "ce"):
         supervisor.wait_position(pipe, sid, n, timeout=60)
     orders = consume(b, base + "_orders")
@@ -57,20 +66,31 @@ def test_generator_to_kafka_every_event_routing_envelopes(supervisor: Supervisor
 
 
 @pytest.mark.parametrize("max_inflight", [1, 8])
-def test_broker_killed_mid_stream_holds_then_delivers(supervisor: Supervisor, tansu: Tansu,  # noqa: F811
-                                                      max_inflight: int) -> None:
+def test_broker_killed_mid_stream_holds_then_delivers(
+    supervisor: Supervisor,
+    tansu: Tansu,  # noqa: F811
+    max_inflight: int,
+) -> None:
     """max_inflight 8: batches queued behind the outage go out in groups (one flush each)."""
     base, pipe = names()
     n = 12000
-    spec = generator_spec(pipe, [kafka("bus", tansu.bootstrap, base, client_conf={"message.timeout.ms": 2000})],
-                          count=n, rate=3000, payload_bytes=50)
+    spec = generator_spec(
+        pipe,
+        [kafka("bus", tansu.bootstrap, base, client_conf={"message.timeout.ms": 2000})],
+        count=n,
+        rate=3000,
+        payload_bytes=50,
+    )
     spec["spec"]["batch"] = {"max_inflight": max_inflight}
     supervisor.create(spec)
     supervisor.wait_position(pipe, "bus", 1500, timeout=30)
     tansu.stop()
     try:
-        info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("bus") and i, 30,
-                          message="ops.sink_errors to name the kafka sink")
+        info = wait_until(
+            lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("bus") and i,
+            30,
+            message="ops.sink_errors to name the kafka sink",
+        )
         assert f"sink 'bus': kafka {tansu.bootstrap}" in info["ops"]["sink_errors"]["bus"]
         assert info["status"] == "running"
         held = int(info["ops"]["checkpoints"]["bus"]["position"])
@@ -88,13 +108,17 @@ def test_broker_killed_mid_stream_holds_then_delivers(supervisor: Supervisor, ta
 
 
 @pytest.mark.parametrize("max_inflight", [1, 8])
-def test_exactly_once_no_duplicates_after_worker_sigkill(supervisor: Supervisor, tansu: Tansu,  # noqa: F811
-                                                         max_inflight: int) -> None:
+def test_exactly_once_no_duplicates_after_worker_sigkill(
+    supervisor: Supervisor,
+    tansu: Tansu,  # noqa: F811
+    max_inflight: int,
+) -> None:
     """max_inflight 8: batches queued together go out as one transaction."""
     base, pipe = names()
     n = 30000
-    spec = generator_spec(pipe, [kafka("eos", tansu.bootstrap, base, exactly_once=True)],
-                          count=n, rate=6000, payload_bytes=50)
+    spec = generator_spec(
+        pipe, [kafka("eos", tansu.bootstrap, base, exactly_once=True)], count=n, rate=6000, payload_bytes=50
+    )
     spec["spec"]["batch"] = {"max_inflight": max_inflight}
     supervisor.create(spec)
     supervisor.wait_position(pipe, "eos", 5000, timeout=30)

@@ -5,6 +5,7 @@ templates split by table, each envelope has its shape; with nats-server stopped
 mid-stream the pipeline holds (`ops.sink_errors` names the sink) and then
 delivers everything.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,11 +33,13 @@ def name() -> Any:
 
     async def add(j: Any) -> None:
         await j.add_stream(name=base, subjects=[f"{base}.>"], storage="file")
+
     js(add)
     yield base
 
     async def drop(j: Any) -> None:
         await j.delete_stream(base)
+
     js(drop)
 
 
@@ -60,6 +63,7 @@ def sink(sid: str, subject: str, **extra: Any) -> dict[str, Any]:
 
 def messages(stream: str, prefix: str) -> list[tuple[str, dict[str, str], Any]]:
     """Every message of the stream whose subject starts with `prefix`: (subject, headers, body)."""
+
     async def read(j: Any) -> list[Any]:
         total = (await j.stream_info(stream)).state.messages
         out: list[Any] = []
@@ -69,17 +73,26 @@ def messages(stream: str, prefix: str) -> list[tuple[str, dict[str, str], Any]]:
             out.append((m.subject, dict(m.headers or {}), msgspec.json.decode(m.data)))
         await sub.unsubscribe()
         return out
+
     return [m for m in js(read) if m[0].startswith(prefix)]
 
 
 def test_generator_to_nats_every_event_routing_and_envelopes(supervisor: Supervisor, name: str) -> None:
     pipe = name.replace("_", "-")
     n = 3000
-    supervisor.create(generator_spec(pipe, [
-        sink("native", name + ".native.${source.table}", stream=name),
-        sink("dbz", name + ".dbz", envelope="debezium"),
-        sink("ce", name + ".ce", envelope="cloudevents"),
-    ], tables=["shop.orders", "shop.items"], count=n, payload_bytes=50))
+    supervisor.create(
+        generator_spec(
+            pipe,
+            [
+                sink("native", name + ".native.${source.table}", stream=name),
+                sink("dbz", name + ".dbz", envelope="debezium"),
+                sink("ce", name + ".ce", envelope="cloudevents"),
+            ],
+            tables=["shop.orders", "shop.items"],
+            count=n,
+            payload_bytes=50,
+        )
+    )
     for sid in ("native", "dbz", "ce"):
         supervisor.wait_position(pipe, sid, n, timeout=60)
     every = messages(name, name)
@@ -113,4 +126,4 @@ def test_nats_stopped_mid_stream_holds_then_delivers_everything(supervisor: Supe
         subprocess.run(["bash", str(ROOT / "scripts/services/nats.sh")], check=True, timeout=30)
     wait_recovered(supervisor, pipe, "bus", n, timeout=60)
     ids = [b["after"]["id"] for _s, _h, b in messages(name, f"{name}.events")]
-    assert sorted(ids) == list(range(1, n + 1))          # exactly once: Nats-Msg-Id dedup
+    assert sorted(ids) == list(range(1, n + 1))  # exactly once: Nats-Msg-Id dedup

@@ -6,6 +6,7 @@ restarted): the pipeline holds (`ops.sink_errors` names the sink), then
 delivers everything; after a worker SIGKILL mid-stream no row change is
 applied twice (a trigger counts every applied row change).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -55,8 +56,11 @@ def test_database_refusing_connections_holds_then_delivers(supervisor: Superviso
     admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
     try:
         admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-        info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("replica") and i, 30,
-                          message="ops.sink_errors to name the postgres sink")
+        info = wait_until(
+            lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("replica") and i,
+            30,
+            message="ops.sink_errors to name the postgres sink",
+        )
         assert info["ops"]["sink_errors"]["replica"].startswith(f"sink 'replica': postgres 127.0.0.1:5432/{name}")
         assert info["status"] == "running"
         assert int(info["ops"]["checkpoints"]["replica"]["position"]) < n
@@ -70,8 +74,11 @@ def test_database_refusing_connections_holds_then_delivers(supervisor: Superviso
 
 
 @pytest.mark.parametrize("max_inflight", [1, 8])
-def test_no_change_applied_twice_after_worker_sigkill(supervisor: Supervisor, db: str,  # noqa: F811
-                                                      max_inflight: int) -> None:
+def test_no_change_applied_twice_after_worker_sigkill(
+    supervisor: Supervisor,
+    db: str,  # noqa: F811
+    max_inflight: int,
+) -> None:
     """max_inflight 8: batches queued together are applied as one transaction."""
     pipe, n = pipe_name(db), 30000
     spec = generator_spec(pipe, [pg("replica", db)], count=n, rate=6000, payload_bytes=50)

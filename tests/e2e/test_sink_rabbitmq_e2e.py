@@ -5,6 +5,7 @@ by table, each envelope has its shape; with the broker stopped mid-stream
 (`rabbitmqctl stop_app`) the pipeline holds (`ops.sink_errors` names the sink)
 and then delivers everything.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -46,11 +47,19 @@ def test_generator_to_rabbitmq_every_event_routing_and_envelopes(supervisor: Sup
     bind(name, {name + "_orders": "shop.orders", name + "_items": "shop.items"})
     bind(name + "_dbz", {name + "_dbz": "#"})
     bind(name + "_ce", {name + "_ce": "#"})
-    supervisor.create(generator_spec(pipe, [
-        sink("native", name, routing_key="${source.db}.${source.table}"),
-        sink("dbz", name + "_dbz", envelope="debezium", declare=False),
-        sink("ce", name + "_ce", envelope="cloudevents"),
-    ], tables=["shop.orders", "shop.items"], count=n, payload_bytes=50))
+    supervisor.create(
+        generator_spec(
+            pipe,
+            [
+                sink("native", name, routing_key="${source.db}.${source.table}"),
+                sink("dbz", name + "_dbz", envelope="debezium", declare=False),
+                sink("ce", name + "_ce", envelope="cloudevents"),
+            ],
+            tables=["shop.orders", "shop.items"],
+            count=n,
+            payload_bytes=50,
+        )
+    )
     for sid in ("native", "dbz", "ce"):
         supervisor.wait_position(pipe, sid, n, timeout=60)
     orders = drain(name + "_orders")
@@ -82,4 +91,4 @@ def test_rabbitmq_stopped_mid_stream_holds_then_delivers_everything(supervisor: 
     finally:
         subprocess.run(["bash", str(ROOT / "scripts/services/rabbitmq.sh")], check=True, timeout=120)
     wait_recovered(supervisor, pipe, "mq", n, timeout=90)
-    assert set(ids_of(drain(name + "_all"))) == set(range(1, n + 1))   # at least once
+    assert set(ids_of(drain(name + "_all"))) == set(range(1, n + 1))  # at least once

@@ -4,6 +4,7 @@ Every event arrives (count and ids), routing templates split by table, each
 envelope has its shape; with Redis stopped mid-stream the pipeline holds
 (`ops.sink_errors` names the sink) and then delivers everything.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -41,11 +42,19 @@ def bodies(stream: str) -> list[tuple[str, Any]]:
 def test_generator_to_redis_every_event_routing_and_envelopes(supervisor: Supervisor, name: str) -> None:
     pipe = name.replace("_", "-")
     n = 3000
-    supervisor.create(generator_spec(pipe, [
-        sink("native", name + "_${source.table}"),
-        sink("dbz", name + "_dbz", envelope="debezium"),
-        sink("ce", name + "_ce", envelope="cloudevents"),
-    ], tables=["shop.orders", "shop.items"], count=n, payload_bytes=50))
+    supervisor.create(
+        generator_spec(
+            pipe,
+            [
+                sink("native", name + "_${source.table}"),
+                sink("dbz", name + "_dbz", envelope="debezium"),
+                sink("ce", name + "_ce", envelope="cloudevents"),
+            ],
+            tables=["shop.orders", "shop.items"],
+            count=n,
+            payload_bytes=50,
+        )
+    )
     for sid in ("native", "dbz", "ce"):
         supervisor.wait_position(pipe, sid, n, timeout=60)
     orders, items = bodies(name + "_orders"), bodies(name + "_items")
@@ -55,8 +64,9 @@ def test_generator_to_redis_every_event_routing_and_envelopes(supervisor: Superv
     assert orders[0][0] == f"{pipe}:native:1"
     dbz = bodies(name + "_dbz")
     assert [b["payload"]["after"]["id"] for _k, b in dbz] == list(range(1, n + 1))
-    assert all(b["schema"] is None and set(b["payload"]) == {"before", "after", "source", "op", "ts_ms"}
-               for _k, b in dbz)
+    assert all(
+        b["schema"] is None and set(b["payload"]) == {"before", "after", "source", "op", "ts_ms"} for _k, b in dbz
+    )
     ce = bodies(name + "_ce")
     assert [b["data"]["after"]["id"] for _k, b in ce] == list(range(1, n + 1))
     for key, b in ce[:50]:

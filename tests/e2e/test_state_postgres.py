@@ -5,6 +5,7 @@ answers 409 naming the owner to a control request; when the owner is SIGKILLed
 the other takes the pipeline over within the lease TTL and delivers every event;
 a worker whose lease was taken cannot checkpoint any more and exits.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,8 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -79,8 +80,11 @@ def test_state_url_survives_restart_and_kill(tmp_path: Path, state_url: str) -> 
         assert position(sup, "gen") >= before
         sup.wait_status("gen", "running")
         # SIGKILL: the same node id takes its own leases back at once
-        mid = wait_until(lambda: position(sup, "gen") > before and position(sup, "gen"), timeout=20,
-                         message="progress after the restart")
+        mid = wait_until(
+            lambda: position(sup, "gen") > before and position(sup, "gen"),
+            timeout=20,
+            message="progress after the restart",
+        )
         sup.kill()
         t0 = time.monotonic()
         sup.start()
@@ -108,9 +112,12 @@ def test_two_supervisors_share_then_take_over(tmp_path: Path, state_url: str) ->
         assert [p["name"] for p in b.client.get("/pipelines").json()] == ["shared"]
         assert b.client.get("/pipelines/shared/checkpoints").json()["out"]["position"]
         requests = [("POST", f"/pipelines/shared/{op}", None) for op in ("pause", "resume", "stop", "restart")]
-        requests += [("PATCH", "/pipelines/shared", {"spec": {"batch": {"max_events": 10}}}),
-                     ("DELETE", "/pipelines/shared", None), ("DELETE", "/pipelines/shared/checkpoints", None),
-                     ("POST", "/pipelines", spec)]
+        requests += [
+            ("PATCH", "/pipelines/shared", {"spec": {"batch": {"max_events": 10}}}),
+            ("DELETE", "/pipelines/shared", None),
+            ("DELETE", "/pipelines/shared/checkpoints", None),
+            ("POST", "/pipelines", spec),
+        ]
         for method, path, body in requests:
             r = b.client.request(method, path, json=body)
             assert r.status_code == 409, (method, path, r.status_code, r.text)
@@ -122,13 +129,16 @@ def test_two_supervisors_share_then_take_over(tmp_path: Path, state_url: str) ->
         a.kill()
         wait_pid_gone(worker, timeout=2.5)
         t0 = time.monotonic()
-        wait_until(lambda: owner(b, "shared") == "b" and b.info("shared")["ops"]["pid"], timeout=TTL_S + 10,
-                   message=lambda: f"B took the lease over; log:\n{b.log_tail(20)}")
+        wait_until(
+            lambda: owner(b, "shared") == "b" and b.info("shared")["ops"]["pid"],
+            timeout=TTL_S + 10,
+            message=lambda: f"B took the lease over; log:\n{b.log_tail(20)}",
+        )
         assert time.monotonic() - t0 < TTL_S + TTL_S / 3 + 3
         b.wait_position("shared", "out", count, timeout=30)
         assert_all_delivered(out, count)
         assert b.info("shared")["ops"]["restarts"] == 0
-        assert b.action("shared", "stop")["status"] == "stopped"   # B owns it now
+        assert b.action("shared", "stop")["status"] == "stopped"  # B owns it now
     finally:
         a.close()
         b.close()
@@ -171,7 +181,7 @@ def test_a_worker_that_lost_its_lease_cannot_checkpoint(tmp_path: Path, state_ur
         os.kill(a.pid, signal.SIGSTOP)
         try:
             wait_until(lambda: owner(b, "fenced") == "b", timeout=TTL_S + 10, message="B took the lease")
-            wait_pid_gone(worker, timeout=10)     # fenced: it exits by itself
+            wait_pid_gone(worker, timeout=10)  # fenced: it exits by itself
         finally:
             os.kill(a.pid, signal.SIGCONT)
         wait_until(lambda: owner(a, "fenced") == "b", timeout=10, message="A let the pipeline go")
@@ -188,14 +198,30 @@ def test_a_worker_that_lost_its_lease_cannot_checkpoint(tmp_path: Path, state_ur
 
 def test_serve_state_url_errors(tmp_path: Path) -> None:
     """A wrong scheme or an unreachable server: exit 2 with a message naming host:port, never the password."""
-    base = [sys.executable, "-m", "supervisor.cli", "serve", "--state-dir", str(tmp_path / "s"),
-            "--api-addr", f"127.0.0.1:{free_port()}", "--log-format", "json"]
-    r = subprocess.run([*base, "--state-url", "mysql://u:pw@127.0.0.1/db"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=30)
+    base = [
+        sys.executable,
+        "-m",
+        "supervisor.cli",
+        "serve",
+        "--state-dir",
+        str(tmp_path / "s"),
+        "--api-addr",
+        f"127.0.0.1:{free_port()}",
+        "--log-format",
+        "json",
+    ]
+    r = subprocess.run(
+        [*base, "--state-url", "mysql://u:pw@127.0.0.1/db"], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
     assert r.returncode == 2 and "postgresql://" in r.stderr
     port = free_port()
-    r = subprocess.run([*base, "--state-url", f"postgresql://tg:S3cr3tPw@127.0.0.1:{port}/state"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [*base, "--state-url", f"postgresql://tg:S3cr3tPw@127.0.0.1:{port}/state"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 2 and f"127.0.0.1:{port}/state" in out and "state_store_unavailable" in out, out
     assert "S3cr3tPw" not in out

@@ -4,13 +4,14 @@
   (in-process, quickjs's set_time_limit counts the whole process's CPU).
 - A runaway processor does not stall another processor of the same worker process.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import threading
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -25,8 +26,10 @@ BATCH = json.dumps([{"op": "c", "after": {"id": i}} for i in range(100)]).encode
 
 
 def make(code: str, id: str, **limits: int) -> JavascriptProcessor:
-    proc = JavascriptProcessor(JsSpec(id=id, inline=code, limits=Limits(**limits)),
-                               ProcessorContext(pipeline="tg-js-iso", log=structlog.get_logger()))
+    proc = JavascriptProcessor(
+        JsSpec(id=id, inline=code, limits=Limits(**limits)),
+        ProcessorContext(pipeline="tg-js-iso", log=structlog.get_logger()),
+    )
     proc.open()
     return proc
 
@@ -52,15 +55,20 @@ def burners() -> Iterator[None]:
 
 def test_other_threads_cpu_does_not_count_against_cpu_ms(burners: None) -> None:
     # ~100-200 ms of CPU for the script itself; 2 busy threads would add ~2x that to process CPU.
-    p = make("export function process(batch) {\n  let x = 0;\n"
-             "  for (let i = 0; i < 3e6; i++) x = (x * 31 + i) % 1000003;\n"
-             "  return batch.map(e => ({...e, x}));\n}\n", id="steady", cpu_ms=600, timeout_ms=30000)
+    p = make(
+        "export function process(batch) {\n  let x = 0;\n"
+        "  for (let i = 0; i < 3e6; i++) x = (x * 31 + i) % 1000003;\n"
+        "  return batch.map(e => ({...e, x}));\n}\n",
+        id="steady",
+        cpu_ms=600,
+        timeout_ms=30000,
+    )
     try:
         for _ in range(2):
             t0 = time.process_time()
             out = json.loads(p.process(BATCH))
             assert len(out) == 100
-            assert time.process_time() - t0 > 0   # the burners really ran meanwhile
+            assert time.process_time() - t0 > 0  # the burners really ran meanwhile
     finally:
         p.close()
 
@@ -108,8 +116,13 @@ sys.stdin.read()
 """
 
 
-@pytest.mark.parametrize("code", ["export function process(b) { return b; }",          # idle sandbox
-                                  "export function process(b) { for (;;) {} }"])       # busy in JS
+@pytest.mark.parametrize(
+    "code",
+    [
+        "export function process(b) { return b; }",  # idle sandbox
+        "export function process(b) { for (;;) {} }",
+    ],
+)  # busy in JS
 def test_the_sandbox_never_outlives_its_worker(code: str) -> None:
     import os
     import signal
@@ -118,17 +131,24 @@ def test_the_sandbox_never_outlives_its_worker(code: str) -> None:
 
     from tests.support import wait_until
     from tests.support.js import process_gone
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", WORKER, code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
     try:
         assert worker.stdout is not None
         pid = int(worker.stdout.readline())
         assert os.path.exists(f"/proc/{pid}")
-        if "for (;;)" in code:   # make sure it is inside the runaway call when its worker dies
+        if "for (;;)" in code:  # make sure it is inside the runaway call when its worker dies
+
             def cpu_s() -> float:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
                 return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
             wait_until(lambda: cpu_s() > 0.2, timeout=10, message="the sandbox to be spinning")
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(5)

@@ -1,4 +1,5 @@
 """The mysql source plugin against the real MariaDB: types, transactions, resume, snapshot, errors."""
+
 from __future__ import annotations
 
 import base64
@@ -39,14 +40,34 @@ TYPES = """CREATE TABLE types (id INT PRIMARY KEY, ti TINYINT, bi BIGINT UNSIGNE
   fl FLOAT, db DOUBLE, vc VARCHAR(50), ch CHAR(5), tx TEXT, bl BLOB, vb VARBINARY(10), dt DATETIME(3),
   ts TIMESTAMP(6) NULL, dd DATE, tm TIME, yr YEAR, js JSON, en ENUM('a','b'), st SET('x','y','z'),
   bt BIT(10), bo BOOLEAN, nul INT NULL)"""
-ROW = ("INSERT INTO types VALUES (%s, -5, 18446744073709551615, 12.34, 1.5, 2.25, 'héllo', 'ab', 'long',"
-       " x'00ff10', x'0102', '2024-01-02 03:04:05.123', '2024-01-02 03:04:05.654321', '2024-05-06',"
-       " '-12:34:56', 2024, '{\"a\": [1, {\"b\": null}]}', 'b', 'x,z', b'1000000001', true, NULL)")
-EXPECTED = {"ti": -5, "bi": 18446744073709551615, "d": "12.34", "fl": 1.5, "db": 2.25, "vc": "héllo",
-            "ch": "ab", "tx": "long", "bl": base64.b64encode(b"\x00\xff\x10").decode(),
-            "vb": base64.b64encode(b"\x01\x02").decode(), "dt": "2024-01-02T03:04:05.123000",
-            "ts": "2024-01-02T03:04:05.654321Z", "dd": "2024-05-06", "tm": "-12:34:56", "yr": 2024,
-            "js": {"a": [1, {"b": None}]}, "en": "b", "st": ["x", "z"], "bt": 513, "bo": 1, "nul": None}
+ROW = (
+    "INSERT INTO types VALUES (%s, -5, 18446744073709551615, 12.34, 1.5, 2.25, 'héllo', 'ab', 'long',"
+    " x'00ff10', x'0102', '2024-01-02 03:04:05.123', '2024-01-02 03:04:05.654321', '2024-05-06',"
+    " '-12:34:56', 2024, '{\"a\": [1, {\"b\": null}]}', 'b', 'x,z', b'1000000001', true, NULL)"
+)
+EXPECTED = {
+    "ti": -5,
+    "bi": 18446744073709551615,
+    "d": "12.34",
+    "fl": 1.5,
+    "db": 2.25,
+    "vc": "héllo",
+    "ch": "ab",
+    "tx": "long",
+    "bl": base64.b64encode(b"\x00\xff\x10").decode(),
+    "vb": base64.b64encode(b"\x01\x02").decode(),
+    "dt": "2024-01-02T03:04:05.123000",
+    "ts": "2024-01-02T03:04:05.654321Z",
+    "dd": "2024-05-06",
+    "tm": "-12:34:56",
+    "yr": 2024,
+    "js": {"a": [1, {"b": None}]},
+    "en": "b",
+    "st": ["x", "z"],
+    "bt": 513,
+    "bo": 1,
+    "nul": None,
+}
 
 
 def test_every_common_type_insert_update_delete_and_snapshot_alike(db: str) -> None:
@@ -62,6 +83,7 @@ def test_every_common_type_insert_update_delete_and_snapshot_alike(db: str) -> N
             return events + await drain(src, lambda ev: len(ev) >= 4)
         finally:
             await src.close()
+
     r, c, u, d1, d2 = run(go())
     assert [e["op"] for e in (r, c, u, d1, d2)] == ["r", "c", "u", "d", "d"]
     assert r["after"] == {"id": 1, **EXPECTED} and r["before"] is None
@@ -97,6 +119,7 @@ def test_big_transaction_has_tx_end_only_at_its_end_and_resumes_mid_way(db: str)
             return chunks, events
         finally:
             await src.close()
+
     chunks, events = run(first())
     assert len(events) == 501
     big = events[:500]
@@ -122,6 +145,7 @@ def test_big_transaction_has_tx_end_only_at_its_end_and_resumes_mid_way(db: str)
             return await drain(src, lambda ev: len(ev) >= n)
         finally:
             await src.close()
+
     again = run(resume(positions[122], 501 - 123))
     assert [e["source"]["position"] for e in again] == positions[123:]
     after_tx = run(resume(positions[499], 1))
@@ -139,13 +163,19 @@ def test_snapshot_initial_each_row_once_then_changes_without_gap_or_double(db: s
             events = await drain(src, lambda ev: len(ev) >= 100)
             # changes while the snapshot runs: some land before its point, most after
             for i in range(1, 40):
-                sql(db, f"UPDATE a SET v = v + 1000 WHERE id = {i * 20}", f"DELETE FROM b WHERE id = {i * 5}",
-                    f"INSERT INTO a VALUES ({2000 + i}, {i})", f"UPDATE b SET v = -v WHERE id = {i * 5 + 1}")
+                sql(
+                    db,
+                    f"UPDATE a SET v = v + 1000 WHERE id = {i * 20}",
+                    f"DELETE FROM b WHERE id = {i * 5}",
+                    f"INSERT INTO a VALUES ({2000 + i}, {i})",
+                    f"UPDATE b SET v = -v WHERE id = {i * 5 + 1}",
+                )
             sql(db, "INSERT INTO b VALUES (9999, 0)")
             return events + await drain(src, lambda ev: any(e["after"] and e["after"]["id"] == 9999 for e in ev))
         finally:
             assert src.stats()["snapshot"]["done"] is True
             await src.close()
+
     events = run(go())
     snap = [e for e in events if e["op"] == "r"]
     assert len(snap) == 1300
@@ -153,14 +183,19 @@ def test_snapshot_initial_each_row_once_then_changes_without_gap_or_double(db: s
     assert replay(events) == table_state(db, ["a", "b"])
 
 
-def resume_scenario(db: str, stop_after: int, conf: MysqlSourceConfig, name: str, strict: bool,
-                    then: int = 0) -> None:
+def resume_scenario(db: str, stop_after: int, conf: MysqlSourceConfig, name: str, strict: bool, then: int = 0) -> None:
     """Run 1 delivers `stop_after` events and dies; writes happen; run 2 resumes from the last delivered
     position (optionally dies again after `then` more events, run 3 resumes); the replay matches."""
+
     def writes(tag: int) -> None:
         for i in range(1, 30):
-            sql(db, f"UPDATE a SET v = v + {tag} WHERE id = {i * 7}", f"DELETE FROM b WHERE id = '{i * 3 + tag}'",
-                f"INSERT INTO a VALUES ({tag * 1000 + i}, {i})", f"UPDATE c SET v = -v WHERE id = {i + tag}")
+            sql(
+                db,
+                f"UPDATE a SET v = v + {tag} WHERE id = {i * 7}",
+                f"DELETE FROM b WHERE id = '{i * 3 + tag}'",
+                f"INSERT INTO a VALUES ({tag * 1000 + i}, {i})",
+                f"UPDATE c SET v = -v WHERE id = {i + tag}",
+            )
 
     async def one(position: str | None, n: int | None, sentinel: bool) -> list[dict[str, Any]]:
         src = MysqlSource(conf, ctx(name))
@@ -170,10 +205,10 @@ def resume_scenario(db: str, stop_after: int, conf: MysqlSourceConfig, name: str
                 return (await drain(src, lambda ev: len(ev) >= n))[:n]
             events = await drain(src, lambda ev: src.stats()["snapshot"]["done"])
             sql(db, "INSERT INTO c VALUES (99999, 0)")
-            return events + await drain(src, lambda ev: any(e["op"] == "c" and e["after"]["id"] == 99999
-                                                            for e in ev))
+            return events + await drain(src, lambda ev: any(e["op"] == "c" and e["after"]["id"] == 99999 for e in ev))
         finally:
             await src.close()
+
     delivered = run(one(None, stop_after, False))
     writes(1)
     ck = delivered[-1]["source"]["position"]
@@ -183,7 +218,7 @@ def resume_scenario(db: str, stop_after: int, conf: MysqlSourceConfig, name: str
         delivered += more
         ck = delivered[-1]["source"]["position"]
         writes(2)
-    if then > 700:      # the crash hit the catch-up window: that position carries the snapshot entries
+    if then > 700:  # the crash hit the catch-up window: that position carries the snapshot entries
         assert not ck.startswith("snapshot:") and "@" in ck, ck
     rest = run(one(ck, None, True))
     assert all(MysqlSource.position_key(e["source"]["position"]) > MysqlSource.position_key(ck) for e in rest)
@@ -193,16 +228,26 @@ def resume_scenario(db: str, stop_after: int, conf: MysqlSourceConfig, name: str
 
 @pytest.fixture
 def three(db: str) -> str:
-    sql(db, "CREATE TABLE a (id INT PRIMARY KEY, v INT)", "CREATE TABLE b (id VARCHAR(10) PRIMARY KEY, v INT)",
-        "CREATE TABLE c (id BIGINT PRIMARY KEY, v INT)")
-    sql(db, "INSERT INTO a SELECT seq, seq FROM seq_1_to_400", "INSERT INTO b SELECT seq, seq FROM seq_1_to_200",
-        "INSERT INTO c SELECT seq, seq FROM seq_1_to_300")
+    sql(
+        db,
+        "CREATE TABLE a (id INT PRIMARY KEY, v INT)",
+        "CREATE TABLE b (id VARCHAR(10) PRIMARY KEY, v INT)",
+        "CREATE TABLE c (id BIGINT PRIMARY KEY, v INT)",
+    )
+    sql(
+        db,
+        "INSERT INTO a SELECT seq, seq FROM seq_1_to_400",
+        "INSERT INTO b SELECT seq, seq FROM seq_1_to_200",
+        "INSERT INTO c SELECT seq, seq FROM seq_1_to_300",
+    )
     return db
 
 
-@pytest.mark.parametrize("stop_after, then", [(130, 0), (400, 0), (900, 0), (130, 100), (130, 780)],
-                         ids=["mid-int-key-table", "end-of-table", "at-handoff", "twice-in-snapshot",
-                              "in-snapshot-then-catch-up"])
+@pytest.mark.parametrize(
+    "stop_after, then",
+    [(130, 0), (400, 0), (900, 0), (130, 100), (130, 780)],
+    ids=["mid-int-key-table", "end-of-table", "at-handoff", "twice-in-snapshot", "in-snapshot-then-catch-up"],
+)
 def test_snapshot_resumes_exactly_after_a_crash(three: str, stop_after: int, then: int) -> None:
     conf = cfg(three, ["a", "b", "c"], snapshot_chunk=50)
     resume_scenario(three, stop_after, conf, "tg-my-resume", strict=True, then=then)
@@ -225,6 +270,7 @@ def test_snapshot_never_starts_at_the_end_of_the_log(db: str) -> None:
             return await drain(src, lambda ev: len(ev) >= 1)
         finally:
             await src.close()
+
     assert [(e["op"], e["after"]["id"]) for e in run(go())] == [("c", 2)]
 
 
@@ -235,6 +281,7 @@ def open_error(conf: MysqlSourceConfig, position: str | None = None) -> SourceEr
             await src.open(position)
         finally:
             await src.close()
+
     with pytest.raises(SourceError) as info:
         run(go())
     return info.value
@@ -254,8 +301,12 @@ def test_clear_errors_name_the_fix(db: str) -> None:
 
 def test_missing_replication_privileges_and_row_format_are_named(db: str) -> None:
     user = db.replace("tg_my_", "tgmy")
-    sql(db, "CREATE TABLE t (id INT PRIMARY KEY)", f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'",
-        f"GRANT SELECT ON {db}.* TO '{user}'@'127.0.0.1'")
+    sql(
+        db,
+        "CREATE TABLE t (id INT PRIMARY KEY)",
+        f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'",
+        f"GRANT SELECT ON {db}.* TO '{user}'@'127.0.0.1'",
+    )
     try:
         e = open_error(MysqlSourceConfig(dsn=f"mysql://{user}:pw@127.0.0.1:3306/{db}", tables=["t"]))
         assert not e.retryable and "REPLICATION SLAVE" in e.message and "GRANT" in e.message

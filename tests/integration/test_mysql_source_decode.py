@@ -1,6 +1,7 @@
 """The fast row decoder (my_decode) against mysql-replication + the converter, on real MariaDB binlog
 rows of every column type and edge value: both must give the same events, and the snapshot the same
 values as the binlog."""
+
 from __future__ import annotations
 
 import threading
@@ -28,20 +29,26 @@ TABLE = """CREATE TABLE e (id INT PRIMARY KEY,
   tm TIME, tm1 TIME(1), tm6 TIME(6), yr YEAR, js JSON, en ENUM('a','b','c'), st SET('x','y','z'),
   b1 BIT(1), b9 BIT(9), b64 BIT(64), bo BOOLEAN)"""
 ROWS = [
-    ("(1, -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295, -9223372036854775808,"
-     " 18446744073709551615, 1.1, -2.5e300, -12.34, -0.99, 12345678901234567890.0123456789, -42,"
-     " 0.000000000000000000000000000001, '', REPEAT('x', 300), 'abc', 'café', 'text', REPEAT('l', 70000),"
-     " x'00ff', x'', x'0102', '1000-01-01 00:00:00', '2024-02-29 23:59:59.999999', '2024-01-02 03:04:05.100',"
-     " '1970-01-01 00:00:01', '2038-01-19 03:14:07.000001', '9999-12-31', '-838:59:59', '00:00:00.5',"
-     " '12:34:56.000001', 1901, '{\"k\": [true, null, 1.5, \"é\"]}', 'c', '', b'1', b'100000001',"
-     " b'1111111111111111111111111111111111111111111111111111111111111111', false)"),
-    ("(2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'ü', 'v', 'x', 'x', '', '', '', '', x'000000',"
-     " '2024-01-02 03:04:05', '2024-01-02 03:04:05', '2024-01-02 03:04:05', '2024-01-02 03:04:05',"
-     " '2024-01-02 03:04:05', '2024-01-02', '-00:00:01', '-00:00:01.5', '838:59:59.000000', 2155, '[]',"
-     " 'a', 'x,y,z', b'0', b'0', b'0', true)"),
-    ("(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-     " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
-     " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"),
+    (
+        "(1, -128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295, -9223372036854775808,"
+        " 18446744073709551615, 1.1, -2.5e300, -12.34, -0.99, 12345678901234567890.0123456789, -42,"
+        " 0.000000000000000000000000000001, '', REPEAT('x', 300), 'abc', 'café', 'text', REPEAT('l', 70000),"
+        " x'00ff', x'', x'0102', '1000-01-01 00:00:00', '2024-02-29 23:59:59.999999', '2024-01-02 03:04:05.100',"
+        " '1970-01-01 00:00:01', '2038-01-19 03:14:07.000001', '9999-12-31', '-838:59:59', '00:00:00.5',"
+        " '12:34:56.000001', 1901, '{\"k\": [true, null, 1.5, \"é\"]}', 'c', '', b'1', b'100000001',"
+        " b'1111111111111111111111111111111111111111111111111111111111111111', false)"
+    ),
+    (
+        "(2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 'ü', 'v', 'x', 'x', '', '', '', '', x'000000',"
+        " '2024-01-02 03:04:05', '2024-01-02 03:04:05', '2024-01-02 03:04:05', '2024-01-02 03:04:05',"
+        " '2024-01-02 03:04:05', '2024-01-02', '-00:00:01', '-00:00:01.5', '838:59:59.000000', 2155, '[]',"
+        " 'a', 'x,y,z', b'0', b'0', b'0', true)"
+    ),
+    (
+        "(3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+        " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,"
+        " NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+    ),
 ]
 
 
@@ -80,7 +87,7 @@ def snapshot(db: str) -> list[dict[str, Any]]:
     with connect(db) as c, c.cursor() as cur:
         server = check_server(cur, dsn.where)
         tables = load_tables(cur, [(db, "e")], server.flavor, dsn.where)
-    feed = Collect(10 ** 9)
+    feed = Collect(10**9)
     Snapshot(dsn, server, tables, 100, feed, {}, structlog.get_logger()).run(0, ())  # type: ignore[arg-type]
     return feed.events
 
@@ -92,8 +99,11 @@ def test_fast_decoder_equals_mysql_replication_for_every_type(db: str) -> None:
         f, p = cur.fetchone()[:2]
     sql(db, *[f"INSERT INTO e VALUES {r}" for r in ROWS])
     snap = snapshot(db)
-    sql(db, "UPDATE e SET vc = 'changed', d1 = d1 + 1, st = 'y', b9 = b'11' WHERE id IN (1, 2, 3)",
-        "DELETE FROM e WHERE id IN (1, 2, 3)")
+    sql(
+        db,
+        "UPDATE e SET vc = 'changed', d1 = d1 + 1, st = 'y', b9 = b'11' WHERE id IN (1, 2, 3)",
+        "DELETE FROM e WHERE id IN (1, 2, 3)",
+    )
     fast = stream(db, f"{f}:{p}", 9, fast=True)
     slow = stream(db, f"{f}:{p}", 9, fast=False)
     assert [e["op"] for e in fast] == ["c"] * 3 + ["u"] * 3 + ["d"] * 3
@@ -110,7 +120,7 @@ def test_fast_decoder_equals_mysql_replication_for_every_type(db: str) -> None:
     r1 = fast[0]["after"]
     assert r1["d3"] == "12345678901234567890.0123456789" and r1["d2"] == "-0.99" and r1["d4"] == "-42"
     assert r1["d5"] == "0.000000000000000000000000000001"
-    assert r1["bu"] == 18446744073709551615 and r1["b64"] == 2 ** 64 - 1 and r1["b9"] == 257
+    assert r1["bu"] == 18446744073709551615 and r1["b64"] == 2**64 - 1 and r1["b9"] == 257
     assert r1["tm"] == "-838:59:59" and r1["t6"] == "2038-01-19T03:14:07.000001Z" and r1["la"] == "café"
     assert r1["js"] == {"k": [True, None, 1.5, "é"]} and r1["st"] == [] and r1["vb"] == ""
     assert fast[1]["after"]["st"] == ["x", "y", "z"] and fast[1]["after"]["tm1"] == "-00:00:01.500000"

@@ -3,6 +3,7 @@ a driver for the source plugin, and a strict replay of change events against the
 
 (No tests here; the name keeps it inside the mysql source's test files.)
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,15 +63,17 @@ def rows(db: str, table: str, cols: str = "*") -> dict[Any, dict[str, Any]]:
         return {r["id"]: r for r in cur.fetchall()}
 
 
-async def drain(src: Any, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0,
-                chunks: list[Chunk] | None = None) -> list[dict[str, Any]]:
+async def drain(
+    src: Any, until: Callable[[list[dict[str, Any]]], bool], timeout: float = 30.0, chunks: list[Chunk] | None = None
+) -> list[dict[str, Any]]:
     """Read chunks until `until(events)`; fail after `timeout` s."""
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while not until(events):
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s with {len(events)} events; "
-                                 f"last: {events[-1:]}; stats: {src.stats()}")
+            raise AssertionError(
+                f"timed out after {timeout}s with {len(events)} events; last: {events[-1:]}; stats: {src.stats()}"
+            )
         chunk = await src.read()
         if chunk is not None:
             events.extend(chunk.events)
@@ -87,8 +90,9 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def replay(events: list[dict[str, Any]], strict: bool = True, rereads: bool = False,
-           cols: tuple[str, ...] = ("id", "v")) -> dict[tuple[str, Any], dict[str, Any]]:
+def replay(
+    events: list[dict[str, Any]], strict: bool = True, rereads: bool = False, cols: tuple[str, ...] = ("id", "v")
+) -> dict[tuple[str, Any], dict[str, Any]]:
     """Apply events in order. strict: each row arrives once (r or c), every update/delete's `before`
     equals what the replay holds (a missed or doubled change breaks that). rereads: a snapshot row may
     come again while no change of it came in between (at-least-once after a worker crash: the rows
@@ -112,14 +116,16 @@ def replay(events: list[dict[str, Any]], strict: bool = True, rereads: bool = Fa
         from_snapshot.discard(k_after)
         if e["op"] == "u":
             if strict:
-                assert state.get(k_before) == pick(e["before"]), \
+                assert state.get(k_before) == pick(e["before"]), (
                     f"{where}: before {pick(e['before'])} but replay holds {state.get(k_before)}"
+                )
             state.pop(k_before, None)
             state[k_after] = pick(e["after"])
         else:
             if strict:
-                assert state.get(k_before) == pick(e["before"]), \
+                assert state.get(k_before) == pick(e["before"]), (
                     f"{where}: before {pick(e['before'])} but replay holds {state.get(k_before)}"
+                )
             state.pop(k_before, None)
     return state
 

@@ -4,12 +4,14 @@ Each test uses its own tables, slot and publication (random suffix) in database 
 removes them at the end (a leftover slot pins WAL for everyone). Helpers here are reused by
 test_pg_source_resume.py.
 """
+
 from __future__ import annotations
 
 import asyncio
 import os
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -82,8 +84,10 @@ class PG:
         return src
 
     def slot_row(self, slot: str | None = None) -> tuple[Any, ...] | None:
-        rows = self.sql("SELECT confirmed_flush_lsn::text, active_pid FROM pg_replication_slots WHERE slot_name = %s",
-                        (slot or self.slot,))
+        rows = self.sql(
+            "SELECT confirmed_flush_lsn::text, active_pid FROM pg_replication_slots WHERE slot_name = %s",
+            (slot or self.slot,),
+        )
         return rows[0] if rows else None
 
     def close(self) -> None:
@@ -94,7 +98,7 @@ class PG:
                 pass
         pat = f"%{self.suffix}%"
         for (slot,) in self.sql("SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s", (pat,)):
-            wait_until(lambda: self._drop_slot(slot), timeout=15, message=f"slot {slot} dropped")
+            wait_until(lambda: self._drop_slot(slot), timeout=15, message=f"slot {slot} dropped")  # noqa: B023
         for (pub,) in self.sql("SELECT pubname FROM pg_publication WHERE pubname LIKE %s", (pat,)):
             self.sql(f'DROP PUBLICATION "{pub}"')
         for t in self.tables:
@@ -121,8 +125,9 @@ def pg() -> Iterator[PG]:
         ctx.close()
 
 
-async def drain(src: PostgresSource, n: int, timeout: float = 20.0, chunks: list[Chunk] | None = None
-                ) -> list[dict[str, Any]]:
+async def drain(
+    src: PostgresSource, n: int, timeout: float = 20.0, chunks: list[Chunk] | None = None
+) -> list[dict[str, Any]]:
     """Read until `n` events arrived (fails on timeout); extra events of the last chunk are kept."""
     out: list[dict[str, Any]] = []
     loop = asyncio.get_running_loop()
@@ -155,16 +160,35 @@ TYPES_ROW = """(%s, -2, 9007199254740993, 1234.500000, 1.5, 2.25, 'héllo', 'vc'
     '2024-01-02 03:04:05.5', '2024-01-02 03:04:05.123456+02', '10:11:12', '1 day 2 hours', 
     'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{"k": [1, 2]}', '{"b": true}', '\\x00ff10', '{1,NULL,3}',
     '{"x y",z}', '192.168.0.1/32', repeat('x', 5000))"""
-TYPES_EXPECTED = {"i2": -2, "i8": 9007199254740993, "num": "1234.500000", "r": 1.5, "d": 2.25, "t": "héllo",
-                  "vc": "vc", "ch": "ab ", "b": True, "dt": "2024-02-29", "ts": "2024-01-02T03:04:05.5",
-                  "tstz": "2024-01-02T01:04:05.123456Z", "tm": "10:11:12", "iv": "P1DT2H",
-                  "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "j": {"k": [1, 2]}, "jb": {"b": True},
-                  "by": "AP8Q", "ia": [1, None, 3], "ta": ["x y", "z"], "ip": "192.168.0.1", "big": "x" * 5000}
+TYPES_EXPECTED = {
+    "i2": -2,
+    "i8": 9007199254740993,
+    "num": "1234.500000",
+    "r": 1.5,
+    "d": 2.25,
+    "t": "héllo",
+    "vc": "vc",
+    "ch": "ab ",
+    "b": True,
+    "dt": "2024-02-29",
+    "ts": "2024-01-02T03:04:05.5",
+    "tstz": "2024-01-02T01:04:05.123456Z",
+    "tm": "10:11:12",
+    "iv": "P1DT2H",
+    "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    "j": {"k": [1, 2]},
+    "jb": {"b": True},
+    "by": "AP8Q",
+    "ia": [1, None, 3],
+    "ta": ["x y", "z"],
+    "ip": "192.168.0.1",
+    "big": "x" * 5000,
+}
 
 
 def test_every_common_type_and_op_snapshot_and_stream_alike(pg: PG) -> None:
     t = pg.table("types", TYPES_DDL)
-    pg.sql(f"ALTER TABLE {t} ALTER COLUMN big SET STORAGE EXTERNAL")      # out of line, uncompressed
+    pg.sql(f"ALTER TABLE {t} ALTER COLUMN big SET STORAGE EXTERNAL")  # out of line, uncompressed
     full = pg.table("full", "id int PRIMARY KEY, v text, n int")
     pg.sql(f"ALTER TABLE {full} REPLICA IDENTITY FULL")
     pg.sql(f"INSERT INTO {t} VALUES {TYPES_ROW}", (1,))
@@ -177,7 +201,7 @@ def test_every_common_type_and_op_snapshot_and_stream_alike(pg: PG) -> None:
         assert sorted((e["op"], e["source"]["table"]) for e in snap) == [("r", full), ("r", t)]
         r = next(e for e in snap if e["source"]["table"] == t)
         assert r["after"] == {"id": 1, **TYPES_EXPECTED} and r["before"] is None
-        with pg.conn.cursor() as cur:            # one transaction: one tx_id
+        with pg.conn.cursor() as cur:  # one transaction: one tx_id
             pg.conn.autocommit = False
             cur.execute(f"INSERT INTO {t} VALUES {TYPES_ROW}", (2,))
             cur.execute(f"UPDATE {t} SET b = false, ia = NULL WHERE id = 2")
@@ -191,9 +215,9 @@ def test_every_common_type_and_op_snapshot_and_stream_alike(pg: PG) -> None:
         assert [e["op"] for e in ev] == ["c", "u", "u", "d", "u", "d"]
         c, u1, u2, d, fu, fd = ev
         assert c["after"] == {"id": 2, **TYPES_EXPECTED} and c["before"] is None
-        unchanged = {k: v for k, v in TYPES_EXPECTED.items() if k != "big"}      # TOAST unchanged: omitted
+        unchanged = {k: v for k, v in TYPES_EXPECTED.items() if k != "big"}  # TOAST unchanged: omitted
         assert u1["after"] == {"id": 2, **unchanged, "b": False, "ia": None}
-        assert u1["before"] == {"id": 2}                      # default identity: key only
+        assert u1["before"] == {"id": 2}  # default identity: key only
         assert c["source"]["tx_id"] == u1["source"]["tx_id"] != u2["source"]["tx_id"]
         assert u2["before"] == {"id": 2} and u2["after"]["id"] == 3
         assert "big" not in u2["after"], "unchanged TOAST value is omitted"
@@ -207,6 +231,7 @@ def test_every_common_type_and_op_snapshot_and_stream_alike(pg: PG) -> None:
         keys = [position_key(e["source"]["position"]) for e in snap + ev]
         assert keys == sorted(keys) and len(set(keys)) == len(keys)
         await src.close()
+
     asyncio.run(main())
 
 
@@ -218,19 +243,20 @@ def test_500_row_transaction_is_one_chunk_stream_ending_at_commit(pg: PG) -> Non
         await src.open(None)
         pg.sql(f"INSERT INTO {t} VALUES (0, 'before')")
         pg.sql(f"INSERT INTO {t} SELECT g, 'x' FROM generate_series(1, 500) g")
-        pg.sql(f"INSERT INTO {t} SELECT g, 'y' FROM generate_series(501, 12600) g")   # > one chunk
+        pg.sql(f"INSERT INTO {t} SELECT g, 'y' FROM generate_series(501, 12600) g")  # > one chunk
         chunks: list[Chunk] = []
         ev = await drain(src, 12601, chunks=chunks)
         assert [e["after"]["id"] for e in ev] == list(range(12601))
         txs = [e["source"]["tx_id"] for e in ev]
         assert len(set(txs[1:501])) == 1 and txs[0] != txs[1] and txs[501] != txs[500]
-        for ch in chunks:                    # tx_end exactly when the chunk's last event ends its tx
+        for ch in chunks:  # tx_end exactly when the chunk's last event ends its tx
             last = ch.events[-1]
             i = ev.index(last)
             ends = i == len(ev) - 1 or ev[i + 1]["source"]["tx_id"] != last["source"]["tx_id"]
             assert ch.tx_end == ends
         assert sum(1 for ch in chunks if not ch.tx_end) >= 2, "the 12100-row tx came in several chunks"
         await src.close()
+
     asyncio.run(main())
 
 
@@ -243,7 +269,7 @@ def test_snapshot_initial_yields_each_row_once_then_streams_without_gap_or_doubl
 
     async def main() -> None:
         src = pg.source([t, nopk], snapshot="initial", snapshot_chunk=400)
-        src._buf.limit = 300                       # the thread pauses after each chunk: changes land mid-snapshot
+        src._buf.limit = 300  # the thread pauses after each chunk: changes land mid-snapshot
         await src.open(None)
         first = await drain(src, 400)
         pg.sql(f"UPDATE {t} SET v = 1 WHERE id <= 10 OR id > 2490")
@@ -260,11 +286,15 @@ def test_snapshot_initial_yields_each_row_once_then_streams_without_gap_or_doubl
         assert ev.index(snap[-1]) == len(snap) - 1, "every r before the first change"
         got = sorted((e["op"], e["source"]["table"], (e["after"] or e["before"]).get("id", -1)) for e in stream)
         assert got == sorted(
-            [("u", t, i) for i in [*range(1, 11), *range(2491, 2501)]] + [("d", t, i) for i in range(11, 21)]
-            + [("c", t, i) for i in range(3001, 3011)] + [("c", nopk, -1)])
+            [("u", t, i) for i in [*range(1, 11), *range(2491, 2501)]]
+            + [("d", t, i) for i in range(11, 21)]
+            + [("c", t, i) for i in range(3001, 3011)]
+            + [("c", nopk, -1)]
+        )
         assert src.stats()["snapshot"]["done"] is True and src.stats()["snapshot"]["rows_done"] == 3700
         assert await quiet(src, 0.5) == []
         await src.close()
+
     asyncio.run(main())
 
 
@@ -280,23 +310,25 @@ def test_flush_follows_committed_position_only_then_idle_slot_advances(pg: PG) -
         ev = await drain(src, 30)
         commits = sorted({lsn_to_int(e["source"]["position"].split(":")[0]) for e in ev})
         assert len(commits) == 3
-        await quiet(src, 1.0)                      # read, never committed: the slot must not move
+        await quiet(src, 1.0)  # read, never committed: the slot must not move
         assert lsn_to_int(pg.slot_row()[0]) == created
-        mid = ev[14]["source"]["position"]         # in the middle of the second transaction
+        mid = ev[14]["source"]["position"]  # in the middle of the second transaction
         await src.commit(mid)
         wait_until(lambda: lsn_to_int(pg.slot_row()[0]) == commits[1], timeout=5, message="flush = commit LSN")
-        await quiet(src, 1.0)                      # heartbeat ticks: something is still in flight
+        await quiet(src, 1.0)  # heartbeat ticks: something is still in flight
         assert lsn_to_int(pg.slot_row()[0]) == commits[1]
         await src.commit(ev[-1]["source"]["position"])
 
         def advanced() -> bool:
             asyncio.get_event_loop_policy()
             return lsn_to_int(pg.slot_row()[0]) > commits[2]
+
         end = asyncio.get_running_loop().time() + 10
         while not advanced():
             assert asyncio.get_running_loop().time() < end, "idle slot did not advance to the WAL end"
             assert await src.read() is None
         await src.close()
+
     asyncio.run(main())
 
 
@@ -309,7 +341,7 @@ def test_drop_removes_slot_and_own_publication_only(pg: PG) -> None:
         src = pg.source([t])
         await src.open(None)
         wait_until(lambda: pg.slot_row()[1] is not None, timeout=10, message="slot active")
-        await src.drop()                      # the runtime drops before it closes: drop stops streaming first
+        await src.drop()  # the runtime drops before it closes: drop stops streaming first
         await src.close()
         assert pg.slot_row() is None
         assert pg.sql("SELECT 1 FROM pg_publication WHERE pubname = %s", (src.publication,)) == []
@@ -323,6 +355,7 @@ def test_drop_removes_slot_and_own_publication_only(pg: PG) -> None:
         await kept.close()
         await kept.drop()
         assert pg.slot_row(kept.slot) is not None
+
     asyncio.run(main())
 
 
@@ -355,4 +388,5 @@ def test_clear_errors_name_the_fix(pg: PG) -> None:
         e = await fails(pg.source([ok]), "is active for PID", "another `slot`")
         assert e.retryable
         await first.close()
+
     asyncio.run(main())

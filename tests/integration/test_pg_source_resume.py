@@ -1,6 +1,7 @@
 """PostgresSource resumes: mid-transaction, mid-snapshot, at the snapshot/stream handoff, while
 paused (keepalives), and across a restart of the PostgreSQL server itself (a private throwaway
 cluster on a free port, so that the restart disturbs no other test sharing the main server)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,6 @@ import psycopg2
 
 from shared.errors import SourceError
 from shared.spec.model import PostgresSourceConfig
-
 from tests.integration.test_pg_source import DSN, PG, drain, pg, quiet  # noqa: F401 - pg is a fixture
 from tests.support import free_port, require_service, wait_until
 from worker.sources.base import SourceContext
@@ -65,6 +65,7 @@ def test_resume_mid_transaction_skips_the_delivered_prefix_and_not_a_row_more(pg
         assert [e["source"]["position"] for e in rest] == [e["source"]["position"] for e in ev[4:]]
         assert await quiet(again, 0.3) == []
         await again.close()
+
     asyncio.run(main())
 
 
@@ -77,17 +78,17 @@ def test_restart_mid_snapshot_resumes_at_table_granularity_without_gap_or_double
         src = pg.source(ts, snapshot="initial", snapshot_chunk=500)
         src._buf.limit = 400
         await src.open(None)
-        first = await drain(src, 1200 + 500)          # table 0 complete, table 1 in part
+        first = await drain(src, 1200 + 500)  # table 0 complete, table 1 in part
         committed = first[-1]["source"]["position"]
         assert parse(committed).table == 1
-        pg.sql(f"UPDATE {ts[0]} SET v = 1 WHERE id <= 5")      # after the slot's point: streamed
-        await src.close()                              # the exported snapshot is gone with it
-        pg.sql(f"UPDATE {ts[1]} SET v = 2 WHERE id <= 5")      # before the re-export: in the new snapshot
+        pg.sql(f"UPDATE {ts[0]} SET v = 1 WHERE id <= 5")  # after the slot's point: streamed
+        await src.close()  # the exported snapshot is gone with it
+        pg.sql(f"UPDATE {ts[1]} SET v = 2 WHERE id <= 5")  # before the re-export: in the new snapshot
         pg.sql(f"DELETE FROM {ts[2]} WHERE id > 1190")
         again = pg.source(ts, snapshot="initial", snapshot_chunk=500)
         await again.open(committed)
         rest = await drain(again, 1200 * 2 - 10 + 5, timeout=30)
-        pg.sql(f"UPDATE {ts[1]} SET v = 3 WHERE id = 1")       # after: streamed
+        pg.sql(f"UPDATE {ts[1]} SET v = 3 WHERE id = 1")  # after: streamed
         pg.sql(f"INSERT INTO {ts[2]} VALUES (5000, 9)")
         rest += await drain(again, 2)
         assert await quiet(again, 0.3) == []
@@ -103,6 +104,7 @@ def test_restart_mid_snapshot_resumes_at_table_granularity_without_gap_or_double
         for t in ts:
             assert replay([e for e in first + rest if e["source"]["table"] == t], strict=True) == table_state(pg, t)
         await again.close()
+
     asyncio.run(main())
 
 
@@ -116,7 +118,7 @@ def test_resume_at_snapshot_stream_handoff_streams_from_the_slot_point(pg: PG) -
         snap = await drain(src, 300)
         last = snap[-1]["source"]["position"]
         assert last.endswith(":last")
-        pg.sql(f"UPDATE {t} SET v = 1 WHERE id <= 3")          # streamed while "down"
+        pg.sql(f"UPDATE {t} SET v = 1 WHERE id <= 3")  # streamed while "down"
         await src.close()
         pg.sql(f"INSERT INTO {t} VALUES (301, 1)")
         again = pg.source([t], snapshot="initial")
@@ -126,6 +128,7 @@ def test_resume_at_snapshot_stream_handoff_streams_from_the_slot_point(pg: PG) -
         assert await quiet(again, 0.3) == []
         assert replay(snap + ev, strict=True) == table_state(pg, t)
         await again.close()
+
     asyncio.run(main())
 
 
@@ -140,11 +143,12 @@ def test_paused_pipeline_keeps_the_replication_connection_alive(pg: PG) -> None:
         for i in range(50):
             pg.sql(f"INSERT INTO {t} SELECT g, 0 FROM generate_series({i * 100 + 1}, {i * 100 + 100}) g")
         wait_until(lambda: src._buf.thread_blocked, timeout=10, message="buffer full, thread holding")
-        await asyncio.sleep(5)                       # "paused": read() not called for 2.5 x wal_sender_timeout
+        await asyncio.sleep(5)  # "paused": read() not called for 2.5 x wal_sender_timeout
         ev = await drain(src, 5000)
         assert sorted(e["after"]["id"] for e in ev) == list(range(1, 5001))
         assert src.stats()["stream"]["reconnects"] == 0, src.stats()
         await src.close()
+
     asyncio.run(main())
 
 
@@ -158,29 +162,47 @@ class PrivateCluster:
         self.dir = tempfile.mkdtemp(prefix="tg_pg_cluster_")
         self.port = free_port()
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-        self.opts = (f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
-                     f"-c wal_level={wal_level} -c max_replication_slots=4 -c max_wal_senders=4 -c fsync=off")
+        self.opts = (
+            f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
+            f"-c wal_level={wal_level} -c max_replication_slots=4 -c max_wal_senders=4 -c fsync=off"
+        )
 
     def _run(self, *args: str, timeout: float = 60) -> None:
         cmd = " ".join(shlex.quote(a) for a in args)
-        if os.geteuid() == 0:                           # the server refuses to run as root
-            subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", cmd], check=True, timeout=timeout,
-                           capture_output=True)
+        if os.geteuid() == 0:  # the server refuses to run as root
+            subprocess.run(
+                ["su", "postgres", "-s", "/bin/sh", "-c", cmd], check=True, timeout=timeout, capture_output=True
+            )
         else:
             subprocess.run(args, check=True, timeout=timeout, capture_output=True)
 
-    def start(self) -> "PrivateCluster":
+    def start(self) -> PrivateCluster:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run(f"{self.bin}/initdb", "-D", f"{self.dir}/data", "-A", "trust", "-U", "postgres", "--no-sync")
-        self._run(f"{self.bin}/pg_ctl", "-D", f"{self.dir}/data", "-o", self.opts, "-l", f"{self.dir}/log", "-w",
-                  "start")
+        self._run(
+            f"{self.bin}/pg_ctl", "-D", f"{self.dir}/data", "-o", self.opts, "-l", f"{self.dir}/log", "-w", "start"
+        )
         return self
 
     def restart(self) -> None:
         """Fast shutdown (waits for walsenders to be answered), then start: 20 s is an ample bound."""
-        self._run(f"{self.bin}/pg_ctl", "-D", f"{self.dir}/data", "-o", self.opts, "-l", f"{self.dir}/log",
-                  "-m", "fast", "-w", "-t", "20", "restart", timeout=40)
+        self._run(
+            f"{self.bin}/pg_ctl",
+            "-D",
+            f"{self.dir}/data",
+            "-o",
+            self.opts,
+            "-l",
+            f"{self.dir}/log",
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "20",
+            "restart",
+            timeout=40,
+        )
 
     def close(self) -> None:
         try:
@@ -209,7 +231,7 @@ def test_server_restart_is_ridden_out_without_loss() -> None:
             await src.open(None)
             for i in range(5):
                 insert(i * 100 + 1, i * 100 + 100)
-            ev = await drain(src, 200)                   # part read, part still on the server
+            ev = await drain(src, 200)  # part read, part still on the server
             await src.commit(ev[-1]["source"]["position"])
             conn.close()
             t0 = time.monotonic()
@@ -224,6 +246,7 @@ def test_server_restart_is_ridden_out_without_loss() -> None:
             assert len(ids) == len(set(ids)), "nothing doubled: the reconnect resumed after the last event handed out"
             assert src.stats()["stream"]["reconnects"] >= 1
             await src.close()
+
         asyncio.run(main())
     finally:
         if conn is not None:
@@ -235,6 +258,7 @@ def test_wal_level_not_logical_is_a_clear_error_naming_the_fix() -> None:
     require_service("postgresql", "127.0.0.1", 5432)
     cluster = PrivateCluster(wal_level="replica").start()
     try:
+
         async def main() -> None:
             conf = PostgresSourceConfig(dsn=cluster.dsn, tables=["public.t"], snapshot="never")
             src = PostgresSource(conf, SourceContext(pipeline="tg-pg-wal"))
@@ -247,6 +271,7 @@ def test_wal_level_not_logical_is_a_clear_error_naming_the_fix() -> None:
                 raise AssertionError("open() succeeded with wal_level=replica")
             finally:
                 await src.close()
+
         asyncio.run(main())
     finally:
         cluster.close()

@@ -6,6 +6,7 @@ the test asserts the held batch and everything after it arrive); exactly-once:
 a writer process SIGKILLed inside a transaction, then a replay, leaves every
 event exactly once for a read_committed reader; fatal errors are fatal.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,16 +38,28 @@ def events(a: int, b: int, tables: tuple[str, ...] = ("shop.orders",), payload: 
     out = []
     for n in range(a, b + 1):
         db, table = tables[(n - 1) % len(tables)].split(".")
-        out.append({"op": "c", "ts_ms": 1732800000000 + n,
-                    "source": {"connector": "generator", "db": db, "schema": None, "table": table,
-                               "position": str(n), "tx_id": str(n), "ts_ms": 1732800000000},
-                    "before": None, "after": {"id": n, "payload": payload}})
+        out.append(
+            {
+                "op": "c",
+                "ts_ms": 1732800000000 + n,
+                "source": {
+                    "connector": "generator",
+                    "db": db,
+                    "schema": None,
+                    "table": table,
+                    "position": str(n),
+                    "tx_id": str(n),
+                    "ts_ms": 1732800000000,
+                },
+                "before": None,
+                "after": {"id": n, "payload": payload},
+            }
+        )
     return out
 
 
 def batch(seq: int, evs: list[dict]) -> SinkBatch:
-    return SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"],
-                     native=[encode(e) for e in evs])
+    return SinkBatch(seq=seq, events=evs, last_position=evs[-1]["source"]["position"], native=[encode(e) for e in evs])
 
 
 def sink(bootstrap: str, topic: str, **cfg: Any) -> KafkaSink:
@@ -56,9 +69,16 @@ def sink(bootstrap: str, topic: str, **cfg: Any) -> KafkaSink:
 
 def consume(bootstrap: str, topic: str) -> list[Any]:
     """Every record of `topic` as a read_committed reader sees it (all partitions, to the end)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"tg-kafka-{uuid.uuid4().hex}",
-                  "isolation.level": "read_committed", "enable.partition.eof": True,
-                  "auto.offset.reset": "earliest", "fetch.wait.max.ms": 10})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"tg-kafka-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "fetch.wait.max.ms": 10,
+        }
+    )
     try:
         md = c.list_topics(topic, timeout=10).topics.get(topic)
         if md is None or md.error is not None:
@@ -74,6 +94,7 @@ def consume(bootstrap: str, topic: str) -> list[Any]:
                 else:
                     out.append(m)
             return len(done) == len(md.partitions)
+
         wait_until(drained, timeout=30, interval=0, message=f"reading {topic} to its end")
         return out
     finally:
@@ -100,10 +121,16 @@ def test_every_event_arrives_keyed_by_row(tansu: Tansu) -> None:  # noqa: F811
         assert await s.open() is None
         await s.write(batch(1, events(1, 1000)))
         await s.write(batch(2, events(1001, 2500)))
-        d = {"op": "d", "ts_ms": 1, "source": {"table": "orders", "position": "2501"},
-             "before": {"id": 7, "payload": "gone"}, "after": None}
+        d = {
+            "op": "d",
+            "ts_ms": 1,
+            "source": {"table": "orders", "position": "2501"},
+            "before": {"id": 7, "payload": "gone"},
+            "after": None,
+        }
         await s.write(SinkBatch(seq=3, events=[d], last_position="2501"))
         await s.close()
+
     run(go())
     msgs = consume(tansu.bootstrap, topic)
     assert len(msgs) == 2501
@@ -114,7 +141,7 @@ def test_every_event_arrives_keyed_by_row(tansu: Tansu) -> None:  # noqa: F811
         row = b["after"] or b["before"]
         assert m.key() == b'{"id":%d}' % row["id"]
         if b["after"]:
-            assert b == events(row["id"], row["id"])[0]     # native envelope: the event itself
+            assert b == events(row["id"], row["id"])[0]  # native envelope: the event itself
     # one row's changes share a partition, in order
     seven = [m for m in msgs if m.key() == b'{"id":7}']
     assert len({m.partition() for m in seven}) == 1
@@ -124,9 +151,11 @@ def test_every_event_arrives_keyed_by_row(tansu: Tansu) -> None:  # noqa: F811
 def test_envelopes_and_routing_by_table(tansu: Tansu) -> None:  # noqa: F811
     base = topic_name()
     tables = ("shop.orders", "shop.items")
-    sinks = [sink(tansu.bootstrap, base + "_${source.table}", id="routed", exactly_once=True),
-             sink(tansu.bootstrap, base + "_dbz", id="dbz", envelope="debezium"),
-             sink(tansu.bootstrap, base + "_ce", id="ce", envelope="cloudevents")]
+    sinks = [
+        sink(tansu.bootstrap, base + "_${source.table}", id="routed", exactly_once=True),
+        sink(tansu.bootstrap, base + "_dbz", id="dbz", envelope="debezium"),
+        sink(tansu.bootstrap, base + "_ce", id="ce", envelope="cloudevents"),
+    ]
 
     async def go() -> None:
         for s in sinks:
@@ -134,6 +163,7 @@ def test_envelopes_and_routing_by_table(tansu: Tansu) -> None:  # noqa: F811
             await s.write(batch(1, events(1, 600, tables)))
             await s.write(batch(2, events(601, 1000, tables)))
             await s.close()
+
     run(go())
     assert sorted(ids(consume(tansu.bootstrap, base + "_orders"))) == list(range(1, 1001, 2))
     assert sorted(ids(consume(tansu.bootstrap, base + "_items"))) == list(range(2, 1001, 2))
@@ -172,7 +202,7 @@ def test_broker_restart_mid_stream_holds_then_delivers(tansu: Tansu, exactly_onc
             await s.write(held)
         errors.append(info.value)
         tansu.start()
-        for _ in range(20):                      # what the runtime does: back off, same batch again
+        for _ in range(20):  # what the runtime does: back off, same batch again
             try:
                 await s.write(held)
                 break
@@ -185,6 +215,7 @@ def test_broker_restart_mid_stream_holds_then_delivers(tansu: Tansu, exactly_onc
         await s.write(batch(3, events(1001, 1500)))
         await s.close()
         return errors
+
     errors = run(go())
     assert errors[0].retryable and errors[0].message.startswith(f"sink 'k1': kafka {tansu.bootstrap}")
     # memory storage: batch 1 went down with the broker; the held batch and the next arrive, once
@@ -234,20 +265,25 @@ WRITER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("mid_data", [False, True], ids=["before-commit", "mid-batch"])
-def test_exactly_once_sigkill_inside_a_transaction_then_replay_no_duplicates(tansu: Tansu,  # noqa: F811
-                                                                             tmp_path: Path,
-                                                                             mid_data: bool) -> None:
+def test_exactly_once_sigkill_inside_a_transaction_then_replay_no_duplicates(
+    tansu: Tansu,  # noqa: F811
+    tmp_path: Path,
+    mid_data: bool,
+) -> None:
     topic = topic_name()
     script = tmp_path / "writer.py"
     script.write_text(WRITER.format(root=str(ROOT), mid_data=mid_data, bootstrap=tansu.bootstrap, topic=topic))
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            cwd=ROOT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, text=True
+    )
     lines: list[str] = []
     try:
+
         def stalled() -> bool:
             line = proc.stdout.readline() if proc.stdout else ""
             lines.append(line)
             return line.startswith("stalled") or proc.poll() is not None
+
         wait_until(stalled, timeout=60, interval=0, message="the writer to stall inside its 4th transaction")
         assert proc.poll() is None, "".join(lines)
     finally:
@@ -266,6 +302,7 @@ def test_exactly_once_sigkill_inside_a_transaction_then_replay_no_duplicates(tan
         for seq, first in enumerate(range(start, 3001, 700), 1):
             await s.write(batch(seq, events(first, min(first + 699, 3000))))
         await s.close()
+
     run(replay())
     got = ids(consume(tansu.bootstrap, topic))
     assert len(got) == len(set(got)), f"{len(got) - len(set(got))} duplicates"
@@ -285,11 +322,13 @@ def test_fatal_errors(tansu: Tansu) -> None:  # noqa: F811
             await bad.open()
         assert info.value.retryable is False and "client_conf" in info.value.message
         await bad.close()
+
     run(go())
 
 
 def test_unreachable_broker_is_retryable_on_open() -> None:
     from tests.support import free_port
+
     s = sink(f"127.0.0.1:{free_port()}", topic_name(), client_conf={"message.timeout.ms": 500})
     with pytest.raises(SinkError) as info:
         run(s.open())

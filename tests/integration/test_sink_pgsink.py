@@ -5,11 +5,13 @@ Upsert/delete semantics and types; the checkpoint kept in the target database
 connections refused and terminated mid-stream, and the target table renamed
 away and back: retryable, then everything arrives; fatal set-up errors.
 """
+
 from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import psycopg2
 import pytest
@@ -65,8 +67,13 @@ def admin(sql: str) -> None:
 
 def ev(op: str, n: int, pos: int, **row: Any) -> dict:
     image = {"id": n, "payload": f"p{n}", **row}
-    return {"op": op, "ts_ms": 1, "source": {"connector": "generator", "table": "orders", "position": str(pos)},
-            "before": image if op in ("d", "u") else None, "after": None if op == "d" else image}
+    return {
+        "op": op,
+        "ts_ms": 1,
+        "source": {"connector": "generator", "table": "orders", "position": str(pos)},
+        "before": image if op in ("d", "u") else None,
+        "after": None if op == "d" else image,
+    }
 
 
 def creates(a: int, b: int) -> list[dict]:
@@ -78,8 +85,10 @@ def batch(seq: int, evs: list[dict]) -> SinkBatch:
 
 
 def sink(dsn: str, **cfg: Any) -> PostgresSink:
-    return PostgresSink(PostgresSinkConfig(id=cfg.pop("id", "pg1"), dsn=dsn, table=cfg.pop("table", "orders"),
-                                           **cfg), SinkContext(pipeline="tgpg", position_key=int))
+    return PostgresSink(
+        PostgresSinkConfig(id=cfg.pop("id", "pg1"), dsn=dsn, table=cfg.pop("table", "orders"), **cfg),
+        SinkContext(pipeline="tgpg", position_key=int),
+    )
 
 
 def run(coro: Any) -> Any:
@@ -91,13 +100,30 @@ def test_replica_semantics_types_and_checkpoint(db: str) -> None:
         s = sink(db)
         assert await s.open() is None
         await s.write(batch(1, creates(1, 3000)))
-        await s.write(batch(2, [
-            ev("u", 5, 3001, payload="changed", doc={"a": [1, "x"]}, raw="AAEC", price="12.50",
-               at="2026-01-02T03:04:05Z", unknown_col=1),
-            ev("d", 6, 3002),
-            ev("u", 7, 3003), ev("d", 7, 3004), ev("c", 7, 3005, payload="again"),
-        ]))
+        await s.write(
+            batch(
+                2,
+                [
+                    ev(
+                        "u",
+                        5,
+                        3001,
+                        payload="changed",
+                        doc={"a": [1, "x"]},
+                        raw="AAEC",
+                        price="12.50",
+                        at="2026-01-02T03:04:05Z",
+                        unknown_col=1,
+                    ),
+                    ev("d", 6, 3002),
+                    ev("u", 7, 3003),
+                    ev("d", 7, 3004),
+                    ev("c", 7, 3005, payload="again"),
+                ],
+            )
+        )
         await s.close()
+
     run(go())
     assert query(db, "SELECT count(*) FROM orders") == [(2999,)]
     row = query(db, "SELECT payload, doc, raw, price::text, at FROM orders WHERE id = 5")[0]
@@ -110,10 +136,11 @@ def test_replica_semantics_types_and_checkpoint(db: str) -> None:
 
 def test_literals_round_trip_like_psycopg2(db: str) -> None:
     from worker.sinks.pg_table import values_literal
+
     odd = ["it's", "back\\slash", "tab\tnew\nline", "ünïcødé ☃", "", "'; DROP TABLE orders; --", "%s %(x)s"]
     with psycopg2.connect(db) as c, c.cursor() as cur:
         cur.execute("CREATE TABLE lit (id int PRIMARY KEY, t text, f float8, b boolean, n numeric)")
-        rows = [(i, v, 1.25 * i, i % 2 == 0, 10 ** 30 + i) for i, v in enumerate(odd)]
+        rows = [(i, v, 1.25 * i, i % 2 == 0, 10**30 + i) for i, v in enumerate(odd)]
         cur.execute("INSERT INTO lit VALUES " + values_literal(rows, cur.mogrify))
         cur.execute("SELECT id, t, f, b, n FROM lit ORDER BY id")
         assert [(i, t, f, b, int(n)) for i, t, f, b, n in cur.fetchall()] == rows
@@ -132,6 +159,7 @@ def test_replayed_batches_are_not_applied_twice(db: str) -> None:
         await s.write(batch(1, creates(501, 1500)))
         await s.write(batch(2, creates(1501, 2500)))
         await s.close()
+
     run(go())
     assert query(db, "SELECT count(*), count(DISTINCT id) FROM applied") == [(2500, 2500)]
     assert query(db, "SELECT count(*) FROM orders") == [(2500,)]
@@ -149,15 +177,17 @@ def test_connections_refused_and_terminated_then_everything_arrives(db: str) -> 
         admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
         held = batch(2, creates(501, 1000))
         try:
-            for _ in range(2):     # the dropped connection, then the refused reconnect
+            for _ in range(2):  # the dropped connection, then the refused reconnect
                 with pytest.raises(SinkError) as info:
                     await s.write(held)
                 errors.append(info.value)
         finally:
             admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
         await s.write(held)
-        admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-              "AND application_name LIKE 'tidegate-%'")
+        admin(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
+            "AND application_name LIKE 'tidegate-%'"
+        )
         third = batch(3, creates(1001, 1500))
         try:
             await s.write(third)
@@ -166,6 +196,7 @@ def test_connections_refused_and_terminated_then_everything_arrives(db: str) -> 
             await s.write(third)
         await s.close()
         return errors
+
     errors = run(go())
     assert all(e.retryable and e.message.startswith("sink 'pg1': postgres 127.0.0.1:5432/") for e in errors)
     assert any("not currently accepting connections" in e.message for e in errors), [e.message for e in errors]
@@ -189,6 +220,7 @@ def test_table_renamed_away_and_back(db: str) -> None:
         await s.write(batch(2, creates(101, 200)))
         await s.close()
         return info.value
+
     err = run(go())
     assert err.retryable and "does not exist" in err.message
     assert query(db, "SELECT count(*) FROM orders") == [(200,)]
@@ -215,4 +247,5 @@ def test_fatal_set_up_and_data_errors(db: str) -> None:
         assert 'role "tg_pgsink_nobody" does not exist' in err.message
         err = await fails(sink(db, table="strict"), batch(1, [ev("c", 1, 1, v=None)]))
         assert "23502" in err.message and "null value" in err.message
+
     run(go())

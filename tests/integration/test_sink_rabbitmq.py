@@ -4,6 +4,7 @@ Exchanges and queues are named `tg_rabbitmq_<random>...` (durable queues bound
 before writing) and deleted afterwards. The broker stopped mid-stream is shown
 once, end to end, in tests/e2e/test_sink_rabbitmq_e2e.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,6 +41,7 @@ def open_error(sink: RabbitmqSink) -> SinkError:
             await sink.open()
         await sink.close()
         return ei.value
+
     return run(go())
 
 
@@ -51,13 +53,15 @@ def test_every_event_arrives_persistent_with_message_id(name: str) -> None:
     assert [m.message_id for m in got] == [f"pipe:mq:{i}" for i in range(1, 901)]
     assert {m.delivery_mode for m in got} == {aio_pika.DeliveryMode.PERSISTENT}
     assert {m.content_type for m in got} == {"application/json"}
-    assert [m.routing_key for m in got[:2]] == ["a", "b"]     # default routing_key ${source.table}
+    assert [m.routing_key for m in got[:2]] == ["a", "b"]  # default routing_key ${source.table}
 
 
 def test_routing_template_splits_by_table(name: str) -> None:
     bind(name, {name + "_a": "shop.orders.c", name + "_b": "shop.items.*"})
-    write_all(make_sink(exchange=name, routing_key="${source.db}.${source.table}.${op}"),
-              [batch(1, events(1, 200, ("shop.orders", "shop.items")))])
+    write_all(
+        make_sink(exchange=name, routing_key="${source.db}.${source.table}.${op}"),
+        [batch(1, events(1, 200, ("shop.orders", "shop.items")))],
+    )
     assert [msgspec.json.decode(m.body)["after"]["id"] for m in drain(name + "_a")] == list(range(1, 201, 2))
     assert [msgspec.json.decode(m.body)["after"]["id"] for m in drain(name + "_b")] == list(range(2, 201, 2))
 
@@ -70,8 +74,7 @@ def test_envelope_shapes(name: str, envelope: str) -> None:
     for ev, m in zip(evs, drain(name + "_all")):
         body = msgspec.json.decode(m.body)
         if envelope == "debezium":
-            assert body == {"schema": None, "payload": {k: ev[k] for k in
-                                                        ("before", "after", "source", "op", "ts_ms")}}
+            assert body == {"schema": None, "payload": {k: ev[k] for k in ("before", "after", "source", "op", "ts_ms")}}
         else:
             assert body["specversion"] == "1.0" and body["id"] == f"pipe:mq:{ev['source']['position']}"
             assert body["source"] == "tidegate/pipe" and body["type"] == "io.tidegate.change.c"

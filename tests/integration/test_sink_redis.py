@@ -3,6 +3,7 @@
 Streams are named `tg_redis_<random>...` and deleted afterwards. The server
 stopped mid-stream is shown once, end to end, in tests/e2e/test_sink_redis_e2e.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,9 +54,10 @@ def test_every_event_arrives_with_idempotency_keys(name: str, fast: bool) -> Non
         await sink.open()
         for seq in range(3):
             evs = events(seq * 500 + 1, 500)
-            native = [msgspec.json.encode(e) for e in evs] if seq == 1 else None   # pre-encoded path too
+            native = [msgspec.json.encode(e) for e in evs] if seq == 1 else None  # pre-encoded path too
             await sink.write(SinkBatch(seq + 1, evs, evs[-1]["source"]["position"], native))
         await sink.close()
+
     run(go())
     got = entries(name)
     assert [msgspec.json.decode(e["event"])["after"]["id"] for e in got] == list(range(1, 1501))
@@ -71,6 +73,7 @@ def test_routing_template_splits_by_table(name: str, fast: bool) -> None:
         await sink.open()
         await sink.write(batch(1, events(1, 300, ("shop.orders", "shop.items", "crm.users"))))
         await sink.close()
+
     run(go())
     for i, suffix in enumerate(["shop_orders_c", "shop_items_c", "crm_users_c"]):
         ids = [msgspec.json.decode(e["event"])["after"]["id"] for e in entries(f"{name}_{suffix}")]
@@ -80,19 +83,20 @@ def test_routing_template_splits_by_table(name: str, fast: bool) -> None:
 @pytest.mark.parametrize("envelope", ["native", "debezium", "cloudevents"])
 def test_envelope_shapes(name: str, envelope: str) -> None:
     evs = events(1, 4)
+
     async def go() -> None:
         sink = make_sink(stream=name, envelope=envelope)
         await sink.open()
         await sink.write(batch(1, evs))
         await sink.close()
+
     run(go())
     bodies = [msgspec.json.decode(e["event"]) for e in entries(name)]
     for ev, body in zip(evs, bodies):
         if envelope == "native":
             assert body == ev
         elif envelope == "debezium":
-            assert body == {"schema": None, "payload": {k: ev[k] for k in
-                                                        ("before", "after", "source", "op", "ts_ms")}}
+            assert body == {"schema": None, "payload": {k: ev[k] for k in ("before", "after", "source", "op", "ts_ms")}}
         else:
             pos = ev["source"]["position"]
             assert body["specversion"] == "1.0" and body["id"] == f"pipe:cache:{pos}"
@@ -111,6 +115,7 @@ def test_maxlen_trims_approximately(name: str, fast: bool) -> None:
         for seq in range(5):
             await sink.write(batch(seq + 1, events(seq * 400 + 1, 400)))
         await sink.close()
+
     run(go())
     n = redis.Redis.from_url(URL).xlen(name)
     assert 100 <= n < 400, n
@@ -118,6 +123,7 @@ def test_maxlen_trims_approximately(name: str, fast: bool) -> None:
 
 def test_fatal_errors_name_the_cause(name: str) -> None:
     redis.Redis.from_url(URL).set(name, "not a stream")
+
     async def go() -> list[SinkError]:
         errs = []
         for sink in (make_sink(stream=name), make_sink(stream=name + "_s", url="redis://nobody:pw@127.0.0.1:6379/0")):
@@ -126,6 +132,7 @@ def test_fatal_errors_name_the_cause(name: str) -> None:
             errs.append(ei.value)
             await sink.close()
         return errs
+
     wrong_type, bad_auth = run(go())
     assert not wrong_type.retryable and "holds a string" in wrong_type.message and "'cache'" in wrong_type.message
     assert not bad_auth.retryable and "credentials" in bad_auth.message
@@ -133,7 +140,7 @@ def test_fatal_errors_name_the_cause(name: str) -> None:
 
 @pytest.mark.parametrize("fast", [True, False], ids=["packed", "redis-py-pipeline"])
 def test_error_reply_in_a_batch_is_fatal_and_the_rest_lands(name: str, fast: bool) -> None:
-    redis.Redis.from_url(URL).set(name + "_b", "not a stream")   # table b's stream is a string
+    redis.Redis.from_url(URL).set(name + "_b", "not a stream")  # table b's stream is a string
 
     async def go() -> SinkError:
         sink = make_sink(stream=name + "_${source.table}")
@@ -143,6 +150,7 @@ def test_error_reply_in_a_batch_is_fatal_and_the_rest_lands(name: str, fast: boo
             await sink.write(batch(1, events(1, 10)))
         await sink.close()
         return ei.value
+
     err = run(go())
     assert not err.retryable and "WRONGTYPE" in err.message
     assert len(entries(name + "_a")) == 5
@@ -155,5 +163,6 @@ def test_unreachable_server_is_retryable(name: str) -> None:
             await sink.open()
         await sink.close()
         return ei.value
+
     err = run(go())
     assert err.retryable and "connection failed" in err.message

@@ -4,12 +4,14 @@ semantics; then what only PgStore has: leases (acquire, renew, expiry, tokens
 that only grow), fencing of a worker's writes, errors that name host:port and
 never the password.
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg2
 import pytest
@@ -45,6 +47,7 @@ def make_store(request: Any, tmp_path: Path) -> Iterator[Any]:
         s = open_store(tmp_path / "state", url, **kw)
         opened.append(s)
         return s
+
     yield make
     for s in opened:
         s.close()
@@ -61,7 +64,7 @@ def test_pipelines_crud_and_epoch(make_store: Any) -> None:
     assert row.created_at.endswith("Z") and row.created_at == row.updated_at
     e = s.epoch("b")
     assert len(e) == 8
-    s.put_pipeline("b", b"spec-b2", "stopped")          # an update keeps the epoch
+    s.put_pipeline("b", b"spec-b2", "stopped")  # an update keeps the epoch
     row2 = s.get_pipeline("b")
     assert row2 is not None and row2.spec == b"spec-b2" and row2.desired == "stopped" and s.epoch("b") == e
     assert row2.created_at == row.created_at
@@ -72,7 +75,7 @@ def test_pipelines_crud_and_epoch(make_store: Any) -> None:
     other = make_store()
     assert [(r.name, r.desired) for r in other.list_pipelines()] == [("a", "paused"), ("b", "failed")]
     s.delete_pipeline("b")
-    s.put_pipeline("b", b"again", "running")             # created again: a fresh epoch
+    s.put_pipeline("b", b"again", "running")  # created again: a fresh epoch
     assert s.epoch("b") != e
 
 
@@ -88,10 +91,12 @@ def test_checkpoints_and_gaps(make_store: Any) -> None:
     assert list(s.checkpoints("p")) == ["x"]
     s.add_gap("p", "y", "after 3", "5")
     s.extend_gap("p", "y", "9")
-    s.extend_gap("p", "z", "4")                           # no gap yet: one is started
+    s.extend_gap("p", "z", "4")  # no gap yet: one is started
     s.add_gap("p", "y", "11", "12")
-    assert s.gaps("p") == {"y": [{"from": "after 3", "to": "9"}, {"from": "11", "to": "12"}],
-                           "z": [{"from": "4", "to": "4"}]}
+    assert s.gaps("p") == {
+        "y": [{"from": "after 3", "to": "9"}, {"from": "11", "to": "12"}],
+        "z": [{"from": "4", "to": "4"}],
+    }
     e = s.epoch("p")
     s.clear_checkpoints("p")
     assert s.checkpoints("p") == {} and s.gaps("p") == {} and s.epoch("p") != e
@@ -114,6 +119,7 @@ def test_threads_share_one_store(make_store: Any) -> None:
                 s.checkpoints("p")
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
+
     threads = [threading.Thread(target=writer, args=(f"s{i}",)) for i in range(4)]
     for t in threads:
         t.start()
@@ -135,15 +141,19 @@ def pg(pg_url: str) -> Iterator[PgStore]:
 def test_tables_are_prefixed(pg: PgStore, pg_url: str) -> None:
     with psycopg2.connect(pg_url) as c, c.cursor() as cur:
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
-        assert [r[0] for r in cur.fetchall()] == ["tidegate_checkpoints", "tidegate_gaps", "tidegate_leases",
-                                                 "tidegate_pipelines"]
+        assert [r[0] for r in cur.fetchall()] == [
+            "tidegate_checkpoints",
+            "tidegate_gaps",
+            "tidegate_leases",
+            "tidegate_pipelines",
+        ]
 
 
 def test_leases_acquire_renew_expire(pg: PgStore) -> None:
     for n in ("a", "b"):
         pg.put_pipeline(n, b"spec", "running")
     assert pg.acquire("n1", "http://h1:1", 1.0) == {"a": 1, "b": 1}
-    assert pg.acquire("n2", "http://h2:2", 1.0) == {}                 # held by a live node
+    assert pg.acquire("n2", "http://h2:2", 1.0) == {}  # held by a live node
     assert pg.acquire("n1", "http://h1:1", 1.0, held=["a", "b"]) == {}  # ours already: not taken again
     la = pg.lease("a")
     assert la is not None and (la.owner, la.token, la.live, la.api_addr) == ("n1", 1, True, "http://h1:1")
@@ -153,7 +163,7 @@ def test_leases_acquire_renew_expire(pg: PgStore) -> None:
     # n1 stops renewing: after the TTL n2 takes both, with new tokens
     got = wait_until(lambda: pg.acquire("n2", "http://h2:2", 5.0), timeout=5, message="leases expired")
     assert got == {"a": 2, "b": 2}
-    assert pg.renew("n1", 1.0, {"a": 1, "b": 1}) == set()              # n1 finds them lost
+    assert pg.renew("n1", 1.0, {"a": 1, "b": 1}) == set()  # n1 finds them lost
     la = pg.lease("a")
     assert la is not None and la.owner == "n2" and la.status is None
     # a graceful stop gives them up at once; the next owner's tokens keep growing
@@ -176,12 +186,15 @@ def test_fencing_refuses_a_stale_workers_writes(pg: PgStore, pg_url: str) -> Non
         w1.add_gap("p", "best", "1", "2")
         got = wait_until(lambda: pg.acquire("n2", "http://h2:2", 5.0), timeout=5, message="lease expired")
         assert got == {"p": 2}
-        for write in (lambda: w1.save_checkpoints("p", {"out": "20"}), lambda: w1.extend_gap("p", "best", "3"),
-                      lambda: w1.add_gap("p", "best", "5", "6")):
+        for write in (
+            lambda: w1.save_checkpoints("p", {"out": "20"}),
+            lambda: w1.extend_gap("p", "best", "3"),
+            lambda: w1.add_gap("p", "best", "5", "6"),
+        ):
             with pytest.raises(LeaseLost, match=r"lease lost \(node 'n2' holds token 2; .*'n1' with token 1\)"):
                 write()
         assert pg.checkpoints("p")["out"][0] == "10" and pg.gaps("p") == {"best": [{"from": "1", "to": "2"}]}
-        w2 = PgStore(pg_url, fence=("n2", 2)).open()       # the new owner's worker writes
+        w2 = PgStore(pg_url, fence=("n2", 2)).open()  # the new owner's worker writes
         try:
             w2.save_checkpoints("p", {"out": "30"})
         finally:
@@ -198,8 +211,8 @@ def test_an_acquisition_waits_for_a_checkpoint_write_in_progress(pg: PgStore, pg
     c = psycopg2.connect(pg_url)
     try:
         cur = c.cursor()
-        cur.execute("SELECT 1 FROM tidegate_leases WHERE pipeline = 'p' FOR SHARE")   # as save_checkpoints does
-        time.sleep(0.5)                                       # the lease expires while the "write" is open
+        cur.execute("SELECT 1 FROM tidegate_leases WHERE pipeline = 'p' FOR SHARE")  # as save_checkpoints does
+        time.sleep(0.5)  # the lease expires while the "write" is open
         box: dict[str, Any] = {}
         t = threading.Thread(target=lambda: box.update(got=pg.acquire("n2", "http://h2:2", 5.0)))
         t.start()
@@ -226,16 +239,19 @@ def test_errors_name_host_port_never_the_password(tmp_path: Path) -> None:
 def test_a_dropped_connection_is_reopened(pg: PgStore, pg_url: str) -> None:
     pg.put_pipeline("p", b"spec", "running")
     with psycopg2.connect(pg_url) as c, c.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tidegate' "
-                    "AND datname = current_database()")
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tidegate' "
+            "AND datname = current_database()"
+        )
     wait_until(lambda: _probe_fails(pg_url), timeout=5, message="the store's connection terminated")
-    assert pg.get_pipeline("p") is not None                 # reconnected and retried
+    assert pg.get_pipeline("p") is not None  # reconnected and retried
     pg.save_checkpoints("p", {"out": "1"})
     assert pg.checkpoints("p")["out"][0] == "1"
 
 
 def _probe_fails(url: str) -> bool:
     with psycopg2.connect(url) as c, c.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tidegate' "
-                    "AND datname = current_database()")
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'tidegate' AND datname = current_database()"
+        )
         return cur.fetchone()[0] == 0

@@ -3,17 +3,23 @@
 Never sleep where a poll with a deadline works; a missing server fails the test
 with its name (never a silent skip).
 """
+
 from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 
-def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05,
-               message: str | Callable[[], str] = "condition") -> Any:
+def wait_until(
+    pred: Callable[[], Any],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "condition",
+) -> Any:
     """Poll `pred` until it returns a truthy value; return that value or fail."""
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -22,7 +28,7 @@ def wait_until(pred: Callable[[], Any], timeout: float = 10.0, interval: float =
             value = pred()
             if value:
                 return value
-        except AssertionError as exc:   # let predicates assert
+        except AssertionError as exc:  # let predicates assert
             last_exc = exc
         if time.monotonic() >= deadline:
             text = message() if callable(message) else message

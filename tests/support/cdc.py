@@ -4,14 +4,16 @@ writer thread of small transactions.
 
 May import: tests.support, tests.support.supervisor (only for types), the standard library.
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tests.support import wait_until
 from tests.support.supervisor import Supervisor, read_jsonl
@@ -24,11 +26,14 @@ def checkpoint(sup: Supervisor, name: str, sink: str = "out") -> str | None:
 
 def wait_for_row(path: Path, table: str, rid: int, op: str = "c", timeout: float = 60) -> list[dict[str, Any]]:
     """Wait until the file holds event `op` of row `rid` of `table`; return every event in it."""
+
     def ok() -> list[dict[str, Any]] | None:
         events = read_jsonl(path)
-        hit = any(e["op"] == op and e["source"]["table"] == table and (e["after"] or {}).get("id") == rid
-                  for e in events)
+        hit = any(
+            e["op"] == op and e["source"]["table"] == table and (e["after"] or {}).get("id") == rid for e in events
+        )
         return events if hit else None
+
     return wait_until(ok, timeout=timeout, message=f"{op} of {table}.{rid} in {path}")
 
 
@@ -36,8 +41,11 @@ def kill_worker(sup: Supervisor, name: str) -> None:
     """SIGKILL the pipeline's worker and wait for the supervisor to start a new one."""
     pid = sup.worker_pid(name)
     os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: sup.info(name)["ops"]["pid"] not in (None, pid), timeout=30,
-               message=f"{name} worker restarted after SIGKILL")
+    wait_until(
+        lambda: sup.info(name)["ops"]["pid"] not in (None, pid),
+        timeout=30,
+        message=f"{name} worker restarted after SIGKILL",
+    )
 
 
 def dedupe(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,5 +1,6 @@
 """A real HTTP endpoint for http-sink tests: records every POST, can answer
 errors, or go down (stop listening) and come back on the same port."""
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,15 @@ class RecordingServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/ingest"
-        self.posts: list[dict[str, Any]] = []     # {"path", "headers", "body"}
+        self.posts: list[dict[str, Any]] = []  # {"path", "headers", "body"}
         self.lock = threading.Lock()
-        self.fail_status: int | None = None       # answer this status instead of 200
-        self.fail_every: int = 0                  # flapping: fail every N-th request
+        self.fail_status: int | None = None  # answer this status instead of 200
+        self.fail_every: int = 0  # flapping: fail every N-th request
         self.requests = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "RecordingServer":
+    def start(self) -> RecordingServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,10 +38,10 @@ class RecordingServer:
                 with outer.lock:
                     outer.requests += 1
                     fail = outer.fail_status is not None or (
-                        outer.fail_every and outer.requests % outer.fail_every == 0)
+                        outer.fail_every and outer.requests % outer.fail_every == 0
+                    )
                     if not fail:
-                        outer.posts.append({"path": self.path, "headers": dict(self.headers),
-                                            "body": json.loads(body)})
+                        outer.posts.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
                 status = (outer.fail_status or 503) if fail else 200
                 self.send_response(status)
                 self.send_header("content-length", "2")

@@ -3,9 +3,11 @@ fixture closes afterwards, and a check that a sandbox process has exited.
 
 May import: shared.spec.model, worker.processors, structlog, the standard library.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import structlog
 

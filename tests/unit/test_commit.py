@@ -1,4 +1,5 @@
 """Pure commit policy and checkpoint rules."""
+
 from __future__ import annotations
 
 from worker.commit import committed_position, position_le, skip_delivered, waited_sinks

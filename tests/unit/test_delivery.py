@@ -3,6 +3,7 @@
 The sinks here are small in-process recorders of the Sink interface (no server is
 imitated): what is tested is the runtime's order, grouping and retry rules.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,15 @@ from worker.sinks.base import Sink, SinkBatch, SinkContext
 def batch(seq: int, size: int = 3) -> Batch:
     first = (seq - 1) * size + 1
     evs = [{"op": "c", "source": {"position": str(n)}, "after": {"id": n}} for n in range(first, first + size)]
-    return Batch(seq=seq, events=evs, encoded=[b"{}"] * size, first_position=str(first),
-                 last_position=str(first + size - 1), nbytes=2 * size, opened_at=time.monotonic())
+    return Batch(
+        seq=seq,
+        events=evs,
+        encoded=[b"{}"] * size,
+        first_position=str(first),
+        last_position=str(first + size - 1),
+        nbytes=2 * size,
+        opened_at=time.monotonic(),
+    )
 
 
 class Recorder(Sink):
@@ -54,17 +62,25 @@ class Recorder(Sink):
 def runner(sink: Sink, delivered: list[tuple[int, str]], errors: list[Any]) -> SinkRunner:
     gate = asyncio.Event()
     gate.set()
-    return SinkRunner(sink, waited=True, key=int, gate=gate, checkpoint=None,
-                      on_delivered=lambda r, b: delivered.append((b.seq, r.checkpoint)),
-                      on_error=lambda sid, msg: errors.append(msg), committed=lambda: None,
-                      on_gap=lambda *a: None, log=structlog.get_logger())
+    return SinkRunner(
+        sink,
+        waited=True,
+        key=int,
+        gate=gate,
+        checkpoint=None,
+        on_delivered=lambda r, b: delivered.append((b.seq, r.checkpoint)),
+        on_error=lambda sid, msg: errors.append(msg),
+        committed=lambda: None,
+        on_gap=lambda *a: None,
+        log=structlog.get_logger(),
+    )
 
 
 async def drive(sink: Recorder, n: int) -> tuple[SinkRunner, list[tuple[int, str]], list[Any]]:
     delivered: list[tuple[int, str]] = []
     errors: list[Any] = []
     r = runner(sink, delivered, errors)
-    sink.release.clear()                # the first write waits: the rest queue up behind it
+    sink.release.clear()  # the first write waits: the rest queue up behind it
     task = asyncio.create_task(r.run())
     for seq in range(1, n + 1):
         r.submit(batch(seq))
@@ -97,5 +113,5 @@ def test_a_failed_group_is_sent_again_whole_and_nothing_is_checkpointed_before()
     r, delivered, errors = asyncio.run(drive(sink, 3))
     assert sink.calls == [[1, 2, 3]] * 3
     assert [s for s, _ in delivered] == [1, 2, 3]
-    assert errors[:2] == ["sink 'rec': broker away; will retry"] * 2 and errors[-1] is None   # cleared on recovery
+    assert errors[:2] == ["sink 'rec': broker away; will retry"] * 2 and errors[-1] is None  # cleared on recovery
     assert r.error_count == 2 and r.delivered_events == 9

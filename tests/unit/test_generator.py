@@ -1,4 +1,5 @@
 """The generator source: contract events, determinism, resume, tx grouping."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,6 +19,7 @@ def read_all(cfg: GeneratorSourceConfig, position: str | None = None) -> list[di
             if c is None:
                 return out
             out.extend(c.events)
+
     return asyncio.run(go())
 
 

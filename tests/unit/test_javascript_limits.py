@@ -4,12 +4,13 @@ CPU is measured as CPU (the sandbox's own accounting, or /proc for a killed chil
 wall time, so a loaded test machine cannot make these flaky; the wall-clock limit is
 measured on the wall clock.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -33,21 +34,29 @@ def breach(proc: JavascriptProcessor) -> tuple[ProcessorError, float]:
 
 
 def test_infinite_loop_stopped_by_timeout_ms_within_2x(make: Make) -> None:
-    p = make("let calls = 0;\nexport function process(batch) {\n  calls++;\n"
-             "  if (batch.length > 5) while (true) {}\n  return batch.map(e => ({...e, calls}));\n}\n",
-             id="enrich", timeout_ms=200, cpu_ms=60000)
+    p = make(
+        "let calls = 0;\nexport function process(batch) {\n  calls++;\n"
+        "  if (batch.length > 5) while (true) {}\n  return batch.map(e => ({...e, calls}));\n}\n",
+        id="enrich",
+        timeout_ms=200,
+        cpu_ms=60000,
+    )
     pid = p.sandbox_pid
     err, took = breach(p)
     assert err.limit == "timeout_ms" and took < 0.4, (err, took)
     assert str(err).startswith("processor 'enrich': timeout_ms 200 exceeded")
     assert not os.path.exists(f"/proc/{pid}"), "the runaway sandbox must be killed"
-    out = json.loads(p.process(b'[{"id": 1}]'))   # a fresh context took over: state starts again
+    out = json.loads(p.process(b'[{"id": 1}]'))  # a fresh context took over: state starts again
     assert out == [{"id": 1, "calls": 1}] and p.sandbox_pid != pid
 
 
 def test_cpu_burner_stopped_by_cpu_ms_within_2x(make: Make) -> None:
-    p = make("export function process(batch) {\n  let x = 0;\n  for (;;) x = (x * 31 + 7) % 1000003;\n}\n",
-             id="burn", cpu_ms=300, timeout_ms=20000)
+    p = make(
+        "export function process(batch) {\n  let x = 0;\n  for (;;) x = (x * 31 + 7) % 1000003;\n}\n",
+        id="burn",
+        cpu_ms=300,
+        timeout_ms=20000,
+    )
     err, took = breach(p)
     assert err.limit == "cpu_ms", err
     assert str(err).startswith("processor 'burn': cpu_ms 300 exceeded")
@@ -58,26 +67,36 @@ def test_cpu_burner_stopped_by_cpu_ms_within_2x(make: Make) -> None:
 
 def test_native_cpu_runaway_stopped_by_the_watchdog_within_2x(make: Make) -> None:
     # QuickJS's regex engine never checks the interrupt handler: the parent's /proc watchdog kills it.
-    p = make("export function process(batch) {\n  /(a+)+$/.test('a'.repeat(60) + 'b');\n  return batch;\n}\n",
-             id="regex", cpu_ms=300, timeout_ms=20000)
+    p = make(
+        "export function process(batch) {\n  /(a+)+$/.test('a'.repeat(60) + 'b');\n  return batch;\n}\n",
+        id="regex",
+        cpu_ms=300,
+        timeout_ms=20000,
+    )
     err, _ = breach(p)
     assert err.limit == "cpu_ms" and "cpu_ms 300 exceeded" in str(err), err
     assert p.last_error_stats["cpu_ms_used"] < 600, p.last_error_stats
 
 
 def test_native_runaway_stopped_by_timeout_ms(make: Make) -> None:
-    p = make("export function process(batch) {\n  /(a+)+$/.test('a'.repeat(60) + 'b');\n  return batch;\n}\n",
-             cpu_ms=60000, timeout_ms=200)
+    p = make(
+        "export function process(batch) {\n  /(a+)+$/.test('a'.repeat(60) + 'b');\n  return batch;\n}\n",
+        cpu_ms=60000,
+        timeout_ms=200,
+    )
     err, took = breach(p)
     assert err.limit == "timeout_ms" and took < 0.4, (err, took)
 
 
-@pytest.mark.parametrize("bomb", [
-    "const a = []; for (;;) a.push('x'.repeat(1000) + a.length);",
-    "const a = []; for (;;) a.push({n: a.length, s: [1, 2, 3]});",
-    "let s = 'x'; for (;;) s = s + s;",
-    "const big = new Array(1 << 26).fill(1.5); return big;",
-])
+@pytest.mark.parametrize(
+    "bomb",
+    [
+        "const a = []; for (;;) a.push('x'.repeat(1000) + a.length);",
+        "const a = []; for (;;) a.push({n: a.length, s: [1, 2, 3]});",
+        "let s = 'x'; for (;;) s = s + s;",
+        "const big = new Array(1 << 26).fill(1.5); return big;",
+    ],
+)
 def test_memory_bomb_stopped_by_mem_mb_16_within_2x(make: Make, bomb: str) -> None:
     # Several batch sizes: where exactly the heap runs out varies, and QuickJS 2021 sometimes
     # crashes (SIGSEGV) in its out-of-memory path instead of throwing; both must read mem_mb.
@@ -95,11 +114,13 @@ def test_memory_bomb_stopped_by_mem_mb_16_within_2x(make: Make, bomb: str) -> No
 
 
 def test_state_counts_against_mem_mb(make: Make) -> None:
-    p = make("const keep = [];\nexport function process(batch) {\n"
-             "  keep.push('y'.repeat(6 << 20));\n  return batch;\n}\n", mem_mb=16)
+    p = make(
+        "const keep = [];\nexport function process(batch) {\n  keep.push('y'.repeat(6 << 20));\n  return batch;\n}\n",
+        mem_mb=16,
+    )
     p.process(BATCH)
     p.process(BATCH)
-    err, _ = breach(p)   # the third 6 MiB string does not fit in 16 MiB with the two kept
+    err, _ = breach(p)  # the third 6 MiB string does not fit in 16 MiB with the two kept
     assert err.limit == "mem_mb"
 
 
@@ -109,8 +130,7 @@ def test_runaway_top_level_code_is_limited_too(make: Make) -> None:
     with pytest.raises(ProcessorError) as ei:
         p.open()
     assert ei.value.limit == "timeout_ms" and time.monotonic() - t0 < 1.0
-    p2 = make("const t = []; for (;;) t.push(t.length);\nfunction process(b) { return b; }",
-              mem_mb=16, open=False)
+    p2 = make("const t = []; for (;;) t.push(t.length);\nfunction process(b) { return b; }", mem_mb=16, open=False)
     with pytest.raises(ProcessorError) as ei:
         p2.open()
     assert ei.value.limit == "mem_mb" and "while loading the script" in str(ei.value)

@@ -1,5 +1,6 @@
 """supervisor.metrics: histogram buckets from per-bucket counts, and the
 collector over a real PipelineManager and SQLite store (no workers spawned)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,7 +18,7 @@ from supervisor.manager import PipelineManager
 
 def test_histogram_buckets_are_cumulative_and_end_at_inf() -> None:
     counts = [0] * (len(BATCH_SIZE_BUCKETS) + 1)
-    counts[0], counts[2], counts[-1] = 2, 3, 1    # 2 batches of <=1, 3 of <=100, 1 above 50000
+    counts[0], counts[2], counts[-1] = 2, 3, 1  # 2 batches of <=1, 3 of <=100, 1 above 50000
     b = metrics.histogram_buckets(counts, BATCH_SIZE_BUCKETS)
     assert b[0] == ("1.0", 2.0) and b[1] == ("10.0", 2.0) and b[2] == ("100.0", 5.0)
     assert b[-2] == ("50000.0", 5.0) and b[-1] == ("+Inf", 6.0)
@@ -31,17 +32,38 @@ def test_collector_renders_every_family(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path)).open()
     try:
         mgr = PipelineManager(store, state_dir=str(tmp_path), log_format="json", log_level="error")
-        spec = validate_document({"metadata": {"name": "m1"}, "spec": {
-            "source": {"type": "generator"},
-            "sinks": [{"type": "file", "config": {"id": "out", "path": str(tmp_path / "o.jsonl")}}]}})
+        spec = validate_document(
+            {
+                "metadata": {"name": "m1"},
+                "spec": {
+                    "source": {"type": "generator"},
+                    "sinks": [{"type": "file", "config": {"id": "out", "path": str(tmp_path / "o.jsonl")}}],
+                },
+            }
+        )
         m = Managed("m1", spec, Desired.RUNNING, status=Status.RUNNING, restarts=2)
         size_hist = [0] * (len(BATCH_SIZE_BUCKETS) + 1)
         size_hist[2] = 4
-        m.base = Counters(events_in=300, events_out=290, batches=3, processor_ms=1500.0, batch_events_sum=290,
-                          batch_ms_sum=60.0, sink_events={"out": 290}, sink_error_count={"out": 1},
-                          batch_size_hist=size_hist)
-        m.cur = Counters(events_in=10, events_out=10, batches=1, batch_events_sum=10, rss_bytes=12345, lag_ms=40,
-                         batch_size_hist=[0] * (len(BATCH_SIZE_BUCKETS) + 1))
+        m.base = Counters(
+            events_in=300,
+            events_out=290,
+            batches=3,
+            processor_ms=1500.0,
+            batch_events_sum=290,
+            batch_ms_sum=60.0,
+            sink_events={"out": 290},
+            sink_error_count={"out": 1},
+            batch_size_hist=size_hist,
+        )
+        m.cur = Counters(
+            events_in=10,
+            events_out=10,
+            batches=1,
+            batch_events_sum=10,
+            rss_bytes=12345,
+            lag_ms=40,
+            batch_size_hist=[0] * (len(BATCH_SIZE_BUCKETS) + 1),
+        )
         mgr.pipelines["m1"] = m
         store.put_pipeline("m1", b"{}", "running")
         store.save_checkpoints("m1", {"out": "300"})

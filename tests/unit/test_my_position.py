@@ -1,4 +1,5 @@
 """mysql source positions: forms, total order, snapshot entries and the handoff filter (pure)."""
+
 from __future__ import annotations
 
 import random
@@ -30,8 +31,14 @@ def test_binlog_position_round_trip_and_order() -> None:
     p = parse("mysql-bin.000003:4567:2")
     assert p == BinlogPos("mysql-bin.000003", 4567, 2)
     assert str(p) == "mysql-bin.000003:4567:2"
-    seq = ["mysql-bin.000003:4567:1", "mysql-bin.000003:4567:2", "mysql-bin.000003:4567:10",
-           "mysql-bin.000003:9000:1", "mysql-bin.000010:4:1", "mysql-bin.000100:4:1"]
+    seq = [
+        "mysql-bin.000003:4567:1",
+        "mysql-bin.000003:4567:2",
+        "mysql-bin.000003:4567:10",
+        "mysql-bin.000003:9000:1",
+        "mysql-bin.000010:4:1",
+        "mysql-bin.000100:4:1",
+    ]
     shuffled = seq[:]
     random.Random(1).shuffle(shuffled)
     assert sorted(shuffled, key=key) == seq
@@ -40,11 +47,18 @@ def test_binlog_position_round_trip_and_order() -> None:
 def test_snapshot_positions_sort_before_binlog_and_by_table_run_key() -> None:
     e1 = f"0={P1}"
     e2 = f"0={P1};1={P2}>17"
-    seq = [f"snapshot:0:1@{e1}", f"snapshot:0:2@{e1}", f"snapshot:0:10:end@{e1}",
-           f"snapshot:1:3@{e1}", f"snapshot:1:17@{e1}",          # interrupted here ...
-           f"snapshot:1:18@{e2}", f"snapshot:1:40:end@{e2}",      # ... continued after key 17 at P2
-           f"snapshot:2:#1@{e2}", f"snapshot:2:#2@{e2}",
-           "mysql-bin.000001:4:1"]
+    seq = [
+        f"snapshot:0:1@{e1}",
+        f"snapshot:0:2@{e1}",
+        f"snapshot:0:10:end@{e1}",
+        f"snapshot:1:3@{e1}",
+        f"snapshot:1:17@{e1}",  # interrupted here ...
+        f"snapshot:1:18@{e2}",
+        f"snapshot:1:40:end@{e2}",  # ... continued after key 17 at P2
+        f"snapshot:2:#1@{e2}",
+        f"snapshot:2:#2@{e2}",
+        "mysql-bin.000001:4:1",
+    ]
     mixed = seq[:]
     random.Random(2).shuffle(mixed)
     assert sorted(mixed, key=key) == seq
@@ -70,8 +84,9 @@ def test_composite_keys_and_entries_round_trip() -> None:
     assert str(parse(pos)) == pos
 
 
-@pytest.mark.parametrize("bad", ["", "x", "mysql-bin:12:1", "snapshot:0:1", "snapshot:0:1:nope@0=f.1:4",
-                                 "mysql-bin.000001:abc:1"])
+@pytest.mark.parametrize(
+    "bad", ["", "x", "mysql-bin:12:1", "snapshot:0:1", "snapshot:0:1:nope@0=f.1:4", "mysql-bin.000001:abc:1"]
+)
 def test_bad_positions_are_rejected(bad: str) -> None:
     with pytest.raises(ValueError):
         key(bad)
@@ -83,9 +98,9 @@ def test_filter_point_per_table_and_key() -> None:
     entries = (Entry(0, P1), Entry(2, P2, CONTINUE, (17,)))
     assert filter_point(entries, 0, (1,)) == P1
     assert filter_point(entries, 1, None) == P1
-    assert filter_point(entries, 2, (17,)) == P1       # delivered by run 1: its changes from P1
-    assert filter_point(entries, 2, (18,)) == P2       # read by run 2: changes from P2
-    assert filter_point(entries, 2, None) == P1        # key unknown: the earlier point (never miss)
+    assert filter_point(entries, 2, (17,)) == P1  # delivered by run 1: its changes from P1
+    assert filter_point(entries, 2, (18,)) == P2  # read by run 2: changes from P2
+    assert filter_point(entries, 2, None) == P1  # key unknown: the earlier point (never miss)
     assert filter_point(entries, 3, (1,)) == P2
     assert read_point(entries, 2) == P2 and read_point(entries, 1) == P1
     # table 2 has no integer key: read again in full at P2, its changes from P1 (may repeat, converges)

@@ -1,4 +1,5 @@
 """mysql source values: driver values -> JSON-friendly values, the same for snapshot and binlog (pure)."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -33,24 +34,60 @@ def test_set_members() -> None:
 
 
 def columns() -> list[Column]:
-    return [Column("id", "int"), Column("js", "longtext", "longtext", is_json=True),
-            Column("j8", "json"), Column("bt", "bit", "bit(10)"), Column("ts", "timestamp"),
-            Column("fl", "float"), Column("st", "set", "set('x','y','z')"), Column("d", "decimal")]
+    return [
+        Column("id", "int"),
+        Column("js", "longtext", "longtext", is_json=True),
+        Column("j8", "json"),
+        Column("bt", "bit", "bit(10)"),
+        Column("ts", "timestamp"),
+        Column("fl", "float"),
+        Column("st", "set", "set('x','y','z')"),
+        Column("d", "decimal"),
+    ]
 
 
 def test_snapshot_and_binlog_values_convert_alike() -> None:
     conv = make_converter(columns())
-    snap = conv({"id": 1, "js": '{"a": [1, {"b": null}]}', "j8": '{"k": 1}', "bt": b"\x02\x01",
-                 "ts": dt.datetime(2024, 1, 2, 3, 4, 5, 654321), "fl": 1.1, "st": "z,x",
-                 "d": Decimal("12.34")})
-    binlog = conv({"id": 1, "js": '{"a": [1, {"b": null}]}', "j8": {b"k": 1}, "bt": "1000000001",
-                   "ts": dt.datetime(2024, 1, 2, 3, 4, 5, 654321), "fl": 1.100000023841858,
-                   "st": {"z", "x"}, "d": Decimal("12.34")})
-    assert snap["st"] == ["z", "x"]          # the server lists members in definition order: "x,z"
+    snap = conv(
+        {
+            "id": 1,
+            "js": '{"a": [1, {"b": null}]}',
+            "j8": '{"k": 1}',
+            "bt": b"\x02\x01",
+            "ts": dt.datetime(2024, 1, 2, 3, 4, 5, 654321),
+            "fl": 1.1,
+            "st": "z,x",
+            "d": Decimal("12.34"),
+        }
+    )
+    binlog = conv(
+        {
+            "id": 1,
+            "js": '{"a": [1, {"b": null}]}',
+            "j8": {b"k": 1},
+            "bt": "1000000001",
+            "ts": dt.datetime(2024, 1, 2, 3, 4, 5, 654321),
+            "fl": 1.100000023841858,
+            "st": {"z", "x"},
+            "d": Decimal("12.34"),
+        }
+    )
+    assert snap["st"] == ["z", "x"]  # the server lists members in definition order: "x,z"
     snap["st"] = ["x", "z"]
-    assert snap == binlog == {"id": 1, "js": {"a": [1, {"b": None}]}, "j8": {"k": 1}, "bt": 513,
-                              "ts": "2024-01-02T03:04:05.654321Z", "fl": 1.1, "st": ["x", "z"],
-                              "d": "12.34"}
+    assert (
+        snap
+        == binlog
+        == {
+            "id": 1,
+            "js": {"a": [1, {"b": None}]},
+            "j8": {"k": 1},
+            "bt": 513,
+            "ts": "2024-01-02T03:04:05.654321Z",
+            "fl": 1.1,
+            "st": ["x", "z"],
+            "d": "12.34",
+        }
+    )
     json.dumps(binlog)
 
 

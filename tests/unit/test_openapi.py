@@ -1,6 +1,7 @@
 """supervisor.api.openapi: a valid OpenAPI 3.1 document (checked against the
 official meta-schema that schemathesis ships), generated from the msgspec types,
 covering exactly the route table, with auth on every protected operation."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ def test_valid_openapi_31() -> None:
     errors = [str(e)[:300] for e in OPENAPI_31_VALIDATOR.iter_errors(doc)]
     assert errors == []
     assert doc["openapi"] == "3.1.0"
-    json.dumps(doc)   # serializable as served
+    json.dumps(doc)  # serializable as served
 
 
 def _refs(node: Any) -> list[str]:

@@ -1,5 +1,6 @@
 """supervisor.opscli pure parts: the merge patch `apply` sends, the unchanged
 check, output formats, argument errors."""
+
 from __future__ import annotations
 
 import json
@@ -11,10 +12,14 @@ from shared.spec.patch import merge_patch
 from shared.spec.redact import redact
 from supervisor import opscli
 
-DOC = {"metadata": {"name": "u1", "labels": {"a": "1"}},
-       "spec": {"source": {"type": "generator", "config": {"rate": 5}},
-                "processors": [{"type": "javascript", "id": "p", "inline": "function process(b) { return b; }"}],
-                "sinks": [{"type": "file", "config": {"id": "out", "path": "/tmp/x.jsonl"}}]}}
+DOC = {
+    "metadata": {"name": "u1", "labels": {"a": "1"}},
+    "spec": {
+        "source": {"type": "generator", "config": {"rate": 5}},
+        "processors": [{"type": "javascript", "id": "p", "inline": "function process(b) { return b; }"}],
+        "sinks": [{"type": "file", "config": {"id": "out", "path": "/tmp/x.jsonl"}}],
+    },
+}
 
 
 def served(doc: dict) -> dict:
@@ -23,8 +28,7 @@ def served(doc: dict) -> dict:
 
 def test_merge_patch_for_turns_current_into_wanted() -> None:
     current = served(DOC)
-    wanted = {"metadata": {"name": "u1"},
-              "spec": {"source": {"type": "generator"}, "sinks": DOC["spec"]["sinks"]}}
+    wanted = {"metadata": {"name": "u1"}, "spec": {"source": {"type": "generator"}, "sinks": DOC["spec"]["sinks"]}}
     patch = opscli.merge_patch_for(current, wanted)
     assert patch["metadata"]["labels"] is None and patch["spec"]["processors"] is None
     assert patch["spec"]["source"]["config"] is None
@@ -43,20 +47,38 @@ def test_unchanged_only_when_equal_and_free_of_secrets_and_variables() -> None:
     assert not opscli.unchanged(other, served(DOC))
     secret = json.loads(json.dumps(DOC))
     secret["spec"]["sinks"].append({"type": "http", "config": {"id": "w", "url": "http://u:pw@h/x"}})
-    assert not opscli.unchanged(secret, served(secret))    # the server shows ***: cannot tell, so update
+    assert not opscli.unchanged(secret, served(secret))  # the server shows ***: cannot tell, so update
     var = json.loads(json.dumps(DOC))
     var["spec"]["sinks"][0]["config"]["path"] = "${OUT:-/tmp/x.jsonl}"
     assert not opscli.unchanged(var, served(DOC))
-    assert not opscli.unchanged({"metadata": {"name": "u1"}}, served(DOC))   # invalid locally
+    assert not opscli.unchanged({"metadata": {"name": "u1"}}, served(DOC))  # invalid locally
 
 
 def test_render_formats() -> None:
-    info = {"name": "u1", "status": "running", "spec": served(DOC),
-            "ops": {"events_out": 12, "restarts": 1, "uptime_s": 3725.0, "last_error": "boom\nsecond line",
-                    "checkpoints": {"out": {"position": "12", "updated_at": "x"}}}}
+    info = {
+        "name": "u1",
+        "status": "running",
+        "spec": served(DOC),
+        "ops": {
+            "events_out": 12,
+            "restarts": 1,
+            "uptime_s": 3725.0,
+            "last_error": "boom\nsecond line",
+            "checkpoints": {"out": {"position": "12", "updated_at": "x"}},
+        },
+    }
     table = opscli.render([info], "table").splitlines()
-    assert table[0].split() == ["NAME", "STATUS", "SOURCE", "SINKS", "EVENTS_OUT", "RESTARTS", "UPTIME",
-                                "CHECKPOINTS", "LAST_ERROR"]
+    assert table[0].split() == [
+        "NAME",
+        "STATUS",
+        "SOURCE",
+        "SINKS",
+        "EVENTS_OUT",
+        "RESTARTS",
+        "UPTIME",
+        "CHECKPOINTS",
+        "LAST_ERROR",
+    ]
     assert table[1].split()[:8] == ["u1", "running", "generator", "out", "12", "1", "1h2m", "out=12"]
     assert "boom second line" in table[1]
     assert json.loads(opscli.render(info, "json")) == info
@@ -65,6 +87,6 @@ def test_render_formats() -> None:
 
 
 def test_usage_errors_exit_1() -> None:
-    assert opscli.main(["apply"]) == 1              # -f missing
+    assert opscli.main(["apply"]) == 1  # -f missing
     assert opscli.main(["frobnicate", "x"]) == 1
     assert opscli.main(["get", "--help"]) == 0

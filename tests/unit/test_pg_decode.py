@@ -1,4 +1,5 @@
 """pgoutput decoder on hand-built protocol-1 messages (the byte layout of PostgreSQL's proto.c)."""
+
 from __future__ import annotations
 
 import struct
@@ -81,18 +82,32 @@ def make(**kw: Any) -> tuple[Decoder, Out]:
 
 def test_insert_update_delete_events() -> None:
     d, out = make()
-    for m in (begin(0x500, 77, ts_us=2_000_000), insert(1, 1, "a", "t"), update(1, (1, "b", "f")),
-              update(1, (2, "b", None), old=(1, None, None)), delete(1, (2, None, None)), commit(0x500, 0x540)):
+    for m in (
+        begin(0x500, 77, ts_us=2_000_000),
+        insert(1, 1, "a", "t"),
+        update(1, (1, "b", "f")),
+        update(1, (2, "b", None), old=(1, None, None)),
+        delete(1, (2, None, None)),
+        commit(0x500, 0x540),
+    ):
         d.feed(m, 0x480)
     ev = out.events
     assert [e["op"] for e in ev] == ["c", "u", "u", "d"]
     assert ev[0]["after"] == {"id": 1, "note": "a", "ok": True} and ev[0]["before"] is None
-    assert ev[1]["before"] == {"id": 1}                                # key unchanged: key from the new row
+    assert ev[1]["before"] == {"id": 1}  # key unchanged: key from the new row
     assert ev[2]["before"] == {"id": 1} and ev[2]["after"]["ok"] is None
     assert ev[3]["before"] == {"id": 2} and ev[3]["after"] is None
     src = ev[0]["source"]
-    assert src == {"connector": "postgres", "db": "shop", "schema": "public", "table": "orders",
-                   "position": "0/500:0", "tx_id": "77", "ts_ms": PG_EPOCH_MS + 2000, "lsn": 0x480}
+    assert src == {
+        "connector": "postgres",
+        "db": "shop",
+        "schema": "public",
+        "table": "orders",
+        "position": "0/500:0",
+        "tx_id": "77",
+        "ts_ms": PG_EPOCH_MS + 2000,
+        "lsn": 0x480,
+    }
     assert [e["source"]["position"] for e in ev] == ["0/500:0", "0/500:1", "0/500:2", "0/500:3"]
     assert len(out.pieces) == 1 and out.pieces[0][1] is True and out.pieces[0][2] == StreamPos(0x500, 3, ())
     assert not d.in_tx and d.last_commit_end == 0x540
@@ -100,12 +115,16 @@ def test_insert_update_delete_events() -> None:
 
 def test_replica_identity_full_before_and_unchanged_toast_is_omitted() -> None:
     d, out = make()
-    for m in (begin(0x600, 78), update(1, (1, ..., "t"), old=(1, "big", "f"), kind=b"O"),
-              delete(1, (1, "big", "t"), kind=b"O"), commit(0x600, 0x640)):
+    for m in (
+        begin(0x600, 78),
+        update(1, (1, ..., "t"), old=(1, "big", "f"), kind=b"O"),
+        delete(1, (1, "big", "t"), kind=b"O"),
+        commit(0x600, 0x640),
+    ):
         d.feed(m, 0)
     u, dl = out.events
     assert u["before"] == {"id": 1, "note": "big", "ok": False}
-    assert u["after"] == {"id": 1, "ok": True}                       # 'note' unchanged TOAST: omitted
+    assert u["after"] == {"id": 1, "ok": True}  # 'note' unchanged TOAST: omitted
     assert dl["before"] == {"id": 1, "note": "big", "ok": True}
 
 
@@ -123,21 +142,34 @@ def test_big_transaction_is_published_in_pieces_with_tx_end_only_at_commit() -> 
 
 def test_resume_mid_transaction_skips_exactly_the_delivered_prefix() -> None:
     d, out = make(resume=StreamPos(0x800, 2, ()))
-    for lsn in (0x700, 0x800, 0x900):                                # 0x700 was fully delivered before
+    for lsn in (0x700, 0x800, 0x900):  # 0x700 was fully delivered before
         d.feed(begin(lsn, lsn), 0)
         for i in range(5):
             d.feed(insert(1, i, "x", "t"), 0)
         d.feed(commit(lsn, lsn + 0x40), 0)
     assert [e["source"]["position"] for e in out.events] == [
-        "0/800:3", "0/800:4", "0/900:0", "0/900:1", "0/900:2", "0/900:3", "0/900:4"]
+        "0/800:3",
+        "0/800:4",
+        "0/900:0",
+        "0/900:1",
+        "0/900:2",
+        "0/900:3",
+        "0/900:4",
+    ]
 
 
 def test_table_filter_and_resnapshot_window_skip() -> None:
     out = Out()
-    runs = ((0, 0x100), (1, 0x900))          # table 1 (public.items) was re-snapshotted at 0x900
-    d = Decoder(types=TYPES, db="shop", publish=out, log=structlog.get_logger(),
-                tables={"public.orders", "public.items"}, runs=runs,
-                table_index={"public.orders": 0, "public.items": 1})
+    runs = ((0, 0x100), (1, 0x900))  # table 1 (public.items) was re-snapshotted at 0x900
+    d = Decoder(
+        types=TYPES,
+        db="shop",
+        publish=out,
+        log=structlog.get_logger(),
+        tables={"public.orders", "public.items"},
+        runs=runs,
+        table_index={"public.orders": 0, "public.items": 1},
+    )
     d.feed(relation(1, "public", "orders", [("id", 23, True)]), 0)
     d.feed(relation(2, "public", "items", [("id", 23, True)]), 0)
     d.feed(relation(3, "public", "other", [("id", 23, True)]), 0)
@@ -161,10 +193,11 @@ def test_truncate_is_skipped_and_counted_messages_are_ignored() -> None:
 
 def test_generated_tuple_decoder_matches_the_loop_and_odd_column_names() -> None:
     from worker.sources.pg_decode import decode_tuple, tuple_decoder
+
     cols = [("we'ird\"name", int), ("x\\y", bytes.decode), ("z", bytes.decode)]
     dec = tuple_decoder(cols)
     for vals in ((1, "a", None), (2, ..., "b"), (None, None, None)):
         buf = b"xx" + tup(*vals)
         assert dec(buf, 2) == decode_tuple(buf, 2, cols)
-    short = b"xx" + tup(5, "a")                                   # fewer columns: falls back to the loop
+    short = b"xx" + tup(5, "a")  # fewer columns: falls back to the loop
     assert dec(short, 2) == decode_tuple(short, 2, cols) == ({"we'ird\"name": 5, "x\\y": "a"}, len(short))

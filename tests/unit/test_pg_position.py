@@ -1,10 +1,10 @@
 """Positions of the postgres source: parse/format round trips and their total order."""
+
 from __future__ import annotations
 
 import pytest
 
-from worker.sources.pg_position import (SnapshotPos, StreamPos, epoch_of, lsn_str, lsn_to_int, parse,
-                                        position_key)
+from worker.sources.pg_position import SnapshotPos, StreamPos, epoch_of, lsn_str, lsn_to_int, parse, position_key
 
 
 def test_lsn_round_trip() -> None:
@@ -22,13 +22,16 @@ def test_snapshot_sorts_before_stream_and_reexport_after_the_interrupted_run() -
     first = SnapshotPos(1, 500, ((0, 0x100),), False).format()
     other_table = SnapshotPos(2, 1, ((0, 0x100),), False).format()
     rerun = SnapshotPos(1, 1, ((0, 0x100), (1, 0x200)), False).format()
-    stream = StreamPos(0x50, 0, ()).format()           # even a lower LSN than the snapshot epoch
+    stream = StreamPos(0x50, 0, ()).format()  # even a lower LSN than the snapshot epoch
     assert position_key(first) < position_key(other_table) < position_key(rerun) < position_key(stream)
 
 
 def test_parse_format_round_trip() -> None:
-    for p in (SnapshotPos(0, 3, ((0, 0x1A00),), True), SnapshotPos(4, 7, ((0, 0x1A00), (2, 0x1C00)), False),
-              StreamPos(0x16B3748, 3, ())):
+    for p in (
+        SnapshotPos(0, 3, ((0, 0x1A00),), True),
+        SnapshotPos(4, 7, ((0, 0x1A00), (2, 0x1C00)), False),
+        StreamPos(0x16B3748, 3, ()),
+    ):
         assert parse(p.format()) == p
     assert SnapshotPos(0, 3, ((0, 0x1A00),), True).format() == "snapshot:0:3:0@0/1A00:last"
 

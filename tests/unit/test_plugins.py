@@ -1,4 +1,5 @@
 """The registry covers every tag of the spec unions, and every entry imports."""
+
 from __future__ import annotations
 
 import typing
@@ -8,7 +9,7 @@ from worker import plugins
 
 
 def tags(union: object) -> set[str]:
-    members = typing.get_args(union) or (union,)   # a one-member Union is the member itself
+    members = typing.get_args(union) or (union,)  # a one-member Union is the member itself
     return {t.__struct_config__.tag for t in members}  # type: ignore[attr-defined]
 
 

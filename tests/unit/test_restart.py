@@ -1,4 +1,5 @@
 """Pure restart backoff and the crash window."""
+
 from __future__ import annotations
 
 import random
@@ -9,9 +10,9 @@ from supervisor.restart import RestartPolicy
 def test_backoff_doubles_with_jitter_and_caps() -> None:
     p = RestartPolicy()
     rng = random.Random(1)
-    delays = [p.on_crash(i * 1000.0, 1.0, rng) for i in range(10)]   # crashes far apart: no window failure
+    delays = [p.on_crash(i * 1000.0, 1.0, rng) for i in range(10)]  # crashes far apart: no window failure
     for i, d in enumerate(delays):
-        base = min(60.0, 2.0 ** i)
+        base = min(60.0, 2.0**i)
         assert d is not None and 0.8 * base <= d <= 1.2 * base
 
 

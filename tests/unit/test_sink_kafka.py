@@ -1,4 +1,5 @@
 """Kafka sink, pure parts: message keys, error sorting, producer settings, no I/O at build."""
+
 from __future__ import annotations
 
 import time
@@ -10,8 +11,7 @@ from shared.errors import SinkError
 from shared.spec.model import KafkaSinkConfig
 from worker.sinks.base import SinkContext
 from worker.sinks.kafka import KafkaSink
-from worker.sinks.kafka_common import (Tracker, build_key_fn, build_keys_fn, classify, message_timeout_s,
-                                       producer_conf)
+from worker.sinks.kafka_common import Tracker, build_key_fn, build_keys_fn, classify, message_timeout_s, producer_conf
 from worker.sinks.kafka_eos import _position_of_id
 
 
@@ -44,9 +44,16 @@ def test_key_without_row_is_null_and_missing_column_is_null() -> None:
 
 
 def test_batch_keys_equal_the_per_event_keys() -> None:
-    evs = [ev("c", None, {"id": 1}), ev("c", None, {"id": "s\"x"}), ev("d", {"id": 3}, None),
-           ev("u", {"id": 4}, {"id": 4}), ev("c", None, None), ev("c", None, {"k": 5, "id": 6}, pk=["k"]),
-           ev("c", None, {"id": 1.5, "a": 2, "b": None}), ev("c", None, {"id": True})]
+    evs = [
+        ev("c", None, {"id": 1}),
+        ev("c", None, {"id": 's"x'}),
+        ev("d", {"id": 3}, None),
+        ev("u", {"id": 4}, {"id": 4}),
+        ev("c", None, None),
+        ev("c", None, {"k": 5, "id": 6}, pk=["k"]),
+        ev("c", None, {"id": 1.5, "a": 2, "b": None}),
+        ev("c", None, {"id": True}),
+    ]
     for cols in (None, ["a"], ["id"], ["a", "b"]):
         one = build_key_fn(cols)
         assert build_keys_fn(cols)(evs) == [one(e) for e in evs], cols
@@ -54,16 +61,26 @@ def test_batch_keys_equal_the_per_event_keys() -> None:
 
 
 def test_fatal_errors_are_not_retryable() -> None:
-    for code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.TOPIC_AUTHORIZATION_FAILED,
-                 KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._UNKNOWN_TOPIC, KafkaError.PRODUCER_FENCED):
+    for code in (
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError.PRODUCER_FENCED,
+    ):
         err = classify("k", "b:9092", KafkaException(KafkaError(code)))
         assert isinstance(err, SinkError) and err.retryable is False, code
         assert err.message.startswith("sink 'k': kafka b:9092")
 
 
 def test_transient_errors_are_retryable() -> None:
-    for code in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._MSG_TIMED_OUT,
-                 KafkaError._ALL_BROKERS_DOWN, KafkaError.NOT_ENOUGH_REPLICAS):
+    for code in (
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+        KafkaError.NOT_ENOUGH_REPLICAS,
+    ):
         err = classify("k", "b:9092", KafkaException(KafkaError(code)))
         assert err.retryable is True and "will retry" in err.message, code
     assert classify("k", "b", BufferError("full")).retryable is True

@@ -1,7 +1,6 @@
 """NatsSink pure parts: subject wildcards, stream names, error sorting, no I/O in the constructor."""
-from __future__ import annotations
 
-import asyncio
+from __future__ import annotations
 
 import pytest
 from nats import errors as nerr
@@ -32,18 +31,21 @@ def sink() -> NatsSink:
     return NatsSink(NatsSinkConfig(id="bus", url="nats://10.255.255.1:1", subject="a.${op}"), SinkContext("p", int))
 
 
-@pytest.mark.parametrize("exc, retryable, text", [
-    (nerr.MaxPayloadError(), False, "max_payload"),
-    (nerr.AuthorizationError(), False, "credentials"),
-    (nerr.Error("nats: 'Authorization Violation'"), False, "credentials"),
-    (jerr.ServiceUnavailableError(code=503, description="JetStream not ready"), True, "unavailable"),
-    (jerr.APIError(code=400, err_code=10060, description="expected stream does not match"), False, "10060"),
-    (jerr.APIError(code=500, description="internal"), True, "internal"),
-    (asyncio.TimeoutError(), True, "in time"),
-    (nerr.ConnectionClosedError(), True, "connection lost"),
-    (nerr.OutboundBufferLimitError(), True, "connection lost"),
-    (ConnectionRefusedError(111, "refused"), True, "refused"),
-])
+@pytest.mark.parametrize(
+    "exc, retryable, text",
+    [
+        (nerr.MaxPayloadError(), False, "max_payload"),
+        (nerr.AuthorizationError(), False, "credentials"),
+        (nerr.Error("nats: 'Authorization Violation'"), False, "credentials"),
+        (jerr.ServiceUnavailableError(code=503, description="JetStream not ready"), True, "unavailable"),
+        (jerr.APIError(code=400, err_code=10060, description="expected stream does not match"), False, "10060"),
+        (jerr.APIError(code=500, description="internal"), True, "internal"),
+        (TimeoutError(), True, "in time"),
+        (nerr.ConnectionClosedError(), True, "connection lost"),
+        (nerr.OutboundBufferLimitError(), True, "connection lost"),
+        (ConnectionRefusedError(111, "refused"), True, "refused"),
+    ],
+)
 def test_classify(exc: BaseException, retryable: bool, text: str) -> None:
     err = sink().classify(exc)
     assert err.retryable is retryable and text in err.message

@@ -1,7 +1,6 @@
 """RabbitmqSink pure parts: error sorting, messages that hide secrets, no I/O in the constructor."""
-from __future__ import annotations
 
-import asyncio
+from __future__ import annotations
 
 import aiormq.exceptions as aexc
 import pamqp.commands
@@ -14,22 +13,26 @@ from worker.sinks.rabbitmq import RabbitmqSink, amqp_where
 
 
 def sink() -> RabbitmqSink:
-    return RabbitmqSink(RabbitmqSinkConfig(id="mq", url="amqp://u:s3cret@mq.local:5673/", exchange="cdc"),
-                        SinkContext("p", int))
+    return RabbitmqSink(
+        RabbitmqSinkConfig(id="mq", url="amqp://u:s3cret@mq.local:5673/", exchange="cdc"), SinkContext("p", int)
+    )
 
 
-@pytest.mark.parametrize("exc, retryable, text", [
-    (aexc.ProbableAuthenticationError("ACCESS_REFUSED"), False, "credentials"),
-    (aexc.ChannelNotFoundEntity("NOT_FOUND - no exchange 'cdc'"), False, "does not exist"),
-    (aexc.ChannelAccessRefused("ACCESS_REFUSED"), False, "permission"),
-    (aexc.ChannelPreconditionFailed("PRECONDITION_FAILED - message size"), False, "max_message_size"),
-    (aexc.ConnectionNotAllowed("NOT_ALLOWED - vhost"), False, "vhost"),
-    (aexc.DeliveryError(None, pamqp.commands.Basic.Nack(delivery_tag=7)), True, "nack"),
-    (asyncio.TimeoutError(), True, "in time"),
-    (aexc.AMQPConnectionError("CONNECTION_FORCED - broker forced connection closure"), True, "reconnect"),
-    (ConnectionRefusedError(111, "refused"), True, "reconnect"),
-    (aexc.ChannelInvalidStateError("channel closed"), True, "reopen"),
-])
+@pytest.mark.parametrize(
+    "exc, retryable, text",
+    [
+        (aexc.ProbableAuthenticationError("ACCESS_REFUSED"), False, "credentials"),
+        (aexc.ChannelNotFoundEntity("NOT_FOUND - no exchange 'cdc'"), False, "does not exist"),
+        (aexc.ChannelAccessRefused("ACCESS_REFUSED"), False, "permission"),
+        (aexc.ChannelPreconditionFailed("PRECONDITION_FAILED - message size"), False, "max_message_size"),
+        (aexc.ConnectionNotAllowed("NOT_ALLOWED - vhost"), False, "vhost"),
+        (aexc.DeliveryError(None, pamqp.commands.Basic.Nack(delivery_tag=7)), True, "nack"),
+        (TimeoutError(), True, "in time"),
+        (aexc.AMQPConnectionError("CONNECTION_FORCED - broker forced connection closure"), True, "reconnect"),
+        (ConnectionRefusedError(111, "refused"), True, "reconnect"),
+        (aexc.ChannelInvalidStateError("channel closed"), True, "reopen"),
+    ],
+)
 def test_classify(exc: BaseException, retryable: bool, text: str) -> None:
     err = sink().classify(exc)
     assert err.retryable is retryable and text in err.message, err.message

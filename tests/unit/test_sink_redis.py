@@ -1,4 +1,5 @@
 """RedisSink pure parts: error sorting, messages that hide secrets, no I/O in the constructor."""
+
 from __future__ import annotations
 
 import pytest
@@ -10,20 +11,23 @@ from worker.sinks.base import SinkContext
 from worker.sinks.redis import RedisSink, classify, redis_where
 
 
-@pytest.mark.parametrize("exc, retryable", [
-    (rexc.AuthenticationError("invalid username-password pair"), False),
-    (rexc.ResponseError("WRONGPASS invalid username-password pair"), False),
-    (rexc.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
-    (rexc.ResponseError("NOPERM this user has no permissions"), False),
-    (rexc.DataError("Invalid input of type: 'dict'"), False),
-    (rexc.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."), True),
-    (rexc.TimeoutError("Timeout reading from socket"), True),
-    (TimeoutError(), True),
-    (ConnectionResetError("reset by peer"), True),
-    (rexc.BusyLoadingError("Redis is loading the dataset in memory"), True),
-    (rexc.ResponseError("OOM command not allowed when used memory > 'maxmemory'"), True),
-    (rexc.ResponseError("READONLY You can't write against a read only replica."), True),
-])
+@pytest.mark.parametrize(
+    "exc, retryable",
+    [
+        (rexc.AuthenticationError("invalid username-password pair"), False),
+        (rexc.ResponseError("WRONGPASS invalid username-password pair"), False),
+        (rexc.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+        (rexc.ResponseError("NOPERM this user has no permissions"), False),
+        (rexc.DataError("Invalid input of type: 'dict'"), False),
+        (rexc.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."), True),
+        (rexc.TimeoutError("Timeout reading from socket"), True),
+        (TimeoutError(), True),
+        (ConnectionResetError("reset by peer"), True),
+        (rexc.BusyLoadingError("Redis is loading the dataset in memory"), True),
+        (rexc.ResponseError("OOM command not allowed when used memory > 'maxmemory'"), True),
+        (rexc.ResponseError("READONLY You can't write against a read only replica."), True),
+    ],
+)
 def test_classify(exc: BaseException, retryable: bool) -> None:
     err = classify("cache", "127.0.0.1:6379", exc)
     assert err.retryable is retryable

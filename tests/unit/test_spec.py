@@ -1,4 +1,5 @@
 """Spec loading: every error with its path, env expansion, redaction, merge patch."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,13 @@ def errors(doc: bytes, **kw) -> dict[str, str]:
 def test_defaults_filled_in() -> None:
     d = to_document(load_bytes(GOOD))
     assert d["apiVersion"] == "tidegate/v1" and d["kind"] == "Pipeline"
-    assert d["spec"]["batch"] == {"max_events": 2000, "max_bytes": 16777216, "max_ms": 50,
-                                  "respect_source_tx": True, "max_inflight": 1}
+    assert d["spec"]["batch"] == {
+        "max_events": 2000,
+        "max_bytes": 16777216,
+        "max_ms": 50,
+        "respect_source_tx": True,
+        "max_inflight": 1,
+    }
     assert d["spec"]["source"]["config"]["tables"] == ["demo.events"]
     assert d["spec"]["processors"] == [] and d["spec"]["commit_policy"]["mode"] == "required"
 
@@ -72,15 +78,16 @@ spec:
 def test_quorum_bounds() -> None:
     doc = GOOD + b"  commit_policy: {mode: quorum, quorum: 2}\n"
     assert "between 1 and the number of sinks (1)" in errors(doc)["spec.commit_policy.quorum"]
-    assert "required when mode is quorum" in errors(GOOD + b"  commit_policy: {mode: quorum}\n")[
-        "spec.commit_policy.quorum"]
+    assert (
+        "required when mode is quorum"
+        in errors(GOOD + b"  commit_policy: {mode: quorum}\n")["spec.commit_policy.quorum"]
+    )
 
 
 def test_env_expansion() -> None:
     env = {"A": "1", "PATH_X": "/p"}
     errs: list = []
-    out = expand_env({"x": "${A}-${B:-dflt}-$${keep}-${source.table}", "y": ["${PATH_X}", "${MISSING}"]}, env,
-                     "", errs)
+    out = expand_env({"x": "${A}-${B:-dflt}-$${keep}-${source.table}", "y": ["${PATH_X}", "${MISSING}"]}, env, "", errs)
     assert out["x"] == "1-dflt-${keep}-${source.table}"
     assert out["y"][0] == "/p"
     assert errs == [("y[1]", "environment variable MISSING is not set (use ${MISSING:-default} for a default)")]
@@ -99,9 +106,15 @@ def test_malformed_and_yaml_booleans() -> None:
 
 
 def test_redaction() -> None:
-    doc = {"dsn": "postgresql://app:hunter2@db/shop", "password": "p", "api_key": "k", "nested": {"token": "t"},
-           "headers": {"Authorization": "Bearer z", "X-Other": "ok"}, "plain": "mysql://root@h/db",
-           "kv": "host=x password=abc user=u"}
+    doc = {
+        "dsn": "postgresql://app:hunter2@db/shop",
+        "password": "p",
+        "api_key": "k",
+        "nested": {"token": "t"},
+        "headers": {"Authorization": "Bearer z", "X-Other": "ok"},
+        "plain": "mysql://root@h/db",
+        "kv": "host=x password=abc user=u",
+    }
     r = redact(doc)
     assert r["dsn"] == "postgresql://app:***@db/shop"
     assert r["password"] == r["api_key"] == r["nested"]["token"] == r["headers"]["Authorization"] == "***"
@@ -110,8 +123,11 @@ def test_redaction() -> None:
 
 
 def test_merge_patch_rfc7386() -> None:
-    assert merge_patch({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": None, "e": 4}, "f": [1]}) == \
-        {"a": 1, "b": {"d": 3, "e": 4}, "f": [1]}
+    assert merge_patch({"a": 1, "b": {"c": 2, "d": 3}}, {"b": {"c": None, "e": 4}, "f": [1]}) == {
+        "a": 1,
+        "b": {"d": 3, "e": 4},
+        "f": [1],
+    }
     assert merge_patch({"a": 1}, [1]) == [1]
     assert merge_patch({"password": "real"}, {"password": "***"}) == {"password": "real"}
 

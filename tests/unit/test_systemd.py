@@ -1,12 +1,13 @@
 """supervisor.systemd against real unix datagram sockets (path and abstract)."""
+
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -72,7 +73,7 @@ def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     assert systemd.watchdog_interval() == 15.0
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     assert systemd.watchdog_interval() == 15.0
-    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))   # meant for another process
+    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))  # meant for another process
     assert systemd.watchdog_interval() is None
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     for bad in ("0", "-5", "abc", ""):
@@ -93,12 +94,16 @@ def test_status_notifier_sends_changes_only(sock: socket.socket) -> None:
     n.stopping("stopping: draining 1 pipelines")
     n.update()
     n.stopping()
-    assert recv_all(sock) == ["STATUS=pipelines: 1 starting", "READY=1",
-                              "STATUS=pipelines: 1 running", "STOPPING=1\nSTATUS=stopping: draining 1 pipelines"]
+    assert recv_all(sock) == [
+        "STATUS=pipelines: 1 starting",
+        "READY=1",
+        "STATUS=pipelines: 1 running",
+        "STOPPING=1\nSTATUS=stopping: draining 1 pipelines",
+    ]
 
 
 def test_watchdog_loop_pings_while_healthy(sock: socket.socket, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("WATCHDOG_USEC", "100000")   # ping every 50 ms
+    monkeypatch.setenv("WATCHDOG_USEC", "100000")  # ping every 50 ms
     healthy = {"ok": True}
 
     async def main() -> list[str]:
@@ -107,7 +112,7 @@ def test_watchdog_loop_pings_while_healthy(sock: socket.socket, monkeypatch: pyt
         loop = asyncio.get_running_loop()
         while got.count("WATCHDOG=1") < 3:
             got.append((await loop.sock_recv(sock, 4096)).decode())
-        healthy["ok"] = False   # an unhealthy supervisor stops pinging, so systemd restarts it
+        healthy["ok"] = False  # an unhealthy supervisor stops pinging, so systemd restarts it
         recv_all(sock)
         await asyncio.sleep(0.2)
         got_after = recv_all(sock)
@@ -117,4 +122,4 @@ def test_watchdog_loop_pings_while_healthy(sock: socket.socket, monkeypatch: pyt
     sock.setblocking(False)
     out = asyncio.run(main())
     assert out[: out.index("|")].count("WATCHDOG=1") == 3
-    assert "WATCHDOG=1" not in out[out.index("|") + 1:]
+    assert "WATCHDOG=1" not in out[out.index("|") + 1 :]

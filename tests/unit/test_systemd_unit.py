@@ -1,5 +1,6 @@
 """packaging/systemd/tidegate.service: `systemd-analyze verify` accepts it with
 no warning, and it carries the settings docs/service.md promises."""
+
 from __future__ import annotations
 
 import shutil
@@ -26,9 +27,19 @@ def directives() -> dict[str, list[str]]:
 
 def test_unit_has_the_promised_settings() -> None:
     d = directives()
-    want = {"Type": "notify", "NotifyAccess": "main", "DynamicUser": "yes", "StateDirectory": "tidegate",
-            "NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes",
-            "Restart": "on-failure", "KillMode": "mixed", "EnvironmentFile": "-/etc/tidegate/tidegate.env"}
+    want = {
+        "Type": "notify",
+        "NotifyAccess": "main",
+        "DynamicUser": "yes",
+        "StateDirectory": "tidegate",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+        "Restart": "on-failure",
+        "KillMode": "mixed",
+        "EnvironmentFile": "-/etc/tidegate/tidegate.env",
+    }
     for k, v in want.items():
         assert d.get(k) == [v], (k, d.get(k))
     assert d["WatchdogSec"] and d["TimeoutStopSec"]

@@ -10,6 +10,7 @@ map one shared memfd (grown on demand by whichever side writes a bigger payload)
 the `B`/`R` frames carry only the length; a 1 MB pipe round trip costs ~2 ms here, the
 memfd copy ~0.2 ms. Imports: stdlib only.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -21,7 +22,7 @@ import struct
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 HEADER = struct.Struct(">cI")
 SIZE = struct.Struct(">Q")
@@ -56,7 +57,7 @@ def _set_pipe_size(fd: int) -> None:
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
     except (OSError, AttributeError):
-        pass   # default 64 KiB pipes still work, just with more wake-ups
+        pass  # default 64 KiB pipes still work, just with more wake-ups
 
 
 class SandboxProcess:
@@ -69,16 +70,22 @@ class SandboxProcess:
         env["MALLOC_ARENA_MAX"] = "2"
         # Keep freed heap for the next batch instead of trimming and re-faulting it (~4x fewer
         # page faults per call); the heap stays bounded by mem_mb and the child's RLIMIT_AS.
-        env["GLIBC_TUNABLES"] = ("glibc.malloc.trim_threshold=268435456:glibc.malloc.top_pad=16777216:"
-                                 "glibc.malloc.mmap_threshold=33554432")
+        env["GLIBC_TUNABLES"] = (
+            "glibc.malloc.trim_threshold=268435456:glibc.malloc.top_pad=16777216:glibc.malloc.mmap_threshold=33554432"
+        )
         self.shm_fd = os.memfd_create("tidegate-js", os.MFD_CLOEXEC)
         try:
             os.ftruncate(self.shm_fd, SHM_INITIAL)
             self.mm = mmap.mmap(self.shm_fd, SHM_INITIAL)
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", CHILD, str(self.shm_fd), pipeline, name, str(os.getpid())],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True, bufsize=0,
-                pass_fds=(self.shm_fd,))
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+                bufsize=0,
+                pass_fds=(self.shm_fd,),
+            )
         except BaseException:
             os.close(self.shm_fd)
             raise
@@ -90,7 +97,7 @@ class SandboxProcess:
         self.pid = self.proc.pid
         self._buf = bytearray()
         self._out: list[memoryview] = []
-        self.peak_rss_kb: int | None = None   # known once the child is reaped
+        self.peak_rss_kb: int | None = None  # known once the child is reaped
 
     # ------------------------------------------------------------------ lifecycle
     def _reap(self, timeout: float = 0.0) -> bool:
@@ -164,7 +171,7 @@ class SandboxProcess:
             os.ftruncate(self.shm_fd, size)
             self.mm.close()
             self.mm = mmap.mmap(self.shm_fd, size)
-        self.mm[:len(data)] = data
+        self.mm[: len(data)] = data
         return SIZE.pack(len(data))
 
     def take(self, payload: bytes) -> bytes:
@@ -197,8 +204,15 @@ class SandboxProcess:
         self._out += [memoryview(HEADER.pack(kind, len(payload))), memoryview(payload)]
         self._out = self._write_some(self._out)
 
-    def exchange(self, kind: bytes, payload: bytes, deadline: float, on_log: Callable[[bytes], None],
-                 cpu_budget_s: float | None = None, start_cpu: float | None = None) -> tuple[bytes, bytes]:
+    def exchange(
+        self,
+        kind: bytes,
+        payload: bytes,
+        deadline: float,
+        on_log: Callable[[bytes], None],
+        cpu_budget_s: float | None = None,
+        start_cpu: float | None = None,
+    ) -> tuple[bytes, bytes]:
         """Send one frame, return the first reply frame that is not a console line.
 
         `start_cpu`: the child's CPU seconds when the call began (default: now)."""
@@ -247,7 +261,7 @@ class SandboxProcess:
         except BlockingIOError:
             return views
         except (BrokenPipeError, ConnectionResetError):
-            return []   # the child is gone; the read side reports how
+            return []  # the child is gone; the read side reports how
         while views and n >= len(views[0]):
             n -= len(views[0])
             views = views[1:]
@@ -273,6 +287,6 @@ class SandboxProcess:
         end = HEADER.size + size
         if len(buf) < end:
             return None
-        body = bytes(buf[HEADER.size:end])
+        body = bytes(buf[HEADER.size : end])
         del buf[:end]
         return kind, body

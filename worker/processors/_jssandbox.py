@@ -22,6 +22,7 @@ RLIMIT_AS (current size + room for the heap and the batch strings). The wall-clo
 SIGINT/SIGTERM are ignored: the child ends on EOF of stdin (its worker closed or died),
 and PR_SET_PDEATHSIG kills it if the worker dies mid-call.
 """
+
 import json
 import mmap
 import os
@@ -149,7 +150,7 @@ class Shared:
             size = max(len(data), 2 * len(self.mm))
             os.ftruncate(self.fd, size)
             self._remap(size)
-        self.mm[:len(data)] = data
+        self.mm[: len(data)] = data
         return SIZE.pack(len(data))
 
 
@@ -158,9 +159,9 @@ class Channel:
         self.fd_in, self.fd_out = fd_in, fd_out
 
     def send(self, kind: bytes, payload: bytes) -> None:
-        view = memoryview(HEADER.pack(kind, len(payload)) + payload)   # frames here are small
+        view = memoryview(HEADER.pack(kind, len(payload)) + payload)  # frames here are small
         while view:
-            view = view[os.write(self.fd_out, view):]
+            view = view[os.write(self.fd_out, view) :]
 
     def _read_exact(self, n: int) -> bytearray | None:
         buf = bytearray(n)
@@ -215,7 +216,9 @@ def classify(text: str) -> tuple[str, str | None]:
         return "limit", "cpu_ms"
     if first.startswith("InternalError: out of memory"):
         return "limit", "mem_mb"
-    if text.rstrip("\n") in ("null", "null\nundefined") or first.lstrip("(").startswith("Failed obtaining QuickJS error"):
+    if text.rstrip("\n") in ("null", "null\nundefined") or first.lstrip("(").startswith(
+        "Failed obtaining QuickJS error"
+    ):
         # QuickJS throws `null` when it runs out of memory while building the "out of memory"
         # error itself (a nested OOM), and the binding cannot stringify an error without
         # memory. A script may also `throw null` (or throw an object whose toString throws);
@@ -227,23 +230,23 @@ def classify(text: str) -> tuple[str, str | None]:
 
 
 def trim_stack(text: str, name: str) -> str:
-    lines = [ln for ln in text.rstrip("\n").replace("<input>", name).split("\n")
-             if "__tidegate_" not in ln]
-    if lines and lines[-1] == "undefined":   # a thrown non-Error has no stack
+    lines = [ln for ln in text.rstrip("\n").replace("<input>", name).split("\n") if "__tidegate_" not in ln]
+    if lines and lines[-1] == "undefined":  # a thrown non-Error has no stack
         lines = lines[:-1]
     if len(lines) > MAX_STACK_LINES:
         lines = lines[:MAX_STACK_LINES] + [f"    ... {len(lines) - MAX_STACK_LINES} more frames"]
     return "\n".join(lines)
 
 
-CALL_START = [0.0]   # process CPU seconds when the current call (or the load) began
+CALL_START = [0.0]  # process CPU seconds when the current call (or the load) began
 
 
 def error_payload(kind: str, limit: str | None, message: str) -> bytes:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     used_ms = round((time.process_time() - CALL_START[0]) * 1000, 1)
-    return json.dumps({"kind": kind, "limit": limit, "message": message, "peak_rss_kb": peak,
-                       "cpu_ms_used": used_ms}).encode()
+    return json.dumps(
+        {"kind": kind, "limit": limit, "message": message, "peak_rss_kb": peak, "cpu_ms_used": used_ms}
+    ).encode()
 
 
 def load(quickjs, cfg: dict, holder: list):
@@ -261,8 +264,10 @@ def load(quickjs, cfg: dict, holder: list):
         ctx.eval(cfg["code"])
         ctx.eval(BRIDGE)
     if ctx.eval("typeof globalThis.__tg_process") != "function":
-        raise LookupError("no function process(batch) defined (write `export function process(batch)`"
-                          " or a top-level `function process(batch)`)")
+        raise LookupError(
+            "no function process(batch) defined (write `export function process(batch)`"
+            " or a top-level `function process(batch)`)"
+        )
     return ctx, run, drain
 
 
@@ -272,7 +277,7 @@ def flush_console(chan: Channel, drain) -> None:
         return
     try:
         text = drain(True)
-    except Exception:   # noqa: BLE001 - a broken context must not hide the call's own outcome
+    except Exception:  # noqa: BLE001 - a broken context must not hide the call's own outcome
         return
     if text:
         for level, line in json.loads(text):
@@ -298,7 +303,7 @@ def call(quickjs, ctx, run, chan: Channel, shared: Shared, cfg: dict, body: byte
     verdict = chan.recv()
     if verdict is None:
         return None
-    if verdict[0] == b"A":   # the parent could not vet the batch: drop it, keep the context
+    if verdict[0] == b"A":  # the parent could not vet the batch: drop it, keep the context
         parse("[]")
         return b"E", error_payload("contract", None, verdict[1].decode("utf-8", "replace"))
     if verdict[0] not in (b"G", b"P"):
@@ -311,8 +316,8 @@ def call(quickjs, ctx, run, chan: Channel, shared: Shared, cfg: dict, body: byte
             raise failure
         ctx.set_time_limit(max(0.001, limit_s - (time.process_time() - CALL_START[0])))
         text = apply()
-        if text is None:   # an async process(): run its jobs, then take the settled value
-            while True:     # each job is its own call: re-arm the interrupt with what is left
+        if text is None:  # an async process(): run its jobs, then take the settled value
+            while True:  # each job is its own call: re-arm the interrupt with what is left
                 left = limit_s - (time.process_time() - CALL_START[0])
                 if left <= 0:
                     raise quickjs.JSException("InternalError: interrupted (async jobs)")
@@ -333,10 +338,11 @@ def die_with_parent(parent: int) -> None:
     """SIGKILL us when the thread that spawned us (the worker's processor thread) exits."""
     try:
         import ctypes  # noqa: PLC0415
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    if os.getppid() != parent:   # it died before prctl
+    if os.getppid() != parent:  # it died before prctl
         os._exit(0)
 
 
@@ -346,10 +352,11 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     fd_out = os.dup(1)
-    os.dup2(2, 1)   # stray prints go to stderr, never into the protocol
+    os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
     chan = Channel(0, fd_out)
     shared = Shared(int(sys.argv[1]))
     import quickjs  # noqa: PLC0415 (after the fds are safe)
+
     chan.send(b"S", b"")
     msg = chan.recv()
     if msg is None or msg[0] != b"I":
@@ -373,8 +380,10 @@ def main() -> int:
         chan.send(b"E", error_payload("limit", "mem_mb", "out of memory while loading the script"))
         return EXIT_MEMORY
     flush_console(chan, drain)
-    chan.send(b"O", json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                                "pid": os.getpid()}).encode())
+    chan.send(
+        b"O",
+        json.dumps({"peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "pid": os.getpid()}).encode(),
+    )
     while True:
         msg = chan.recv()
         if msg is None:
@@ -384,7 +393,7 @@ def main() -> int:
             return EXIT_PROTOCOL
         result = call(quickjs, ctx, run, chan, shared, cfg, body)
         if result is None:
-            return 0                # EOF while waiting for the verdict
+            return 0  # EOF while waiting for the verdict
         flush_console(chan, drain)
         chan.send(*result)
 
@@ -392,5 +401,5 @@ def main() -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except BrokenPipeError:   # the worker went away mid-reply
+    except BrokenPipeError:  # the worker went away mid-reply
         os._exit(0)

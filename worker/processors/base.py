@@ -8,6 +8,7 @@ runtime on the processor executor thread, never on the loop. It raises
 the limit) on any failure. `open` builds the context (once per worker);
 `reset` replaces it after a limit breach. Imports: shared + quickjs.
 """
+
 from __future__ import annotations
 
 import abc

@@ -42,6 +42,7 @@ this protected batch instead"), so the scan is off the critical path and a scrip
 sees a rounded number. Also: JS has one number type, so an integral float (10.0) comes
 back as an integer (10).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,12 +58,12 @@ from worker.processors import _jspipe
 from worker.processors.base import Processor, ProcessorContext
 
 MAX_SAFE_INT = 2**53 - 1
-LOG_RATE = 20            # console lines per second per processor
-SPAWN_TIMEOUT_S = 15.0   # interpreter start + import quickjs, before any user code runs
-CPU_WATCHDOG = 1.25      # kill at 1.25 x cpu_ms (+20 ms) if the interrupt handler never fired
+LOG_RATE = 20  # console lines per second per processor
+SPAWN_TIMEOUT_S = 15.0  # interpreter start + import quickjs, before any user code runs
+CPU_WATCHDOG = 1.25  # kill at 1.25 x cpu_ms (+20 ms) if the interrupt handler never fired
 _MODULE_RE = re.compile(r"^[ \t]*export\s", re.M)
 _DIGIT_TABLE = bytes(0x30 if 0x30 <= i <= 0x39 else 0x20 for i in range(256))
-_LONG_RUN = b"0" * 16    # |n| > 2^53 - 1 needs at least 16 digits
+_LONG_RUN = b"0" * 16  # |n| > 2^53 - 1 needs at least 16 digits
 _CRASH_SIGNALS = (signal.SIGSEGV, signal.SIGBUS, signal.SIGABRT, signal.SIGILL)
 _LEVELS = {"debug": "debug", "info": "info", "warning": "warning", "error": "error"}
 
@@ -120,9 +121,15 @@ class JavascriptProcessor(Processor):
         self._sandbox = sandbox
         try:
             self._await_started(sandbox)
-            cfg = {"code": self.spec.inline, "module": is_module(self.spec.inline), "name": self.id,
-                   "cpu_ms": self.limits.cpu_ms, "mem_mb": self.limits.mem_mb,
-                   "timeout_ms": self.limits.timeout_ms, "log_rate": LOG_RATE}
+            cfg = {
+                "code": self.spec.inline,
+                "module": is_module(self.spec.inline),
+                "name": self.id,
+                "cpu_ms": self.limits.cpu_ms,
+                "mem_mb": self.limits.mem_mb,
+                "timeout_ms": self.limits.timeout_ms,
+                "log_rate": LOG_RATE,
+            }
             kind, body = self._call(b"I", json.dumps(cfg).encode())
             if kind == b"O":
                 self.init_stats = json.loads(body)
@@ -143,18 +150,21 @@ class JavascriptProcessor(Processor):
     def process(self, batch_json: bytes) -> bytes:
         if self._sandbox is not None and not self._sandbox.alive():
             died = self._sandbox.death()
-            self._discard()   # the next call starts a fresh context
-            raise ProcessorError(self.id, f"the JavaScript sandbox died between batches ({died}); "
-                                 "module-level state is lost, a fresh context takes over")
+            self._discard()  # the next call starts a fresh context
+            raise ProcessorError(
+                self.id,
+                f"the JavaScript sandbox died between batches ({died}); "
+                "module-level state is lost, a fresh context takes over",
+            )
         if self._sandbox is None:
-            self.open()   # after a limit breach discarded the sandbox (or before open())
+            self.open()  # after a limit breach discarded the sandbox (or before open())
         sandbox = self._sandbox
         assert sandbox is not None
         deadline = time.monotonic() + self.limits.timeout_ms / 1000
         start_cpu = sandbox.cpu_seconds()
-        sandbox.send(b"B", sandbox.put(batch_json))    # the child starts JSON.parse now...
+        sandbox.send(b"B", sandbox.put(batch_json))  # the child starts JSON.parse now...
         try:
-            protected = protect_big_ints(batch_json)    # ...while we scan for unsafe integers
+            protected = protect_big_ints(batch_json)  # ...while we scan for unsafe integers
             verdict = (b"G", b"") if protected is batch_json else (b"P", protected)
         except (msgspec.DecodeError, RecursionError, ValueError) as exc:
             verdict = (b"A", f"the batch is not valid JSON for a processor: {exc}".encode())
@@ -169,13 +179,15 @@ class JavascriptProcessor(Processor):
         try:
             sandbox.wait_started(time.monotonic() + SPAWN_TIMEOUT_S)
         except _jspipe.Deadline:
-            raise ProcessorError(self.id, f"the JavaScript sandbox process did not start within "
-                                 f"{SPAWN_TIMEOUT_S:.0f} s") from None
+            raise ProcessorError(
+                self.id, f"the JavaScript sandbox process did not start within {SPAWN_TIMEOUT_S:.0f} s"
+            ) from None
         except _jspipe.Died as died:
             raise ProcessorError(self.id, f"cannot start the JavaScript sandbox: {died}") from None
 
-    def _call(self, kind: bytes, payload: bytes, deadline: float | None = None,
-              start_cpu: float | None = None) -> tuple[bytes, bytes]:
+    def _call(
+        self, kind: bytes, payload: bytes, deadline: float | None = None, start_cpu: float | None = None
+    ) -> tuple[bytes, bytes]:
         assert self._sandbox is not None
         lim = self.limits
         if deadline is None:
@@ -185,13 +197,19 @@ class JavascriptProcessor(Processor):
             return self._sandbox.exchange(kind, payload, deadline, self._on_log, cpu_budget, start_cpu)
         except _jspipe.Deadline:
             self._discard()
-            raise self._limit("timeout_ms", f"process(batch) ran longer than {lim.timeout_ms} ms of "
-                              "wall-clock time; raise limits.timeout_ms or make the script faster") from None
+            raise self._limit(
+                "timeout_ms",
+                f"process(batch) ran longer than {lim.timeout_ms} ms of "
+                "wall-clock time; raise limits.timeout_ms or make the script faster",
+            ) from None
         except _jspipe.CpuExceeded as exc:
             self.last_error_stats = {"cpu_ms_used": round(exc.used_s * 1000, 1)}
             self._discard()
-            raise self._limit("cpu_ms", f"the script used more than {lim.cpu_ms} ms of CPU time "
-                              "(in native code); raise limits.cpu_ms or make the script cheaper") from None
+            raise self._limit(
+                "cpu_ms",
+                f"the script used more than {lim.cpu_ms} ms of CPU time "
+                "(in native code); raise limits.cpu_ms or make the script cheaper",
+            ) from None
         except _jspipe.Died as died:
             peak = self._sandbox.peak_rss_kb if self._sandbox is not None else None
             self._discard()
@@ -199,10 +217,13 @@ class JavascriptProcessor(Processor):
                 # QuickJS 2021 can crash in its own out-of-memory path (build_backtrace while
                 # throwing "out of memory"); no other crash of it is known, so name the limit.
                 self.last_error_stats = {"peak_rss_kb": peak}
-                raise self._limit("mem_mb", f"the sandbox crashed ({died}), as QuickJS does when a script "
-                                  f"exhausts its {lim.mem_mb} MiB heap; raise limits.mem_mb or keep less "
-                                  "state") from None
-            if died.signum == signal.SIGXCPU:   # the RLIMIT_CPU backstop
+                raise self._limit(
+                    "mem_mb",
+                    f"the sandbox crashed ({died}), as QuickJS does when a script "
+                    f"exhausts its {lim.mem_mb} MiB heap; raise limits.mem_mb or keep less "
+                    "state",
+                ) from None
+            if died.signum == signal.SIGXCPU:  # the RLIMIT_CPU backstop
                 raise self._limit("cpu_ms", f"the sandbox hit its CPU rlimit ({died})") from None
             if died.code == _jspipe.EXIT_MEMORY:
                 raise self._limit("mem_mb", "the sandbox ran out of address space") from None
@@ -218,10 +239,11 @@ class JavascriptProcessor(Processor):
         limit, message = err.get("limit"), err.get("message", "")
         if limit:
             self._discard()
-            detail = {"cpu_ms": f"the script used more than {self.limits.cpu_ms} ms of CPU time; "
-                                "raise limits.cpu_ms or make the script cheaper",
-                      "mem_mb": f"the JS heap reached {self.limits.mem_mb} MiB; raise limits.mem_mb "
-                                "or keep less state"}[limit]
+            detail = {
+                "cpu_ms": f"the script used more than {self.limits.cpu_ms} ms of CPU time; "
+                "raise limits.cpu_ms or make the script cheaper",
+                "mem_mb": f"the JS heap reached {self.limits.mem_mb} MiB; raise limits.mem_mb or keep less state",
+            }[limit]
             where = " while loading the script" if loading else ""
             first = message.splitlines()[0] if message else ""
             cause = "InternalError: out of memory" if first in ("", "null") else first

@@ -17,11 +17,13 @@ Sinks that store their own checkpoint transactionally with the data (Postgres,
 Kafka exactly-once) return it from `open()`; the runtime then never re-feeds
 what is at or below it.
 """
+
 from __future__ import annotations
 
 import abc
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -57,9 +59,9 @@ class SinkContext:
 class SinkBatch:
     """One batch as a sink sees it (after processors, after per-sink skipping)."""
 
-    seq: int                          # batch number in this worker run, 1-based, in order
-    events: list[dict[str, Any]]      # the JSON objects to deliver
-    last_position: str                # source position of the batch's last source event
+    seq: int  # batch number in this worker run, 1-based, in order
+    events: list[dict[str, Any]]  # the JSON objects to deliver
+    last_position: str  # source position of the batch's last source event
     native: list[bytes] | None = None  # compact JSON of each event when unchanged by processors
 
 
@@ -68,8 +70,9 @@ def merge_batches(batches: list[SinkBatch]) -> SinkBatch:
     last = batches[-1]
     natives = [b.native for b in batches]
     native = None if any(n is None for n in natives) else [x for n in natives for x in n]  # type: ignore[union-attr]
-    return SinkBatch(seq=last.seq, events=[e for b in batches for e in b.events],
-                     last_position=last.last_position, native=native)
+    return SinkBatch(
+        seq=last.seq, events=[e for b in batches for e in b.events], last_position=last.last_position, native=native
+    )
 
 
 class Sink(abc.ABC):

@@ -4,6 +4,7 @@ On open, a torn last line (a crash mid-write, never acknowledged) is cut off so
 that appended lines stay parseable. Writes run on the sink's own thread.
 Imports: stdlib + shared + worker.sinks.base.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,12 +57,13 @@ class FileSink(Sink):
         if not batch.events:
             return
         bodies = self.encoder.encode_all(batch.events, batch.native)
-        data = b"\n".join([*bodies, b""])     # one copy, trailing newline included
+        data = b"\n".join([*bodies, b""])  # one copy, trailing newline included
         try:
             await asyncio.get_running_loop().run_in_executor(self._pool, self._write, data)
         except OSError as exc:
-            raise SinkError(self.id, f"write to {self.config.path} failed: {exc.strerror}",
-                            retryable=exc.errno not in (13, 30)) from exc
+            raise SinkError(
+                self.id, f"write to {self.config.path} failed: {exc.strerror}", retryable=exc.errno not in (13, 30)
+            ) from exc
 
     async def close(self) -> None:
         if self._fd is not None:

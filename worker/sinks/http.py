@@ -4,6 +4,7 @@ timeouts are retryable; any other status is fatal (retrying cannot help).
 `url` may hold routing templates (`${source.table}`): events are grouped by
 URL in order. Imports: stdlib + httpx + shared + worker.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -14,19 +14,30 @@ a retryable error).
 librdkafka calls block, so produce/flush/commit run on this sink's own thread.
 Imports: shared, worker.envelope/routing (through base), confluent-kafka.
 """
+
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
 from shared.errors import SinkError
 from worker.routing import compile_template, is_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext, merge_batches
-from worker.sinks.kafka_common import (Tracker, build_keys_fn, classify, classify_error, discard,
-                                       flush_within, message_timeout_s, produce_all, producer_conf)
+from worker.sinks.kafka_common import (
+    Tracker,
+    build_keys_fn,
+    classify,
+    classify_error,
+    discard,
+    flush_within,
+    message_timeout_s,
+    produce_all,
+    producer_conf,
+)
 from worker.sinks.kafka_eos import ExactlyOnce
 
 _TOPIC_WAIT_TRIES = 10
@@ -44,7 +55,7 @@ class KafkaSink(Sink):
         self._producer: Producer | None = None
         self._eos: ExactlyOnce | None = ExactlyOnce(self) if config.exactly_once else None
         self._exec: ThreadPoolExecutor | None = None
-        self.closing = False                  # set by close(): a write stuck on a dead broker gives up
+        self.closing = False  # set by close(): a write stuck on a dead broker gives up
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._exec is None:
@@ -64,7 +75,7 @@ class KafkaSink(Sink):
                 p.list_topics(timeout=self.ack_timeout)
             else:
                 self._check_topic(p, self.static_topic)
-        except Exception as exc:   # noqa: BLE001 - classified
+        except Exception as exc:  # noqa: BLE001 - classified
             raise classify(self.id, self.where, exc, "metadata") from exc
         return None
 
@@ -76,8 +87,10 @@ class KafkaSink(Sink):
             err = t.error if t is not None else None
             if t is not None and err is None and t.partitions:
                 return
-            if err is not None and err.code() not in (KafkaError.UNKNOWN_TOPIC_OR_PART,
-                                                      KafkaError.LEADER_NOT_AVAILABLE):
+            if err is not None and err.code() not in (
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                KafkaError.LEADER_NOT_AVAILABLE,
+            ):
                 break
             p.poll(0.2)
         if err is not None:
@@ -88,7 +101,7 @@ class KafkaSink(Sink):
             conf = producer_conf(self.config.brokers, self.config.client_conf, self.tracker, None)
             try:
                 self._producer = Producer(conf)
-            except Exception as exc:   # noqa: BLE001 - bad client_conf
+            except Exception as exc:  # noqa: BLE001 - bad client_conf
                 raise SinkError(self.id, f"kafka client_conf rejected: {exc}", retryable=False) from exc
         return self._producer
 
@@ -135,7 +148,7 @@ class KafkaSink(Sink):
                 topics = [route(e) for e in events]
             try:
                 produce_all(p, topics, bodies, keys)
-            except Exception as exc:   # noqa: BLE001 - classified
+            except Exception as exc:  # noqa: BLE001 - classified
                 self._drop_producer()
                 raise classify(self.id, self.where, exc, "produce") from exc
             count += len(bodies)
@@ -152,11 +165,15 @@ class KafkaSink(Sink):
         last_text = f"; last client error: {last.name()}: {last.str()}" if last is not None else ""
         if t.first_failure is not None:
             err = t.first_failure
-            return classify_error(self.id, f"kafka {self.where}", err,
-                                  f" ({t.failures} of {what} not delivered{last_text})")
-        return SinkError(self.id, f"kafka {self.where}: {remaining} of {what} not acknowledged within "
-                         f"{self.ack_timeout:.0f}s (broker unreachable?{last_text}); will retry",
-                         retryable=True)
+            return classify_error(
+                self.id, f"kafka {self.where}", err, f" ({t.failures} of {what} not delivered{last_text})"
+            )
+        return SinkError(
+            self.id,
+            f"kafka {self.where}: {remaining} of {what} not acknowledged within "
+            f"{self.ack_timeout:.0f}s (broker unreachable?{last_text}); will retry",
+            retryable=True,
+        )
 
     # ---------------------------------------------------------------- close
     async def close(self) -> None:

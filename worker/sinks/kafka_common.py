@@ -5,10 +5,12 @@ delivery tracking and the sorting of librdkafka errors into retryable and
 fatal `SinkError`s. Everything here runs on the sink's own thread.
 Imports: shared, worker.envelope, confluent-kafka.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -28,17 +30,17 @@ _FATAL = {
     KafkaError.SASL_AUTHENTICATION_FAILED: "the broker rejected the credentials",
     KafkaError._AUTHENTICATION: "the broker rejected the credentials",
     KafkaError.UNKNOWN_TOPIC_OR_PART: "the topic does not exist and the broker does not create topics "
-                                      "automatically; create it",
+    "automatically; create it",
     KafkaError._UNKNOWN_TOPIC: "the topic does not exist and the broker does not create topics "
-                               "automatically; create it",
+    "automatically; create it",
     KafkaError.TOPIC_EXCEPTION: "invalid topic name",
     KafkaError.INVALID_RECORD: "the broker rejected a record as invalid",
     KafkaError.POLICY_VIOLATION: "the broker's policy rejected the request",
     KafkaError._INVALID_ARG: "invalid client setting or argument",
     KafkaError.PRODUCER_FENCED: "fenced: another producer with the same transactional.id is active "
-                                "(a second worker of this pipeline?)",
+    "(a second worker of this pipeline?)",
     KafkaError._FENCED: "fenced: another producer with the same transactional.id is active "
-                        "(a second worker of this pipeline?)",
+    "(a second worker of this pipeline?)",
 }
 
 
@@ -85,8 +87,9 @@ class Tracker:
         self.client_error = err
 
 
-def producer_conf(brokers: str, client_conf: dict[str, Any], tracker: Tracker,
-                  transactional_id: str | None) -> dict[str, Any]:
+def producer_conf(
+    brokers: str, client_conf: dict[str, Any], tracker: Tracker, transactional_id: str | None
+) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": brokers,
         "enable.idempotence": True,
@@ -124,7 +127,7 @@ def build_key_fn(key_columns: list[str] | None) -> Callable[[dict[str, Any]], by
     fixed = tuple(key_columns) if key_columns else None
     heads: dict[str, bytes] = {}
 
-    def one(c: str, v: Any) -> bytes:       # == encode({c: v}), without building the dict
+    def one(c: str, v: Any) -> bytes:  # == encode({c: v}), without building the dict
         head = heads.get(c)
         if head is None:
             head = heads[c] = b"{" + encode(c) + b":"
@@ -161,7 +164,7 @@ def build_keys_fn(key_columns: list[str] | None) -> Callable[[list[dict[str, Any
     name = col or "id"
     head = b"{" + encode(name) + b":"
     int_fmt = head + b"%d}"
-    check_pk = col is None        # without configured columns a source's `source.pk` decides
+    check_pk = col is None  # without configured columns a source's `source.pk` decides
 
     def keys_of(events: list[dict[str, Any]]) -> list[bytes | None]:
         out: list[bytes | None] = []
@@ -183,8 +186,13 @@ def build_keys_fn(key_columns: list[str] | None) -> Callable[[list[dict[str, Any
     return keys_of
 
 
-def produce_all(producer: Producer, topics: list[str] | str, bodies: list[bytes],
-                keys: list[bytes | None], headers: list[str] | None = None) -> None:
+def produce_all(
+    producer: Producer,
+    topics: list[str] | str,
+    bodies: list[bytes],
+    keys: list[bytes | None],
+    headers: list[str] | None = None,
+) -> None:
     """produce() every message; waits for room when librdkafka's local queue is full."""
     produce = producer.produce
     n = len(bodies)
@@ -228,5 +236,5 @@ def discard(producer: Producer | None) -> None:
     try:
         producer.purge(in_queue=True, in_flight=True, blocking=False)
         producer.flush(0)
-    except Exception:   # noqa: BLE001 - best effort on a broken client
+    except Exception:  # noqa: BLE001 - best effort on a broken client
         pass

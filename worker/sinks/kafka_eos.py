@@ -23,11 +23,13 @@ broker that filters aborted records this finds exactly the last committed
 batch, whose events are then skipped too.
 Imports: shared, worker.sinks.kafka_common, confluent-kafka, msgspec.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -36,14 +38,13 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from shared.errors import SinkError
 from shared.events import position_of
 from worker.sinks.base import SinkBatch
-from worker.sinks.kafka_common import (ID_HEADER, classify, discard, flush_within, produce_all,
-                                       producer_conf)
+from worker.sinks.kafka_common import ID_HEADER, classify, discard, flush_within, produce_all, producer_conf
 
 if TYPE_CHECKING:
     from worker.sinks.kafka import KafkaSink
 
-WINDOW = 2000                 # records read per step when scanning a partition backwards
-SCAN_LIMIT = 500_000          # records scanned per partition at most
+WINDOW = 2000  # records read per step when scanning a partition backwards
+SCAN_LIMIT = 500_000  # records scanned per partition at most
 _CONSUMER_KEYS = ("security.", "sasl.", "ssl.", "client.", "socket.", "broker.", "api.", "metadata.")
 
 
@@ -58,11 +59,11 @@ _dec = msgspec.json.Decoder(Checkpoint)
 
 
 def _now() -> str:
-    return _dt.datetime.now(tz=_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _dt.datetime.now(tz=_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ExactlyOnce:
-    def __init__(self, sink: "KafkaSink") -> None:
+    def __init__(self, sink: KafkaSink) -> None:
         self.sink = sink
         cfg = sink.config
         self.ckpt_topic: str = cfg.checkpoint_topic
@@ -73,7 +74,7 @@ class ExactlyOnce:
         self.position: str | None = None
         self.pos_key: Any = None
         self.topics: set[str] = set()
-        self.skip: dict[str, Any] = {}     # ids already visible past the checkpoint -> position key
+        self.skip: dict[str, Any] = {}  # ids already visible past the checkpoint -> position key
 
     # ------------------------------------------------------------- recovery
     def recover(self) -> str | None:
@@ -85,7 +86,7 @@ class ExactlyOnce:
         try:
             p = Producer(producer_conf(s.config.brokers, s.config.client_conf, s.tracker, self.txn_id))
             p.init_transactions(timeout)
-        except Exception as exc:   # noqa: BLE001 - classified
+        except Exception as exc:  # noqa: BLE001 - classified
             raise classify(s.id, s.where, exc, "init_transactions") from exc
         try:
             self._ensure_checkpoint_topic()
@@ -100,31 +101,46 @@ class ExactlyOnce:
                 self.skip = self._scan_leftovers(consumer)
             finally:
                 consumer.close()
-        except Exception as exc:   # noqa: BLE001 - classified
+        except Exception as exc:  # noqa: BLE001 - classified
             discard(p)
             raise classify(s.id, s.where, exc, f"reading checkpoint topic {self.ckpt_topic!r}") from exc
         self.producer = p
-        s.ctx.log.info("kafka_eos_recovered", sink=s.id, checkpoint=self.position,
-                       latest=ckpt.position if ckpt else None, visible_past_checkpoint=len(self.skip))
+        s.ctx.log.info(
+            "kafka_eos_recovered",
+            sink=s.id,
+            checkpoint=self.position,
+            latest=ckpt.position if ckpt else None,
+            visible_past_checkpoint=len(self.skip),
+        )
         return self.position
 
     def _consumer_conf(self) -> dict[str, Any]:
-        conf: dict[str, Any] = {k: v for k, v in self.sink.config.client_conf.items()
-                                if k.startswith(_CONSUMER_KEYS)}
-        conf.update({"bootstrap.servers": self.sink.config.brokers, "group.id": f"{self.txn_id}-reader",
-                     "isolation.level": "read_committed", "enable.auto.commit": False,
-                     "enable.partition.eof": True, "auto.offset.reset": "earliest",
-                     "fetch.wait.max.ms": 10, "topic.metadata.refresh.interval.ms": -1})
+        conf: dict[str, Any] = {k: v for k, v in self.sink.config.client_conf.items() if k.startswith(_CONSUMER_KEYS)}
+        conf.update(
+            {
+                "bootstrap.servers": self.sink.config.brokers,
+                "group.id": f"{self.txn_id}-reader",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+                "fetch.wait.max.ms": 10,
+                "topic.metadata.refresh.interval.ms": -1,
+            }
+        )
         return conf
 
     def _ensure_checkpoint_topic(self) -> None:
-        conf = {k: v for k, v in self._consumer_conf().items()
-                if k.startswith(_CONSUMER_KEYS) or k == "bootstrap.servers"}
+        conf = {
+            k: v for k, v in self._consumer_conf().items() if k.startswith(_CONSUMER_KEYS) or k == "bootstrap.servers"
+        }
         admin = AdminClient(conf)
         # create first: asking a broker with auto-create for the topic's metadata would make it
         # with the default partition count and no compaction
-        futures = admin.create_topics([NewTopic(self.ckpt_topic, 1, 1, config={"cleanup.policy": "compact"})],
-                                      operation_timeout=self.sink.ack_timeout)
+        futures = admin.create_topics(
+            [NewTopic(self.ckpt_topic, 1, 1, config={"cleanup.policy": "compact"})],
+            operation_timeout=self.sink.ack_timeout,
+        )
         for fut in futures.values():
             try:
                 fut.result()
@@ -141,8 +157,9 @@ class ExactlyOnce:
 
     def _windows(self, consumer: Consumer, topic: str, part: int) -> Iterator[list[Any]]:
         """The partition's committed records, newest window first (each in offset order)."""
-        lo, hi = consumer.get_watermark_offsets(TopicPartition(topic, part), timeout=self.sink.ack_timeout,
-                                                cached=False)
+        lo, hi = consumer.get_watermark_offsets(
+            TopicPartition(topic, part), timeout=self.sink.ack_timeout, cached=False
+        )
         end, scanned = hi, 0
         while end > lo and scanned < SCAN_LIMIT:
             start = max(lo, end - WINDOW)
@@ -168,8 +185,11 @@ class ExactlyOnce:
             out.append(m)
             if m.offset() >= end - 1:
                 return out
-        raise SinkError(self.sink.id, f"kafka {self.sink.where}: timed out reading {topic}[{part}] "
-                        f"offsets {start}..{end}; will retry", retryable=True)
+        raise SinkError(
+            self.sink.id,
+            f"kafka {self.sink.where}: timed out reading {topic}[{part}] offsets {start}..{end}; will retry",
+            retryable=True,
+        )
 
     def _read_checkpoint(self, consumer: Consumer) -> Checkpoint | None:
         best: tuple[int, Checkpoint] | None = None
@@ -216,13 +236,16 @@ class ExactlyOnce:
             self.recover()
         pk = s.ctx.position_key
         if self.pos_key is not None and pk(batch.last_position) <= self.pos_key:
-            return                          # committed before (an ambiguous commit resolved by recover)
+            return  # committed before (an ambiguous commit resolved by recover)
         events, native = batch.events, batch.native
         ids = s.encoder.keys(events)
         first = position_of(events[0]) if events else None
         if self.skip or (self.pos_key is not None and first is not None and pk(first) <= self.pos_key):
-            keep = [i for i, (ev, ident) in enumerate(zip(events, ids)) if ident not in self.skip
-                    and not self._at_or_below(position_of(ev))]
+            keep = [
+                i
+                for i, (ev, ident) in enumerate(zip(events, ids))
+                if ident not in self.skip and not self._at_or_below(position_of(ev))
+            ]
             events = [events[i] for i in keep]
             ids = [ids[i] for i in keep]
             native = [native[i] for i in keep] if native is not None else None
@@ -241,17 +264,15 @@ class ExactlyOnce:
         s.tracker.reset()
         try:
             p.begin_transaction()
-            if len(all_topics) != len(self.topics):     # register new topics before writing to them
-                p.produce(self.ckpt_topic, self._record(self.position, self.position, all_topics),
-                          self.record_key)
+            if len(all_topics) != len(self.topics):  # register new topics before writing to them
+                p.produce(self.ckpt_topic, self._record(self.position, self.position, all_topics), self.record_key)
                 self._flush(p, "registering topics")
-            p.produce(self.ckpt_topic, self._record(batch.last_position, self.position, all_topics),
-                      self.record_key)
+            p.produce(self.ckpt_topic, self._record(batch.last_position, self.position, all_topics), self.record_key)
             produce_all(p, topics, bodies, keys, ids)
             p.commit_transaction(s.ack_timeout)
             if s.tracker.failures:
                 raise s.delivery_error(f"{len(bodies)} messages", 0)
-        except Exception as exc:   # noqa: BLE001 - classified; the next write recovers
+        except Exception as exc:  # noqa: BLE001 - classified; the next write recovers
             discard(p)
             self.producer = None
             raise classify(s.id, s.where, exc, "transaction") from exc
@@ -271,8 +292,7 @@ class ExactlyOnce:
             raise s.delivery_error(what, remaining)
 
     def _record(self, position: str | None, prev: str | None, topics: set[str]) -> bytes:
-        return msgspec.json.encode(Checkpoint(position=position, prev=prev, topics=sorted(topics),
-                                              updated_at=_now()))
+        return msgspec.json.encode(Checkpoint(position=position, prev=prev, topics=sorted(topics), updated_at=_now()))
 
     def close(self) -> None:
         discard(self.producer)

@@ -10,6 +10,7 @@ templated token as `*`; name: `stream` or `TIDEGATE_<pipeline>_<sink id>`).
 
 Imports: shared, worker.envelope/routing (through base) and nats-py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,11 +26,11 @@ from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext, url_where
 
 CONNECT_TIMEOUT_S = 5
-ACK_TIMEOUT_S = 15.0        # a whole batch's acks (plus 1 s per ACKS_PER_S_FLOOR events: big transactions)
+ACK_TIMEOUT_S = 15.0  # a whole batch's acks (plus 1 s per ACKS_PER_S_FLOOR events: big transactions)
 ACKS_PER_S_FLOOR = 1000
-RECONNECT_ATTEMPTS = 5      # client-side reconnects before the connection closes (write then reconnects)
+RECONNECT_ATTEMPTS = 5  # client-side reconnects before the connection closes (write then reconnects)
 RECONNECT_WAIT_S = 0.5
-MAX_PENDING = 1 << 20       # publish_async in flight; the batch is the real bound
+MAX_PENDING = 1 << 20  # publish_async in flight; the batch is the real bound
 _BAD_STREAM_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _TEMPLATE = re.compile(r"\$\{[^}]*\}")
 
@@ -46,8 +47,7 @@ def wildcard_subject(subject: str) -> str:
 
 def _is_auth_error(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, nerr.AuthorizationError) or "authorization violation" in text \
-        or "authentication" in text
+    return isinstance(exc, nerr.AuthorizationError) or "authorization violation" in text or "authentication" in text
 
 
 def default_stream_name(pipeline: str, sink_id: str) -> str:
@@ -75,25 +75,38 @@ class NatsSink(Sink):
         if isinstance(exc, SinkError):
             return exc
         if _is_auth_error(exc) or (self._last_err is not None and _is_auth_error(self._last_err)):
-            return self._err("rejected the credentials (Authorization Violation); fix the user/password "
-                             "or token in `url`", False)
+            return self._err(
+                "rejected the credentials (Authorization Violation); fix the user/password or token in `url`", False
+            )
         if isinstance(exc, nerr.MaxPayloadError):
-            return self._err("refused a message larger than the server's max_payload; raise max_payload "
-                             "on the server or shrink the events", False)
+            return self._err(
+                "refused a message larger than the server's max_payload; raise max_payload "
+                "on the server or shrink the events",
+                False,
+            )
         if isinstance(exc, jerr.ServiceUnavailableError):
             return self._err(f"JetStream unavailable ({exc.description}); will retry", True)
         if isinstance(exc, jerr.APIError):
             # 5xx: server trouble (retry); 4xx: the request cannot succeed (e.g. wrong expected stream)
             fatal = exc.code is not None and 400 <= exc.code < 500
-            return self._err(f"JetStream refused the publish: code={exc.code} err_code={exc.err_code} "
-                             f"{exc.description}", not fatal)
+            return self._err(
+                f"JetStream refused the publish: code={exc.code} err_code={exc.err_code} {exc.description}", not fatal
+            )
         if isinstance(exc, (asyncio.TimeoutError, nerr.TimeoutError)):
             return self._err("did not acknowledge in time (server down or restarting?)", True)
         if isinstance(exc, (nerr.NoServersError, ConnectionRefusedError)):
             cause = self._last_err if isinstance(exc, nerr.NoServersError) else exc
             return self._err(f"refused connection or is unreachable{f': {cause}' if cause else ''}", True)
-        if isinstance(exc, (nerr.ConnectionClosedError, nerr.OutboundBufferLimitError,
-                            nerr.StaleConnectionError, nerr.ConnectionReconnectingError, OSError)):
+        if isinstance(
+            exc,
+            (
+                nerr.ConnectionClosedError,
+                nerr.OutboundBufferLimitError,
+                nerr.StaleConnectionError,
+                nerr.ConnectionReconnectingError,
+                OSError,
+            ),
+        ):
             return self._err(f"connection lost ({exc.__class__.__name__}); will reconnect", True)
         return self._err(f"{exc.__class__.__name__}: {exc}", True)
 
@@ -115,18 +128,23 @@ class NatsSink(Sink):
             nc = NATS()
             self._nc = nc
             await nc.connect(
-                self.config.url, name=f"tidegate {self.ctx.pipeline}/{self.id}",
-                connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=False,
-                max_reconnect_attempts=1, reconnect_time_wait=RECONNECT_WAIT_S,
-                error_cb=self._on_error, disconnected_cb=self._on_disconnect)
-        except Exception as exc:   # noqa: BLE001 - classified
+                self.config.url,
+                name=f"tidegate {self.ctx.pipeline}/{self.id}",
+                connect_timeout=CONNECT_TIMEOUT_S,
+                allow_reconnect=False,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=RECONNECT_WAIT_S,
+                error_cb=self._on_error,
+                disconnected_cb=self._on_disconnect,
+            )
+        except Exception as exc:  # noqa: BLE001 - classified
             self._nc = None
             err = self.classify(exc)
-            try:   # release the half-open transport of the failed attempt
+            try:  # release the half-open transport of the failed attempt
                 if nc._transport is not None:
                     nc._transport.close()
                     await nc._transport.wait_closed()
-            except Exception:   # noqa: BLE001
+            except Exception:  # noqa: BLE001
                 pass
             raise err from exc
         self._nc.options["allow_reconnect"] = True
@@ -138,7 +156,7 @@ class NatsSink(Sink):
         if nc is not None and not nc.is_closed:
             try:
                 await nc.close()
-            except Exception:   # noqa: BLE001 - closing a broken connection
+            except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
 
     async def _find_stream(self) -> str | None:
@@ -160,15 +178,18 @@ class NatsSink(Sink):
             found = await self._find_stream()
             if found is None:
                 if not self.config.create_stream:
-                    what = f"stream {self._stream!r} does not exist" if self._stream else \
-                        f"no JetStream stream captures subject {self._filter!r}"
+                    what = (
+                        f"stream {self._stream!r} does not exist"
+                        if self._stream
+                        else f"no JetStream stream captures subject {self._filter!r}"
+                    )
                     raise self._err(f"{what}; create it (nats stream add) or set create_stream: true", False)
                 name = self._stream or default_stream_name(self.ctx.pipeline, self.id)
                 await self._js.add_stream(name=name, subjects=[self._filter])
                 self.ctx.log.info("nats_stream_created", sink=self.id, stream=name, subjects=[self._filter])
                 found = name
             self._stream = found
-        except Exception as exc:   # noqa: BLE001 - classified
+        except Exception as exc:  # noqa: BLE001 - classified
             raise self.classify(exc) from exc
         return None
 
@@ -183,9 +204,10 @@ class NatsSink(Sink):
         futs: list[asyncio.Future[Any]] = []
         self._inflight = futs
         try:
-            await asyncio.wait_for(self._publish(events, bodies, keys, futs),
-                                   ACK_TIMEOUT_S + len(events) / ACKS_PER_S_FLOOR)
-        except Exception as exc:   # noqa: BLE001 - classified below
+            await asyncio.wait_for(
+                self._publish(events, bodies, keys, futs), ACK_TIMEOUT_S + len(events) / ACKS_PER_S_FLOOR
+            )
+        except Exception as exc:  # noqa: BLE001 - classified below
             for f in futs:
                 f.cancel()
             if isinstance(exc, jerr.NoStreamResponseError):
@@ -194,8 +216,9 @@ class NatsSink(Sink):
         finally:
             self._inflight = []
 
-    async def _publish(self, events: list[dict[str, Any]], bodies: list[bytes], keys: list[str],
-                       futs: list[asyncio.Future[Any]]) -> None:
+    async def _publish(
+        self, events: list[dict[str, Any]], bodies: list[bytes], keys: list[str], futs: list[asyncio.Future[Any]]
+    ) -> None:
         pub = self._js.publish_async
         static = self._static_subject
         subject_of = self._subject_of
@@ -216,18 +239,21 @@ class NatsSink(Sink):
             found = await self._js.find_stream_name_by_subject(subject)
         except jerr.NotFoundError:
             found = None
-        except Exception as exc:   # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             return self.classify(exc)
         if found is None and self.config.create_stream and self._filter_covers(subject):
-            try:   # our stream was deleted under us: create it again and let the runtime retry
+            try:  # our stream was deleted under us: create it again and let the runtime retry
                 name = self._stream or default_stream_name(self.ctx.pipeline, self.id)
                 await self._js.add_stream(name=name, subjects=[self._filter])
-            except Exception as exc:   # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
                 return self.classify(exc)
             return self._err(f"stream {name!r} was missing and has been created again; will retry", True)
         if found is None:
-            return self._err(f"no JetStream stream captures subject {subject!r} (stream {self._stream!r} "
-                             "deleted or its subjects do not cover it); create it or fix `subject`", False)
+            return self._err(
+                f"no JetStream stream captures subject {subject!r} (stream {self._stream!r} "
+                "deleted or its subjects do not cover it); create it or fix `subject`",
+                False,
+            )
         return self._err(f"stream {found!r} did not answer (JetStream starting?); will retry", True)
 
     def _filter_covers(self, subject: str) -> bool:
@@ -240,6 +266,6 @@ class NatsSink(Sink):
         if nc is not None and not nc.is_closed:
             try:
                 await nc.flush(timeout=2)
-            except Exception:   # noqa: BLE001
+            except Exception:  # noqa: BLE001
                 pass
         await self._drop()

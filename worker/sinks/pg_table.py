@@ -7,16 +7,17 @@ build the upsert/delete statements (head + mogrified rows + tail).
 Pure except `load_table` (one catalog query on a given cursor).
 Imports: stdlib, psycopg2 (adapters).
 """
+
 from __future__ import annotations
 
 import base64
 import binascii
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from psycopg2.extras import Json
-
 
 
 class TableError(ValueError):
@@ -70,7 +71,7 @@ def _json(v: Any) -> Any:
 class TableInfo:
     schema: str
     name: str
-    columns: dict[str, str]                  # name -> format_type, in table order
+    columns: dict[str, str]  # name -> format_type, in table order
     keys: list[str]
     convert: dict[str, Callable[[Any], Any]] = field(default_factory=dict)
 
@@ -85,10 +86,13 @@ def load_table(cur: Any, schema: str, name: str, key_columns: list[str] | None) 
     oid = cur.fetchone()[0]
     if oid is None:
         return None
-    cur.execute("""SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typcategory
+    cur.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typcategory
                    FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
                    WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-                   ORDER BY a.attnum""", (oid,))
+                   ORDER BY a.attnum""",
+        (oid,),
+    )
     columns: dict[str, str] = {}
     convert: dict[str, Callable[[Any], Any]] = {}
     for col, ftype, typname, _cat in cur.fetchall():
@@ -98,12 +102,15 @@ def load_table(cur: Any, schema: str, name: str, key_columns: list[str] | None) 
         elif typname == "bytea":
             convert[col] = _bytea
     # unique, non-partial indexes: the primary key first
-    cur.execute("""SELECT i.indisprimary,
+    cur.execute(
+        """SELECT i.indisprimary,
                           array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(n, o)
                                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n ORDER BY k.o)
                    FROM pg_index i WHERE i.indrelid = %s AND i.indisunique AND i.indpred IS NULL
                          AND i.indexprs IS NULL
-                   ORDER BY i.indisprimary DESC""", (oid,))
+                   ORDER BY i.indisprimary DESC""",
+        (oid,),
+    )
     uniques = [(primary, list(cols)) for primary, cols in cur.fetchall()]
     if key_columns:
         keys = list(key_columns)
@@ -111,8 +118,10 @@ def load_table(cur: Any, schema: str, name: str, key_columns: list[str] | None) 
         if missing:
             raise TableError(f"key_columns {missing} are not columns of {schema}.{name}")
         if not any(set(cols) == set(keys) for _p, cols in uniques):
-            raise TableError(f"no unique index or primary key on {schema}.{name} ({', '.join(keys)}); "
-                             "an upsert needs one: add it, or change key_columns")
+            raise TableError(
+                f"no unique index or primary key on {schema}.{name} ({', '.join(keys)}); "
+                "an upsert needs one: add it, or change key_columns"
+            )
     else:
         primary = [cols for p, cols in uniques if p]
         if not primary:
@@ -124,7 +133,7 @@ def load_table(cur: Any, schema: str, name: str, key_columns: list[str] | None) 
 @dataclass(slots=True)
 class Plan:
     deletes: list[tuple[Any, ...]]
-    upserts: dict[tuple[str, ...], list[tuple[Any, ...]]]    # column tuple -> rows
+    upserts: dict[tuple[str, ...], list[tuple[Any, ...]]]  # column tuple -> rows
     ignored_columns: set[str]
     ignored_ops: set[str]
 
@@ -157,11 +166,11 @@ def plan(info: TableInfo, events: list[dict[str, Any]]) -> Plan:
             before = ev.get("before")
             if op == "u" and isinstance(before, dict) and all(c in before for c in keys):
                 old = key_of(before, ev)
-                if old != k:                       # the key itself changed: the old row goes
+                if old != k:  # the key itself changed: the old row goes
                     final[old] = (False, before)
             prev = final.get(k)
             if prev is not None and prev[0]:
-                after = {**prev[1], **after}       # consecutive changes: later columns win
+                after = {**prev[1], **after}  # consecutive changes: later columns win
             final[k] = (True, after)
         else:
             ignored_ops.add(str(op))
@@ -178,8 +187,7 @@ def plan(info: TableInfo, events: list[dict[str, Any]]) -> Plan:
             ignored.update(c for c in cols if c not in columns)
             cols = tuple(c for c in cols if c in columns)
         if convert:
-            values = tuple([convert[c](row[c]) if c in convert and row[c] is not None else row[c]
-                            for c in cols])
+            values = tuple([convert[c](row[c]) if c in convert and row[c] is not None else row[c] for c in cols])
         else:
             values = tuple([row[c] for c in cols])
         upserts.setdefault(cols, []).append(values)
@@ -194,8 +202,11 @@ def upsert_sql(info: TableInfo, cols: tuple[str, ...]) -> tuple[str, str, str]:
     names = ", ".join(quote_ident(c) for c in cols)
     conflict = ", ".join(quote_ident(k) for k in info.keys)
     updates = [c for c in cols if c not in info.keys]
-    action = ("DO UPDATE SET " + ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in updates)
-              if updates else "DO NOTHING")
+    action = (
+        "DO UPDATE SET " + ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in updates)
+        if updates
+        else "DO NOTHING"
+    )
     head = f"INSERT INTO {info.qualified} ({names}) VALUES "
     tail = f" ON CONFLICT ({conflict}) {action}"
     return head, tail, "(" + ", ".join("%s" for _c in cols) + ")"

@@ -13,11 +13,13 @@ A batch is folded to its final state per key before it is applied.
 psycopg2 blocks, so every call runs on this sink's own thread.
 Imports: shared, worker.sinks (base, pg_table), psycopg2.
 """
+
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import psycopg2
 import psycopg2.errors
@@ -25,14 +27,32 @@ import psycopg2.errors
 from shared.errors import SinkError
 from shared.events import position_of
 from worker.sinks.base import Sink, SinkBatch, SinkContext, merge_batches
-from worker.sinks.pg_table import (TableError, TableInfo, convert_keys, delete_sql, load_table, plan,
-                                   quote_ident, split_table, upsert_sql, values_literal)
+from worker.sinks.pg_table import (
+    TableError,
+    TableInfo,
+    convert_keys,
+    delete_sql,
+    load_table,
+    plan,
+    quote_ident,
+    split_table,
+    upsert_sql,
+    values_literal,
+)
 
 CHECKPOINT_TABLE = "tidegate_checkpoints"
 CONNECT_TIMEOUT_S = 10
-_FATAL_CONNECT = ("password authentication failed", "does not exist", "no pg_hba.conf entry",
-                  "not permitted to log in", "permission denied", "invalid dsn", "invalid connection option",
-                  "SSL is not enabled", "authentication")
+_FATAL_CONNECT = (
+    "password authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "not permitted to log in",
+    "permission denied",
+    "invalid dsn",
+    "invalid connection option",
+    "SSL is not enabled",
+    "authentication",
+)
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58")
 
 
@@ -53,9 +73,11 @@ class PostgresSink(Sink):
         except ValueError as exc:
             raise SinkError(self.id, str(exc), retryable=False) from None
         self._ckpt_table = f"{quote_ident(self._schema)}.{quote_ident(CHECKPOINT_TABLE)}"
-        self._ckpt_sql = (f"INSERT INTO {self._ckpt_table} (pipeline, sink_id, position, updated_at) "
-                          "VALUES (%s, %s, %s, now()) ON CONFLICT (pipeline, sink_id) "
-                          "DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at")
+        self._ckpt_sql = (
+            f"INSERT INTO {self._ckpt_table} (pipeline, sink_id, position, updated_at) "
+            "VALUES (%s, %s, %s, now()) ON CONFLICT (pipeline, sink_id) "
+            "DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at"
+        )
         self._conn: Any = None
         self._info: TableInfo | None = None
         self._position: str | None = None
@@ -79,9 +101,15 @@ class PostgresSink(Sink):
         """Connect, read the table and this sink's checkpoint (also after every failure)."""
         self._drop()
         try:
-            conn = psycopg2.connect(self.config.dsn, connect_timeout=CONNECT_TIMEOUT_S,
-                                    application_name=f"tidegate-{self.ctx.pipeline}-{self.id}"[:63],
-                                    keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+            conn = psycopg2.connect(
+                self.config.dsn,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name=f"tidegate-{self.ctx.pipeline}-{self.id}"[:63],
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+            )
         except psycopg2.Error as exc:
             raise self._classify_connect(exc) from exc
         conn.autocommit = True
@@ -95,18 +123,24 @@ class PostgresSink(Sink):
                 except TableError as exc:
                     raise SinkError(self.id, f"postgres {self.where}: {exc}", retryable=False) from None
                 if info is None:
-                    raise SinkError(self.id, f"postgres {self.where}: table {self._schema}.{self._table} does not "
-                                    "exist; create the replica table first", retryable=self._opened)
+                    raise SinkError(
+                        self.id,
+                        f"postgres {self.where}: table {self._schema}.{self._table} does not "
+                        "exist; create the replica table first",
+                        retryable=self._opened,
+                    )
                 cur.execute(f"""CREATE TABLE IF NOT EXISTS {self._ckpt_table} (
                     pipeline text NOT NULL, sink_id text NOT NULL, position text NOT NULL,
                     updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (pipeline, sink_id))""")
-                cur.execute(f"SELECT position FROM {self._ckpt_table} WHERE pipeline = %s AND sink_id = %s",
-                            (self.ctx.pipeline, self.ctx.checkpoint_scope(self.id)))
+                cur.execute(
+                    f"SELECT position FROM {self._ckpt_table} WHERE pipeline = %s AND sink_id = %s",
+                    (self.ctx.pipeline, self.ctx.checkpoint_scope(self.id)),
+                )
                 row = cur.fetchone()
-        except psycopg2.errors.UniqueViolation:     # two sinks created the checkpoint table at once
+        except psycopg2.errors.UniqueViolation:  # two sinks created the checkpoint table at once
             conn.close()
             return self._connect()
-        except Exception as exc:   # noqa: BLE001 - classified
+        except Exception as exc:  # noqa: BLE001 - classified
             conn.close()
             raise self._classify(exc) from exc
         self._conn, self._info, self._sql, self._fast_literals = conn, info, {}, fast
@@ -120,7 +154,7 @@ class PostgresSink(Sink):
         if conn is not None:
             try:
                 conn.close()
-            except Exception:   # noqa: BLE001 - closing a broken connection
+            except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
 
     def _classify_connect(self, exc: psycopg2.Error) -> SinkError:
@@ -128,24 +162,27 @@ class PostgresSink(Sink):
         if "not currently accepting connections" in text or "starting up" in text or "shutting down" in text:
             return SinkError(self.id, f"postgres {self.where}: {text}; will retry", retryable=True)
         if any(s in text for s in _FATAL_CONNECT):
-            return SinkError(self.id, f"postgres {self.where} refused the connection: {text} (fix `dsn`)",
-                             retryable=False)
+            return SinkError(
+                self.id, f"postgres {self.where} refused the connection: {text} (fix `dsn`)", retryable=False
+            )
         return SinkError(self.id, f"postgres {self.where} connection failed: {text}; will retry", retryable=True)
 
     def _classify(self, exc: BaseException) -> SinkError:
         if isinstance(exc, SinkError):
             return exc
         if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not getattr(exc, "pgcode", None):
-            return SinkError(self.id, f"postgres {self.where}: connection lost: {str(exc).strip() or exc!r}; "
-                             "will retry", retryable=True)
+            return SinkError(
+                self.id,
+                f"postgres {self.where}: connection lost: {str(exc).strip() or exc!r}; will retry",
+                retryable=True,
+            )
         code = getattr(exc, "pgcode", None) or ""
         text = (getattr(exc, "pgerror", None) or str(exc)).strip().replace("\n", " ")
         if code.startswith(_RETRYABLE_SQLSTATE_CLASSES) or code in ("42P01", "42703"):
             # connection, rollback, resources, operator intervention; a table renamed or altered
             # meanwhile is read again on reconnect
             return SinkError(self.id, f"postgres {self.where}: {text} [{code}]; will retry", retryable=True)
-        return SinkError(self.id, f"postgres {self.where}: {text} [{code or exc.__class__.__name__}]",
-                         retryable=False)
+        return SinkError(self.id, f"postgres {self.where}: {text} [{code or exc.__class__.__name__}]", retryable=False)
 
     # ---------------------------------------------------------------- write
     async def write(self, batch: SinkBatch) -> None:
@@ -158,7 +195,7 @@ class PostgresSink(Sink):
 
     def _write_sync(self, batch: SinkBatch) -> None:
         if self._conn is None:
-            self._connect()      # also re-reads the checkpoint: resolves a commit whose reply was lost
+            self._connect()  # also re-reads the checkpoint: resolves a commit whose reply was lost
         pk = self.ctx.position_key
         if self._pos_key is not None and pk(batch.last_position) <= self._pos_key:
             return
@@ -183,23 +220,23 @@ class PostgresSink(Sink):
                     head, tail, tpl = self._statement(("\0delete",), lambda: delete_sql(info))
                     parts.append(head + b",".join([mog(tpl, k) for k in convert_keys(info, p.deletes)]) + tail)
                 for cols, rows in p.upserts.items():
-                    head, tail, tpl = self._statement(cols, lambda: upsert_sql(info, cols))
+                    head, tail, tpl = self._statement(cols, lambda: upsert_sql(info, cols))  # noqa: B023
                     if self._fast_literals:
                         parts.append(head + values_literal(rows, mog).encode() + tail)
                     else:
                         parts.append(head + b",".join([mog(tpl, r) for r in rows]) + tail)
-                parts.append(mog(self._ckpt_sql, (self.ctx.pipeline, self.ctx.checkpoint_scope(self.id),
-                                                  batch.last_position)))
+                parts.append(
+                    mog(self._ckpt_sql, (self.ctx.pipeline, self.ctx.checkpoint_scope(self.id), batch.last_position))
+                )
                 # one round trip: a multi-statement query runs as one transaction (autocommit mode)
                 cur.execute(b";\n".join(parts))
-        except Exception as exc:   # noqa: BLE001 - classified; the next write reconnects
+        except Exception as exc:  # noqa: BLE001 - classified; the next write reconnects
             self._drop()
             raise self._classify(exc) from exc
         self._position = batch.last_position
         self._pos_key = pk(batch.last_position)
 
-    def _statement(self, cols: tuple[str, ...],
-                   build: Callable[[], tuple[str, str, str]]) -> tuple[bytes, bytes, str]:
+    def _statement(self, cols: tuple[str, ...], build: Callable[[], tuple[str, str, str]]) -> tuple[bytes, bytes, str]:
         sql = self._sql.get(cols)
         if sql is None:
             head, tail, tpl = build()
@@ -213,8 +250,13 @@ class PostgresSink(Sink):
         new_cols = sorted(c for c in columns if c not in self._warned)
         if new_cols:
             self._warned.update(new_cols)
-            self.ctx.log.warning("pg_sink_columns_ignored", sink=self.id, table=f"{self._schema}.{self._table}",
-                                 columns=new_cols, hint="the target table has no such columns")
+            self.ctx.log.warning(
+                "pg_sink_columns_ignored",
+                sink=self.id,
+                table=f"{self._schema}.{self._table}",
+                columns=new_cols,
+                hint="the target table has no such columns",
+            )
         new_ops = sorted(f"op:{o}" for o in ops if f"op:{o}" not in self._warned)
         if new_ops:
             self._warned.update(new_ops)

@@ -11,6 +11,7 @@ accepts (and drops) them, as plain AMQP publishers expect.
 
 Imports: shared, worker.envelope/routing (through base) and aio-pika/aiormq.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +26,7 @@ from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext, url_where
 
 CONNECT_TIMEOUT_S = 5.0
-CONFIRM_TIMEOUT_S = 30.0    # a whole batch's confirms (plus 1 s per CONFIRMS_PER_S_FLOOR messages)
+CONFIRM_TIMEOUT_S = 30.0  # a whole batch's confirms (plus 1 s per CONFIRMS_PER_S_FLOOR messages)
 CONFIRMS_PER_S_FLOOR = 500
 
 
@@ -57,42 +58,50 @@ class RabbitmqSink(Sink):
         if isinstance(exc, aexc.ChannelNotFoundEntity):
             return self._err(f"exchange {ex!r} does not exist ({exc}); create it or set declare: true", False)
         if isinstance(exc, aexc.ChannelAccessRefused):
-            return self._err(f"refused access to exchange {ex!r} ({exc}); grant the user write "
-                             "permission", False)
+            return self._err(f"refused access to exchange {ex!r} ({exc}); grant the user write permission", False)
         if isinstance(exc, aexc.ChannelPreconditionFailed):
-            return self._err(f"refused the request: {exc} (message larger than max_message_size, or "
-                             f"exchange {ex!r} exists with another type/durability)", False)
+            return self._err(
+                f"refused the request: {exc} (message larger than max_message_size, or "
+                f"exchange {ex!r} exists with another type/durability)",
+                False,
+            )
         if isinstance(exc, aexc.DeliveryError):
             return self._err(f"did not accept a message (nack: {exc}); will retry", True)
         if isinstance(exc, asyncio.TimeoutError):
             return self._err("did not confirm in time (broker down or blocked?); will retry", True)
         if isinstance(exc, (aexc.AMQPConnectionError, ConnectionError, OSError)):
-            return self._err(f"connection lost or refused ({exc.__class__.__name__}: {exc}); will "
-                             "reconnect", True)
+            return self._err(f"connection lost or refused ({exc.__class__.__name__}: {exc}); will reconnect", True)
         if isinstance(exc, (aexc.AMQPError, aexc.ChannelInvalidStateError, RuntimeError)):
             return self._err(f"channel failed ({exc.__class__.__name__}: {exc}); will reopen", True)
         return self._err(f"{exc.__class__.__name__}: {exc}", True)
 
     def _usable(self) -> bool:
-        return (self._conn is not None and not self._conn.is_closed
-                and self._channel is not None and not self._channel.is_closed)
+        return (
+            self._conn is not None
+            and not self._conn.is_closed
+            and self._channel is not None
+            and not self._channel.is_closed
+        )
 
     async def _connect(self) -> None:
         await self._drop()
         cfg = self.config
         try:
             self._conn = await aio_pika.connect(
-                cfg.url, timeout=CONNECT_TIMEOUT_S,
-                client_properties={"connection_name": f"tidegate {self.ctx.pipeline}/{self.id}"})
+                cfg.url,
+                timeout=CONNECT_TIMEOUT_S,
+                client_properties={"connection_name": f"tidegate {self.ctx.pipeline}/{self.id}"},
+            )
             self._channel = await self._conn.channel(publisher_confirms=True)
             if cfg.exchange == "":
                 self._exchange = self._channel.default_exchange
             elif cfg.declare:
                 self._exchange = await self._channel.declare_exchange(
-                    cfg.exchange, type=cfg.exchange_type, durable=True)
+                    cfg.exchange, type=cfg.exchange_type, durable=True
+                )
             else:
                 self._exchange = await self._channel.get_exchange(cfg.exchange, ensure=True)
-        except Exception as exc:   # noqa: BLE001 - classified
+        except Exception as exc:  # noqa: BLE001 - classified
             err = self.classify(exc)
             await self._drop()
             raise err from exc
@@ -102,7 +111,7 @@ class RabbitmqSink(Sink):
         if conn is not None and not conn.is_closed:
             try:
                 await asyncio.wait_for(conn.close(), 5)
-            except Exception:   # noqa: BLE001 - closing a broken connection
+            except Exception:  # noqa: BLE001 - closing a broken connection
                 pass
 
     async def open(self) -> str | None:
@@ -121,21 +130,26 @@ class RabbitmqSink(Sink):
         static = self._static_rk
         rk_of = self._rk_of
         persistent = DeliveryMode.PERSISTENT
-        futs = [publish(Message(body, delivery_mode=persistent, message_id=key,
-                                content_type="application/json"),
-                        routing_key=static if static is not None else rk_of(ev), mandatory=False)
-                for ev, body, key in zip(events, bodies, keys)]
+        futs = [
+            publish(
+                Message(body, delivery_mode=persistent, message_id=key, content_type="application/json"),
+                routing_key=static if static is not None else rk_of(ev),
+                mandatory=False,
+            )
+            for ev, body, key in zip(events, bodies, keys)
+        ]
         try:
-            results = await asyncio.wait_for(asyncio.gather(*futs, return_exceptions=True),
-                                             CONFIRM_TIMEOUT_S + len(futs) / CONFIRMS_PER_S_FLOOR)
-        except Exception as exc:   # noqa: BLE001 - classified
+            results = await asyncio.wait_for(
+                asyncio.gather(*futs, return_exceptions=True), CONFIRM_TIMEOUT_S + len(futs) / CONFIRMS_PER_S_FLOOR
+            )
+        except Exception as exc:  # noqa: BLE001 - classified
             await self._drop()
             raise self.classify(exc) from exc
         for r in results:
             if isinstance(r, BaseException):
                 err = self.classify(r)
                 if err.retryable:
-                    await self._drop()   # a channel or connection error leaves it unusable
+                    await self._drop()  # a channel or connection error leaves it unusable
                 raise err from r
 
     async def close(self) -> None:

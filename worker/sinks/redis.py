@@ -11,6 +11,7 @@ redis-py's own pipeline instead (same commands, ~5x the CPU per event).
 
 Imports: shared, worker.envelope/routing (through base) and redis-py asyncio.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,15 +43,15 @@ async def read_replies(reader: asyncio.StreamReader, n: int) -> str | None:
             if end < 0:
                 break
             kind = buf[pos]
-            if kind == 36:                       # $<len> bulk string (the entry id); $-1 nil
-                size = int(buf[pos + 1:end])
+            if kind == 36:  # $<len> bulk string (the entry id); $-1 nil
+                size = int(buf[pos + 1 : end])
                 nxt = end + 2 + (size + 2 if size >= 0 else 0)
                 if nxt > len(buf):
                     break
                 pos = nxt
-            else:                                # -error, or a one-line reply (+, :, _)
+            else:  # -error, or a one-line reply (+, :, _)
                 if kind == 45 and err is None:
-                    err = buf[pos + 1:end].decode(errors="replace")
+                    err = buf[pos + 1 : end].decode(errors="replace")
                 pos = end + 2
             got += 1
     return err
@@ -65,8 +66,9 @@ def classify(sink_id: str, where: str, exc: BaseException) -> SinkError:
     if isinstance(exc, SinkError):
         return exc
     if isinstance(exc, rexc.AuthenticationError) or isinstance(exc, rexc.AuthorizationError):
-        return SinkError(sink_id, f"redis {where} rejected the credentials ({exc}); fix the user/password "
-                         "in `url`", retryable=False)
+        return SinkError(
+            sink_id, f"redis {where} rejected the credentials ({exc}); fix the user/password in `url`", retryable=False
+        )
     if isinstance(exc, rexc.BusyLoadingError):
         return SinkError(sink_id, f"redis {where} is loading its dataset; will retry", retryable=True)
     if isinstance(exc, (rexc.TimeoutError, TimeoutError)):
@@ -77,7 +79,7 @@ def classify(sink_id: str, where: str, exc: BaseException) -> SinkError:
         return SinkError(sink_id, f"redis {where}: invalid command data: {exc}", retryable=False)
     if isinstance(exc, rexc.ResponseError):
         text = str(exc)
-        reply = text.split("caused error: ")[-1].lstrip("('\"")   # redis-py's pipeline wrapping
+        reply = text.split("caused error: ")[-1].lstrip("('\"")  # redis-py's pipeline wrapping
         if reply.startswith(_FATAL_REPLIES):
             return SinkError(sink_id, f"redis {where} refused the write: {text}", retryable=False)
         # OOM, LOADING, MASTERDOWN, TRYAGAIN, CLUSTERDOWN...: the server may recover
@@ -99,13 +101,17 @@ class RedisSink(Sink):
     def _connect(self) -> aioredis.Redis:
         try:
             return aioredis.from_url(
-                self.config.url, socket_connect_timeout=CONNECT_TIMEOUT_S,
-                socket_timeout=SOCKET_TIMEOUT_S, health_check_interval=30, retry_on_timeout=False)
+                self.config.url,
+                socket_connect_timeout=CONNECT_TIMEOUT_S,
+                socket_timeout=SOCKET_TIMEOUT_S,
+                health_check_interval=30,
+                retry_on_timeout=False,
+            )
         except ValueError as exc:
             raise SinkError(self.id, f"invalid redis url: {exc}", retryable=False) from None
 
     async def open(self) -> str | None:
-        await self.close()           # open() is retried after a retryable failure
+        await self.close()  # open() is retried after a retryable failure
         self._client = self._connect()
         try:
             await self._client.ping()
@@ -113,9 +119,13 @@ class RedisSink(Sink):
                 kind = await self._client.type(self._static_stream)
                 kind = kind.decode() if isinstance(kind, bytes) else kind
                 if kind not in ("none", "stream"):
-                    raise SinkError(self.id, f"redis {self._where} key {self._static_stream!r} holds a "
-                                    f"{kind}, not a stream; pick another `stream`", retryable=False)
-        except Exception as exc:   # noqa: BLE001 - classified
+                    raise SinkError(
+                        self.id,
+                        f"redis {self._where} key {self._static_stream!r} holds a "
+                        f"{kind}, not a stream; pick another `stream`",
+                        retryable=False,
+                    )
+        except Exception as exc:  # noqa: BLE001 - classified
             raise classify(self.id, self._where, exc) from exc
         return None
 
@@ -132,24 +142,29 @@ class RedisSink(Sink):
                 await self._write_packed(events, bodies, keys)
             else:
                 await self._write_pipeline(events, bodies, keys)
-        except Exception as exc:   # noqa: BLE001 - classified
+        except Exception as exc:  # noqa: BLE001 - classified
             raise classify(self.id, self._where, exc) from exc
 
     def _pack(self, events: list[dict[str, Any]], bodies: list[bytes], keys: list[str]) -> bytes:
         """`XADD <stream> [MAXLEN ~ n] * event <body> idempotency_key <key>` per event, as RESP."""
-        trim = b"" if self._maxlen is None else b"$6\r\nMAXLEN\r\n$1\r\n~\r\n$%d\r\n%d\r\n" % (
-            len(str(self._maxlen)), self._maxlen)
+        trim = (
+            b""
+            if self._maxlen is None
+            else b"$6\r\nMAXLEN\r\n$1\r\n~\r\n$%d\r\n%d\r\n" % (len(str(self._maxlen)), self._maxlen)
+        )
         head = b"*10\r\n" if trim else b"*7\r\n"
         tail = b"$1\r\n*\r\n$5\r\nevent\r\n"
 
         def prefix(stream: str) -> bytes:
             name = stream.encode()
             return b"%s$4\r\nXADD\r\n$%d\r\n%s\r\n%s%s" % (head, len(name), name, trim, tail)
+
         fmt = b"%s$%d\r\n%s\r\n$15\r\nidempotency_key\r\n$%d\r\n%s\r\n"
         if self._static_stream is not None:
             pre = prefix(self._static_stream)
-            return b"".join([fmt % (pre, len(body), body, len(kb), kb)
-                             for body, kb in zip(bodies, [k.encode() for k in keys])])
+            return b"".join(
+                [fmt % (pre, len(body), body, len(kb), kb) for body, kb in zip(bodies, [k.encode() for k in keys])]
+            )
         stream_of = self._stream_of
         cache: dict[str, bytes] = {}
         out = []
@@ -192,8 +207,7 @@ class RedisSink(Sink):
         stream_of = self._stream_of
         async with self._client.pipeline(transaction=False) as pipe:
             for ev, body, key in zip(events, bodies, keys):
-                pipe.xadd(stream_of(ev), {"event": body, "idempotency_key": key},
-                          maxlen=maxlen, approximate=approx)
+                pipe.xadd(stream_of(ev), {"event": body, "idempotency_key": key}, maxlen=maxlen, approximate=approx)
             await pipe.execute(raise_on_error=True)
 
     async def close(self) -> None:
@@ -201,5 +215,5 @@ class RedisSink(Sink):
         if client is not None:
             try:
                 await client.aclose()
-            except Exception:   # noqa: BLE001 - closing a broken connection
+            except Exception:  # noqa: BLE001 - closing a broken connection
                 pass

@@ -2,6 +2,7 @@
 
 Imports: stdlib + worker.sinks.base.
 """
+
 from __future__ import annotations
 
 import sys

@@ -16,11 +16,13 @@ Rules every source keeps:
 - `commit(position)` is called with the pipeline's committed position (durable
   in the state store): the only position a source may acknowledge upstream.
 """
+
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import structlog
 

@@ -6,6 +6,7 @@ source.table taking `tables` in turn, source.tx_id = str(ceil(N / tx_size)).
 `rate` throttles (events/s, 0 = unthrottled); `count` stops after N events.
 Imports: stdlib + msgspec + worker.sources.base.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -88,11 +89,21 @@ class GeneratorSource(Source):
         for num in range(first, first + n):
             db, table = tables[(num - 1) % ntab]
             off = (num * 31) % 97
-            ev = {"op": "c", "ts_ms": ts,
-                  "source": {"connector": "generator", "db": db, "schema": None, "table": table,
-                             "position": str(num), "tx_id": str((num + txs - 1) // txs), "ts_ms": ts},
-                  "before": None,
-                  "after": {"id": num, "payload": pool[off:off + size]}}
+            ev = {
+                "op": "c",
+                "ts_ms": ts,
+                "source": {
+                    "connector": "generator",
+                    "db": db,
+                    "schema": None,
+                    "table": table,
+                    "position": str(num),
+                    "tx_id": str((num + txs - 1) // txs),
+                    "ts_ms": ts,
+                },
+                "before": None,
+                "after": {"id": num, "payload": pool[off : off + size]},
+            }
             ap(ev)
             ape(enc(ev))
         return events, encoded

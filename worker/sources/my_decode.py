@@ -12,6 +12,7 @@ both decoders to the same output for every type.
 
 Imports: stdlib + pymysqlreplication constants/helpers.
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,12 +39,14 @@ def _int(fmt: str) -> Decoder:
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
         return unpack(b, o)[0], o + size
+
     return dec
 
 
 def _int24(signed: bool) -> Decoder:
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        return int.from_bytes(b[o:o + 3], "little", signed=signed), o + 3
+        return int.from_bytes(b[o : o + 3], "little", signed=signed), o + 3
+
     return dec
 
 
@@ -53,11 +56,11 @@ def _float(b: bytes, o: int) -> tuple[Any, int]:
 
 def _text(prefix: int, encoding: str | None, is_json: bool, pad: int = 0) -> Decoder:
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        n = int.from_bytes(b[o:o + prefix], "little")
+        n = int.from_bytes(b[o : o + prefix], "little")
         o += prefix
-        raw = b[o:o + n]
+        raw = b[o : o + n]
         if encoding is None:
-            if pad:     # BINARY(n): the binlog drops the zero padding that the column stores
+            if pad:  # BINARY(n): the binlog drops the zero padding that the column stores
                 raw = raw.ljust(pad, b"\0")
             return base64.b64encode(raw).decode("ascii"), o + n
         text = raw.decode(encoding)
@@ -67,6 +70,7 @@ def _text(prefix: int, encoding: str | None, is_json: bool, pad: int = 0) -> Dec
             except ValueError:
                 return text, o + n
         return text, o + n
+
     return dec
 
 
@@ -78,7 +82,7 @@ def _decimal(precision: int, scale: int) -> Decoder:
     size = ci_b + ui * 4 + uf * 4 + cf_b
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        raw = bytearray(b[o:o + size])
+        raw = bytearray(b[o : o + size])
         negative = not raw[0] & 0x80
         raw[0] ^= 0x80
         if negative:
@@ -89,16 +93,17 @@ def _decimal(precision: int, scale: int) -> Decoder:
             ipart = str(int.from_bytes(raw[:ci_b], "big"))
             p = ci_b
         for _ in range(ui):
-            ipart += f"{int.from_bytes(raw[p:p + 4], 'big'):09d}"
+            ipart += f"{int.from_bytes(raw[p : p + 4], 'big'):09d}"
             p += 4
         fpart = ""
         for _ in range(uf):
-            fpart += f"{int.from_bytes(raw[p:p + 4], 'big'):09d}"
+            fpart += f"{int.from_bytes(raw[p : p + 4], 'big'):09d}"
             p += 4
         if cf_b:
-            fpart += f"{int.from_bytes(raw[p:p + cf_b], 'big'):0{cf}d}"
+            fpart += f"{int.from_bytes(raw[p : p + cf_b], 'big'):0{cf}d}"
         text = (ipart.lstrip("0") or "0") + ("." + fpart if scale else "")
         return ("-" + text if negative else text), o + size
+
     return dec
 
 
@@ -108,10 +113,11 @@ def _fsp_reader(fsp: int) -> tuple[int, Callable[[bytes, int], int]]:
     def read(b: bytes, o: int) -> int:
         if not n:
             return 0
-        v = int.from_bytes(b[o:o + n], "big", signed=True)   # signed, as mysql-replication reads it:
-        if fsp % 2:                                          # that is what makes negative TIME right
+        v = int.from_bytes(b[o : o + n], "big", signed=True)  # signed, as mysql-replication reads it:
+        if fsp % 2:  # that is what makes negative TIME right
             v = int(v / 10)
         return v * 10 ** (6 - fsp)
+
     return n, read
 
 
@@ -119,7 +125,7 @@ def _datetime2(fsp: int) -> Decoder:
     n, frac = _fsp_reader(fsp)
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        v = int.from_bytes(b[o:o + 5], "big")
+        v = int.from_bytes(b[o : o + 5], "big")
         ym = (v >> 22) & 0x1FFFF
         y, mo, d = ym // 13, ym % 13, (v >> 17) & 0x1F
         h, mi, s = (v >> 12) & 0x1F, (v >> 6) & 0x3F, v & 0x3F
@@ -132,6 +138,7 @@ def _datetime2(fsp: int) -> Decoder:
             return None, o + 5 + n
         text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
         return (f"{text}.{us:06d}" if us else text), o + 5 + n
+
     return dec
 
 
@@ -139,13 +146,14 @@ def _timestamp2(fsp: int) -> Decoder:
     n, frac = _fsp_reader(fsp)
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        t = _EPOCH + dt.timedelta(seconds=int.from_bytes(b[o:o + 4], "big"), microseconds=frac(b, o + 4))
+        t = _EPOCH + dt.timedelta(seconds=int.from_bytes(b[o : o + 4], "big"), microseconds=frac(b, o + 4))
         return t.isoformat() + "Z", o + 4 + n
+
     return dec
 
 
 def _date(b: bytes, o: int) -> tuple[Any, int]:
-    v = int.from_bytes(b[o:o + 3], "little")
+    v = int.from_bytes(b[o : o + 3], "little")
     y, mo, d = (v >> 9) & 0x7FFF, (v >> 5) & 0xF, v & 0x1F
     if not (y and mo and d):
         return None, o + 3
@@ -156,13 +164,18 @@ def _time2(fsp: int) -> Decoder:
     n, frac = _fsp_reader(fsp)
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        v = int.from_bytes(b[o:o + 3], "big")
+        v = int.from_bytes(b[o : o + 3], "big")
         sign = 1 if v & 0x800000 else -1
         if sign < 0:
-            v = (~v + 1) & 0xFFFFFF     # as mysql-replication: two's complement of the 24 bits
-        t = dt.timedelta(hours=(v >> 12) & 0x3FF, minutes=(v >> 6) & 0x3F, seconds=v & 0x3F,
-                         microseconds=frac(b, o + 3)) * sign
+            v = (~v + 1) & 0xFFFFFF  # as mysql-replication: two's complement of the 24 bits
+        t = (
+            dt.timedelta(
+                hours=(v >> 12) & 0x3FF, minutes=(v >> 6) & 0x3F, seconds=v & 0x3F, microseconds=frac(b, o + 3)
+            )
+            * sign
+        )
         return time_str(t), o + 3 + n
+
     return dec
 
 
@@ -172,15 +185,17 @@ def _year(b: bytes, o: int) -> tuple[Any, int]:
 
 def _enum(size: int, values: list[str]) -> Decoder:
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        i = int.from_bytes(b[o:o + size], "little")
+        i = int.from_bytes(b[o : o + size], "little")
         return (values[i] if i < len(values) else None), o + size
+
     return dec
 
 
 def _set(size: int, members: list[str]) -> Decoder:
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        mask = int.from_bytes(b[o:o + size], "little")
+        mask = int.from_bytes(b[o : o + size], "little")
         return [m for i, m in enumerate(members) if mask >> i & 1], o + size
+
     return dec
 
 
@@ -188,7 +203,8 @@ def _bit(nbytes: int, bits: int) -> Decoder:
     mask = (1 << bits) - 1
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        return int.from_bytes(b[o:o + nbytes], "big") & mask, o + nbytes
+        return int.from_bytes(b[o : o + nbytes], "big") & mask, o + nbytes
+
     return dec
 
 
@@ -258,7 +274,7 @@ class TableDecoder:
         if cols is None:
             cols = self._present[present] = [i for i in range(self.ncols) if present[i >> 3] >> (i & 7) & 1]
         nb = (len(cols) + 7) >> 3
-        nulls = b[o:o + nb]
+        nulls = b[o : o + nb]
         o += nb
         row: dict[str, Any] = {}
         names, decs = self.names, self.decoders
@@ -306,6 +322,13 @@ def compile_table(columns: list[Any], json_names: set[str]) -> TableDecoder | No
     return TableDecoder(names, decs)
 
 
-FAST_EVENT_TYPES = frozenset({BINLOG.WRITE_ROWS_EVENT_V1, BINLOG.WRITE_ROWS_EVENT_V2,
-                              BINLOG.UPDATE_ROWS_EVENT_V1, BINLOG.UPDATE_ROWS_EVENT_V2,
-                              BINLOG.DELETE_ROWS_EVENT_V1, BINLOG.DELETE_ROWS_EVENT_V2})
+FAST_EVENT_TYPES = frozenset(
+    {
+        BINLOG.WRITE_ROWS_EVENT_V1,
+        BINLOG.WRITE_ROWS_EVENT_V2,
+        BINLOG.UPDATE_ROWS_EVENT_V1,
+        BINLOG.UPDATE_ROWS_EVENT_V2,
+        BINLOG.DELETE_ROWS_EVENT_V1,
+        BINLOG.DELETE_ROWS_EVENT_V2,
+    }
+)

@@ -5,6 +5,7 @@ the loop (a semaphore), so a slow pipeline stops the binlog read (and the server
 `last_position` is the position of the last event handed over: where the reader resumes after a
 reconnect, so nothing handed over is read twice and nothing is skipped.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,7 +40,7 @@ class Feed:
         self.events_out += len(chunk.events)
         try:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, chunk)
-        except RuntimeError:        # loop closed
+        except RuntimeError:  # loop closed
             raise Stopped() from None
 
     def fail(self, exc: BaseException) -> None:

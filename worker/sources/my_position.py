@@ -24,6 +24,7 @@ Order (`key`): every snapshot position sorts before every binlog position; snaps
 then the binlog point of the run that read them, then key/ordinal; binlog rows by file sequence,
 transaction start, row index.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ def file_seq(name: str) -> int:
 @dataclass(frozen=True, slots=True)
 class BinlogPoint:
     """A place in the binlog (an event boundary); compares in binlog order."""
+
     file: str
     pos: int
 
@@ -79,7 +81,7 @@ class Entry:
     k: int
     point: BinlogPoint
     mode: str = PLAIN
-    after: tuple[int, ...] = ()     # CONTINUE: rows with a key above this were read at `point`
+    after: tuple[int, ...] = ()  # CONTINUE: rows with a key above this were read at `point`
 
     def __str__(self) -> str:
         tail = f">{format_pk(self.after)}" if self.mode == CONTINUE else self.mode
@@ -160,7 +162,7 @@ class BinlogPos:
 @dataclass(frozen=True, slots=True)
 class SnapshotPos:
     table_index: int
-    pk: tuple[int, ...] | None      # None: `ordinal` counts rows
+    pk: tuple[int, ...] | None  # None: `ordinal` counts rows
     ordinal: int
     end: bool
     entries: Entries
@@ -174,7 +176,7 @@ class SnapshotPos:
 def parse(position: str) -> BinlogPos | SnapshotPos:
     try:
         if position.startswith(SNAPSHOT):
-            head, _, tail = position[len(SNAPSHOT):].partition("@")
+            head, _, tail = position[len(SNAPSHOT) :].partition("@")
             parts = head.split(":")
             end = len(parts) == 3 and parts[2] == "end"
             if len(parts) not in (2, 3) or (len(parts) == 3 and not end):

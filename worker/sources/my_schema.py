@@ -4,6 +4,7 @@ Imports: stdlib, pymysql, shared.errors and the sibling my_* modules. Every func
 (pymysql): call them on a thread. Errors are SourceError whose message names the server, the cause and
 the fix; `retryable` is True only for connection trouble (the server restarting, a dropped link).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,16 +31,22 @@ class Dsn:
     user: str = "root"
     password: str = ""
     db: str | None = None
-    ssl: str = "preferred"          # disabled | preferred | required (dsn ?ssl=...)
+    ssl: str = "preferred"  # disabled | preferred | required (dsn ?ssl=...)
 
     @property
     def where(self) -> str:
         return f"mysql {self.host}:{self.port}"
 
     def connect_args(self, **extra: Any) -> dict[str, Any]:
-        args: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user,
-                                "password": self.password, "charset": "utf8mb4",
-                                "connect_timeout": 5, "autocommit": True}
+        args: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "charset": "utf8mb4",
+            "connect_timeout": 5,
+            "autocommit": True,
+        }
         if self.ssl == "disabled":
             args["ssl_disabled"] = True
         elif self.ssl == "required":
@@ -51,8 +58,10 @@ class Dsn:
 def parse_dsn(dsn: str) -> Dsn:
     u = urlsplit(dsn)
     if u.scheme not in ("mysql", "mariadb") or not u.hostname:
-        raise SourceError(f"mysql source: dsn must look like mysql://user:password@host:3306/db, "
-                          f"got scheme {u.scheme!r}", retryable=False)
+        raise SourceError(
+            f"mysql source: dsn must look like mysql://user:password@host:3306/db, got scheme {u.scheme!r}",
+            retryable=False,
+        )
     db = unquote(u.path.lstrip("/")) or None
     query = dict(parse_qsl(u.query))
     # TLS on loopback buys nothing and costs ~70 ms per connection (pymysql loads the CA store)
@@ -60,10 +69,19 @@ def parse_dsn(dsn: str) -> Dsn:
     ssl = query.pop("ssl", "disabled" if loopback else "preferred").lower()
     ssl = {"true": "required", "1": "required", "false": "disabled", "0": "disabled"}.get(ssl, ssl)
     if ssl not in ("disabled", "preferred", "required") or query:
-        raise SourceError(f"mysql source: dsn options {sorted(query) or ['ssl=' + ssl]} not understood; "
-                          "the only option is ?ssl=disabled|preferred|required", retryable=False)
-    return Dsn(host=u.hostname, port=u.port or 3306, user=unquote(u.username or "root"),
-               password=unquote(u.password or ""), db=db, ssl=ssl)
+        raise SourceError(
+            f"mysql source: dsn options {sorted(query) or ['ssl=' + ssl]} not understood; "
+            "the only option is ?ssl=disabled|preferred|required",
+            retryable=False,
+        )
+    return Dsn(
+        host=u.hostname,
+        port=u.port or 3306,
+        user=unquote(u.username or "root"),
+        password=unquote(u.password or ""),
+        db=db,
+        ssl=ssl,
+    )
 
 
 def default_server_id(pipeline: str) -> int:
@@ -81,25 +99,35 @@ def error(where: str, exc: BaseException, doing: str = "") -> SourceError:
     what = f"{where}: {doing + ': ' if doing else ''}"
     if not isinstance(exc, (pymysql.MySQLError, OSError, EOFError, struct.error)):
         return SourceError(f"{what}unexpected {exc.__class__.__name__}: {exc}", retryable=False)
-    if code in CONNECTION_ERRORS or not isinstance(exc, pymysql.MySQLError) or code is None \
-            or isinstance(exc, pymysql.err.InterfaceError):
-        return SourceError(f"{what}connection failed or lost ({msg or exc.__class__.__name__}); "
-                           "retrying from the last position", retryable=True)
+    if (
+        code in CONNECTION_ERRORS
+        or not isinstance(exc, pymysql.MySQLError)
+        or code is None
+        or isinstance(exc, pymysql.err.InterfaceError)
+    ):
+        return SourceError(
+            f"{what}connection failed or lost ({msg or exc.__class__.__name__}); retrying from the last position",
+            retryable=True,
+        )
     if code == 1045:
-        return SourceError(f"{what}access denied ({msg}): fix the user/password in spec.source.config.dsn",
-                           retryable=False)
+        return SourceError(
+            f"{what}access denied ({msg}): fix the user/password in spec.source.config.dsn", retryable=False
+        )
     if code == 1227:
-        return SourceError(f"{what}missing privilege ({msg}): GRANT REPLICATION SLAVE, REPLICATION CLIENT "
-                           "ON *.* TO the dsn's user (MariaDB: REPLICATION SLAVE, BINLOG MONITOR)",
-                           retryable=False)
+        return SourceError(
+            f"{what}missing privilege ({msg}): GRANT REPLICATION SLAVE, REPLICATION CLIENT "
+            "ON *.* TO the dsn's user (MariaDB: REPLICATION SLAVE, BINLOG MONITOR)",
+            retryable=False,
+        )
     if code in (1142, 1044):
-        return SourceError(f"{what}{msg}: GRANT SELECT on the captured tables to the dsn's user",
-                           retryable=False)
+        return SourceError(f"{what}{msg}: GRANT SELECT on the captured tables to the dsn's user", retryable=False)
     if code == 1236:
-        return SourceError(f"{what}the server cannot send the binlog from the checkpoint ({msg}); "
-                           "if it was purged, the checkpoint is lost: DELETE /pipelines/<name>/checkpoints "
-                           "to take a new snapshot, and keep binlogs longer (binlog_expire_logs_seconds)",
-                           retryable=False)
+        return SourceError(
+            f"{what}the server cannot send the binlog from the checkpoint ({msg}); "
+            "if it was purged, the checkpoint is lost: DELETE /pipelines/<name>/checkpoints "
+            "to take a new snapshot, and keep binlogs longer (binlog_expire_logs_seconds)",
+            retryable=False,
+        )
     if code in (1049, 1146):
         return SourceError(f"{what}{msg}: fix spec.source.config.tables or create it", retryable=False)
     return SourceError(f"{what}{msg} (error {code})", retryable=True)
@@ -114,10 +142,10 @@ def connect(dsn: Dsn, **extra: Any) -> pymysql.connections.Connection:
 
 @dataclass(slots=True)
 class ServerInfo:
-    flavor: str                  # "mariadb" | "mysql"
+    flavor: str  # "mariadb" | "mysql"
     version: str
     server_id: int
-    row_metadata_full: bool      # column names travel in the binlog (binlog_row_metadata=FULL)
+    row_metadata_full: bool  # column names travel in the binlog (binlog_row_metadata=FULL)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -128,26 +156,37 @@ def variables(cur: Any, names: list[str]) -> dict[str, str]:
 
 
 def check_server(cur: Any, where: str) -> ServerInfo:
-    v = variables(cur, ["version", "log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata",
-                        "server_id"])
+    v = variables(cur, ["version", "log_bin", "binlog_format", "binlog_row_image", "binlog_row_metadata", "server_id"])
     flavor = "mariadb" if "mariadb" in v.get("version", "").lower() else "mysql"
     if v.get("log_bin", "OFF").upper() not in ("ON", "1"):
-        raise SourceError(f"{where}: the binary log is off: set log_bin (for example `log_bin = mysql-bin` "
-                          "under [mysqld]) and restart the server (scripts/services/mariadb.sh does it)",
-                          retryable=False)
+        raise SourceError(
+            f"{where}: the binary log is off: set log_bin (for example `log_bin = mysql-bin` "
+            "under [mysqld]) and restart the server (scripts/services/mariadb.sh does it)",
+            retryable=False,
+        )
     if v.get("binlog_format", "").upper() != "ROW":
-        raise SourceError(f"{where}: binlog_format is {v.get('binlog_format')}, row changes need ROW: "
-                          "SET GLOBAL binlog_format = 'ROW' and put binlog_format = ROW under [mysqld]",
-                          retryable=False)
-    info = ServerInfo(flavor, v.get("version", "?"), int(v.get("server_id", "0") or 0),
-                      v.get("binlog_row_metadata", "").upper() == "FULL")
+        raise SourceError(
+            f"{where}: binlog_format is {v.get('binlog_format')}, row changes need ROW: "
+            "SET GLOBAL binlog_format = 'ROW' and put binlog_format = ROW under [mysqld]",
+            retryable=False,
+        )
+    info = ServerInfo(
+        flavor,
+        v.get("version", "?"),
+        int(v.get("server_id", "0") or 0),
+        v.get("binlog_row_metadata", "").upper() == "FULL",
+    )
     if v.get("binlog_row_image", "FULL").upper() != "FULL":
-        info.warnings.append(f"{where}: binlog_row_image is {v.get('binlog_row_image')}: `before` images and "
-                             "unchanged columns will be missing; SET GLOBAL binlog_row_image = 'FULL'")
+        info.warnings.append(
+            f"{where}: binlog_row_image is {v.get('binlog_row_image')}: `before` images and "
+            "unchanged columns will be missing; SET GLOBAL binlog_row_image = 'FULL'"
+        )
     if not info.row_metadata_full:
-        info.warnings.append(f"{where}: binlog_row_metadata is not FULL: column names are read from "
-                             "information_schema (wrong across ALTER TABLE, ENUM/SET names lost); "
-                             "SET GLOBAL binlog_row_metadata = 'FULL'")
+        info.warnings.append(
+            f"{where}: binlog_row_metadata is not FULL: column names are read from "
+            "information_schema (wrong across ALTER TABLE, ENUM/SET names lost); "
+            "SET GLOBAL binlog_row_metadata = 'FULL'"
+        )
     return info
 
 
@@ -158,13 +197,20 @@ def check_privileges(cur: Any, where: str) -> list[str]:
     glob = " ".join(g for g in grants if " ON *.* " in g)
     if "ALL PRIVILEGES" in glob:
         return []
-    missing = [p for p, alts in (("REPLICATION SLAVE", ("REPLICATION SLAVE", "REPLICATION REPLICA")),
-                                 ("REPLICATION CLIENT", ("REPLICATION CLIENT", "BINLOG MONITOR")))
-               if not any(a in glob for a in alts)]
+    missing = [
+        p
+        for p, alts in (
+            ("REPLICATION SLAVE", ("REPLICATION SLAVE", "REPLICATION REPLICA")),
+            ("REPLICATION CLIENT", ("REPLICATION CLIENT", "BINLOG MONITOR")),
+        )
+        if not any(a in glob for a in alts)
+    ]
     if not missing:
         return []
-    text = (f"{where}: the dsn's user lacks {' and '.join(missing)} (MariaDB names REPLICATION CLIENT "
-            f"BINLOG MONITOR): GRANT {', '.join(missing)} ON *.* TO the user")
+    text = (
+        f"{where}: the dsn's user lacks {' and '.join(missing)} (MariaDB names REPLICATION CLIENT "
+        f"BINLOG MONITOR): GRANT {', '.join(missing)} ON *.* TO the user"
+    )
     if any(" ON " not in g for g in grants if g.startswith("GRANT ")) and any("`" in g for g in grants):
         return [text + " (or check its roles)"]
     raise SourceError(text, retryable=False)
@@ -178,8 +224,7 @@ def current_point(cur: Any, where: str) -> BinlogPoint:
             continue
         row = cur.fetchone()
         if not row:
-            raise SourceError(f"{where}: the binary log is off: set log_bin and restart the server",
-                              retryable=False)
+            raise SourceError(f"{where}: the binary log is off: set log_bin and restart the server", retryable=False)
         return BinlogPoint.of(row[0], int(row[1]))
     raise SourceError(f"{where}: cannot read the binlog position (SHOW MASTER STATUS)", retryable=False)
 
@@ -193,10 +238,12 @@ def require_binlog(cur: Any, where: str, point: BinlogPoint) -> None:
     files = binlog_files(cur)
     if point.file not in files:
         oldest = files[0] if files else "none"
-        raise SourceError(f"{where}: binlog {point.file} needed to resume at {point} is gone (oldest is "
-                          f"{oldest}): the checkpoint is lost; DELETE /pipelines/<name>/checkpoints to take "
-                          "a new snapshot, and keep binlogs longer (binlog_expire_logs_seconds)",
-                          retryable=False)
+        raise SourceError(
+            f"{where}: binlog {point.file} needed to resume at {point} is gone (oldest is "
+            f"{oldest}): the checkpoint is lost; DELETE /pipelines/<name>/checkpoints to take "
+            "a new snapshot, and keep binlogs longer (binlog_expire_logs_seconds)",
+            retryable=False,
+        )
 
 
 def gtid_at(cur: Any, flavor: str, point: BinlogPoint) -> str | None:
@@ -235,44 +282,65 @@ def split_names(tables: list[str], default_db: str | None, where: str) -> list[t
         db, dot, name = t.partition(".")
         if not dot:
             if not default_db:
-                raise SourceError(f"{where}: table {t!r} has no database: write it as db.table in "
-                                  "spec.source.config.tables or put the database in the dsn", retryable=False)
+                raise SourceError(
+                    f"{where}: table {t!r} has no database: write it as db.table in "
+                    "spec.source.config.tables or put the database in the dsn",
+                    retryable=False,
+                )
             db, name = default_db, t
         out.append((db, name))
     return out
 
 
 def all_tables(cur: Any, db: str) -> list[tuple[str, str]]:
-    cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-                "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME", (db,))
+    cur.execute(
+        "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+        "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+        (db,),
+    )
     return [(db, r[0]) for r in cur.fetchall()]
 
 
 def load_tables(cur: Any, names: list[tuple[str, str]], flavor: str, where: str) -> list[TableInfo]:
     out = []
     for index, (db, name) in enumerate(names):
-        cur.execute("SELECT TABLE_TYPE, TABLE_ROWS FROM information_schema.TABLES "
-                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s", (db, name))
+        cur.execute(
+            "SELECT TABLE_TYPE, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (db, name),
+        )
         row = cur.fetchone()
         if row is None:
-            raise SourceError(f"{where}: table {db}.{name} not found: create it or fix "
-                              "spec.source.config.tables", retryable=False)
+            raise SourceError(
+                f"{where}: table {db}.{name} not found: create it or fix spec.source.config.tables", retryable=False
+            )
         if row[0] != "BASE TABLE":
-            raise SourceError(f"{where}: {db}.{name} is a {row[0]}, not a table: only base tables have "
-                              "binlog row events; fix spec.source.config.tables", retryable=False)
-        cur.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
-                    "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION", (db, name))
+            raise SourceError(
+                f"{where}: {db}.{name} is a {row[0]}, not a table: only base tables have "
+                "binlog row events; fix spec.source.config.tables",
+                retryable=False,
+            )
+        cur.execute(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
+            (db, name),
+        )
         cols = [(str(c), str(d), str(t)) for c, d, t in cur.fetchall()]
         json_cols: set[str] = set()
         if flavor == "mariadb":
-            cur.execute("SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
-                        "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s", (db, name))
+            cur.execute(
+                "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+                "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+                (db, name),
+            )
             for (clause,) in cur.fetchall():
                 clause = str(clause).strip()
                 if clause.lower().startswith("json_valid(") and clause.endswith(")"):
-                    json_cols.add(clause[len("json_valid("):-1].strip("`"))
-        cur.execute("SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
-                    "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION", (db, name))
+                    json_cols.add(clause[len("json_valid(") : -1].strip("`"))
+        cur.execute(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+            (db, name),
+        )
         pk = [str(r[0]) for r in cur.fetchall()]
         columns = [Column(c, d, t, c in json_cols) for c, d, t in cols]
         out.append(TableInfo(db, name, index, columns, pk, int(row[1] or 0), make_converter(columns)))

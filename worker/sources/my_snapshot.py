@@ -10,6 +10,7 @@ paused pipeline holds no server cursor open); a table without primary key is rea
 unbuffered query. The last row of a table is marked `:end` in its position, so a resume knows the
 table is complete. Binlog streaming then starts at the earliest point (see my_position).
 """
+
 from __future__ import annotations
 
 import time
@@ -62,8 +63,16 @@ def after_args(pk_values: tuple[Any, ...]) -> list[Any]:
 
 
 class Snapshot:
-    def __init__(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], chunk: int, feed: Feed,
-                 progress: dict[str, Any], log: Any) -> None:
+    def __init__(
+        self,
+        dsn: Dsn,
+        server: ServerInfo,
+        tables: list[TableInfo],
+        chunk: int,
+        feed: Feed,
+        progress: dict[str, Any],
+        log: Any,
+    ) -> None:
         self.dsn, self.server, self.tables, self.chunk = dsn, server, tables, chunk
         self.feed, self.progress, self.log = feed, progress, log
         self._logged = 0.0
@@ -74,8 +83,13 @@ class Snapshot:
         entries = tuple(e for e in entries if e.k <= start)
         todo = self.tables[start:]
         prog = self.progress
-        prog.update(tables_total=len(self.tables), tables_done=start, done=False,
-                    rows_estimated=sum(t.estimated_rows for t in todo), rows_done=0)
+        prog.update(
+            tables_total=len(self.tables),
+            tables_done=start,
+            done=False,
+            rows_estimated=sum(t.estimated_rows for t in todo),
+            rows_done=0,
+        )
         if not todo:
             prog.update(done=True, table=None)
             return entries
@@ -88,8 +102,13 @@ class Snapshot:
                 point = self._begin(cur)
                 entries = entries + (Entry(start, point, mode, after),)
                 gtid = gtid_at(cur, self.server.flavor, point)
-            self.log.info("snapshot_started", point=str(point), gtid=gtid,
-                          tables=[t.full_name for t in todo], rows_estimated=prog["rows_estimated"])
+            self.log.info(
+                "snapshot_started",
+                point=str(point),
+                gtid=gtid,
+                tables=[t.full_name for t in todo],
+                rows_estimated=prog["rows_estimated"],
+            )
             ts_ms = int(time.time() * 1000)
             for t in todo:
                 self._table(conn, t, entries, ts_ms, gtid, after if t.index == start else None)
@@ -115,8 +134,9 @@ class Snapshot:
         finally:
             cur.execute("UNLOCK TABLES")
 
-    def _table(self, conn: Any, t: TableInfo, entries: Entries, ts_ms: int, gtid: str | None,
-               after: tuple[int, ...] | None) -> None:
+    def _table(
+        self, conn: Any, t: TableInfo, entries: Entries, ts_ms: int, gtid: str | None, after: tuple[int, ...] | None
+    ) -> None:
         names = [c.name for c in t.columns]
         select = f"SELECT {', '.join(q(c) for c in names)} FROM {q(t.db)}.{q(t.name)}"
         prefix = f"{SNAPSHOT}{t.index}:"
@@ -132,12 +152,26 @@ class Snapshot:
             for row in rows:
                 ordinal += 1
                 n = format_pk(tuple(row[i] for i in idx)) if by_key else f"#{ordinal}"
-                source = {"connector": "mysql", "db": t.db, "schema": None, "table": t.name,
-                          "position": f"{prefix}{n}{suffix}", "tx_id": None, "ts_ms": ts_ms}
+                source = {
+                    "connector": "mysql",
+                    "db": t.db,
+                    "schema": None,
+                    "table": t.name,
+                    "position": f"{prefix}{n}{suffix}",
+                    "tx_id": None,
+                    "ts_ms": ts_ms,
+                }
                 if gtid:
                     source["gtid_set"] = gtid
-                events.append({"op": "r", "ts_ms": int(time.time() * 1000), "source": source,
-                               "before": None, "after": conv(dict(zip(names, row)))})
+                events.append(
+                    {
+                        "op": "r",
+                        "ts_ms": int(time.time() * 1000),
+                        "source": source,
+                        "before": None,
+                        "after": conv(dict(zip(names, row))),
+                    }
+                )
             if events:
                 if last:
                     src = events[-1]["source"]
@@ -146,8 +180,14 @@ class Snapshot:
                 self.progress["rows_done"] += len(events)
                 self._log_progress()
 
-    def _chunks(self, conn: Any, t: TableInfo, select: str, names: list[str],  # type: ignore[no-untyped-def]
-                after: tuple[int, ...] | None):
+    def _chunks(
+        self,
+        conn: Any,
+        t: TableInfo,
+        select: str,
+        names: list[str],  # type: ignore[no-untyped-def]
+        after: tuple[int, ...] | None,
+    ):
         """Yield (rows, is_last_chunk), rows above primary key `after` when given."""
         size = self.chunk
         if not t.pk:
@@ -167,8 +207,7 @@ class Snapshot:
                 if key is None:
                     cur.execute(f"{select} ORDER BY {order} LIMIT {size + 1}")
                 else:
-                    cur.execute(f"{select} WHERE {after_key(t.pk)} ORDER BY {order} LIMIT {size + 1}",
-                                after_args(key))
+                    cur.execute(f"{select} WHERE {after_key(t.pk)} ORDER BY {order} LIMIT {size + 1}", after_args(key))
                 rows = cur.fetchall()
                 more = len(rows) > size
                 rows = rows[:size]
@@ -183,5 +222,6 @@ class Snapshot:
         if now - self._logged >= PROGRESS_EVERY_S:
             self._logged = now
             p = self.progress
-            self.log.info("snapshot_progress", table=p.get("table"), rows_done=p["rows_done"],
-                          rows_estimated=p["rows_estimated"])
+            self.log.info(
+                "snapshot_progress", table=p.get("table"), rows_done=p["rows_done"], rows_estimated=p["rows_estimated"]
+            )

@@ -9,6 +9,7 @@ a transaction end (`tx_end=True`) unless a transaction outgrows `max_chunk` rows
 `tx_end=False`, holding back at least its last row for the closing chunk. Small transactions are
 grouped while more binlog data is already waiting on the socket (bounded by size and 20 ms).
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,26 +50,46 @@ from worker.sources.my_position import (
 )
 from worker.sources.my_schema import Dsn, ServerInfo, TableInfo, gtid_at, load_tables
 
-ONLY_EVENTS = [MariadbGtidEvent, GtidEvent, QueryEvent, XidEvent, WriteRowsEvent, UpdateRowsEvent,
-               DeleteRowsEvent, RotateEvent, HeartbeatLogEvent]
+ONLY_EVENTS = [
+    MariadbGtidEvent,
+    GtidEvent,
+    QueryEvent,
+    XidEvent,
+    WriteRowsEvent,
+    UpdateRowsEvent,
+    DeleteRowsEvent,
+    RotateEvent,
+    HeartbeatLogEvent,
+]
 HEARTBEAT_S = 1.0
 
 
 class _QuietReconnect(logging.Filter):
     """mysql-replication warns on every reconnect it does itself (also when we close the stream);
     our own log says what happened."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         return "Re-request the connection" not in record.getMessage()
 
 
 logging.getLogger("pymysqlreplication").addFilter(_QuietReconnect())
 GROUP_S = 0.02
-BY_ROW = (-1, -1)      # filter marker: this table's filter depends on the row's primary key
+BY_ROW = (-1, -1)  # filter marker: this table's filter depends on the row's primary key
 
 
 class BinlogStream:
-    def __init__(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], server_id: int, feed: Feed,
-                 status: dict[str, Any], log: Any, max_chunk: int = 2000, fast: bool = True) -> None:
+    def __init__(
+        self,
+        dsn: Dsn,
+        server: ServerInfo,
+        tables: list[TableInfo],
+        server_id: int,
+        feed: Feed,
+        status: dict[str, Any],
+        log: Any,
+        max_chunk: int = 2000,
+        fast: bool = True,
+    ) -> None:
         self.dsn, self.server, self.server_id, self.feed = dsn, server, server_id, feed
         self.tables = {(t.db, t.name): t for t in tables}
         self.status, self.log, self.max_chunk = status, log, max(2, max_chunk)
@@ -80,10 +101,10 @@ class BinlogStream:
     def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
         if self.feed.stop.is_set():
             raise Stopped()
-        if "db" in kwargs:          # mysql-replication still passes the deprecated name
+        if "db" in kwargs:  # mysql-replication still passes the deprecated name
             kwargs["database"] = kwargs.pop("db")
         conn = pymysql.connect(**kwargs)
-        with conn.cursor() as cur:    # a paused pipeline must not get the dump thread killed after 60 s
+        with conn.cursor() as cur:  # a paused pipeline must not get the dump thread killed after 60 s
             cur.execute("SET SESSION net_write_timeout = 86400")
         return conn
 
@@ -91,12 +112,21 @@ class BinlogStream:
         settings = self.dsn.connect_args(read_timeout=int(HEARTBEAT_S * 10))
         settings.pop("autocommit")
         return BinLogStreamReader(
-            connection_settings=settings, server_id=self.server_id, blocking=True, resume_stream=True,
-            log_file=start.file, log_pos=start.pos, only_events=ONLY_EVENTS,
+            connection_settings=settings,
+            server_id=self.server_id,
+            blocking=True,
+            resume_stream=True,
+            log_file=start.file,
+            log_pos=start.pos,
+            only_events=ONLY_EVENTS,
             only_schemas=sorted({t.db for t in self.tables.values()}),
             only_tables=sorted({t.name for t in self.tables.values()}),
-            slave_heartbeat=HEARTBEAT_S, is_mariadb=False, pymysql_wrapper=self._connect,
-            use_column_name_cache=not self.server.row_metadata_full, enable_logging=False)
+            slave_heartbeat=HEARTBEAT_S,
+            is_mariadb=False,
+            pymysql_wrapper=self._connect,
+            use_column_name_cache=not self.server.row_metadata_full,
+            enable_logging=False,
+        )
 
     def interrupt(self) -> None:
         """From another thread: unblock a read in progress (close() of the source)."""
@@ -142,7 +172,7 @@ class BinlogStream:
         tx_open = False
         txpos, txid, n, prefix, suffix, gtid_set = 0, "", 0, "", "", ""
         pending: list[dict[str, Any]] = []
-        closed = False          # the last pending event ends its transaction
+        closed = False  # the last pending event ends its transaction
         since = 0.0
         stop, put, max_chunk = self.feed.stop, self.feed.put, self.max_chunk
         tables = self.tables
@@ -170,18 +200,23 @@ class BinlogStream:
                         since = time.monotonic()
                     op = "c" if cls is WriteRowsEvent else "u" if cls is UpdateRowsEvent else "d"
                     for before, after in pairs:
-                        if by_row is not None and self._in_snapshot(by_row, before, after, entries,
-                                                                    (fseq, txpos)):
+                        if by_row is not None and self._in_snapshot(by_row, before, after, entries, (fseq, txpos)):
                             continue
                         n += 1
                         if n <= skip_n:
                             continue
-                        source = {"connector": "mysql", "db": db, "schema": None, "table": name,
-                                  "position": f"{prefix}{n}{suffix}", "tx_id": txid, "ts_ms": src_ts}
+                        source = {
+                            "connector": "mysql",
+                            "db": db,
+                            "schema": None,
+                            "table": name,
+                            "position": f"{prefix}{n}{suffix}",
+                            "tx_id": txid,
+                            "ts_ms": src_ts,
+                        }
                         if gtid_set:
                             source["gtid_set"] = gtid_set
-                        pending.append({"op": op, "ts_ms": now, "source": source,
-                                        "before": before, "after": after})
+                        pending.append({"op": op, "ts_ms": now, "source": source, "before": before, "after": after})
                         closed = False
                         if len(pending) > max_chunk:
                             last = pending.pop()
@@ -193,7 +228,7 @@ class BinlogStream:
                         if q == "BEGIN":
                             if tx_open:
                                 continue
-                            cls = None          # opens a transaction without a GTID
+                            cls = None  # opens a transaction without a GTID
                         elif q.startswith(("SAVEPOINT", "ROLLBACK TO", "XA ")):
                             continue
                         elif q not in ("COMMIT", "ROLLBACK"):
@@ -204,8 +239,11 @@ class BinlogStream:
                             skip_n = 0
                             if pending:
                                 closed = True
-                                if (len(pending) >= max_chunk // 2 or time.monotonic() - since > GROUP_S
-                                        or not self._data_waiting()):
+                                if (
+                                    len(pending) >= max_chunk // 2
+                                    or time.monotonic() - since > GROUP_S
+                                    or not self._data_waiting()
+                                ):
                                     put(Chunk(pending, tx_end=True))
                                     pending = []
                         continue
@@ -214,10 +252,13 @@ class BinlogStream:
                     if first_tx:
                         first_tx = False
                         if skip_n and (fname, start_pos) != skip_at:
-                            raise SourceError(f"{where}: position {start} does not start a transaction in "
-                                              f"the binlog (found one at {fname}:{start_pos}); was the "
-                                              "binlog reset? DELETE /pipelines/<name>/checkpoints to "
-                                              "start over", retryable=False)
+                            raise SourceError(
+                                f"{where}: position {start} does not start a transaction in "
+                                f"the binlog (found one at {fname}:{start_pos}); was the "
+                                "binlog reset? DELETE /pipelines/<name>/checkpoints to "
+                                "start over",
+                                retryable=False,
+                            )
                     elif (fname, start_pos) != skip_at:
                         skip_n = 0
                     tx_open, txpos, n = True, start_pos, 0
@@ -237,7 +278,7 @@ class BinlogStream:
                         suffix = f"@{format_entries(entries)}" if entries else ""
                     self.status["pos"] = txpos
                 elif cls is RotateEvent:
-                    self._decoders.clear()      # table ids may be reused after a server restart
+                    self._decoders.clear()  # table ids may be reused after a server restart
                     if ev.next_binlog != fname:
                         fname = ev.next_binlog
                         self.status["file"] = fname
@@ -278,8 +319,13 @@ class BinlogStream:
         if cls is WriteRowsEvent:
             return [(None, conv(r["values"], r.get("none_sources"))) for r in ev.rows]
         if cls is UpdateRowsEvent:
-            return [(conv(r["before_values"], r.get("before_none_sources")),
-                     conv(r["after_values"], r.get("after_none_sources"))) for r in ev.rows]
+            return [
+                (
+                    conv(r["before_values"], r.get("before_none_sources")),
+                    conv(r["after_values"], r.get("after_none_sources")),
+                )
+                for r in ev.rows
+            ]
         return [(conv(r["values"], r.get("none_sources")), None) for r in ev.rows]
 
     @staticmethod
@@ -311,7 +357,7 @@ class BinlogStream:
         try:
             with conn.cursor() as cur:
                 fresh = load_tables(cur, [(t.db, t.name) for t in hit], self.server.flavor, self.dsn.where)
-        except SourceError as exc:      # dropped table: keep the old converter, say so
+        except SourceError as exc:  # dropped table: keep the old converter, say so
             self.log.warning("mysql_schema_refresh_failed", error=exc.message)
             return
         finally:

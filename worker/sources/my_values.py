@@ -13,6 +13,7 @@ some types; both go through the converter of the table, built from its informati
   JSON                   parsed (MariaDB stores JSON as LONGTEXT with a json_valid() check)
   ENUM                   string; SET: list of members in definition order; BIT: integer
 """
+
 from __future__ import annotations
 
 import base64
@@ -72,9 +73,9 @@ def _json(v: Any) -> Any:
 
 
 def _bit(v: Any) -> Any:
-    if isinstance(v, str):          # mysql-replication: "1010"
+    if isinstance(v, str):  # mysql-replication: "1010"
         return int(v, 2) if v else 0
-    if isinstance(v, (bytes, bytearray)):   # pymysql: big-endian bytes
+    if isinstance(v, (bytes, bytearray)):  # pymysql: big-endian bytes
         return int.from_bytes(v, "big")
     return v
 
@@ -95,11 +96,12 @@ def _set_of(members: list[str]) -> Callable[[Any], Any]:
     order = {m: i for i, m in enumerate(members)}
 
     def conv(v: Any) -> Any:
-        if isinstance(v, str):      # pymysql: "x,z"
+        if isinstance(v, str):  # pymysql: "x,z"
             return v.split(",") if v else []
         if isinstance(v, (set, frozenset, list, tuple)):
             return sorted((str(x) for x in v), key=lambda m: order.get(m, len(order)))
         return plain(v)
+
     return conv
 
 
@@ -107,7 +109,7 @@ _SET_RE = re.compile(r"'((?:[^']|'')*)'")
 
 
 def set_members(column_type: str) -> list[str]:
-    """"set('x','y','it''s')" -> ["x", "y", "it's"]."""
+    """ "set('x','y','it''s')" -> ["x", "y", "it's"]."""
     return [m.replace("''", "'") for m in _SET_RE.findall(column_type)]
 
 
@@ -123,12 +125,14 @@ class Column:
 
 def _binary_of(size: int) -> Callable[[Any], Any]:
     """BINARY(n) is zero-padded to n bytes; the binlog leaves the padding out, a SELECT keeps it."""
+
     def conv(v: Any) -> Any:
-        if isinstance(v, str):      # mysql-replication hands out "" for an all-padding value
+        if isinstance(v, str):  # mysql-replication hands out "" for an all-padding value
             v = v.encode("utf-8")
         if isinstance(v, (bytes, bytearray)):
             return base64.b64encode(bytes(v).ljust(size, b"\0")).decode("ascii")
         return plain(v)
+
     return conv
 
 
@@ -155,9 +159,24 @@ def special_converters(columns: list[Column]) -> dict[str, Callable[[Any], Any]]
     return out
 
 
-BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry",
-                          "point", "linestring", "polygon", "multipoint", "multilinestring",
-                          "multipolygon", "geometrycollection"})
+BINARY_TYPES = frozenset(
+    {
+        "binary",
+        "varbinary",
+        "tinyblob",
+        "blob",
+        "mediumblob",
+        "longblob",
+        "geometry",
+        "point",
+        "linestring",
+        "polygon",
+        "multipoint",
+        "multilinestring",
+        "multipolygon",
+        "geometrycollection",
+    }
+)
 
 
 def _b64(v: Any) -> Any:
@@ -227,4 +246,5 @@ def make_converter(columns: list[Column]) -> Callable[[Row, Any], Row]:
                 if row.get(name) is None and none_sources.get(name) == "empty set":
                     row[name] = []
         return row
+
     return convert

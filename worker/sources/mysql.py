@@ -16,6 +16,7 @@ privilege, table gone) are raised from read() as SourceError(retryable=False).
 Nothing is acknowledged upstream (a binlog has no consumer state), so commit() only records the
 position; there is no server-side state for drop() to remove.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,7 +62,7 @@ BACKOFF_S = (0.5, 10.0)
 
 
 class MysqlSource(Source):
-    max_chunk = 2000          # events per chunk at most (a bigger transaction spans chunks)
+    max_chunk = 2000  # events per chunk at most (a bigger transaction spans chunks)
 
     def __init__(self, config: Any, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
@@ -71,8 +72,13 @@ class MysqlSource(Source):
         self._thread: threading.Thread | None = None
         self._stream: BinlogStream | None = None
         self._progress: dict[str, Any] = {}
-        self._status: dict[str, Any] = {"connected": False, "file": None, "pos": None, "last_error": None,
-                                        "reconnects": 0}
+        self._status: dict[str, Any] = {
+            "connected": False,
+            "file": None,
+            "pos": None,
+            "last_error": None,
+            "reconnects": 0,
+        }
         self._committed: str | None = None
 
     @staticmethod
@@ -83,8 +89,9 @@ class MysqlSource(Source):
     async def open(self, position: str | None) -> None:
         self._feed = Feed(asyncio.get_running_loop())
         dsn, server, tables, start = await asyncio.to_thread(self._prepare, position)
-        self._thread = threading.Thread(target=self._run, args=(dsn, server, tables, start),
-                                        name=f"mysql-source-{self.ctx.pipeline}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(dsn, server, tables, start), name=f"mysql-source-{self.ctx.pipeline}", daemon=True
+        )
         self._thread.start()
 
     def _prepare(self, position: str | None) -> tuple[Dsn, ServerInfo, list[TableInfo], Any]:
@@ -93,15 +100,21 @@ class MysqlSource(Source):
         try:
             start = parse(position) if position is not None else None
         except ValueError as exc:
-            raise SourceError(f"{where}: checkpoint {position!r} is not a mysql position: "
-                              "DELETE /pipelines/<name>/checkpoints to start over", retryable=False) from exc
+            raise SourceError(
+                f"{where}: checkpoint {position!r} is not a mysql position: "
+                "DELETE /pipelines/<name>/checkpoints to start over",
+                retryable=False,
+            ) from exc
         conn = connect(dsn)
         try:
             with conn.cursor() as cur:
                 server = check_server(cur, where)
                 if server.server_id == self.server_id:
-                    raise SourceError(f"{where}: server_id {self.server_id} is the server's own: set "
-                                      "spec.source.config.server_id to another value", retryable=False)
+                    raise SourceError(
+                        f"{where}: server_id {self.server_id} is the server's own: set "
+                        "spec.source.config.server_id to another value",
+                        retryable=False,
+                    )
                 warnings = server.warnings + check_privileges(cur, where)
                 names = self.config.tables
                 if names:
@@ -109,17 +122,23 @@ class MysqlSource(Source):
                 elif dsn.db:
                     pairs = all_tables(cur, dsn.db)
                 else:
-                    raise SourceError(f"{where}: no tables: list them in spec.source.config.tables "
-                                      "(db.table) or put a database in the dsn", retryable=False)
+                    raise SourceError(
+                        f"{where}: no tables: list them in spec.source.config.tables "
+                        "(db.table) or put a database in the dsn",
+                        retryable=False,
+                    )
                 tables = load_tables(cur, pairs, server.flavor, where)
                 if start is None and self.config.snapshot == "never":
                     start = BinlogPos(*_point_args(current_point(cur, where)), 0)
                 elif isinstance(start, BinlogPos):
                     require_binlog(cur, where, start.tx_start)
                 elif isinstance(start, SnapshotPos) and start.table_index >= len(tables):
-                    raise SourceError(f"{where}: checkpoint {position} names table #{start.table_index} "
-                                      f"but {len(tables)} are configured: DELETE the checkpoints to start "
-                                      "over", retryable=False)
+                    raise SourceError(
+                        f"{where}: checkpoint {position} names table #{start.table_index} "
+                        f"but {len(tables)} are configured: DELETE the checkpoints to start "
+                        "over",
+                        retryable=False,
+                    )
                 if isinstance(start, SnapshotPos):
                     require_binlog(cur, where, start.entries[0].point)
         except pymysql.MySQLError as exc:
@@ -128,12 +147,18 @@ class MysqlSource(Source):
             conn.close()
         for w in warnings:
             self.log.warning("mysql_source_config", problem=w)
-        self.log.info("mysql_source_opened", server=f"{server.flavor} {server.version}", position=position,
-                      start=str(start) if start is not None else "snapshot", server_id=self.server_id,
-                      tables=[t.full_name for t in tables])
+        self.log.info(
+            "mysql_source_opened",
+            server=f"{server.flavor} {server.version}",
+            position=position,
+            start=str(start) if start is not None else "snapshot",
+            server_id=self.server_id,
+            tables=[t.full_name for t in tables],
+        )
         if self.config.snapshot == "initial":
-            self._progress.update(table=None, rows_done=0, rows_estimated=0,
-                                  done=not (start is None or isinstance(start, SnapshotPos)))
+            self._progress.update(
+                table=None, rows_done=0, rows_estimated=0, done=not (start is None or isinstance(start, SnapshotPos))
+            )
         return dsn, server, tables, start
 
     # -- the reader thread ------------------------------------------------------------------------
@@ -159,8 +184,9 @@ class MysqlSource(Source):
                         delay = BACKOFF_S[0]
                     self._status.update(connected=False, last_error=err.message)
                     self._status["reconnects"] += 1
-                    self.log.warning("mysql_reconnect", error=err.message, in_s=delay,
-                                     resume=feed.last_position or str(start))
+                    self.log.warning(
+                        "mysql_reconnect", error=err.message, in_s=delay, resume=feed.last_position or str(start)
+                    )
                     feed.wait(delay)
                     delay = min(delay * 2, BACKOFF_S[1])
                     resume = parse(feed.last_position) if feed.last_position else start
@@ -176,7 +202,7 @@ class MysqlSource(Source):
                 first, entries = 0, ()
             elif resume.end:
                 first, entries = resume.table_index + 1, resume.entries
-            else:   # interrupted inside a table: continue after its key, or read it again
+            else:  # interrupted inside a table: continue after its key, or read it again
                 first, entries = resume.table_index, resume.entries
                 t = tables[first]
                 if resume.pk is not None and t.int_pk and len(resume.pk) == len(t.pk):
@@ -187,8 +213,7 @@ class MysqlSource(Source):
             entries = snap.run(first, entries, mode, after)
             begin = entries[0].point
             resume = BinlogPos(begin.file, begin.pos, 0, entries_after(entries, begin))
-        self._stream = BinlogStream(dsn, server, tables, self.server_id, feed, self._status, self.log,
-                                    self.max_chunk)
+        self._stream = BinlogStream(dsn, server, tables, self.server_id, feed, self._status, self.log, self.max_chunk)
         self._status["last_error"] = None
         self._stream.run(resume)
 
@@ -214,13 +239,17 @@ class MysqlSource(Source):
                 self.log.warning("mysql_source_thread_stuck", thread=thread.name)
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"binlog": dict(self._status), "server_id": self.server_id,
-                               "committed": self._committed}
+        out: dict[str, Any] = {"binlog": dict(self._status), "server_id": self.server_id, "committed": self._committed}
         if self._progress:
             p = self._progress
-            out["snapshot"] = {"table": p.get("table"), "rows_done": p.get("rows_done", 0),
-                               "rows_estimated": p.get("rows_estimated", 0), "done": bool(p.get("done")),
-                               "tables_done": p.get("tables_done"), "tables_total": p.get("tables_total")}
+            out["snapshot"] = {
+                "table": p.get("table"),
+                "rows_done": p.get("rows_done", 0),
+                "rows_estimated": p.get("rows_estimated", 0),
+                "done": bool(p.get("done")),
+                "tables_done": p.get("tables_done"),
+                "tables_total": p.get("tables_total"),
+            }
         return out
 
 

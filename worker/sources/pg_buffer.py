@@ -5,6 +5,7 @@ events (with the position of their last event); ``read()`` on the loop ``take``s
 buffer also carries what the loop tells the thread: the committed position (``committed_key``)
 and the flush LSN to confirm (``flush_target``), plus a wake-up pipe for the thread.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,15 +30,16 @@ class Buffer:
         self.committed_key: tuple[int, ...] | None = None
         self.flush_target = 0
         self.error: SourceError | None = None
-        self.notify = lambda: None          # wakes read(); set by the source
+        self.notify = lambda: None  # wakes read(); set by the source
         self.loop_waiting = False
         self.thread_blocked = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
 
-    def put(self, events: list[dict[str, Any]], tx_end: bool, pos: SnapshotPos | StreamPos,
-            key: tuple[int, ...]) -> None:
+    def put(
+        self, events: list[dict[str, Any]], tx_end: bool, pos: SnapshotPos | StreamPos, key: tuple[int, ...]
+    ) -> None:
         with self.lock:
             self.pieces.append((events, tx_end))
             self.count += len(events)

@@ -19,16 +19,18 @@ Type and Origin. Choices:
   ``tx_end=False``; the last piece (published at COMMIT, never empty) has
   ``tx_end=True``.
 """
+
 from __future__ import annotations
 
 import struct
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from worker.sources.pg_position import Runs, StreamPos, epoch_of, format_runs, lsn_str, max_epoch
 from worker.sources.pg_types import Types
 
-PG_EPOCH_MS = 946_684_800_000          # 2000-01-01 in unix ms
+PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 in unix ms
 _BEGIN = struct.Struct(">QqI").unpack_from
 _COMMIT = struct.Struct(">BQQq").unpack_from
 _U32 = struct.Struct(">I").unpack_from
@@ -42,8 +44,16 @@ Publish = Callable[[list[dict[str, Any]], bool, StreamPos], None]
 class Relation:
     __slots__ = ("relid", "schema", "table", "cols", "keys", "wanted", "skip_below", "dec")
 
-    def __init__(self, relid: int, schema: str, table: str, cols: list[tuple[str, Any]],
-                 keys: list[str], wanted: bool, skip_below: int) -> None:
+    def __init__(
+        self,
+        relid: int,
+        schema: str,
+        table: str,
+        cols: list[tuple[str, Any]],
+        keys: list[str],
+        wanted: bool,
+        skip_below: int,
+    ) -> None:
         self.relid, self.schema, self.table = relid, schema, table
         self.cols, self.keys, self.wanted, self.skip_below = cols, keys, wanted, skip_below
         self.dec = tuple_decoder(cols)
@@ -55,16 +65,16 @@ def decode_tuple(buf: bytes, p: int, cols: list[tuple[str, Any]]) -> tuple[dict[
     row: dict[str, Any] = {}
     for i in range(n):
         kind = buf[p]
-        if kind == 116:                                   # 't' text value
+        if kind == 116:  # 't' text value
             ln = _I32(buf, p + 1)[0]
             p += 5
             name, conv = cols[i]
-            row[name] = conv(buf[p:p + ln])
+            row[name] = conv(buf[p : p + ln])
             p += ln
-        elif kind == 110:                                 # 'n' NULL
+        elif kind == 110:  # 'n' NULL
             row[cols[i][0]] = None
             p += 1
-        elif kind == 117:                                 # 'u' unchanged TOAST: omitted
+        elif kind == 117:  # 'u' unchanged TOAST: omitted
             p += 1
         else:
             raise ValueError(f"pgoutput: unexpected tuple column kind {kind!r} (binary mode is not used)")
@@ -77,30 +87,34 @@ def tuple_decoder(cols: list[tuple[str, Any]]) -> Callable[[bytes, int], tuple[d
     About a quarter faster than the loop: no per-column tuple unpacking or range iteration.
     Falls back to the loop when a tuple's column count differs from the relation's.
     """
-    lines = ["def dec(buf, p):",
-             "    if ((buf[p] << 8) | buf[p + 1]) != NCOLS:",
-             "        return GENERIC(buf, p, COLS)",
-             "    p += 2",
-             "    row = {}"]
+    lines = [
+        "def dec(buf, p):",
+        "    if ((buf[p] << 8) | buf[p + 1]) != NCOLS:",
+        "        return GENERIC(buf, p, COLS)",
+        "    p += 2",
+        "    row = {}",
+    ]
     env: dict[str, Any] = {"I32": _I32, "NCOLS": len(cols), "GENERIC": decode_tuple, "COLS": cols}
     for i, (name, conv) in enumerate(cols):
         env[f"C{i}"] = conv
         key = repr(name)
-        lines += ["    k = buf[p]",
-                  "    if k == 116:",
-                  "        n = I32(buf, p + 1)[0]",
-                  "        p += 5",
-                  f"        row[{key}] = C{i}(buf[p:p + n])",
-                  "        p += n",
-                  "    elif k == 110:",
-                  f"        row[{key}] = None",
-                  "        p += 1",
-                  "    elif k == 117:",
-                  "        p += 1",
-                  "    else:",
-                  "        raise ValueError(f'pgoutput: unexpected tuple column kind {k!r}')"]
+        lines += [
+            "    k = buf[p]",
+            "    if k == 116:",
+            "        n = I32(buf, p + 1)[0]",
+            "        p += 5",
+            f"        row[{key}] = C{i}(buf[p:p + n])",
+            "        p += n",
+            "    elif k == 110:",
+            f"        row[{key}] = None",
+            "        p += 1",
+            "    elif k == 117:",
+            "        p += 1",
+            "    else:",
+            "        raise ValueError(f'pgoutput: unexpected tuple column kind {k!r}')",
+        ]
     lines.append("    return row, p")
-    exec("\n".join(lines), env)   # noqa: S102 - code built from our own template; names are repr()-quoted
+    exec("\n".join(lines), env)  # noqa: S102 - code built from our own template; names are repr()-quoted
     return env["dec"]  # type: ignore[no-any-return]
 
 
@@ -110,9 +124,19 @@ def _cstring(buf: bytes, p: int) -> tuple[str, int]:
 
 
 class Decoder:
-    def __init__(self, *, types: Types, db: str, publish: Publish, log: Any,
-                 tables: set[str] | None = None, table_index: dict[str, int] | None = None,
-                 runs: Runs = (), resume: StreamPos | None = None, piece: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        types: Types,
+        db: str,
+        publish: Publish,
+        log: Any,
+        tables: set[str] | None = None,
+        table_index: dict[str, int] | None = None,
+        runs: Runs = (),
+        resume: StreamPos | None = None,
+        piece: int = 1000,
+    ) -> None:
         self.types, self.db, self.publish, self.log = types, db, publish, log
         self.filter, self.table_index = tables, table_index or {}
         self.runs, self.piece = runs, piece
@@ -138,7 +162,7 @@ class Decoder:
     # ------------------------------------------------------------------ entry
     def feed(self, buf: bytes, data_start: int) -> None:
         t = buf[0]
-        if t == 73:                    # 'I': the hot path, inlined (_take + decode + _emit)
+        if t == 73:  # 'I': the hot path, inlined (_take + decode + _emit)
             rel = self.rels[_U32(buf, 1)[0]]
             if not rel.wanted or self.lsn < rel.skip_below:
                 return
@@ -147,28 +171,41 @@ class Decoder:
             if idx <= self._skip_upto:
                 return
             events = self._events
-            events.append({"op": "c", "ts_ms": self._now,
-                           "source": {"connector": "postgres", "db": self.db, "schema": rel.schema,
-                                      "table": rel.table, "position": f"{self._lsn_s}:{idx}{self._suffix}",
-                                      "tx_id": self._xid, "ts_ms": self._ts, "lsn": data_start},
-                           "before": None, "after": rel.dec(buf, 6)[0]})
+            events.append(
+                {
+                    "op": "c",
+                    "ts_ms": self._now,
+                    "source": {
+                        "connector": "postgres",
+                        "db": self.db,
+                        "schema": rel.schema,
+                        "table": rel.table,
+                        "position": f"{self._lsn_s}:{idx}{self._suffix}",
+                        "tx_id": self._xid,
+                        "ts_ms": self._ts,
+                        "lsn": data_start,
+                    },
+                    "before": None,
+                    "after": rel.dec(buf, 6)[0],
+                }
+            )
             if len(events) > self.piece:
                 self._split(idx)
-        elif t == 85:                  # 'U'
+        elif t == 85:  # 'U'
             self._update(buf, data_start)
-        elif t == 68:                  # 'D'
+        elif t == 68:  # 'D'
             self._delete(buf, data_start)
-        elif t == 66:                  # 'B'
+        elif t == 66:  # 'B'
             self._begin(buf)
-        elif t == 67:                  # 'C'
+        elif t == 67:  # 'C'
             self._commit(buf)
-        elif t == 82:                  # 'R'
+        elif t == 82:  # 'R'
             self._relation(buf)
-        elif t == 84:                  # 'T'
+        elif t == 84:  # 'T'
             self._truncate(buf)
-        elif t == 77:                  # 'M'
+        elif t == 77:  # 'M'
             self.last_message_lsn = _MSG(buf, 1)[1]
-        elif t in (89, 79):            # 'Y' type, 'O' origin
+        elif t in (89, 79):  # 'Y' type, 'O' origin
             pass
         else:
             raise ValueError(f"pgoutput: unknown message type {chr(t)!r}")
@@ -189,7 +226,7 @@ class Decoder:
         if resume is None:
             self._skip_upto = -1
         elif final_lsn < resume.lsn:
-            self._skip_upto = 1 << 62            # delivered before the resume position
+            self._skip_upto = 1 << 62  # delivered before the resume position
         elif final_lsn == resume.lsn:
             self._skip_upto = resume.index
         else:
@@ -206,11 +243,24 @@ class Decoder:
 
     def _emit(self, rel: Relation, op: str, before: Any, after: Any, data_start: int, idx: int) -> None:
         events = self._events
-        events.append({"op": op, "ts_ms": self._now,
-                       "source": {"connector": "postgres", "db": self.db, "schema": rel.schema,
-                                  "table": rel.table, "position": f"{self._lsn_s}:{idx}{self._suffix}",
-                                  "tx_id": self._xid, "ts_ms": self._ts, "lsn": data_start},
-                       "before": before, "after": after})
+        events.append(
+            {
+                "op": op,
+                "ts_ms": self._now,
+                "source": {
+                    "connector": "postgres",
+                    "db": self.db,
+                    "schema": rel.schema,
+                    "table": rel.table,
+                    "position": f"{self._lsn_s}:{idx}{self._suffix}",
+                    "tx_id": self._xid,
+                    "ts_ms": self._ts,
+                    "lsn": data_start,
+                },
+                "before": before,
+                "after": after,
+            }
+        )
         if len(events) > self.piece:
             self._split(idx)
 
@@ -240,9 +290,9 @@ class Decoder:
         kind = buf[5]
         old = None
         p = 6
-        if kind == 75 or kind == 79:                     # 'K' old key / 'O' old row
+        if kind == 75 or kind == 79:  # 'K' old key / 'O' old row
             old, p = rel.dec(buf, 6)
-            p += 1                                        # 'N'
+            p += 1  # 'N'
         after, _ = rel.dec(buf, p)
         if kind == 79:
             before = old
@@ -265,7 +315,7 @@ class Decoder:
         relid = _U32(buf, 1)[0]
         schema, p = _cstring(buf, 5)
         table, p = _cstring(buf, p)
-        p += 1                                            # replica identity setting
+        p += 1  # replica identity setting
         ncols = _H(buf, p)[0]
         p += 2
         cols: list[tuple[str, Any]] = []
@@ -274,7 +324,7 @@ class Decoder:
             flags = buf[p]
             name, p = _cstring(buf, p + 1)
             oid = _U32(buf, p)[0]
-            p += 8                                        # type oid + typmod
+            p += 8  # type oid + typmod
             cols.append((name, self.types.bytes_conv(oid)))
             if flags & 1:
                 keys.append(name)
@@ -293,5 +343,10 @@ class Decoder:
                 names.append(f"{rel.schema}.{rel.table}")
         if names:
             self.truncates += 1
-            self.log.warning("pg_truncate_skipped", tables=names, tx_id=self._xid, lsn=self._lsn_s,
-                             reason="TRUNCATE has no event op; rows removed by it are not emitted")
+            self.log.warning(
+                "pg_truncate_skipped",
+                tables=names,
+                tx_id=self._xid,
+                lsn=self._lsn_s,
+                reason="TRUNCATE has no event op; rows removed by it are not emitted",
+            )

@@ -20,13 +20,14 @@ While streaming events still fall inside the window where a re-snapshotted table
 must skip changes its snapshot already holds (commit LSN < that table's epoch),
 their positions carry the runs too: ``0/16B3748:3:0@0/1A00,2@0/1C00``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
 
 SNAPSHOT_PREFIX = "snapshot:"
 
-Runs = tuple[tuple[int, int], ...]   # ((first table index, epoch lsn), ...), ascending
+Runs = tuple[tuple[int, int], ...]  # ((first table index, epoch lsn), ...), ascending
 
 
 def lsn_to_int(text: str) -> int:
@@ -94,7 +95,7 @@ def parse(position: str) -> SnapshotPos | StreamPos:
     """Parse a position string; ValueError names what is wrong."""
     try:
         if position.startswith(SNAPSHOT_PREFIX):
-            parts = position[len(SNAPSHOT_PREFIX):].split(":")
+            parts = position[len(SNAPSHOT_PREFIX) :].split(":")
             if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "last"):
                 raise ValueError("expected snapshot:<table>:<row>:<runs>[:last]")
             return SnapshotPos(int(parts[0]), int(parts[1]), parse_runs(parts[2]), len(parts) == 4)
@@ -109,7 +110,7 @@ def parse(position: str) -> SnapshotPos | StreamPos:
 def position_key(position: str) -> tuple[int, ...]:
     """Total order of positions: snapshot rows first, then the stream by (commit LSN, index)."""
     if position.startswith(SNAPSHOT_PREFIX):
-        parts = position[len(SNAPSHOT_PREFIX):].split(":")
+        parts = position[len(SNAPSHOT_PREFIX) :].split(":")
         table = int(parts[0])
         return (0, epoch_of(parse_runs(parts[2]), table), table, int(parts[1]))
     lsn, _, rest = position.partition(":")

@@ -3,6 +3,7 @@
 Imports: stdlib + psycopg2 + shared.errors + worker.sources.pg_wire. Blocking calls only: run them on a
 thread, never on the event loop. Every error names the cause and the fix.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,9 @@ from shared.errors import SourceError
 from worker.sources.pg_wire import WireError
 
 # Text output forms the converters of pg_types expect (snapshot and walsender sessions alike).
-SESSION_OPTIONS = ("-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 "
-                   "-c extra_float_digits=3 -c bytea_output=hex")
+SESSION_OPTIONS = (
+    "-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex"
+)
 HEARTBEAT_PREFIX = "tidegate_heartbeat"
 
 
@@ -55,13 +57,20 @@ def connect_sql(dsn: str, app: str) -> Any:
 
 def connect_repl(dsn: str, app: str) -> Any:
     try:
-        return psycopg2.connect(dsn, options=_options(dsn), application_name=app, connect_timeout=10,
-                                connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        return psycopg2.connect(
+            dsn,
+            options=_options(dsn),
+            application_name=app,
+            connect_timeout=10,
+            connection_factory=psycopg2.extras.LogicalReplicationConnection,
+        )
     except psycopg2.OperationalError as exc:
         text = str(exc).strip()
         if "replication" in text and ("permission" in text or "must be" in text or "pg_hba" in text):
-            raise fail(f"replication connection to {_where(dsn)} refused: {text}. Fix: ALTER ROLE <user> "
-                       "REPLICATION, and allow it in pg_hba.conf") from exc
+            raise fail(
+                f"replication connection to {_where(dsn)} refused: {text}. Fix: ALTER ROLE <user> "
+                "REPLICATION, and allow it in pg_hba.conf"
+            ) from exc
         raise fail(f"cannot open a replication connection to {_where(dsn)}: {text}", retryable=True) from exc
 
 
@@ -69,13 +78,16 @@ def check_server(cur: Any) -> None:
     cur.execute("SHOW wal_level")
     level = cur.fetchone()[0]
     if level != "logical":
-        raise fail(f"wal_level is '{level}', logical replication needs 'logical'. Fix: ALTER SYSTEM SET "
-                   "wal_level = logical; then restart PostgreSQL (scripts/services/postgres.sh does both)")
+        raise fail(
+            f"wal_level is '{level}', logical replication needs 'logical'. Fix: ALTER SYSTEM SET "
+            "wal_level = logical; then restart PostgreSQL (scripts/services/postgres.sh does both)"
+        )
     cur.execute("SELECT current_user, rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user")
     user, ok = cur.fetchone()
     if not ok:
-        raise fail(f"role '{user}' lacks the REPLICATION privilege. Fix: ALTER ROLE \"{user}\" REPLICATION "
-                   "(as a superuser)")
+        raise fail(
+            f"role '{user}' lacks the REPLICATION privilege. Fix: ALTER ROLE \"{user}\" REPLICATION (as a superuser)"
+        )
 
 
 @dataclass
@@ -84,8 +96,8 @@ class TableInfo:
     name: str
     oid: int
     relkind: str
-    columns: list[tuple[str, int]] = field(default_factory=list)     # (name, type oid), in order
-    pk: list[tuple[str, str]] = field(default_factory=list)          # (name, format_type) of the primary key
+    columns: list[tuple[str, int]] = field(default_factory=list)  # (name, type oid), in order
+    pk: list[tuple[str, str]] = field(default_factory=list)  # (name, format_type) of the primary key
     estimate: int = 0
 
     @property
@@ -103,30 +115,43 @@ def split_table(name: str) -> tuple[str, str]:
 
 
 def describe_table(cur: Any, schema: str, name: str) -> TableInfo:
-    cur.execute("""SELECT c.oid, c.relkind, c.relreplident, GREATEST(c.reltuples, 0)::bigint
+    cur.execute(
+        """SELECT c.oid, c.relkind, c.relreplident, GREATEST(c.reltuples, 0)::bigint
                    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                   WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')""", (schema, name))
+                   WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')""",
+        (schema, name),
+    )
     row = cur.fetchone()
     if row is None:
-        raise fail(f"table {schema}.{name} not found in database {cur.connection.info.dbname}. Fix: create "
-                   "it, or correct `tables` (schema.table)")
+        raise fail(
+            f"table {schema}.{name} not found in database {cur.connection.info.dbname}. Fix: create "
+            "it, or correct `tables` (schema.table)"
+        )
     oid, relkind, replident, estimate = row
-    cur.execute("""SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s AND attnum > 0
-                   AND NOT attisdropped AND attgenerated = '' ORDER BY attnum""", (oid,))
+    cur.execute(
+        """SELECT attname, atttypid FROM pg_attribute WHERE attrelid = %s AND attnum > 0
+                   AND NOT attisdropped AND attgenerated = '' ORDER BY attnum""",
+        (oid,),
+    )
     columns = [(n, int(t)) for n, t in cur.fetchall()]
-    cur.execute("""SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i
+    cur.execute(
+        """SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_index i
                    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
                    WHERE i.indrelid = %s AND i.indisprimary
-                   ORDER BY array_position(i.indkey::int2[], a.attnum)""", (oid,))
+                   ORDER BY array_position(i.indkey::int2[], a.attnum)""",
+        (oid,),
+    )
     pk = [(n, t) for n, t in cur.fetchall()]
     has_identity_index = False
     if replident == "i":
         cur.execute("SELECT 1 FROM pg_index WHERE indrelid = %s AND indisreplident", (oid,))
         has_identity_index = cur.fetchone() is not None
     if replident == "n" or (replident == "d" and not pk) or (replident == "i" and not has_identity_index):
-        raise fail(f"table {schema}.{name} has no primary key and no replica identity: once published, "
-                   "PostgreSQL rejects its UPDATEs and DELETEs and its changes cannot be keyed. Fix: add a "
-                   f"primary key, or ALTER TABLE {schema}.{name} REPLICA IDENTITY FULL")
+        raise fail(
+            f"table {schema}.{name} has no primary key and no replica identity: once published, "
+            "PostgreSQL rejects its UPDATEs and DELETEs and its changes cannot be keyed. Fix: add a "
+            f"primary key, or ALTER TABLE {schema}.{name} REPLICA IDENTITY FULL"
+        )
     return TableInfo(schema, name, int(oid), relkind, columns, pk, int(estimate))
 
 
@@ -143,34 +168,42 @@ def ensure_publication(cur: Any, pub: str, tables: list[str], pipeline: str, log
     if tables:
         infos = [describe_table(cur, *split_table(t)) for t in tables]
         if not exists:
-            cur.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
-                sql.Identifier(pub), sql.SQL(", ").join(i.ident for i in infos)))
+            cur.execute(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+                    sql.Identifier(pub), sql.SQL(", ").join(i.ident for i in infos)
+                )
+            )
             cur.execute(sql.SQL("COMMENT ON PUBLICATION {} IS {}").format(sql.Identifier(pub), marker))
             log.info("pg_publication_created", publication=pub, tables=[i.full for i in infos])
         elif not all_tables:
-            cur.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s",
-                        (pub,))
+            cur.execute("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = %s", (pub,))
             have = {r[0] for r in cur.fetchall()}
             missing = [i for i in infos if i.full not in have]
             if missing:
                 try:
-                    cur.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
-                        sql.Identifier(pub), sql.SQL(", ").join(i.ident for i in missing)))
+                    cur.execute(
+                        sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                            sql.Identifier(pub), sql.SQL(", ").join(i.ident for i in missing)
+                        )
+                    )
                 except psycopg2.Error as exc:
-                    raise fail(f"publication {pub} lacks {[i.full for i in missing]} and adding them failed: "
-                               f"{str(exc).strip()}. Fix: ALTER PUBLICATION {pub} ADD TABLE ...") from exc
+                    raise fail(
+                        f"publication {pub} lacks {[i.full for i in missing]} and adding them failed: "
+                        f"{str(exc).strip()}. Fix: ALTER PUBLICATION {pub} ADD TABLE ..."
+                    ) from exc
                 log.info("pg_publication_extended", publication=pub, added=[i.full for i in missing])
     else:
         if not exists:
             try:
                 cur.execute(sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(sql.Identifier(pub)))
             except psycopg2.Error as exc:
-                raise fail(f"creating publication {pub} FOR ALL TABLES failed: {str(exc).strip()}. Fix: list "
-                           "`tables`, or create the publication as a superuser") from exc
+                raise fail(
+                    f"creating publication {pub} FOR ALL TABLES failed: {str(exc).strip()}. Fix: list "
+                    "`tables`, or create the publication as a superuser"
+                ) from exc
             cur.execute(sql.SQL("COMMENT ON PUBLICATION {} IS {}").format(sql.Identifier(pub), marker))
             log.info("pg_publication_created", publication=pub, tables="ALL")
-        cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
-                    "ORDER BY 1, 2", (pub,))
+        cur.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s ORDER BY 1, 2", (pub,))
         infos = [describe_table(cur, s, t) for s, t in cur.fetchall()]
     return infos
 
@@ -193,22 +226,30 @@ class SlotInfo:
 
 
 def slot_info(cur: Any, slot: str) -> SlotInfo | None:
-    cur.execute("""SELECT plugin, database, active_pid, confirmed_flush_lsn::text FROM pg_replication_slots
-                   WHERE slot_name = %s""", (slot,))
+    cur.execute(
+        """SELECT plugin, database, active_pid, confirmed_flush_lsn::text FROM pg_replication_slots
+                   WHERE slot_name = %s""",
+        (slot,),
+    )
     row = cur.fetchone()
     return SlotInfo(*row) if row else None
 
 
 def check_slot(info: SlotInfo, slot: str, db: str) -> None:
     if info.plugin != "pgoutput" or info.database != db:
-        raise fail(f"replication slot {slot} exists for plugin {info.plugin!r} in database {info.database!r}, "
-                   f"not pgoutput in {db!r}. Fix: set another `slot`, or drop it: "
-                   f"SELECT pg_drop_replication_slot('{slot}')")
+        raise fail(
+            f"replication slot {slot} exists for plugin {info.plugin!r} in database {info.database!r}, "
+            f"not pgoutput in {db!r}. Fix: set another `slot`, or drop it: "
+            f"SELECT pg_drop_replication_slot('{slot}')"
+        )
 
 
 def slot_in_use(slot: str, pid: Any) -> SourceError:
-    return fail(f"replication slot {slot} is active for PID {pid}: another process streams from it. Fix: stop "
-                f"that consumer (SELECT pg_terminate_backend({pid})) or set another `slot`", retryable=True)
+    return fail(
+        f"replication slot {slot} is active for PID {pid}: another process streams from it. Fix: stop "
+        f"that consumer (SELECT pg_terminate_backend({pid})) or set another `slot`",
+        retryable=True,
+    )
 
 
 def wait_slot_free(cur: Any, slot: str, info: SlotInfo | None, wait_s: float = 5.0) -> SlotInfo | None:
@@ -243,18 +284,22 @@ def drop_slot(cur: Any, slot: str, wait_s: float = 10.0) -> bool:
 def create_slot(repl_conn: Any, slot: str, *, temporary: bool, export: bool) -> tuple[int, str | None]:
     """CREATE_REPLICATION_SLOT; returns (consistent point as int, exported snapshot name or None)."""
     from worker.sources.pg_position import lsn_to_int
+
     cur = repl_conn.cursor()
     kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
     snap = "EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT"
     try:
         cur.execute(f'CREATE_REPLICATION_SLOT "{slot}" {kind} pgoutput {snap}')
     except psycopg2.errors.DuplicateObject as exc:
-        raise fail(f"replication slot {slot} already exists (created concurrently?). Fix: set another `slot`",
-                   retryable=True) from exc
+        raise fail(
+            f"replication slot {slot} already exists (created concurrently?). Fix: set another `slot`", retryable=True
+        ) from exc
     except psycopg2.errors.ConfigurationLimitExceeded as exc:
-        raise fail(f"cannot create replication slot {slot}: {str(exc).strip()}. Fix: raise "
-                   "max_replication_slots, or drop unused slots (SELECT * FROM pg_replication_slots)",
-                   retryable=True) from exc
+        raise fail(
+            f"cannot create replication slot {slot}: {str(exc).strip()}. Fix: raise "
+            "max_replication_slots, or drop unused slots (SELECT * FROM pg_replication_slots)",
+            retryable=True,
+        ) from exc
     row = cur.fetchone()
     return lsn_to_int(row[1]), (row[2] if export else None)
 
@@ -267,13 +312,17 @@ def classify(exc: BaseException, slot: str) -> SourceError:
     if isinstance(exc, psycopg2.errors.ObjectInUse):
         return slot_in_use(slot, text.rsplit(" ", 1)[-1] if "PID" in text else "?")
     if isinstance(exc, psycopg2.errors.UndefinedObject):
-        return fail(f"{text}. Fix: the slot or publication was dropped behind tidegate's back; delete the "
-                    "pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over with a new "
-                    "snapshot")
+        return fail(
+            f"{text}. Fix: the slot or publication was dropped behind tidegate's back; delete the "
+            "pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over with a new "
+            "snapshot"
+        )
     if isinstance(exc, WireError):
-        if exc.sqlstate in ("42704", "42P01", "55000"):     # undefined object/table, object not in state
-            return fail(f"{text}. Fix: the slot or publication was dropped or changed behind tidegate's back; "
-                        "delete the pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over")
+        if exc.sqlstate in ("42704", "42P01", "55000"):  # undefined object/table, object not in state
+            return fail(
+                f"{text}. Fix: the slot or publication was dropped or changed behind tidegate's back; "
+                "delete the pipeline's checkpoints (DELETE /pipelines/<name>/checkpoints) to start over"
+            )
         return fail(f"replication stream lost: {text}", retryable=True)
     if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
         return fail(f"connection lost: {text}", retryable=True)

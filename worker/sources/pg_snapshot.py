@@ -6,14 +6,17 @@ stream thread. The caller opened a REPEATABLE READ transaction with SET TRANSACT
 
 Rows come as the types' text output (a pass-through typecaster for every OID, see
 ``raw_text``; ``::text`` casts would differ for bool and char(n)) so they convert exactly like
-pgoutput values (same session settings). Pagination is by primary key; a table without one (REPLICA IDENTITY FULL or USING
-INDEX) is paginated by ctid, stable inside one snapshot. Each chunk fetches ``chunk + 1`` rows
+pgoutput values (same session settings). Pagination is by primary key; a table without one
+(REPLICA IDENTITY FULL or USING INDEX) is paginated by ctid, stable inside one snapshot. Each chunk
+fetches ``chunk + 1`` rows
 to know whether its last row is the table's last one (that row's position gets ``:last``).
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg2.extensions
 from psycopg2 import sql
@@ -44,14 +47,28 @@ def _query(table: TableInfo, first: bool) -> tuple[sql.Composed, int]:
         order = sql.SQL("ctid")
     only = sql.SQL("ONLY ") if table.relkind == "r" else sql.SQL("")
     q = sql.SQL("SELECT {} FROM {}{} {} ORDER BY {} LIMIT %s").format(
-        sql.SQL(", ").join(cols + key_sel), only, table.ident,
-        sql.SQL("") if first else sql.SQL("WHERE ") + where, order)
+        sql.SQL(", ").join(cols + key_sel),
+        only,
+        table.ident,
+        sql.SQL("") if first else sql.SQL("WHERE ") + where,
+        order,
+    )
     return q, len(key_sel)
 
 
-def read_table(cur: Any, table: TableInfo, *, index: int, runs: Runs, epoch: int, types: Types, db: str,
-               chunk: int, progress: Callable[[int], None], stopping: Callable[[], bool]
-               ) -> Iterator[tuple[list[dict[str, Any]], int, bool]]:
+def read_table(
+    cur: Any,
+    table: TableInfo,
+    *,
+    index: int,
+    runs: Runs,
+    epoch: int,
+    types: Types,
+    db: str,
+    chunk: int,
+    progress: Callable[[int], None],
+    stopping: Callable[[], bool],
+) -> Iterator[tuple[list[dict[str, Any]], int, bool]]:
     """Yield (op-r events, number of the chunk's last row, whether it is the table's last row)."""
     first_q, nkeys = _query(table, True)
     next_q, _ = _query(table, False)
@@ -78,14 +95,28 @@ def read_table(cur: Any, table: TableInfo, *, index: int, runs: Runs, epoch: int
         for r in rows:
             row_no += 1
             after = {n: (None if v is None else c(v)) for (n, c), v in zip(convs, r)}
-            events.append({"op": "r", "ts_ms": now,
-                           "source": {"connector": "postgres", "db": db, "schema": schema, "table": name,
-                                      "position": f"snapshot:{index}:{row_no}:{runs_s}", "tx_id": None,
-                                      "ts_ms": ts, "lsn": epoch, "snapshot": True},
-                           "before": None, "after": after})
+            events.append(
+                {
+                    "op": "r",
+                    "ts_ms": now,
+                    "source": {
+                        "connector": "postgres",
+                        "db": db,
+                        "schema": schema,
+                        "table": name,
+                        "position": f"snapshot:{index}:{row_no}:{runs_s}",
+                        "tx_id": None,
+                        "ts_ms": ts,
+                        "lsn": epoch,
+                        "snapshot": True,
+                    },
+                    "before": None,
+                    "after": after,
+                }
+            )
         if not more:
             events[-1]["source"]["position"] += ":last"
-        after_key = list(rows[-1][ncols:ncols + nkeys])
+        after_key = list(rows[-1][ncols : ncols + nkeys])
         progress(len(events))
         yield events, row_no, not more
         if not more:

@@ -27,6 +27,7 @@ PostgreSQL I/O of a running source happens here, never on the event loop.
   snapshot). Finished tables are not read again; the rows of the interrupted
   table are read again under the new epoch (they sort after the old ones).
 """
+
 from __future__ import annotations
 
 import secrets
@@ -49,7 +50,7 @@ from worker.sources.pg_snapshot import raw_text, read_table
 from worker.sources.pg_types import Types
 from worker.sources.pg_wire import CopyBoth, parse_keepalive
 
-PARK_AFTER_S = 30.0           # a full buffer for this long closes the replication connection (see _stream)
+PARK_AFTER_S = 30.0  # a full buffer for this long closes the replication connection (see _stream)
 _XLOG = struct.Struct(">QQ").unpack_from
 
 
@@ -67,9 +68,18 @@ class StreamParams:
 
 
 class StreamThread(threading.Thread):
-    def __init__(self, *, params: StreamParams, buf: Buffer, start: SnapshotPos | StreamPos | None,
-                 exported: tuple[Any, str, int] | None, tables: list[TableInfo], filter_: set[str] | None,
-                 types: Types, log: Any) -> None:
+    def __init__(
+        self,
+        *,
+        params: StreamParams,
+        buf: Buffer,
+        start: SnapshotPos | StreamPos | None,
+        exported: tuple[Any, str, int] | None,
+        tables: list[TableInfo],
+        filter_: set[str] | None,
+        types: Types,
+        log: Any,
+    ) -> None:
         super().__init__(name=f"pg-source-{params.pipeline}", daemon=True)
         self.p, self.buf, self.start_pos, self.exported = params, buf, start, exported
         self.tables, self.filter, self.types, self.log = tables, filter_, types, log
@@ -78,8 +88,15 @@ class StreamThread(threading.Thread):
         self.flushed = 0
         self.stats: dict[str, Any] = {
             "snapshot": {"table": None, "rows_done": 0, "rows_estimated": 0, "done": True},
-            "stream": {"connected": False, "flushed_lsn": None, "wal_end": None, "reconnects": 0, "truncates_skipped": 0,
-                       "last_error": None}}
+            "stream": {
+                "connected": False,
+                "flushed_lsn": None,
+                "wal_end": None,
+                "reconnects": 0,
+                "truncates_skipped": 0,
+                "last_error": None,
+            },
+        }
         self._hb_conn: Any = None
         self._hb_off = False
         self._decoder: Decoder | None = None
@@ -97,7 +114,7 @@ class StreamThread(threading.Thread):
                 else:
                     self._stream((), None)
                 return
-            except BaseException as exc:               # noqa: BLE001 - classified below
+            except BaseException as exc:  # noqa: BLE001 - classified below
                 err = classify(exc, self.p.slot)
                 in_use = in_use + 1 if "is active for PID" in err.message else 0
                 if not err.retryable or in_use >= 4:
@@ -108,12 +125,17 @@ class StreamThread(threading.Thread):
                 self._close_exported()
                 self._close_heartbeat()
             pos = self.buf.published or pos
-            delay = min(10.0, 0.5 * (2 ** attempt))
+            delay = min(10.0, 0.5 * (2**attempt))
             attempt += 1
             self.stats["stream"]["reconnects"] += 1
             self.stats["stream"]["last_error"] = err.message
-            self.log.warning("pg_reconnecting", error=err.message, attempt=attempt, delay_s=delay,
-                             resume_after=pos.format() if pos else None)
+            self.log.warning(
+                "pg_reconnecting",
+                error=err.message,
+                attempt=attempt,
+                delay_s=delay,
+                resume_after=pos.format() if pos else None,
+            )
             self.stop_event.wait(delay)
 
     def stop(self) -> None:
@@ -148,15 +170,19 @@ class StreamThread(threading.Thread):
         if self.exported is not None:
             repl, snap_name, epoch = self.exported
             runs = pos.runs
-        else:   # the exported snapshot died with an earlier process or connection: export a new one
+        else:  # the exported snapshot died with an earlier process or connection: export a new one
             repl = connect_repl(self.p.dsn, f"tidegate_{self.p.pipeline}_snapshot")
             self.exported = (repl, "", 0)
             temp = f"{self.p.slot[:40]}_snap_{secrets.token_hex(4)}"
             epoch, snap_name = create_slot(repl, temp, temporary=True, export=True)
             runs = tuple(r for r in pos.runs if r[0] < start_t) + ((start_t, epoch),)
-            self.log.info("pg_snapshot_reexported", from_table=self.tables[start_t].full, epoch=lsn_str(epoch),
-                          reason="resuming an interrupted snapshot; later stream changes of these tables "
-                                 "below this LSN are skipped")
+            self.log.info(
+                "pg_snapshot_reexported",
+                from_table=self.tables[start_t].full,
+                epoch=lsn_str(epoch),
+                reason="resuming an interrupted snapshot; later stream changes of these tables "
+                "below this LSN are skipped",
+            )
         conn = connect_sql(self.p.dsn, f"tidegate_{self.p.pipeline}_snapshot")
         try:
             conn.autocommit = False
@@ -164,13 +190,23 @@ class StreamThread(threading.Thread):
             raw_text(conn, self.types.oids())
             cur = conn.cursor()
             cur.execute("SET TRANSACTION SNAPSHOT %s", (snap_name,))
-            self._close_exported()                  # imported: the exporting connection may go
+            self._close_exported()  # imported: the exporting connection may go
             todo = self.tables[start_t:]
-            snap = {"table": todo[0].full, "rows_done": 0, "rows_estimated": sum(t.estimate for t in todo),
-                    "done": False, "tables_done": start_t, "tables_total": n}
+            snap = {
+                "table": todo[0].full,
+                "rows_done": 0,
+                "rows_estimated": sum(t.estimate for t in todo),
+                "done": False,
+                "tables_done": start_t,
+                "tables_total": n,
+            }
             self.stats["snapshot"] = snap
-            self.log.info("pg_snapshot_started", tables=[t.full for t in todo], epoch=lsn_str(epoch),
-                          rows_estimated=snap["rows_estimated"])
+            self.log.info(
+                "pg_snapshot_started",
+                tables=[t.full for t in todo],
+                epoch=lsn_str(epoch),
+                rows_estimated=snap["rows_estimated"],
+            )
 
             def progress(k: int) -> None:
                 snap["rows_done"] += k
@@ -181,16 +217,30 @@ class StreamThread(threading.Thread):
                 t0 = time.monotonic()
                 before = snap["rows_done"]
                 for events, row_no, last in read_table(
-                        cur, table, index=ti, runs=runs, epoch=epoch, types=self.types, db=self.p.db,
-                        chunk=self.p.snapshot_chunk, progress=progress, stopping=self.stop_event.is_set):
+                    cur,
+                    table,
+                    index=ti,
+                    runs=runs,
+                    epoch=epoch,
+                    types=self.types,
+                    db=self.p.db,
+                    chunk=self.p.snapshot_chunk,
+                    progress=progress,
+                    stopping=self.stop_event.is_set,
+                ):
                     if not self._wait_room():
                         return runs
                     p = SnapshotPos(ti, row_no, runs, last)
                     self.buf.put(events, True, p, (0, epoch, ti, row_no))
                 snap["tables_done"] = ti + 1
-                self.log.info("pg_snapshot_table_done", table=table.full, rows=snap["rows_done"] - before,
-                              seconds=round(time.monotonic() - t0, 3), rows_done=snap["rows_done"],
-                              rows_estimated=snap["rows_estimated"])
+                self.log.info(
+                    "pg_snapshot_table_done",
+                    table=table.full,
+                    rows=snap["rows_done"] - before,
+                    seconds=round(time.monotonic() - t0, 3),
+                    rows_done=snap["rows_done"],
+                    rows_estimated=snap["rows_estimated"],
+                )
             conn.commit()
         finally:
             conn.close()
@@ -222,14 +272,26 @@ class StreamThread(threading.Thread):
             opts = {"proto_version": "1", "publication_names": self.p.publication}
             if self.p.server_version >= 140000:
                 opts["messages"] = "true"
-            cur.start_replication(slot_name=self.p.slot, decode=False, start_lsn=resume.lsn if resume else 0,
-                                  options=opts)
+            cur.start_replication(
+                slot_name=self.p.slot, decode=False, start_lsn=resume.lsn if resume else 0, options=opts
+            )
             self.stats["stream"]["connected"] = True
-            self.log.info("pg_streaming", slot=self.p.slot, publication=self.p.publication,
-                          resume_after=resume.format() if resume else None)
-            decoder = self._decoder = Decoder(types=self.types, db=self.p.db, publish=self._publish,
-                                              log=self.log, tables=self.filter, table_index=self.table_index,
-                                              runs=runs, resume=resume)
+            self.log.info(
+                "pg_streaming",
+                slot=self.p.slot,
+                publication=self.p.publication,
+                resume_after=resume.format() if resume else None,
+            )
+            decoder = self._decoder = Decoder(
+                types=self.types,
+                db=self.p.db,
+                publish=self._publish,
+                log=self.log,
+                tables=self.filter,
+                table_index=self.table_index,
+                runs=runs,
+                resume=resume,
+            )
             return self._loop(conn, CopyBoth(conn), decoder, resume.lsn if resume else 0)
         finally:
             self.stats["stream"]["connected"] = False
@@ -252,7 +314,7 @@ class StreamThread(threading.Thread):
         while not stop.is_set():
             if buf.flush_target > self.flushed:
                 self._confirm(wire, buf.flush_target, wal_end)
-            if buf.count >= buf.limit:                   # back-pressure: keep answering, stop reading
+            if buf.count >= buf.limit:  # back-pressure: keep answering, stop reading
                 now = time.monotonic()
                 if blocked_since is None:
                     blocked_since = now
@@ -260,7 +322,7 @@ class StreamThread(threading.Thread):
                     return True
                 buf.thread_blocked = True
                 if now - last_status >= status_s:
-                    status(wal_end)                      # keeps the walsender alive; flush unchanged
+                    status(wal_end)  # keeps the walsender alive; flush unchanged
                     last_status = now
                 select.select([buf.wake_r], [], [], min(0.5, status_s))
                 buf.drain_wake()
@@ -272,12 +334,12 @@ class StreamThread(threading.Thread):
                 data = read()
                 if data is None:
                     break
-                if data[0] == 119:                       # 'w' XLogData
+                if data[0] == 119:  # 'w' XLogData
                     start, end = _XLOG(data, 1)
                     if end > wal_end:
                         wal_end = end
                     feed(data[25:], start)
-                elif data[0] == 107:                     # 'k' keepalive
+                elif data[0] == 107:  # 'k' keepalive
                     end, reply = parse_keepalive(data)
                     if end > wal_end:
                         wal_end = end
@@ -301,7 +363,7 @@ class StreamThread(threading.Thread):
                         self._confirm(wire, wal_end, wal_end)
             select.select([fd, buf.wake_r], [], [], max(0.0, min(0.5, next_tick - now)))
             buf.drain_wake()
-        if buf.flush_target > self.flushed:              # final confirm at shutdown
+        if buf.flush_target > self.flushed:  # final confirm at shutdown
             self._confirm(wire, buf.flush_target, wal_end)
         return False
 
@@ -310,8 +372,7 @@ class StreamThread(threading.Thread):
         buf = self.buf
         if decoder.in_tx or buf.count:
             return False
-        return buf.published_key is None or (buf.committed_key is not None
-                                             and buf.committed_key >= buf.published_key)
+        return buf.published_key is None or (buf.committed_key is not None and buf.committed_key >= buf.published_key)
 
     def _heartbeat(self) -> None:
         if self._hb_off:
@@ -322,10 +383,13 @@ class StreamThread(threading.Thread):
             with self._hb_conn.cursor() as cur:
                 cur.execute("SELECT pg_logical_emit_message(false, %s, '')", (HEARTBEAT_PREFIX,))
         except psycopg2.errors.InsufficientPrivilege as exc:
-            self._hb_off = True                 # once: the idle slot still advances on the WAL end
-            self.log.warning("pg_heartbeat_disabled", error=str(exc).strip(),
-                             fix="GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) "
-                                 "to the source's role, or set heartbeat_ms: 0")
+            self._hb_off = True  # once: the idle slot still advances on the WAL end
+            self.log.warning(
+                "pg_heartbeat_disabled",
+                error=str(exc).strip(),
+                fix="GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) "
+                "to the source's role, or set heartbeat_ms: 0",
+            )
             self._close_heartbeat()
         except (psycopg2.Error, SourceError) as exc:
             self.log.warning("pg_heartbeat_failed", error=str(exc).strip())

@@ -16,12 +16,14 @@ Mapping (documented in the report and README of the source):
 Two forms per type: ``bytes_conv`` (the hot pgoutput path) and ``str_conv``
 (array elements, snapshot rows).
 """
+
 from __future__ import annotations
 
 import binascii
 import math
 from base64 import b64encode
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import msgspec
 
@@ -62,7 +64,7 @@ def _ts(s: str) -> str:
 def _bytea_s(s: str) -> str:
     if s.startswith("\\x"):
         return b64encode(bytes.fromhex(s[2:])).decode()
-    return s     # bytea_output=escape would land here; we set hex
+    return s  # bytea_output=escape would land here; we set hex
 
 
 def _bytea_b(b: bytes) -> str:
@@ -80,7 +82,7 @@ def _bool_b(b: bytes) -> bool:
 
 
 def _tstz_b(b: bytes) -> str:
-    if b[-3:] == b"+00" and len(b) >= 22 and b[10] == 32:      # the common UTC form, fast
+    if b[-3:] == b"+00" and len(b) >= 22 and b[10] == 32:  # the common UTC form, fast
         s = b.decode()
         return f"{s[:10]}T{s[11:-3]}Z"
     return _tstz(b.decode())
@@ -90,10 +92,22 @@ def _ts_b(b: bytes) -> str:
     return _ts(b.decode())
 
 
-_STR: dict[int, Conv] = {BOOL: _bool_s, BYTEA: _bytea_s, JSON: _json_decode, JSONB: _json_decode,
-                         TIMESTAMPTZ: _tstz, TIMESTAMP: _ts}
-_BYTES: dict[int, Conv] = {BOOL: _bool_b, BYTEA: _bytea_b, JSON: _json_decode, JSONB: _json_decode,
-                           TIMESTAMPTZ: _tstz_b, TIMESTAMP: _ts_b}
+_STR: dict[int, Conv] = {
+    BOOL: _bool_s,
+    BYTEA: _bytea_s,
+    JSON: _json_decode,
+    JSONB: _json_decode,
+    TIMESTAMPTZ: _tstz,
+    TIMESTAMP: _ts,
+}
+_BYTES: dict[int, Conv] = {
+    BOOL: _bool_b,
+    BYTEA: _bytea_b,
+    JSON: _json_decode,
+    JSONB: _json_decode,
+    TIMESTAMPTZ: _tstz_b,
+    TIMESTAMP: _ts_b,
+}
 for _oid in INT_OIDS:
     _STR[_oid] = int
     _BYTES[_oid] = int
@@ -104,15 +118,15 @@ for _oid in FLOAT_OIDS:
 
 def parse_array(text: str, conv: Conv) -> list[Any]:
     """Parse PostgreSQL array text output (``{1,2,NULL}``, nested, quoted) with element conv."""
-    if text.startswith("["):          # explicit bounds: [0:2]={1,2,3}
-        text = text[text.index("=") + 1:]
+    if text.startswith("["):  # explicit bounds: [0:2]={1,2,3}
+        text = text[text.index("=") + 1 :]
     value, _ = _parse_level(text, 0, conv)
     return value
 
 
 def _parse_level(s: str, i: int, conv: Conv) -> tuple[list[Any], int]:
     out: list[Any] = []
-    i += 1                            # skip "{"
+    i += 1  # skip "{"
     if s[i] == "}":
         return out, i + 1
     while True:
@@ -145,7 +159,7 @@ def _parse_level(s: str, i: int, conv: Conv) -> tuple[list[Any], int]:
         if s[i] == ",":
             i += 1
             continue
-        return out, i + 1             # "}"
+        return out, i + 1  # "}"
 
 
 class TypeInfo(msgspec.Struct, frozen=True):
@@ -171,7 +185,7 @@ class Types:
 
     def _resolve(self, oid: int, depth: int = 0) -> tuple[int, TypeInfo | None]:
         info = self._info.get(oid)
-        while info is not None and info.base and depth < 10:     # domain -> base type
+        while info is not None and info.base and depth < 10:  # domain -> base type
             oid, info, depth = info.base, self._info.get(info.base), depth + 1
         return oid, info
 

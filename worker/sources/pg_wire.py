@@ -15,6 +15,7 @@ feedback is unsafe for a pipeline that confirms only durable positions:
 So routine status updates report ``write`` = WAL received and ``flush`` = invalid (0, the
 slot does not move), and only ``confirm()`` sends a flush LSN (the committed position).
 """
+
 from __future__ import annotations
 
 import ctypes

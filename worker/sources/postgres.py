@@ -21,6 +21,7 @@ Behaviour (see pg_position, pg_stream, pg_decode, pg_types for details):
   committed event (so a transaction committed only in part is sent again and its
   delivered prefix skipped by index).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -29,18 +30,28 @@ from typing import Any
 
 import psycopg2
 
-from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources import pg_position
-from worker.sources.pg_position import SnapshotPos, StreamPos
-from worker.sources.pg_setup import (check_server, check_slot, connect_repl, connect_sql, create_slot,
-                                     drop_publication_if_ours, drop_slot, ensure_publication, fail, slot_info,
-                                     wait_slot_free)
+from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.pg_buffer import Buffer
+from worker.sources.pg_position import SnapshotPos, StreamPos
+from worker.sources.pg_setup import (
+    check_server,
+    check_slot,
+    connect_repl,
+    connect_sql,
+    create_slot,
+    drop_publication_if_ours,
+    drop_slot,
+    ensure_publication,
+    fail,
+    slot_info,
+    wait_slot_free,
+)
 from worker.sources.pg_stream import StreamParams, StreamThread
 from worker.sources.pg_types import TYPES_SQL, Types
 
-MAX_CHUNK = 5000          # events per Chunk handed to the batcher
-BUFFER_EVENTS = 20000     # bounded hand-off; the thread stops reading the socket beyond it
+MAX_CHUNK = 5000  # events per Chunk handed to the batcher
+BUFFER_EVENTS = 20000  # bounded hand-off; the thread stops reading the socket beyond it
 
 
 def default_name(pipeline: str) -> str:
@@ -69,7 +80,7 @@ class PostgresSource(Source):
             start = pg_position.parse(position) if position is not None else None
         except ValueError as exc:
             raise fail(str(exc)) from None
-        if position is not None:     # already durable: counts as committed, and may be confirmed upstream
+        if position is not None:  # already durable: counts as committed, and may be confirmed upstream
             key = pg_position.position_key(position)
             self._buf.committed_key = key
             if key[0] == 1:
@@ -114,16 +125,33 @@ class PostgresSource(Source):
                         repl.close()
                     self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(point), snapshot=False)
             elif isinstance(start, StreamPos) and info is None:
-                raise fail(f"replication slot {self.slot} no longer exists, so changes after {start.format()} "
-                           "cannot be read. Fix: delete the pipeline's checkpoints "
-                           "(DELETE /pipelines/<name>/checkpoints) to start over with a new snapshot")
-            params = StreamParams(dsn=cfg.dsn, slot=self.slot, publication=self.publication,
-                                  pipeline=self.ctx.pipeline, snapshot_chunk=cfg.snapshot_chunk,
-                                  heartbeat_ms=cfg.heartbeat_ms, status_interval_ms=cfg.status_interval_ms,
-                                  server_version=conn.server_version, db=db)
+                raise fail(
+                    f"replication slot {self.slot} no longer exists, so changes after {start.format()} "
+                    "cannot be read. Fix: delete the pipeline's checkpoints "
+                    "(DELETE /pipelines/<name>/checkpoints) to start over with a new snapshot"
+                )
+            params = StreamParams(
+                dsn=cfg.dsn,
+                slot=self.slot,
+                publication=self.publication,
+                pipeline=self.ctx.pipeline,
+                snapshot_chunk=cfg.snapshot_chunk,
+                heartbeat_ms=cfg.heartbeat_ms,
+                status_interval_ms=cfg.status_interval_ms,
+                server_version=conn.server_version,
+                db=db,
+            )
             filter_ = {t.full for t in tables} if cfg.tables else None
-            return StreamThread(params=params, buf=self._buf, start=start, exported=exported, tables=tables,
-                                filter_=filter_, types=types, log=self.log)
+            return StreamThread(
+                params=params,
+                buf=self._buf,
+                start=start,
+                exported=exported,
+                tables=tables,
+                filter_=filter_,
+                types=types,
+                log=self.log,
+            )
         except psycopg2.Error as exc:
             if exported is not None:
                 exported[0].close()
@@ -149,7 +177,7 @@ class PostgresSource(Source):
             if got is None:
                 try:
                     await asyncio.wait_for(self._ready.wait(), 0.1)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
                 if buf.error is not None:
                     raise buf.error
