@@ -19,9 +19,10 @@ from typing import Any
 from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SinkError, SourceError, TidegateError, describe
 from shared.spec.model import PipelineSpec, type_tag
 from worker import plugins
+from worker.backoff import backoff
 from worker.checkpoints import Committer
 from worker.commit import committed_position, position_le, waited_sinks
-from worker.delivery import SinkRunner, backoff
+from worker.delivery import SinkRunner
 from worker.processing import ProcessorChain
 from worker.sinks.base import SinkContext
 from worker.sources.base import Source, SourceContext

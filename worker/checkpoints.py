@@ -19,9 +19,10 @@ from shared.errors import ErrorInfo
 from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS, Counters
 from shared.store import LeaseLost, StoreUnavailable
 from shared.store.sqlite import SqliteStore
+from worker.backoff import backoff
 from worker.batcher import Batch
 from worker.commit import committed_position, position_le
-from worker.delivery import SinkRunner, backoff
+from worker.delivery import SinkRunner
 
 
 class Committer:

@@ -9,22 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
 from collections.abc import Callable
 from typing import Any
 
 from shared.errors import SinkError
+from worker.backoff import backoff
 from worker.batcher import Batch
 from worker.commit import position_le, skip_delivered
 from worker.sinks.base import Sink, SinkBatch
-
-RETRY_BASE_S = 0.25
-RETRY_CAP_S = 5.0
-
-
-def backoff(attempt: int, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_S) -> float:
-    """Exponential backoff with +-20% jitter."""
-    return min(cap, base * (2**attempt)) * random.uniform(0.8, 1.2)
 
 
 class FatalSinkError(Exception):

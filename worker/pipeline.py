@@ -18,9 +18,10 @@ from shared.spec.model import PipelineSpec
 from shared.store import LeaseLost
 from shared.store.sqlite import SqliteStore
 from worker.assembly import Assembly
+from worker.backoff import backoff
 from worker.batcher import Batch, Batcher
 from worker.checkpoints import Committer
-from worker.delivery import FatalSinkError, SinkRunner, backoff
+from worker.delivery import FatalSinkError, SinkRunner
 from worker.processing import ProcessorChain
 from worker.sources.base import Source
 

@@ -42,6 +42,7 @@ import psycopg2
 import psycopg2.errors
 
 from shared.errors import SourceError
+from worker.backoff import backoff
 from worker.sources.pg_buffer import Buffer
 from worker.sources.pg_decode import Decoder
 from worker.sources.pg_position import SnapshotPos, StreamPos, lsn_str
@@ -125,7 +126,7 @@ class StreamThread(threading.Thread):
                 self._close_exported()
                 self._close_heartbeat()
             pos = self.buf.published or pos
-            delay = min(10.0, 0.5 * (2**attempt))
+            delay = backoff(attempt, 0.5, 10.0, jitter=0.0)
             attempt += 1
             self.stats["stream"]["reconnects"] += 1
             self.stats["stream"]["last_error"] = err.message
