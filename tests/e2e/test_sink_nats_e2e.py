@@ -20,7 +20,7 @@ import pytest
 
 from tests.support import port_open, require_service, wait_until
 from tests.support.sinks import NATS_URL as URL
-from tests.support.sinks import js, wait_recovered, wait_sink_error
+from tests.support.sinks import js, outage_then_recovery
 from tests.support.supervisor import Supervisor, generator_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,16 +114,21 @@ def test_generator_to_nats_every_event_routing_and_envelopes(supervisor: Supervi
 
 def test_nats_stopped_mid_stream_holds_then_delivers_everything(supervisor: Supervisor, name: str) -> None:
     pipe = name.replace("_", "-")
-    n = 16000
-    supervisor.create(generator_spec(pipe, [sink("bus", name + ".events")], count=n, rate=4000, payload_bytes=50))
-    supervisor.wait_position(pipe, "bus", 2000, timeout=30)
-    os.kill(nats_server_pid(), signal.SIGTERM)
-    try:
-        wait_until(lambda: not port_open("127.0.0.1", 4222, 0.2), 10, message="nats-server to stop")
-        info = wait_sink_error(supervisor, pipe, "bus", "nats", n)
-        assert "sink 'bus': nats 127.0.0.1:4222" in info["ops"]["sink_errors"]["bus"]
-    finally:
-        subprocess.run(["bash", str(ROOT / "scripts/services/nats.sh")], check=True, timeout=30)
-    wait_recovered(supervisor, pipe, "bus", n, timeout=60)
+    supervisor.create(generator_spec(pipe, [sink("bus", name + ".events")], count=0, rate=1000, payload_bytes=50))
+
+    def stop_nats() -> None:
+        os.kill(nats_server_pid(), signal.SIGTERM)
+        wait_until(lambda: not port_open("127.0.0.1", 4222, 0.2), 30, message="nats-server to stop")
+
+    final = outage_then_recovery(
+        supervisor,
+        pipe,
+        "bus",
+        "nats",
+        stop_server=stop_nats,
+        start_server=lambda: subprocess.run(["bash", str(ROOT / "scripts/services/nats.sh")], check=True, timeout=30),
+        error_names="sink 'bus': nats 127.0.0.1:4222",
+    )
     ids = [b["after"]["id"] for _s, _h, b in messages(name, f"{name}.events")]
-    assert sorted(ids) == list(range(1, n + 1))  # exactly once: Nats-Msg-Id dedup
+    assert len(ids) == len(set(ids))  # exactly once: Nats-Msg-Id dedup
+    assert set(ids) >= set(range(1, final + 1))

@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from tests.support.sinks import AMQP_URL as URL
-from tests.support.sinks import amqp_scratch, bind, drain, wait_recovered, wait_sink_error
+from tests.support.sinks import amqp_scratch, bind, drain, outage_then_recovery
 from tests.support.supervisor import Supervisor, generator_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,17 +78,22 @@ def test_generator_to_rabbitmq_every_event_routing_and_envelopes(supervisor: Sup
         assert b["subject"] == f"shop.{b['data']['source']['table']}" and b["time"].endswith("Z")
 
 
+def run(args: list[str], **kw: Any) -> None:
+    subprocess.run(args, check=True, **kw)
+
+
 def test_rabbitmq_stopped_mid_stream_holds_then_delivers_everything(supervisor: Supervisor, name: str) -> None:
     pipe = name.replace("_", "-")
-    n = 5000
     bind(name, {name + "_all": "#"})
-    supervisor.create(generator_spec(pipe, [sink("mq", name)], count=n, rate=2500, payload_bytes=50))
-    supervisor.wait_position(pipe, "mq", 1000, timeout=30)
-    subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, timeout=60, capture_output=True)
-    try:
-        info = wait_sink_error(supervisor, pipe, "mq", "rabbitmq", n)
-        assert "sink 'mq': rabbitmq 127.0.0.1:5672" in info["ops"]["sink_errors"]["mq"]
-    finally:
-        subprocess.run(["bash", str(ROOT / "scripts/services/rabbitmq.sh")], check=True, timeout=120)
-    wait_recovered(supervisor, pipe, "mq", n, timeout=90)
-    assert set(ids_of(drain(name + "_all"))) == set(range(1, n + 1))  # at least once
+    # unbounded count: the stream outlasts `rabbitmqctl stop_app`, however slow it is here
+    supervisor.create(generator_spec(pipe, [sink("mq", name)], count=0, rate=1000, payload_bytes=50))
+    final = outage_then_recovery(
+        supervisor,
+        pipe,
+        "mq",
+        "rabbitmq",
+        stop_server=lambda: run(["rabbitmqctl", "-q", "stop_app"], timeout=60, capture_output=True),
+        start_server=lambda: run(["bash", str(ROOT / "scripts/services/rabbitmq.sh")], timeout=120),
+        error_names="sink 'mq': rabbitmq 127.0.0.1:5672",
+    )
+    assert set(ids_of(drain(name + "_all"))) >= set(range(1, final + 1))  # at least once

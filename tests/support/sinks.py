@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aio_pika
@@ -173,8 +173,8 @@ def kill_worker_and_wait_restart(supervisor: Any, pipe: str) -> None:
     wait_until(lambda: supervisor.info(pipe)["ops"]["restarts"] >= 1, timeout=30, message="a worker restart")
 
 
-def wait_sink_error(supervisor: Any, pipe: str, sid: str, kind: str, n: int, timeout: float = 30) -> dict[str, Any]:
-    """Wait until `ops.sink_errors` names sink `sid`; the pipeline still runs, short of `n`."""
+def wait_sink_error(supervisor: Any, pipe: str, sid: str, kind: str, timeout: float = 60) -> dict[str, Any]:
+    """Wait until `ops.sink_errors` names sink `sid` while the pipeline still runs (holding)."""
     from tests.support import wait_until
 
     info = wait_until(
@@ -183,12 +183,46 @@ def wait_sink_error(supervisor: Any, pipe: str, sid: str, kind: str, n: int, tim
         message=f"ops.sink_errors to name the {kind} sink",
     )
     assert info["status"] == "running"
-    assert int(info["ops"]["checkpoints"][sid]["position"]) < n
     return info
 
 
-def wait_recovered(supervisor: Any, pipe: str, sid: str, n: int, timeout: float) -> None:
-    """Wait until sink `sid` has all `n` events; the pipeline runs with no sink error left."""
-    supervisor.wait_position(pipe, sid, n, timeout=timeout)
-    info = supervisor.info(pipe)
-    assert info["status"] == "running" and not info["ops"]["sink_errors"]
+def position_of(supervisor: Any, pipe: str, sid: str) -> int:
+    ck = supervisor.info(pipe)["ops"]["checkpoints"].get(sid)
+    return int(ck["position"]) if ck else 0
+
+
+def outage_then_recovery(
+    supervisor: Any,
+    pipe: str,
+    sid: str,
+    kind: str,
+    stop_server: Callable[[], None],
+    start_server: Callable[[], None],
+    error_names: str,
+) -> int:
+    """Fault injection on a generator pipeline with an unbounded count (so it still flows
+    whatever the fault's own delay on a loaded machine): once the sink has events, stop its
+    server, wait until `ops.sink_errors` names the sink (containing `error_names`), start the
+    server again, wait until the sink moves well past where it held and the error is gone,
+    then stop the pipeline (in-flight batches flushed and checkpointed). Returns the sink's
+    final checkpoint: every event up to it must be at the destination."""
+    from tests.support import wait_until
+
+    supervisor.wait_position(pipe, sid, 500, timeout=60)
+    stop_server()
+    try:
+        info = wait_sink_error(supervisor, pipe, sid, kind)
+        assert error_names in info["ops"]["sink_errors"][sid]
+        held = position_of(supervisor, pipe, sid)
+    finally:
+        start_server()
+    wait_until(
+        lambda: position_of(supervisor, pipe, sid) > held + 500 and not supervisor.info(pipe)["ops"]["sink_errors"],
+        timeout=120,
+        message=f"the {kind} sink to deliver again with no sink error left",
+    )
+    supervisor.action(pipe, "stop")
+    supervisor.wait_status(pipe, "stopped", timeout=60)
+    final = position_of(supervisor, pipe, sid)
+    assert final > held
+    return final
