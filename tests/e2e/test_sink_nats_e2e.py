@@ -120,7 +120,7 @@ def test_nats_stopped_mid_stream_holds_then_delivers_everything(supervisor: Supe
         os.kill(nats_server_pid(), signal.SIGTERM)
         wait_until(lambda: not port_open("127.0.0.1", 4222, 0.2), 30, message="nats-server to stop")
 
-    final = outage_then_recovery(
+    _held, final = outage_then_recovery(
         supervisor,
         pipe,
         "bus",

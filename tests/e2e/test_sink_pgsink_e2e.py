@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.test_sink_pgsink import admin, db, query  # noqa: F401 - fixture
-from tests.support import wait_until
-from tests.support.sinks import kill_worker_and_wait_restart
+from tests.support.sinks import kill_while_flowing, outage_then_recovery
 from tests.support.supervisor import Supervisor, generator_spec
 
 
@@ -50,25 +49,22 @@ def test_deleted_checkpoints_start_over_also_for_the_sinks_own(supervisor: Super
 
 
 def test_database_refusing_connections_holds_then_delivers(supervisor: Supervisor, db: str) -> None:  # noqa: F811
-    pipe, n, name = pipe_name(db), 12000, db.rsplit("/", 1)[1]
-    supervisor.create(generator_spec(pipe, [pg("replica", db)], count=n, rate=3000, payload_bytes=50))
-    supervisor.wait_position(pipe, "replica", 1500, timeout=30)
-    admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
-    try:
+    pipe, name = pipe_name(db), db.rsplit("/", 1)[1]
+    supervisor.create(generator_spec(pipe, [pg("replica", db)], count=0, rate=1500, payload_bytes=50))
+
+    def refuse() -> None:
+        admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
         admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-        info = wait_until(
-            lambda: (i := supervisor.info(pipe))["ops"]["sink_errors"].get("replica") and i,
-            30,
-            message="ops.sink_errors to name the postgres sink",
-        )
-        assert info["ops"]["sink_errors"]["replica"].startswith(f"sink 'replica': postgres 127.0.0.1:5432/{name}")
-        assert info["status"] == "running"
-        assert int(info["ops"]["checkpoints"]["replica"]["position"]) < n
-    finally:
-        admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-    supervisor.wait_position(pipe, "replica", n, timeout=60)
-    info = supervisor.info(pipe)
-    assert info["status"] == "running" and not info["ops"]["sink_errors"]
+
+    _held, n = outage_then_recovery(
+        supervisor,
+        pipe,
+        "replica",
+        "postgres",
+        stop_server=refuse,
+        start_server=lambda: admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+        error_names=f"sink 'replica': postgres 127.0.0.1:5432/{name}",
+    )
     assert query(db, "SELECT count(*), min(id), max(id) FROM orders") == [(n, 1, n)]
     assert query(db, "SELECT count(*) FROM applied") == [(n,)]
 
@@ -80,12 +76,10 @@ def test_no_change_applied_twice_after_worker_sigkill(
     max_inflight: int,
 ) -> None:
     """max_inflight 8: batches queued together are applied as one transaction."""
-    pipe, n = pipe_name(db), 30000
-    spec = generator_spec(pipe, [pg("replica", db)], count=n, rate=6000, payload_bytes=50)
+    pipe = pipe_name(db)
+    spec = generator_spec(pipe, [pg("replica", db)], count=0, rate=3000, payload_bytes=50)
     spec["spec"]["batch"] = {"max_inflight": max_inflight}
     supervisor.create(spec)
-    supervisor.wait_position(pipe, "replica", 5000, timeout=30)
-    kill_worker_and_wait_restart(supervisor, pipe)
-    supervisor.wait_position(pipe, "replica", n, timeout=90)
+    n = kill_while_flowing(supervisor, pipe, "replica", 3000)
     assert query(db, "SELECT count(*), count(DISTINCT id) FROM applied") == [(n, n)]
     assert query(db, "SELECT count(*), min(id), max(id) FROM orders") == [(n, 1, n)]

@@ -87,7 +87,7 @@ def test_rabbitmq_stopped_mid_stream_holds_then_delivers_everything(supervisor: 
     bind(name, {name + "_all": "#"})
     # unbounded count: the stream outlasts `rabbitmqctl stop_app`, however slow it is here
     supervisor.create(generator_spec(pipe, [sink("mq", name)], count=0, rate=1000, payload_bytes=50))
-    final = outage_then_recovery(
+    _held, final = outage_then_recovery(
         supervisor,
         pipe,
         "mq",

@@ -91,7 +91,7 @@ def test_redis_stopped_mid_stream_holds_then_delivers_everything(supervisor: Sup
         except redis.exceptions.ConnectionError:
             pass
 
-    final = outage_then_recovery(
+    _held, final = outage_then_recovery(
         supervisor,
         pipe,
         "cache",

@@ -199,13 +199,13 @@ def outage_then_recovery(
     stop_server: Callable[[], None],
     start_server: Callable[[], None],
     error_names: str,
-) -> int:
+) -> tuple[int, int]:
     """Fault injection on a generator pipeline with an unbounded count (so it still flows
     whatever the fault's own delay on a loaded machine): once the sink has events, stop its
     server, wait until `ops.sink_errors` names the sink (containing `error_names`), start the
     server again, wait until the sink moves well past where it held and the error is gone,
     then stop the pipeline (in-flight batches flushed and checkpointed). Returns the sink's
-    final checkpoint: every event up to it must be at the destination."""
+    checkpoint while it held and its final one: every event up to that must be at the destination."""
     from tests.support import wait_until
 
     supervisor.wait_position(pipe, sid, 500, timeout=60)
@@ -213,7 +213,9 @@ def outage_then_recovery(
     try:
         info = wait_sink_error(supervisor, pipe, sid, kind)
         assert error_names in info["ops"]["sink_errors"][sid]
-        held = position_of(supervisor, pipe, sid)
+        held = int(info["ops"]["checkpoints"][sid]["position"])
+        # still holding: the checkpoint does not move while the server is away
+        assert position_of(supervisor, pipe, sid) == held
     finally:
         start_server()
     wait_until(
@@ -225,4 +227,28 @@ def outage_then_recovery(
     supervisor.wait_status(pipe, "stopped", timeout=60)
     final = position_of(supervisor, pipe, sid)
     assert final > held
-    return final
+    return held, final
+
+
+def stop_and_position(supervisor: Any, pipe: str, sid: str) -> int:
+    """Stop the pipeline (in-flight batches flushed and checkpointed); the sink's final checkpoint."""
+    supervisor.action(pipe, "stop")
+    supervisor.wait_status(pipe, "stopped", timeout=60)
+    return position_of(supervisor, pipe, sid)
+
+
+def kill_while_flowing(supervisor: Any, pipe: str, sid: str, at_least: int) -> int:
+    """Generator pipeline with an unbounded count: SIGKILL its worker once the sink has
+    `at_least` events, wait for the restarted worker to deliver well past the kill, then stop
+    the pipeline; the sink's final checkpoint."""
+    from tests.support import wait_until
+
+    supervisor.wait_position(pipe, sid, at_least, timeout=60)
+    kill_worker_and_wait_restart(supervisor, pipe)
+    killed_at = position_of(supervisor, pipe, sid)
+    wait_until(
+        lambda: position_of(supervisor, pipe, sid) > killed_at + 2000,
+        timeout=120,
+        message="the restarted worker to deliver past the kill",
+    )
+    return stop_and_position(supervisor, pipe, sid)
