@@ -2,6 +2,7 @@
 
 A patch value of "***" (what a redacted GET shows) keeps the stored value, so a
 GET -> edit -> PATCH round trip never overwrites a secret with its mask.
+Recursive over the patch, which `shared.spec.decode.parse` capped at MAX_DEPTH.
 """
 
 from __future__ import annotations
