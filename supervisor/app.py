@@ -216,7 +216,7 @@ async def run(cfg: ServeConfig) -> int:
         while True:
             await reload.wait()
             reload.clear()
-            specs2, problems2 = load_config_specs(cfg.configs, check)
+            specs2, problems2 = await asyncio.to_thread(load_config_specs, cfg.configs, check)
             for p in problems2:
                 log.error("config_invalid", problem=p)
             for spec in specs2:

@@ -199,23 +199,40 @@ def check_tree(doc: Any) -> None:
         if isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
                 raise SpecMalformed(f"nesting deeper than {MAX_DEPTH} levels")
-            if isinstance(value, dict) and any("\x00" in k for k in value if isinstance(k, str)):
-                raise SpecInvalid([(_path(item), "keys must not contain NUL characters")])
+            bad = (
+                next((k for k in value if isinstance(k, str) and _bad_text(k)), None)
+                if isinstance(value, dict)
+                else None
+            )
+            if bad is not None:
+                raise SpecInvalid([(_path(item), f"keys {_bad_text(bad)}")])
             pairs = value.items() if isinstance(value, dict) else enumerate(value)
             stack.extend((v, depth + 1, item, k) for k, v in pairs)
-        elif isinstance(value, str) and "\x00" in value:
-            raise SpecInvalid([(_path(item), "must not contain NUL characters")])
+        elif isinstance(value, str) and _bad_text(value):
+            raise SpecInvalid([(_path(item), str(_bad_text(value)))])
         elif isinstance(value, float) and not math.isfinite(value):
             raise SpecInvalid([(_path(item), "must be a finite number")])
         elif isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
             raise SpecInvalid([(_path(item), "integer out of range (64 bits)")])
 
 
+def _bad_text(text: str) -> str | None:
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "must be valid Unicode (a lone surrogate escape)"
+    return None
+
+
 def _path(item: Any) -> str:
     parts: list[str] = []
     while item is not None and item[2] is not None:
         key = item[3]
-        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+        part = f"[{key}]" if isinstance(key, int) else f".{key}"
+        parts.append(part.encode("utf-8", "backslashreplace").decode())
         item = item[2]
     return "".join(reversed(parts)).lstrip(".") or "$"
 
