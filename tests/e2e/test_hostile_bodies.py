@@ -179,3 +179,40 @@ def test_action_routes_ignore_hostile_bodies(sup: Supervisor) -> None:
                 r = send(sup, "POST", f"/pipelines/nope/{op}", ctype, body)
                 assert_error(r, 404, f"POST /pipelines/nope/{op}")
     assert not probe.bad, probe.bad[:10]
+
+
+@pytest.mark.parametrize(
+    "ctype,body",
+    [
+        (JSON, b"[" * 100_000 + b"]" * 100_000),
+        (JSON, b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+        (YAML, b"a: " + b"[" * 100_000 + b"]" * 100_000),
+        (YAML, b"- " * 50_000 + b"x\n"),
+    ],
+    ids=["json-arrays", "json-objects", "yaml-flow", "yaml-block"],
+)
+def test_deep_bodies_are_400_on_post_and_patch(sup: Supervisor, ctype: str, body: bytes) -> None:
+    for method, path in (("POST", "/pipelines"), ("PATCH", "/pipelines/target")):
+        r = send(sup, method, path, ctype, body)
+        assert_error(r, 400, f"{method} {path}")
+        assert "nesting" in r.json()["error"]["message"]
+
+
+def test_alias_bomb_is_refused_while_healthz_answers(sup: Supervisor) -> None:
+    with HealthProbe(sup.url) as probe:
+        for method, path in (("POST", "/pipelines"), ("PATCH", "/pipelines/target")):
+            with httpx.Client(base_url=sup.url, timeout=10.0) as c:
+                r = c.request(method, path, content=BOMB, headers={"content-type": YAML})
+            assert_error(r, 400, f"{method} {path} alias bomb")
+            assert "YAML aliases" in r.json()["error"]["message"]
+    assert not probe.bad, probe.bad[:10]
+
+
+def test_empty_name_is_one_422_with_the_field_path(sup: Supervisor, tmp_path: Path) -> None:
+    """The same message as `tidegate validate` (one conversion path), not msgspec's."""
+    doc = generator_spec("", [file_sink("out", tmp_path / "o.jsonl")])
+    r = sup.client.post("/pipelines", json=doc)
+    assert_error(r, 422, "empty name")
+    assert r.json()["error"]["details"] == [
+        {"path": "metadata.name", "message": "must match ^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"}
+    ]
