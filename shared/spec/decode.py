@@ -190,30 +190,45 @@ def parse_json(text: str) -> Any:
         raise SpecMalformed(f"malformed JSON: {exc}") from None
 
 
-def check_tree(doc: Any) -> None:
-    """Depth and NUL characters, iteratively (no recursion on user data)."""
-    stack: list[tuple[Any, int, Any, Any]] = [(doc, 1, None, None)]
+def check_tree(doc: Any, *, strings: bool = True) -> None:
+    """Depth, NUL and lone surrogates, non-finite and over-64-bit numbers, iteratively (no
+    recursion on user data). `strings=False`: the text had no backslash, so no string can
+    hold NUL or a surrogate (only escapes make them; raw ones are refused by both parsers)."""
+    root = (doc, 0, None, None)
+    _check_value(root, doc, None, strings)
+    stack: list[tuple[Any, int, Any, Any]] = [root] if isinstance(doc, (dict, list)) else []
     while stack:
-        item = stack.pop()
-        value, depth = item[0], item[1]
-        if isinstance(value, (dict, list)):
-            if depth > MAX_DEPTH:
-                raise SpecMalformed(f"nesting deeper than {MAX_DEPTH} levels")
-            bad = (
-                next((k for k in value if isinstance(k, str) and _bad_text(k)), None)
-                if isinstance(value, dict)
-                else None
-            )
-            if bad is not None:
-                raise SpecInvalid([(_path(item), f"keys {_bad_text(bad)}")])
-            pairs = value.items() if isinstance(value, dict) else enumerate(value)
-            stack.extend((v, depth + 1, item, k) for k, v in pairs)
-        elif isinstance(value, str) and _bad_text(value):
-            raise SpecInvalid([(_path(item), str(_bad_text(value)))])
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise SpecInvalid([(_path(item), "must be a finite number")])
-        elif isinstance(value, int) and not _INT_MIN <= value <= _INT_MAX:
-            raise SpecInvalid([(_path(item), "integer out of range (64 bits)")])
+        entry = stack.pop()
+        value, depth = entry[0], entry[1] + 1
+        if depth > MAX_DEPTH:
+            raise SpecMalformed(f"nesting deeper than {MAX_DEPTH} levels")
+        if isinstance(value, dict):
+            if strings:
+                bad = next((k for k in value if isinstance(k, str) and _bad_text(k)), None)
+                if bad is not None:
+                    raise SpecInvalid([(_path(entry), f"keys {_bad_text(bad)}")])
+            pairs: Any = value.items()
+        else:
+            pairs = enumerate(value)
+        for key, v in pairs:
+            t = type(v)
+            if t is dict or t is list:
+                stack.append((v, depth, entry, key))
+            elif t is not bool and t is not type(None) and (strings or t is not str):
+                _check_value(entry, v, key, strings)
+
+
+def _check_value(parent: Any, value: Any, key: Any, strings: bool) -> None:
+    problem = None
+    if isinstance(value, str):
+        problem = _bad_text(value) if strings else None
+    elif isinstance(value, float):
+        problem = None if math.isfinite(value) else "must be a finite number"
+    elif isinstance(value, int) and not isinstance(value, bool):
+        problem = None if _INT_MIN <= value <= _INT_MAX else "integer out of range (64 bits)"
+    if problem:
+        where = _path(parent) if key is None else _path((value, 0, parent, key))
+        raise SpecInvalid([(where, problem)])
 
 
 def _bad_text(text: str) -> str | None:
@@ -251,5 +266,5 @@ def parse(data: bytes | str, *, yaml_ok: bool = True) -> Any:
         if not yaml_ok:
             raise SpecMalformed(f"malformed JSON: {exc}") from None
         doc = parse_yaml(text)
-    check_tree(doc)
+    check_tree(doc, strings="\\" in text)
     return doc

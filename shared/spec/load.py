@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from shared.spec.decode import SpecInvalid, SpecMalformed, check_tree, parse
+from shared.spec.decode import SpecInvalid, SpecMalformed, parse
 from shared.spec.model import PipelineSpec
 from shared.spec.validate import Error, convert, kind_of, semantic_errors, structural_errors
 
@@ -54,10 +54,9 @@ def expand_env(doc: Any, env: Mapping[str, str], path: str = "", errs: list[Erro
 def validate_document(
     doc: Any, *, env: Mapping[str, str] | None = None, check_processor: ProcessorCheck | None = None
 ) -> PipelineSpec:
-    """Validate a parsed document; raise SpecInvalid with every error."""
+    """Validate a document `parse` gave (or one merged from such): raise SpecInvalid with every error."""
     if not isinstance(doc, dict):
         raise SpecInvalid([("$", f"a pipeline spec must be an object, got {kind_of(doc)}")])
-    check_tree(doc)
     errs: list[Error] = []
     doc = expand_env(doc, os.environ if env is None else env, "", errs)
     errs.extend(structural_errors(doc))
