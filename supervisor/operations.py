@@ -107,11 +107,15 @@ class OperationsSide:
         m = await self.owned(name)
         if not isinstance(patch, dict):
             raise SpecInvalid([("$", "a merge patch must be an object")])
-        merged = merge_patch(to_document(m.spec), patch)
-        meta = merged.get("metadata") if isinstance(merged, dict) else None
-        if isinstance(meta, dict) and meta.get("name") != name:
-            raise Conflict(f"pipeline {name!r} cannot be renamed to {meta.get('name')!r}; create a new one")
-        spec = await self.validated(merged)
+        while True:  # validation runs in a thread: a PATCH that landed meanwhile is merged, not lost
+            base = m.spec
+            merged = merge_patch(to_document(base), patch)
+            meta = merged.get("metadata") if isinstance(merged, dict) else None
+            if isinstance(meta, dict) and meta.get("name") != name:
+                raise Conflict(f"pipeline {name!r} cannot be renamed to {meta.get('name')!r}; create a new one")
+            spec = await self.validated(merged)
+            if m.spec is base:
+                break
         await self.replace(m, spec)
         return m
 
