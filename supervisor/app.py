@@ -26,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shared import logs
-from shared.spec.load import SpecInvalid, SpecMalformed, encode_spec, parse, spec_files, validate_document
+from shared.spec.load import SpecInvalid, SpecMalformed, encode_spec, load_file, spec_files
 from shared.states import Desired
 from shared.store import StoreUnavailable, open_store, where
 from shared.store.sqlite import SqliteStore
@@ -120,14 +120,10 @@ def check_processor_fn() -> Any:
 def load_config_specs(paths: list[str], check: Any) -> tuple[list[Any], list[str]]:
     specs, problems = [], []
     for f in spec_files(paths):
-        try:
-            specs.append(validate_document(parse(f.read_bytes()), check_processor=check))
-        except OSError as exc:
-            problems.append(f"{f}: {exc.strerror}")
-        except SpecMalformed as exc:
-            problems.append(f"{f}: {exc}")
-        except SpecInvalid as exc:
-            problems.extend(f"{f}: {p}: {m}" for p, m in exc.errors)
+        spec, trouble = load_file(f, check_processor=check)
+        if spec is not None:
+            specs.append(spec)
+        problems.extend(trouble)
     return specs, problems
 
 
@@ -220,7 +216,7 @@ async def run(cfg: ServeConfig) -> int:
         while True:
             await reload.wait()
             reload.clear()
-            specs2, problems2 = load_config_specs(cfg.configs, check)
+            specs2, problems2 = await asyncio.to_thread(load_config_specs, cfg.configs, check)
             for p in problems2:
                 log.error("config_invalid", problem=p)
             for spec in specs2:

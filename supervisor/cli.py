@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 
-from shared.spec.load import SpecInvalid, SpecMalformed, parse, spec_files, validate_document
+from shared.spec.load import load_file, spec_files
 
 VERSION = "0.1.0"
 OPS_COMMANDS = {"get", "apply", "pause", "resume", "stop", "restart", "delete"}
@@ -26,19 +26,9 @@ def cmd_validate(paths: list[str]) -> int:
         print("no spec files given", file=sys.stderr)
         return 1
     for f in files:
-        try:
-            validate_document(parse(f.read_bytes()), check_processor=check)
-            print(f"{f}: ok")
-        except OSError as exc:
-            ok = False
-            print(f"{f}: {exc.strerror}")
-        except SpecMalformed as exc:
-            ok = False
-            print(f"{f}: {exc}")
-        except SpecInvalid as exc:
-            ok = False
-            for p, m in exc.errors:
-                print(f"{f}: {p}: {m}")
+        spec, problems = load_file(f, check_processor=check)
+        ok = ok and spec is not None
+        print(f"{f}: ok" if spec is not None else "\n".join(problems))
     return 0 if ok else 1
 
 

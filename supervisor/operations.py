@@ -62,8 +62,12 @@ class OperationsSide:
     def validate(self, doc: Any) -> PipelineSpec:
         return validate_document(doc, check_processor=self.check_processor)
 
+    async def validated(self, doc: Any) -> PipelineSpec:
+        """`validate` in a thread: a 10 MiB document is walked without stalling the loop (/healthz)."""
+        return await asyncio.to_thread(self.validate, doc)
+
     async def create(self, doc: Any) -> Managed:
-        spec = self.validate(doc)
+        spec = await self.validated(doc)
         name = spec.metadata.name
         if name in self.pipelines:
             raise Conflict(f"pipeline {name!r} already exists")
@@ -90,7 +94,7 @@ class OperationsSide:
 
     async def apply(self, doc: Any) -> tuple[Managed, str]:
         """Create, or update when the spec differs (config files, SIGHUP, `tidegate apply`)."""
-        spec = self.validate(doc)
+        spec = await self.validated(doc)
         m = self.pipelines.get(spec.metadata.name)
         if m is None:
             return await self.create(doc), "created"
@@ -103,11 +107,15 @@ class OperationsSide:
         m = await self.owned(name)
         if not isinstance(patch, dict):
             raise SpecInvalid([("$", "a merge patch must be an object")])
-        merged = merge_patch(to_document(m.spec), patch)
-        meta = merged.get("metadata") if isinstance(merged, dict) else None
-        if isinstance(meta, dict) and meta.get("name") != name:
-            raise Conflict(f"pipeline {name!r} cannot be renamed to {meta.get('name')!r}; create a new one")
-        spec = self.validate(merged)
+        while True:  # validation runs in a thread: a PATCH that landed meanwhile is merged, not lost
+            base = m.spec
+            merged = merge_patch(to_document(base), patch)
+            meta = merged.get("metadata") if isinstance(merged, dict) else None
+            if isinstance(meta, dict) and meta.get("name") != name:
+                raise Conflict(f"pipeline {name!r} cannot be renamed to {meta.get('name')!r}; create a new one")
+            spec = await self.validated(merged)
+            if m.spec is base:
+                break
         await self.replace(m, spec)
         return m
 

@@ -124,7 +124,7 @@ def merge_patch_for(current: Any, wanted: Any) -> Any:
 
 
 def load_spec(path: str) -> dict[str, Any]:
-    from shared.spec.load import SpecMalformed, parse
+    from shared.spec.load import SpecInvalid, SpecMalformed, parse
 
     try:
         raw = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
@@ -132,7 +132,7 @@ def load_spec(path: str) -> dict[str, Any]:
         raise OpsError(f"cannot read {path}: {exc.strerror}") from None
     try:
         doc = parse(raw)
-    except (SpecMalformed, UnicodeDecodeError) as exc:
+    except (SpecMalformed, SpecInvalid) as exc:
         raise OpsError(f"{path}: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict) or not doc["metadata"].get("name"):
         raise OpsError(f"{path}: a pipeline spec needs metadata.name")

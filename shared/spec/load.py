@@ -1,6 +1,7 @@
 """Load a pipeline spec: parse (JSON or YAML), expand `${VAR}`, validate, normalize.
 
-Imports: stdlib + msgspec + pyyaml. Every problem is collected and raised at
+Decoding (bounded, see shared.spec.decode) is re-exported from here.
+Imports: stdlib + msgspec + shared.spec. Every problem is collected and raised at
 once as `SpecInvalid` (a list of (path, message)); a document that is not even
 JSON/YAML raises `SpecMalformed`.
 """
@@ -14,56 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import yaml
 
+from shared.spec.decode import SpecInvalid, SpecMalformed, parse
 from shared.spec.model import PipelineSpec
-from shared.spec.validate import Error, convert, semantic_errors, structural_errors
+from shared.spec.validate import Error, convert, kind_of, semantic_errors, structural_errors
 
 _ENV = re.compile(r"\$\$\{|\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}")
 
 ProcessorCheck = Callable[[str], "str | None"]
 
 
-class SpecMalformed(ValueError):
-    """The body is not JSON/YAML, or not an object."""
-
-
-class SpecInvalid(ValueError):
-    def __init__(self, errors: list[Error]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{p}: {m}" for p, m in errors))
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-# YAML 1.1 would turn `on`/`off`/`yes`/`no` into booleans and `0755` into octal:
-# keep the JSON-like YAML 1.2 core resolvers only for booleans.
-_Loader.yaml_implicit_resolvers = {
-    k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def parse(data: bytes | str, *, yaml_ok: bool = True) -> Any:
-    """JSON first (it is a YAML subset, but msgspec is stricter and faster), then YAML."""
-    text = data.decode("utf-8", errors="strict") if isinstance(data, bytes) else data
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError as exc:
-        if not yaml_ok:
-            raise SpecMalformed(f"malformed JSON: {exc}") from None
-    try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise SpecMalformed(f"malformed YAML: {exc}".replace("\n", " ")) from None
-
-
 def expand_env(doc: Any, env: Mapping[str, str], path: str = "", errs: list[Error] | None = None) -> Any:
-    """`${VAR}`, `${VAR:-default}` from env; `$${` is a literal `${`; others stay."""
+    """`${VAR}`, `${VAR:-default}` from env; `$${` is a literal `${`; others stay.
+    Recursive, but only over documents `check_tree` let through (at most MAX_DEPTH deep)."""
     if errs is None:
         errs = []
     if isinstance(doc, dict):
@@ -90,15 +54,18 @@ def expand_env(doc: Any, env: Mapping[str, str], path: str = "", errs: list[Erro
 def validate_document(
     doc: Any, *, env: Mapping[str, str] | None = None, check_processor: ProcessorCheck | None = None
 ) -> PipelineSpec:
-    """Validate a parsed document; raise SpecInvalid with every error."""
+    """Validate a document `parse` gave (or one merged from such): raise SpecInvalid with every error."""
     if not isinstance(doc, dict):
-        raise SpecInvalid([("$", f"a pipeline spec must be an object, got {type(doc).__name__}")])
+        raise SpecInvalid([("$", f"a pipeline spec must be an object, got {kind_of(doc)}")])
     errs: list[Error] = []
     doc = expand_env(doc, os.environ if env is None else env, "", errs)
     errs.extend(structural_errors(doc))
     if errs:
         raise SpecInvalid(errs)
-    spec = convert(doc)
+    try:
+        spec = convert(doc)
+    except msgspec.ValidationError as exc:  # a rule the structural walker does not know: same error shape
+        raise SpecInvalid([validation_error(exc)]) from None
     errs.extend(semantic_errors(spec))
     if check_processor is not None:
         for i, p in enumerate(spec.spec.processors):
@@ -108,6 +75,12 @@ def validate_document(
     if errs:
         raise SpecInvalid(errs)
     return spec
+
+
+def validation_error(exc: msgspec.ValidationError) -> Error:
+    """msgspec's `Expected ... - at `$.spec.x`` as (path, message): the one conversion (API and CLI)."""
+    msg, _, where = str(exc).partition(" - at `")
+    return where.rstrip("`").removeprefix("$.").removeprefix("$") or "$", msg
 
 
 def load_bytes(data: bytes | str, **kw: Any) -> PipelineSpec:
@@ -127,6 +100,26 @@ def encode_spec(spec: PipelineSpec) -> bytes:
 def decode_spec(data: bytes) -> PipelineSpec:
     """Trusted decode of a stored/normalized spec (already validated)."""
     return msgspec.json.decode(data, type=PipelineSpec)
+
+
+MAX_FILE = 10 * 1024 * 1024  # the API's body limit, for spec files too
+
+
+def load_file(path: Path, *, check_processor: ProcessorCheck | None = None) -> tuple[PipelineSpec | None, list[str]]:
+    """One spec file for `tidegate validate`, `serve --config` and SIGHUP alike:
+    the spec, or every problem as `<file>: <path>: <message>` lines."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE + 1)
+        if len(data) > MAX_FILE:
+            raise SpecMalformed(f"larger than {MAX_FILE} bytes")
+        return validate_document(parse(data), check_processor=check_processor), []
+    except OSError as exc:
+        return None, [f"{path}: {exc.strerror or exc}"]
+    except SpecMalformed as exc:
+        return None, [f"{path}: {exc}"]
+    except SpecInvalid as exc:
+        return None, [f"{path}: {p}: {m}" for p, m in exc.errors]
 
 
 def spec_files(paths: Iterable[str]) -> list[Path]:

@@ -1,7 +1,8 @@
 """Secret redaction for API responses and log lines (CONTRACT section 2).
 
 Secrets: passwords in DSNs/URLs, fields named password/token/secret or
-`*_key` at any depth, and Authorization header values. Imports: stdlib only.
+`*_key` at any depth (except `routing_key`, which routes and hides nothing),
+and Authorization header values. Imports: stdlib only.
 """
 
 from __future__ import annotations
@@ -10,13 +11,19 @@ import re
 from typing import Any
 
 MASK = "***"
+MAX_DEPTH = 100  # deeper than any spec may be (shared.spec.decode): below it, everything is masked
+NOT_SECRET = frozenset({"routing_key"})
+_SEP = re.compile(r"[._-]")
 _URL_PW = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@")
 _KV_PW = re.compile(r"(?i)\b(password|passwd|pwd)=([^\s&;]+)")
 
 
 def is_secret_key(key: str) -> bool:
     k = key.lower()
-    return k in ("password", "passwd", "token", "secret", "authorization") or k.endswith("_key")
+    if k in NOT_SECRET:
+        return False
+    last = _SEP.split(k)[-1]  # client_conf's `sasl.password`, `ssl.key.password` too
+    return last in ("password", "passwd", "token", "secret", "authorization") or k.endswith("_key")
 
 
 def redact_text(text: str) -> str:
@@ -27,17 +34,20 @@ def redact_text(text: str) -> str:
     return text
 
 
-def redact(value: Any) -> Any:
+def redact(value: Any, depth: int = 0) -> Any:
+    """A copy with secrets masked; recursion is bounded (a log line may carry any value)."""
+    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
+        return MASK
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             if isinstance(k, str) and is_secret_key(k) and v is not None and not isinstance(v, (dict, list)):
                 out[k] = MASK
             else:
-                out[k] = redact(v)
+                out[k] = redact(v, depth + 1)
         return out
     if isinstance(value, list):
-        return [redact(v) for v in value]
+        return [redact(v, depth + 1) for v in value]
     if isinstance(value, str):
         return redact_text(value)
     return value

@@ -24,7 +24,7 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -55,7 +55,7 @@ def _bounds(t: Any, value: Any, path: str, errs: list[Error]) -> None:
 
 def _check_struct(value: Any, t: mi.StructType, path: str, errs: list[Error]) -> None:
     if not isinstance(value, dict):
-        errs.append((path or "$", f"expected an object, got {_kind(value)}"))
+        errs.append((path or "$", f"expected an object, got {kind_of(value)}"))
         return
     names = {f.encode_name: f for f in t.fields}
     for key in value:
@@ -78,7 +78,7 @@ def _check_union(value: Any, t: mi.UnionType, path: str, errs: list[Error]) -> N
     structs = [u for u in t.types if isinstance(u, mi.StructType) and u.tag_field]
     if structs:
         if not isinstance(value, dict):
-            errs.append((path, f"expected an object, got {_kind(value)}"))
+            errs.append((path, f"expected an object, got {kind_of(value)}"))
             return
         tag_field = structs[0].tag_field
         tags = {u.tag: u for u in structs}
@@ -105,7 +105,7 @@ def _check_union(value: Any, t: mi.UnionType, path: str, errs: list[Error]) -> N
         check(value, u, path, sub)
         if not sub:
             return
-    errs.append((path, f"unexpected {_kind(value)}"))
+    errs.append((path, f"unexpected {kind_of(value)}"))
 
 
 def check(value: Any, t: Any, path: str, errs: list[Error]) -> None:  # noqa: C901 - one flat dispatch
@@ -115,20 +115,20 @@ def check(value: Any, t: Any, path: str, errs: list[Error]) -> None:  # noqa: C9
         _check_union(value, t, path, errs)
     elif isinstance(t, mi.BoolType):
         if not isinstance(value, bool):
-            errs.append((path, f"expected a boolean, got {_kind(value)}"))
+            errs.append((path, f"expected a boolean, got {kind_of(value)}"))
     elif isinstance(t, mi.IntType):
         if not isinstance(value, int) or isinstance(value, bool):
-            errs.append((path, f"expected an integer, got {_kind(value)}"))
+            errs.append((path, f"expected an integer, got {kind_of(value)}"))
         else:
             _bounds(t, value, path, errs)
     elif isinstance(t, mi.FloatType):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            errs.append((path, f"expected a number, got {_kind(value)}"))
+            errs.append((path, f"expected a number, got {kind_of(value)}"))
         else:
             _bounds(t, value, path, errs)
     elif isinstance(t, mi.StrType):
         if not isinstance(value, str):
-            errs.append((path, f"expected a string, got {_kind(value)}"))
+            errs.append((path, f"expected a string, got {kind_of(value)}"))
             return
         if t.min_length and len(value) < t.min_length:
             errs.append(
@@ -136,14 +136,14 @@ def check(value: Any, t: Any, path: str, errs: list[Error]) -> None:  # noqa: C9
             )
         if t.max_length is not None and len(value) > t.max_length:
             errs.append((path, f"must be at most {t.max_length} characters"))
-        if t.pattern and value and not re.search(t.pattern, value):
+        if t.pattern and (value or not t.min_length) and not re.search(t.pattern, value):
             errs.append((path, f"must match {t.pattern}"))
     elif isinstance(t, mi.LiteralType):
         if value not in t.values:
             errs.append((path, f"must be one of: {', '.join(map(str, sorted(t.values, key=str)))}"))
     elif isinstance(t, mi.ListType):
         if not isinstance(value, list):
-            errs.append((path, f"expected an array, got {_kind(value)}"))
+            errs.append((path, f"expected an array, got {kind_of(value)}"))
             return
         if t.min_length and len(value) < t.min_length:
             errs.append((path, f"must have at least {t.min_length} item{'s' if t.min_length > 1 else ''}"))
@@ -151,7 +151,7 @@ def check(value: Any, t: Any, path: str, errs: list[Error]) -> None:  # noqa: C9
             check(item, t.item_type, f"{path}[{i}]", errs)
     elif isinstance(t, mi.DictType):
         if not isinstance(value, dict):
-            errs.append((path, f"expected an object, got {_kind(value)}"))
+            errs.append((path, f"expected an object, got {kind_of(value)}"))
             return
         for k, v in value.items():
             if not isinstance(k, str):
@@ -159,7 +159,7 @@ def check(value: Any, t: Any, path: str, errs: list[Error]) -> None:  # noqa: C9
             check(v, t.value_type, _join(path, str(k)), errs)
     elif isinstance(t, mi.NoneType):
         if value is not None:
-            errs.append((path, f"expected null, got {_kind(value)}"))
+            errs.append((path, f"expected null, got {kind_of(value)}"))
     # AnyType and others: anything goes
 
 

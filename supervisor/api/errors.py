@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
 
-from shared.spec.load import SpecInvalid, SpecMalformed
+from shared.spec.load import SpecInvalid, SpecMalformed, validation_error
 from shared.store import StoreUnavailable
 from supervisor.manager import Conflict, NotFound
 
@@ -72,9 +72,7 @@ def from_exception(exc: BaseException) -> ApiError:
     if isinstance(exc, StoreUnavailable):  # the shared state store is down: retry later
         return ApiError("internal", str(exc), status=503)
     if isinstance(exc, msgspec.ValidationError):  # a document the spec walker let through: still the client's
-        msg, _, where = str(exc).partition(" - at `")
-        path = where.rstrip("`").removeprefix("$.") or "$"
-        return ApiError("invalid_spec", f"the spec has 1 error: {path}: {msg}", [{"path": path, "message": msg}])
+        exc = SpecInvalid([validation_error(exc)])
     if isinstance(exc, SpecInvalid):
         details = [{"path": p, "message": m} for p, m in exc.errors]
         n = len(details)

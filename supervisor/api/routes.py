@@ -9,12 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from shared.spec.load import SpecMalformed, parse, to_document
 from shared.spec.redact import redact
+from shared.spec.validate import kind_of
 from supervisor.api.errors import ApiError
 from supervisor.managed import Managed
 from supervisor.manager import PipelineManager
@@ -65,14 +67,12 @@ async def read_body(request: Request, *, patch: bool = False) -> Any:
     raw = b"".join(chunks)
     if not raw.strip():
         raise ApiError("bad_request", "empty request body; send the pipeline spec as JSON or YAML")
-    try:
-        doc = parse(raw, yaml_ok=ctype in YAML_TYPES or ctype == "")
-    except UnicodeDecodeError:
-        raise ApiError("bad_request", "request body is not UTF-8") from None
+    try:  # bounded work (shared.spec.decode), in a thread so the loop and /healthz keep answering
+        doc = await run_in_threadpool(parse, raw, yaml_ok=ctype in YAML_TYPES or ctype == "")
     except SpecMalformed as exc:
-        raise ApiError("bad_request", str(exc)) from None
+        raise ApiError("bad_request", f"request body {exc}" if str(exc).startswith("not UTF-8") else str(exc)) from None
     if not isinstance(doc, dict):
-        kind = "an array" if isinstance(doc, list) else type(doc).__name__
+        kind = kind_of(doc)
         raise ApiError(
             "invalid_spec",
             f"request body must be a JSON object, got {kind}",

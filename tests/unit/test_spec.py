@@ -143,3 +143,26 @@ spec:
     assert errs["spec.source.type"].startswith("unknown type")
     assert errs["spec.sinks[0].type"].startswith("unknown type")
     assert errs["spec.processors[0].type"] == "must be 'javascript'"
+
+
+def test_merge_patch_keeps_masked_secrets_inside_arrays_and_urls() -> None:
+    stored = {
+        "sinks": [
+            {"type": "http", "config": {"id": "a", "url": "http://u:pw@h/x", "headers": {"Authorization": "B t"}}},
+            {"type": "rabbitmq", "config": {"id": "b", "url": "amqp://g:secret@h/", "routing_key": "r.k"}},
+        ]
+    }
+    shown = redact(stored)
+    assert shown["sinks"][1]["config"]["routing_key"] == "r.k"
+    edited = {"sinks": [shown["sinks"][1], shown["sinks"][0], {"type": "file", "config": {"id": "c", "path": "***"}}]}
+    merged = merge_patch(stored, edited)
+    assert merged["sinks"][0] == stored["sinks"][1] and merged["sinks"][1] == stored["sinks"][0]
+    assert merged["sinks"][2]["config"]["path"] == "***"  # nothing stored to keep: taken as written
+    assert merge_patch({"url": "http://u:pw@h"}, {"url": "http://u:new@h"}) == {"url": "http://u:new@h"}
+
+
+def test_redaction_depth_is_bounded() -> None:
+    deep: object = "x"
+    for _ in range(10_000):
+        deep = [deep]
+    assert redact({"a": deep})["a"] is not None  # no RecursionError
