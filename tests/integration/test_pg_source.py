@@ -22,8 +22,8 @@ from shared.errors import SourceError
 from shared.spec.model import PostgresSourceConfig
 from tests.support import require_service, wait_until
 from worker.sources.base import Chunk, SourceContext
-from worker.sources.pg_position import lsn_to_int, position_key
-from worker.sources.postgres import PostgresSource
+from worker.sources.postgres.position import lsn_to_int, position_key
+from worker.sources.postgres.source import PostgresSource
 
 ADMIN_DSN = os.environ.get("TIDEGATE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB = "tg_pg_test"

@@ -20,8 +20,8 @@ from shared.spec.model import PostgresSourceConfig
 from tests.integration.test_pg_source import DSN, PG, drain, pg, quiet  # noqa: F401 - pg is a fixture
 from tests.support import free_port, require_service, wait_until
 from worker.sources.base import SourceContext
-from worker.sources.pg_position import parse, position_key
-from worker.sources.postgres import PostgresSource
+from worker.sources.postgres.position import parse, position_key
+from worker.sources.postgres.source import PostgresSource
 
 
 def replay(events: list[dict[str, Any]], key: str = "id", strict: bool = False) -> dict[Any, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The postgres source's dedicated thread: snapshot, then pgoutput streaming, with reconnects.
 
-Imports: stdlib + psycopg2 + shared.errors + worker.sources.pg_*. All blocking
+Imports: stdlib + psycopg2 + shared.errors + worker.sources.postgres.*. All blocking
 PostgreSQL I/O of a running source happens here, never on the event loop.
 
 - Hand-off: ``Buffer`` (bounded). When it is full the thread stops reading the
@@ -9,7 +9,7 @@ PostgreSQL I/O of a running source happens here, never on the event loop.
   ``PARK_AFTER_S`` of a full buffer it closes the replication connection (so a
   paused pipeline never holds up a server shutdown) and reconnects after the last
   event handed out once the buffer has drained.
-- Flush feedback (through ``pg_wire``, not psycopg2's feedback: see there why):
+- Flush feedback (through ``wire``, not psycopg2's feedback: see there why):
   only ``Buffer.flush_target`` (set by ``commit()``, i.e. the pipeline's durable
   committed position) is ever confirmed; routine status updates and keepalive
   replies report WAL received with an invalid flush. Idle advance: when
@@ -43,13 +43,13 @@ import psycopg2.errors
 
 from shared.errors import SourceError
 from worker.backoff import backoff
-from worker.sources.pg_buffer import Buffer
-from worker.sources.pg_decode import Decoder
-from worker.sources.pg_position import SnapshotPos, StreamPos, lsn_str
-from worker.sources.pg_setup import HEARTBEAT_PREFIX, TableInfo, classify, connect_repl, connect_sql, create_slot
-from worker.sources.pg_snapshot import raw_text, read_table
-from worker.sources.pg_types import Types
-from worker.sources.pg_wire import CopyBoth, parse_keepalive
+from worker.sources.postgres.buffer import Buffer
+from worker.sources.postgres.decode import Decoder
+from worker.sources.postgres.position import SnapshotPos, StreamPos, lsn_str
+from worker.sources.postgres.setup import HEARTBEAT_PREFIX, TableInfo, classify, connect_repl, connect_sql, create_slot
+from worker.sources.postgres.snapshot import raw_text, read_table
+from worker.sources.postgres.values import Types
+from worker.sources.postgres.wire import CopyBoth, parse_keepalive
 
 PARK_AFTER_S = 30.0  # a full buffer for this long closes the replication connection (see _stream)
 _XLOG = struct.Struct(">QQ").unpack_from

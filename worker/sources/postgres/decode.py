@@ -1,8 +1,8 @@
 """pgoutput (protocol version 1) decoder: replication messages -> tidegate events.
 
-Imports: stdlib + worker.sources.pg_position/pg_types. Pure: no I/O, so it is
+Imports: stdlib + worker.sources.postgres.position/values. Pure: no I/O, so it is
 unit-tested on hand-built messages. Fed one XLogData payload at a time by the
-stream thread (``pg_stream``); publishes events in pieces through a callback.
+stream thread (``stream``); publishes events in pieces through a callback.
 
 Handles Relation, Begin, Commit, Insert, Update, Delete, Truncate, Message,
 Type and Origin. Choices:
@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker.sources.pg_position import Runs, StreamPos, epoch_of, format_runs, lsn_str, max_epoch
-from worker.sources.pg_types import Types
+from worker.sources.postgres.position import Runs, StreamPos, epoch_of, format_runs, lsn_str, max_epoch
+from worker.sources.postgres.values import Types
 
 PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 in unix ms
 _BEGIN = struct.Struct(">QqI").unpack_from

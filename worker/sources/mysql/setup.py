@@ -1,6 +1,6 @@
 """Server facts for the mysql source: DSN, server checks, privileges, table metadata, binlog points.
 
-Imports: stdlib, pymysql, shared.errors and the sibling my_* modules. Every function here blocks
+Imports: stdlib, pymysql, shared.errors and the sibling modules of worker.sources.mysql. Every function here blocks
 (pymysql): call them on a thread. Errors are SourceError whose message names the server, the cause and
 the fix; `retryable` is True only for connection trouble (the server restarting, a dropped link).
 """
@@ -17,8 +17,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 
 from shared.errors import SourceError
-from worker.sources.my_position import BinlogPoint
-from worker.sources.my_values import Column, make_converter
+from worker.sources.mysql.position import BinlogPoint
+from worker.sources.mysql.values import Column, make_converter
 
 INT_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 CONNECTION_ERRORS = {2002, 2003, 2005, 2006, 2013, 2055, 1053, 1927}  # 1053/1927: server shutdown/killed

@@ -1,15 +1,15 @@
 """The `mysql` source: MySQL 8 / MariaDB 10.11+ binlog (row format) with an optional initial snapshot.
 
-Imports: stdlib, shared, worker.sources.base and the my_* modules (pymysql, mysql-replication).
+Imports: stdlib, shared, worker.sources.base and the sibling modules (pymysql, mysql-replication).
 
 Shape: `open()` checks the server and the tables (on a thread) and starts one reader thread, named
-`mysql-source-<pipeline>`, that runs the snapshot (my_snapshot) and then the binlog stream
-(my_stream); chunks reach the loop through a bounded Feed (my_feed), so back-pressure stops the binlog
-read. Positions and their order: my_position. Values: my_values.
+`mysql-source-<pipeline>`, that runs the snapshot (snapshot) and then the binlog stream
+(stream); chunks reach the loop through a bounded Feed (feed), so back-pressure stops the binlog
+read. Positions and their order: position. Values: values.
 
 Reconnects are internal: when the server restarts or the link drops, the reader backs off (0.5 s
 doubling to 10 s) and resumes after the last event it handed over (in a snapshot: at the interrupted
-table, see my_position), so read() just returns None meanwhile; `stats()` shows `connected: false` and
+table, see position), so read() just returns None meanwhile; `stats()` shows `connected: false` and
 the error, and the log has `mysql_reconnect`. Errors that a retry cannot fix (binlog purged, missing
 privilege, table gone) are raised from read() as SourceError(retryable=False).
 
@@ -27,8 +27,8 @@ import pymysql
 
 from shared.errors import SourceError
 from worker.sources.base import Chunk, Source, SourceContext
-from worker.sources.my_feed import Feed, Stopped
-from worker.sources.my_position import (
+from worker.sources.mysql.feed import Feed, Stopped
+from worker.sources.mysql.position import (
     CONTINUE,
     PLAIN,
     REREAD,
@@ -38,7 +38,7 @@ from worker.sources.my_position import (
     key,
     parse,
 )
-from worker.sources.my_schema import (
+from worker.sources.mysql.setup import (
     Dsn,
     ServerInfo,
     TableInfo,
@@ -54,8 +54,8 @@ from worker.sources.my_schema import (
     require_binlog,
     split_names,
 )
-from worker.sources.my_snapshot import Snapshot
-from worker.sources.my_stream import BinlogStream
+from worker.sources.mysql.snapshot import Snapshot
+from worker.sources.mysql.stream import BinlogStream
 
 READ_WAIT_S = 0.1
 BACKOFF_S = (0.5, 10.0)

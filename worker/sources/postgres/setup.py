@@ -1,6 +1,6 @@
 """PostgreSQL-side set-up for the postgres source: connections, checks, tables, publication, slots.
 
-Imports: stdlib + psycopg2 + shared.errors + worker.sources.pg_wire. Blocking calls only: run them on a
+Imports: stdlib + psycopg2 + shared.errors + worker.sources.postgres.wire. Blocking calls only: run them on a
 thread, never on the event loop. Every error names the cause and the fix.
 """
 
@@ -16,9 +16,9 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from shared.errors import SourceError
-from worker.sources.pg_wire import WireError
+from worker.sources.postgres.wire import WireError
 
-# Text output forms the converters of pg_types expect (snapshot and walsender sessions alike).
+# Text output forms the converters of values.py expect (snapshot and walsender sessions alike).
 SESSION_OPTIONS = (
     "-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex"
 )
@@ -283,7 +283,7 @@ def drop_slot(cur: Any, slot: str, wait_s: float = 10.0) -> bool:
 
 def create_slot(repl_conn: Any, slot: str, *, temporary: bool, export: bool) -> tuple[int, str | None]:
     """CREATE_REPLICATION_SLOT; returns (consistent point as int, exported snapshot name or None)."""
-    from worker.sources.pg_position import lsn_to_int
+    from worker.sources.postgres.position import lsn_to_int
 
     cur = repl_conn.cursor()
     kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"

@@ -2,7 +2,7 @@
 
 mysql-replication decodes rows in pure Python through many small reads and builds Decimal/datetime
 objects that the source then turns into strings; it is the source's bottleneck. This module decodes
-the rows event body in one pass from bytes (struct.unpack_from), producing the values of my_values
+the rows event body in one pass from bytes (struct.unpack_from), producing the values of values.py
 directly. It covers the column types of MariaDB and MySQL rows (integers, FLOAT/DOUBLE, DECIMAL,
 CHAR/VARCHAR/TEXT/BLOB/BINARY, DATE, DATETIME, TIMESTAMP, TIME, YEAR, ENUM, SET, BIT, MariaDB JSON);
 a table with any other column (MySQL's binary JSON, GEOMETRY, pre-5.6 temporal types), or without the
@@ -26,7 +26,7 @@ from typing import Any
 from pymysqlreplication.constants import BINLOG, FIELD_TYPE
 from pymysqlreplication.row_event import RowsEvent
 
-from worker.sources.my_values import time_str
+from worker.sources.mysql.values import time_str
 
 Decoder = Callable[[bytes, int], tuple[Any, int]]
 _EPOCH = dt.datetime(1970, 1, 1)

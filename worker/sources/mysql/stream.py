@@ -1,10 +1,10 @@
 """Binlog streaming for the mysql source: mysql-replication events -> chunks of change events.
 
 Runs on the source's reader thread (mysql-replication blocks). Imports: stdlib, pymysql,
-pymysqlreplication and the sibling my_* modules.
+pymysqlreplication and the sibling modules of worker.sources.mysql.
 
 Transactions: a GTID event (or BEGIN without GTID) opens one at its start position `txpos`; XID (or
-COMMIT, or a DDL statement) closes it. Rows get `<file>:<txpos>:<n>` (see my_position). Chunks end at
+COMMIT, or a DDL statement) closes it. Rows get `<file>:<txpos>:<n>` (see position). Chunks end at
 a transaction end (`tx_end=True`) unless a transaction outgrows `max_chunk` rows, then it is cut with
 `tx_end=False`, holding back at least its last row for the closing chunk. Small transactions are
 grouped while more binlog data is already waiting on the socket (bounded by size and 20 ms).
@@ -36,9 +36,9 @@ from pymysqlreplication.row_event import (
 
 from shared.errors import SourceError
 from worker.sources.base import Chunk
-from worker.sources.my_decode import FAST_EVENT_TYPES, TableDecoder, compile_table
-from worker.sources.my_feed import Feed, Stopped
-from worker.sources.my_position import (
+from worker.sources.mysql.decode import FAST_EVENT_TYPES, TableDecoder, compile_table
+from worker.sources.mysql.feed import Feed, Stopped
+from worker.sources.mysql.position import (
     BinlogPoint,
     BinlogPos,
     Entries,
@@ -48,7 +48,7 @@ from worker.sources.my_position import (
     format_entries,
     has_row_filters,
 )
-from worker.sources.my_schema import Dsn, ServerInfo, TableInfo, gtid_at, load_tables
+from worker.sources.mysql.setup import Dsn, ServerInfo, TableInfo, gtid_at, load_tables
 
 ONLY_EVENTS = [
     MariadbGtidEvent,
@@ -306,7 +306,7 @@ class BinlogStream:
         return out
 
     def _pairs(self, ev: Any, t: TableInfo, cls: Any) -> list[tuple[Any, Any]]:
-        """(before, after) images of the event's rows, values JSON-ready (my_decode, or
+        """(before, after) images of the event's rows, values JSON-ready (decode.py, or
         mysql-replication + the table's converter)."""
         if self.fast and ev.event_type in FAST_EVENT_TYPES:
             k = (ev.table_id, ev.schema, ev.table, len(ev.columns))

@@ -1,6 +1,6 @@
 """Initial snapshot of one table: keyset-paginated reads inside the caller's snapshot transaction.
 
-Imports: stdlib + psycopg2 + worker.sources.pg_position/pg_setup/pg_types. Blocking; runs on the
+Imports: stdlib + psycopg2 + worker.sources.postgres.position/setup/values. Blocking; runs on the
 stream thread. The caller opened a REPEATABLE READ transaction with SET TRANSACTION SNAPSHOT
 (the slot's exported snapshot), so every chunk sees the same consistent state.
 
@@ -21,9 +21,9 @@ from typing import Any
 import psycopg2.extensions
 from psycopg2 import sql
 
-from worker.sources.pg_position import Runs, format_runs
-from worker.sources.pg_setup import TableInfo
-from worker.sources.pg_types import Types
+from worker.sources.postgres.position import Runs, format_runs
+from worker.sources.postgres.setup import TableInfo
+from worker.sources.postgres.values import Types
 
 
 def raw_text(conn: Any, oids: list[int]) -> None:

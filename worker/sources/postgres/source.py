@@ -1,11 +1,11 @@
 """PostgreSQL logical replication source (pgoutput), with an initial snapshot.
 
-Imports: stdlib + psycopg2 + shared + worker.sources.base/pg_*. The async face of
+Imports: stdlib + psycopg2 + shared + worker.sources.base + the sibling modules of this package. The async face of
 the source: ``open`` runs the checks and slot set-up on a worker thread, then
-starts ``pg_stream.StreamThread`` which owns every blocking PostgreSQL call; the
+starts ``stream.StreamThread`` which owns every blocking PostgreSQL call; the
 loop only takes chunks from a bounded buffer and passes commits back.
 
-Behaviour (see pg_position, pg_stream, pg_decode, pg_types for details):
+Behaviour (see position, stream, decode, values for details):
 - Slot and publication default to ``tidegate_<pipeline name, - as _>``; the
   publication is created when missing (FOR TABLE the listed tables, else FOR ALL
   TABLES) and marked as ours with a comment, so ``drop()`` removes only what it
@@ -16,7 +16,7 @@ Behaviour (see pg_position, pg_stream, pg_decode, pg_types for details):
   slot when missing and streams from it (an existing slot is reused, so changes
   since it was created are not lost).
 - open(snapshot position): resumes the snapshot at table granularity (see
-  pg_stream). open(stream position): the slot must still exist.
+  stream). open(stream position): the slot must still exist.
 - ``commit(position)`` is the only source of flush feedback: the commit LSN of the
   committed event (so a transaction committed only in part is sent again and its
   delivered prefix skipped by index).
@@ -30,11 +30,11 @@ from typing import Any
 
 import psycopg2
 
-from worker.sources import pg_position
 from worker.sources.base import Chunk, Source, SourceContext
-from worker.sources.pg_buffer import Buffer
-from worker.sources.pg_position import SnapshotPos, StreamPos
-from worker.sources.pg_setup import (
+from worker.sources.postgres import position as pg_position
+from worker.sources.postgres.buffer import Buffer
+from worker.sources.postgres.position import SnapshotPos, StreamPos
+from worker.sources.postgres.setup import (
     check_server,
     check_slot,
     connect_repl,
@@ -47,8 +47,8 @@ from worker.sources.pg_setup import (
     slot_info,
     wait_slot_free,
 )
-from worker.sources.pg_stream import StreamParams, StreamThread
-from worker.sources.pg_types import TYPES_SQL, Types
+from worker.sources.postgres.stream import StreamParams, StreamThread
+from worker.sources.postgres.values import TYPES_SQL, Types
 
 MAX_CHUNK = 5000  # events per Chunk handed to the batcher
 BUFFER_EVENTS = 20000  # bounded hand-off; the thread stops reading the socket beyond it

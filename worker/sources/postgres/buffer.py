@@ -1,6 +1,6 @@
 """Bounded hand-off between the postgres source's stream thread and the event loop.
 
-Imports: stdlib + shared.errors + worker.sources.pg_position. The thread ``put``s pieces of
+Imports: stdlib + shared.errors + worker.sources.postgres.position. The thread ``put``s pieces of
 events (with the position of their last event); ``read()`` on the loop ``take``s them. The
 buffer also carries what the loop tells the thread: the committed position (``committed_key``)
 and the flush LSN to confirm (``flush_target``), plus a wake-up pipe for the thread.
@@ -14,7 +14,7 @@ from collections import deque
 from typing import Any
 
 from shared.errors import SourceError
-from worker.sources.pg_position import SnapshotPos, StreamPos
+from worker.sources.postgres.position import SnapshotPos, StreamPos
 
 
 class Buffer:
