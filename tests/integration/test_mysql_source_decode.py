@@ -12,8 +12,7 @@ import pytest
 import structlog
 
 from tests.integration.test_mysql_source_helpers import connect, scratch_db, sql
-from worker.sources.base import Chunk
-from worker.sources.mysql.feed import Stopped
+from worker.sources.handoff import Stopped
 from worker.sources.mysql.position import BinlogPos
 from worker.sources.mysql.setup import check_server, load_tables, parse_dsn
 from worker.sources.mysql.snapshot import Snapshot
@@ -59,10 +58,10 @@ def db() -> Iterator[str]:
 
 class Collect:
     def __init__(self, n: int) -> None:
-        self.n, self.events, self.stop = n, [], threading.Event()
+        self.n, self.events, self.stopping = n, [], threading.Event()
 
-    def put(self, chunk: Chunk) -> None:
-        self.events += chunk.events
+    def send(self, events: list[dict[str, Any]], tx_end: bool) -> None:
+        self.events += events
         if len(self.events) >= self.n:
             raise Stopped()
 

@@ -269,7 +269,7 @@ def test_snapshot_initial_yields_each_row_once_then_streams_without_gap_or_doubl
 
     async def main() -> None:
         src = pg.source([t, nopk], snapshot="initial", snapshot_chunk=400)
-        src._buf.limit = 300  # the thread pauses after each chunk: changes land mid-snapshot
+        src._handoff.limit = 300  # the thread pauses after each chunk: changes land mid-snapshot
         await src.open(None)
         first = await drain(src, 400)
         pg.sql(f"UPDATE {t} SET v = 1 WHERE id <= 10 OR id > 2490")

@@ -19,8 +19,7 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from worker.sources.base import Chunk
-from worker.sources.mysql.feed import Feed
+from worker.sources.handoff import Handoff
 from worker.sources.mysql.position import (
     PLAIN,
     SNAPSHOT,
@@ -69,7 +68,7 @@ class Snapshot:
         server: ServerInfo,
         tables: list[TableInfo],
         chunk: int,
-        feed: Feed,
+        feed: Handoff,
         progress: dict[str, Any],
         log: Any,
     ) -> None:
@@ -176,7 +175,7 @@ class Snapshot:
                 if last:
                     src = events[-1]["source"]
                     src["position"] = src["position"].replace("@", ":end@", 1)
-                self.feed.put(Chunk(events, tx_end=True))
+                self.feed.send(events, True)
                 self.progress["rows_done"] += len(events)
                 self._log_progress()
 

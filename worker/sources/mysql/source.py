@@ -4,8 +4,8 @@ Imports: stdlib, shared, worker.sources.base and the sibling modules (pymysql, m
 
 Shape: `open()` checks the server and the tables (on a thread) and starts one reader thread, named
 `mysql-source-<pipeline>`, that runs the snapshot (snapshot) and then the binlog stream
-(stream); chunks reach the loop through a bounded Feed (feed), so back-pressure stops the binlog
-read. Positions and their order: position. Values: values.
+(stream); chunks reach the loop through the bounded hand-off (worker.sources.handoff), so
+back-pressure stops the binlog read. Positions and their order: position. Values: values.
 
 Reconnects are internal: when the server restarts or the link drops, the reader backs off (0.5 s
 doubling to 10 s) and resumes after the last event it handed over (in a snapshot: at the interrupted
@@ -27,7 +27,7 @@ import pymysql
 
 from shared.errors import SourceError
 from worker.sources.base import Chunk, Source, SourceContext
-from worker.sources.mysql.feed import Feed, Stopped
+from worker.sources.handoff import Handoff, Stopped
 from worker.sources.mysql.position import (
     CONTINUE,
     PLAIN,
@@ -58,6 +58,7 @@ from worker.sources.mysql.snapshot import Snapshot
 from worker.sources.mysql.stream import BinlogStream
 
 READ_WAIT_S = 0.1
+HANDOFF_CHUNKS = 8  # chunks of max_chunk events waiting for the loop at most (back-pressure)
 BACKOFF_S = (0.5, 10.0)
 
 
@@ -68,7 +69,7 @@ class MysqlSource(Source):
         super().__init__(config, ctx)
         self.log = ctx.log.bind(source="mysql") if hasattr(ctx.log, "bind") else ctx.log
         self.server_id = config.server_id or default_server_id(ctx.pipeline)
-        self._feed: Feed | None = None
+        self._handoff: Handoff | None = None
         self._thread: threading.Thread | None = None
         self._stream: BinlogStream | None = None
         self._progress: dict[str, Any] = {}
@@ -87,7 +88,8 @@ class MysqlSource(Source):
 
     # -- open -------------------------------------------------------------------------------------
     async def open(self, position: str | None) -> None:
-        self._feed = Feed(asyncio.get_running_loop())
+        self._handoff = Handoff(self.max_chunk * HANDOFF_CHUNKS)
+        self._handoff.bind(asyncio.get_running_loop())
         dsn, server, tables, start = await asyncio.to_thread(self._prepare, position)
         self._thread = threading.Thread(
             target=self._run, args=(dsn, server, tables, start), name=f"mysql-source-{self.ctx.pipeline}", daemon=True
@@ -163,13 +165,13 @@ class MysqlSource(Source):
 
     # -- the reader thread ------------------------------------------------------------------------
     def _run(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], start: Any) -> None:
-        feed = self._feed
+        feed = self._handoff
         assert feed is not None
         delay = BACKOFF_S[0]
         resume = start
         try:
             while True:
-                before = feed.events_out
+                before = feed.handed
                 try:
                     self._run_once(dsn, server, tables, resume)
                 except Stopped:
@@ -180,21 +182,21 @@ class MysqlSource(Source):
                         self.log.error("mysql_source_failed", error=err.message)
                         feed.fail(err)
                         return
-                    if feed.events_out > before:
+                    if feed.handed > before:
                         delay = BACKOFF_S[0]
                     self._status.update(connected=False, last_error=err.message)
                     self._status["reconnects"] += 1
                     self.log.warning(
                         "mysql_reconnect", error=err.message, in_s=delay, resume=feed.last_position or str(start)
                     )
-                    feed.wait(delay)
+                    feed.sleep(delay)
                     delay = min(delay * 2, BACKOFF_S[1])
                     resume = parse(feed.last_position) if feed.last_position else start
         except Stopped:
             return
 
     def _run_once(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], resume: Any) -> None:
-        feed = self._feed
+        feed = self._handoff
         assert feed is not None
         if resume is None or isinstance(resume, SnapshotPos):
             mode, after = PLAIN, ()
@@ -219,24 +221,27 @@ class MysqlSource(Source):
 
     # -- loop side --------------------------------------------------------------------------------
     async def read(self) -> Chunk | None:
-        feed = self._feed
+        feed = self._handoff
         if feed is None:
             raise SourceError("mysql source: read() before open()", retryable=False)
-        return await feed.get(READ_WAIT_S)
+        return await feed.get(self.max_chunk, READ_WAIT_S)
 
     async def commit(self, position: str) -> None:
         self._committed = position
 
     async def close(self) -> None:
-        feed, thread = self._feed, self._thread
+        feed, thread = self._handoff, self._thread
         if feed is not None:
-            feed.stop.set()
+            feed.stop()
         if self._stream is not None:
             self._stream.interrupt()
         if thread is not None and thread.is_alive():
             await asyncio.to_thread(thread.join, 10.0)
             if thread.is_alive():
                 self.log.warning("mysql_source_thread_stuck", thread=thread.name)
+                return  # it may still wait on the hand-off's pipe
+        if feed is not None:
+            feed.close()
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"binlog": dict(self._status), "server_id": self.server_id, "committed": self._committed}

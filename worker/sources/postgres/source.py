@@ -3,7 +3,7 @@
 Imports: stdlib + psycopg2 + shared + worker.sources.base + the sibling modules of this package. The async face of
 the source: ``open`` runs the checks and slot set-up on a worker thread, then
 starts ``stream.StreamThread`` which owns every blocking PostgreSQL call; the
-loop only takes chunks from a bounded buffer and passes commits back.
+loop only takes chunks from the bounded hand-off (worker.sources.handoff) and passes commits back.
 
 Behaviour (see position, stream, decode, values for details):
 - Slot and publication default to ``tidegate_<pipeline name, - as _>``; the
@@ -31,8 +31,8 @@ from typing import Any
 import psycopg2
 
 from worker.sources.base import Chunk, Source, SourceContext
+from worker.sources.handoff import Handoff
 from worker.sources.postgres import position as pg_position
-from worker.sources.postgres.buffer import Buffer
 from worker.sources.postgres.position import SnapshotPos, StreamPos
 from worker.sources.postgres.setup import (
     check_server,
@@ -47,11 +47,12 @@ from worker.sources.postgres.setup import (
     slot_info,
     wait_slot_free,
 )
-from worker.sources.postgres.stream import StreamParams, StreamThread
+from worker.sources.postgres.stream import Feedback, StreamParams, StreamThread
 from worker.sources.postgres.values import TYPES_SQL, Types
 
 MAX_CHUNK = 5000  # events per Chunk handed to the batcher
 BUFFER_EVENTS = 20000  # bounded hand-off; the thread stops reading the socket beyond it
+READ_WAIT_S = 0.1  # read() returns None after this long without events
 
 
 def default_name(pipeline: str) -> str:
@@ -64,29 +65,27 @@ class PostgresSource(Source):
         self.slot = config.slot or default_name(ctx.pipeline)
         self.publication = config.publication or default_name(ctx.pipeline)
         self.log = ctx.log.bind(source="postgres", slot=self.slot)
-        self._buf = Buffer(BUFFER_EVENTS)
+        self._handoff = Handoff(BUFFER_EVENTS)
+        self._feedback = Feedback()
         self._thread: StreamThread | None = None
-        self._ready: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-source-setup")
 
     position_key = staticmethod(pg_position.position_key)
 
     # ------------------------------------------------------------------ open
     async def open(self, position: str | None) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._ready = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._handoff.bind(loop)
         try:
             start = pg_position.parse(position) if position is not None else None
         except ValueError as exc:
             raise fail(str(exc)) from None
         if position is not None:  # already durable: counts as committed, and may be confirmed upstream
             key = pg_position.position_key(position)
-            self._buf.committed_key = key
+            self._feedback.committed_key = key
             if key[0] == 1:
-                self._buf.flush_target = key[1]
-        self._buf.notify = lambda: self._loop.call_soon_threadsafe(self._ready.set)  # type: ignore[union-attr]
-        thread = await self._loop.run_in_executor(self._pool, self._prepare, start)
+                self._feedback.flush_target = key[1]
+        thread = await loop.run_in_executor(self._pool, self._prepare, start)
         self._thread = thread
         thread.start()
 
@@ -144,7 +143,8 @@ class PostgresSource(Source):
             filter_ = {t.full for t in tables} if cfg.tables else None
             return StreamThread(
                 params=params,
-                buf=self._buf,
+                handoff=self._handoff,
+                feedback=self._feedback,
                 start=start,
                 exported=exported,
                 tables=tables,
@@ -165,36 +165,17 @@ class PostgresSource(Source):
 
     # ------------------------------------------------------------------ read
     async def read(self) -> Chunk | None:
-        buf = self._buf
-        if buf.error is not None:
-            raise buf.error
-        got = buf.take(MAX_CHUNK)
-        if got is None:
-            assert self._ready is not None
-            self._ready.clear()
-            buf.loop_waiting = True
-            got = buf.take(MAX_CHUNK)
-            if got is None:
-                try:
-                    await asyncio.wait_for(self._ready.wait(), 0.1)
-                except TimeoutError:
-                    pass
-                if buf.error is not None:
-                    raise buf.error
-                got = buf.take(MAX_CHUNK)
-                if got is None:
-                    return None
-        return Chunk(events=got[0], tx_end=got[1])
+        return await self._handoff.get(MAX_CHUNK, READ_WAIT_S)
 
     # ---------------------------------------------------------------- commit
     async def commit(self, position: str) -> None:
         key = pg_position.position_key(position)
-        buf = self._buf
-        if buf.committed_key is None or key > buf.committed_key:
-            buf.committed_key = key
-        if key[0] == 1 and key[1] > buf.flush_target:
-            buf.flush_target = key[1]
-            buf.wake_thread()
+        fb = self._feedback
+        if fb.committed_key is None or key > fb.committed_key:
+            fb.committed_key = key
+        if key[0] == 1 and key[1] > fb.flush_target:
+            fb.flush_target = key[1]
+            self._handoff.wake_thread()
 
     # ----------------------------------------------------------------- close
     async def _stop_thread(self) -> None:
@@ -207,7 +188,7 @@ class PostgresSource(Source):
         await self._stop_thread()
         self._thread = None
         self._pool.shutdown(wait=False)
-        self._buf.close()
+        self._handoff.close()
 
     async def drop(self) -> None:
         """Stop streaming first (the runtime may call drop() before close()), then drop the slot."""
