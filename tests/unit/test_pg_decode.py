@@ -192,7 +192,7 @@ def test_truncate_is_skipped_and_counted_messages_are_ignored() -> None:
 
 
 def test_generated_tuple_decoder_matches_the_loop_and_odd_column_names() -> None:
-    from worker.sources.postgres.decode import decode_tuple, tuple_decoder
+    from worker.sources.postgres.columns import decode_tuple, tuple_decoder
 
     cols = [("we'ird\"name", int), ("x\\y", bytes.decode), ("z", bytes.decode)]
     dec = tuple_decoder(cols)

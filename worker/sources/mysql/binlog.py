@@ -1,8 +1,10 @@
-"""The mysql source's binlog connection: opening mysql-replication's reader, and its socket.
+"""The mysql source's binlog: the server's binlog points, and mysql-replication's reader.
 
-Imports: stdlib + pymysql + pymysqlreplication + worker.sources.mysql.setup. `open_reader` asks the
-server for exactly the events stream.py handles, with a replication heartbeat every HEARTBEAT_S;
-`interrupt` (from another thread) and `data_waiting` look at the reader's socket.
+Imports: stdlib + pymysql + pymysqlreplication + shared.errors + worker.sources.mysql.position/setup.
+`current_point`, `require_binlog` and `gtid_at` ask the server about its binlogs (blocking: call them
+on a thread). `open_reader` asks the server for exactly the events stream.py handles, with a
+replication heartbeat every HEARTBEAT_S; `interrupt` (from another thread) and `data_waiting` look at
+the reader's socket.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
+from shared.errors import SourceError
 from worker.sources.mysql.position import BinlogPoint
 from worker.sources.mysql.setup import Dsn, ServerInfo
 
@@ -113,3 +116,42 @@ def data_waiting(reader: Any) -> bool:
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
         return False
+
+
+def current_point(cur: Any, where: str) -> BinlogPoint:
+    for stmt in ("SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"):
+        try:
+            cur.execute(stmt)
+        except pymysql.err.ProgrammingError:
+            continue
+        row = cur.fetchone()
+        if not row:
+            raise SourceError(f"{where}: the binary log is off: set log_bin and restart the server", retryable=False)
+        return BinlogPoint.of(row[0], int(row[1]))
+    raise SourceError(f"{where}: cannot read the binlog position (SHOW MASTER STATUS)", retryable=False)
+
+
+def binlog_files(cur: Any) -> list[str]:
+    cur.execute("SHOW BINARY LOGS")
+    return [r[0] for r in cur.fetchall()]
+
+
+def require_binlog(cur: Any, where: str, point: BinlogPoint) -> None:
+    files = binlog_files(cur)
+    if point.file not in files:
+        oldest = files[0] if files else "none"
+        raise SourceError(
+            f"{where}: binlog {point.file} needed to resume at {point} is gone (oldest is "
+            f"{oldest}): the checkpoint is lost; DELETE /pipelines/<name>/checkpoints to take "
+            "a new snapshot, and keep binlogs longer (binlog_expire_logs_seconds)",
+            retryable=False,
+        )
+
+
+def gtid_at(cur: Any, flavor: str, point: BinlogPoint) -> str | None:
+    """MariaDB: the GTID position (domain-server-seq per domain) at a binlog point."""
+    if flavor != "mariadb":
+        return None
+    cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (point.file, point.pos))
+    row = cur.fetchone()
+    return (row[0] or "") if row else None

@@ -20,6 +20,7 @@ import pymysql
 import pymysql.cursors
 
 from worker.sources.handoff import Handoff
+from worker.sources.mysql.binlog import current_point, gtid_at
 from worker.sources.mysql.position import (
     PLAIN,
     SNAPSHOT,
@@ -29,14 +30,7 @@ from worker.sources.mysql.position import (
     format_entries,
     format_pk,
 )
-from worker.sources.mysql.setup import (
-    Dsn,
-    ServerInfo,
-    TableInfo,
-    connect,
-    current_point,
-    gtid_at,
-)
+from worker.sources.mysql.setup import Dsn, ServerInfo, TableInfo, connect
 
 PROGRESS_EVERY_S = 2.0
 

@@ -20,6 +20,7 @@ position; there is no server-side state for drop() to remove.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from typing import Any
 
@@ -28,6 +29,7 @@ import pymysql
 from shared.errors import SourceError
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff, Stopped
+from worker.sources.mysql.binlog import current_point, require_binlog
 from worker.sources.mysql.position import (
     CONTINUE,
     PLAIN,
@@ -46,13 +48,9 @@ from worker.sources.mysql.setup import (
     check_privileges,
     check_server,
     connect,
-    current_point,
-    default_server_id,
     error,
     load_tables,
     parse_dsn,
-    require_binlog,
-    split_names,
 )
 from worker.sources.mysql.snapshot import Snapshot
 from worker.sources.mysql.stream import BinlogStream
@@ -60,6 +58,28 @@ from worker.sources.mysql.stream import BinlogStream
 READ_WAIT_S = 0.1
 HANDOFF_CHUNKS = 8  # chunks of max_chunk events waiting for the loop at most (back-pressure)
 BACKOFF_S = (0.5, 10.0)
+
+
+def default_server_id(pipeline: str) -> int:
+    """A stable server_id per pipeline, in [2^30, 2^32): away from the small ids servers use."""
+    h = int.from_bytes(hashlib.blake2b(pipeline.encode(), digest_size=8).digest(), "big")
+    return (1 << 30) + h % ((1 << 32) - (1 << 30) - 1)
+
+
+def split_names(tables: list[str], default_db: str | None, where: str) -> list[tuple[str, str]]:
+    out = []
+    for t in tables:
+        db, dot, name = t.partition(".")
+        if not dot:
+            if not default_db:
+                raise SourceError(
+                    f"{where}: table {t!r} has no database: write it as db.table in "
+                    "spec.source.config.tables or put the database in the dsn",
+                    retryable=False,
+                )
+            db, name = default_db, t
+        out.append((db, name))
+    return out
 
 
 class MysqlSource(Source):
@@ -130,19 +150,7 @@ class MysqlSource(Source):
                         retryable=False,
                     )
                 tables = load_tables(cur, pairs, server.flavor, where)
-                if start is None and self.config.snapshot == "never":
-                    start = BinlogPos(*_point_args(current_point(cur, where)), 0)
-                elif isinstance(start, BinlogPos):
-                    require_binlog(cur, where, start.tx_start)
-                elif isinstance(start, SnapshotPos) and start.table_index >= len(tables):
-                    raise SourceError(
-                        f"{where}: checkpoint {position} names table #{start.table_index} "
-                        f"but {len(tables)} are configured: DELETE the checkpoints to start "
-                        "over",
-                        retryable=False,
-                    )
-                if isinstance(start, SnapshotPos):
-                    require_binlog(cur, where, start.entries[0].point)
+                start = self._start(cur, where, start, position, len(tables))
         except pymysql.MySQLError as exc:
             raise error(where, exc, "open") from exc
         finally:
@@ -162,6 +170,24 @@ class MysqlSource(Source):
                 table=None, rows_done=0, rows_estimated=0, done=not (start is None or isinstance(start, SnapshotPos))
             )
         return dsn, server, tables, start
+
+    def _start(self, cur: Any, where: str, start: Any, position: str | None, n_tables: int) -> Any:
+        """Where the reader starts: `start` checked against the server's binlogs (or, with `snapshot:
+        never` and no checkpoint, the current binlog point)."""
+        if start is None and self.config.snapshot == "never":
+            start = BinlogPos(*_point_args(current_point(cur, where)), 0)
+        elif isinstance(start, BinlogPos):
+            require_binlog(cur, where, start.tx_start)
+        elif isinstance(start, SnapshotPos) and start.table_index >= n_tables:
+            raise SourceError(
+                f"{where}: checkpoint {position} names table #{start.table_index} "
+                f"but {n_tables} are configured: DELETE the checkpoints to start "
+                "over",
+                retryable=False,
+            )
+        if isinstance(start, SnapshotPos):
+            require_binlog(cur, where, start.entries[0].point)
+        return start
 
     # -- the reader thread ------------------------------------------------------------------------
     def _run(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], start: Any) -> None:

@@ -35,6 +35,7 @@ from pymysqlreplication.row_event import (
 from shared.errors import SourceError
 from worker.sources.handoff import Handoff, Stopped
 from worker.sources.mysql import binlog
+from worker.sources.mysql.binlog import gtid_at
 from worker.sources.mysql.decode import RowImages
 from worker.sources.mysql.position import (
     BY_ROW,
@@ -46,7 +47,7 @@ from worker.sources.mysql.position import (
     in_snapshot,
     snapshot_filters,
 )
-from worker.sources.mysql.setup import Dsn, ServerInfo, TableInfo, gtid_at, load_tables
+from worker.sources.mysql.setup import Dsn, ServerInfo, TableInfo, load_tables
 
 GROUP_S = 0.02
 

@@ -26,7 +26,8 @@ from psycopg2 import sql
 
 from worker.sources.handoff import Handoff
 from worker.sources.postgres.position import Runs, SnapshotPos, format_runs, lsn_str
-from worker.sources.postgres.setup import TableInfo, connect_repl, connect_sql, create_slot
+from worker.sources.postgres.setup import TableInfo, connect_repl, connect_sql
+from worker.sources.postgres.slot import create_slot
 from worker.sources.postgres.values import Types
 
 

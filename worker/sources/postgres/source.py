@@ -36,17 +36,13 @@ from worker.sources.postgres import position as pg_position
 from worker.sources.postgres.position import SnapshotPos, StreamPos
 from worker.sources.postgres.setup import (
     check_server,
-    check_slot,
     connect_repl,
     connect_sql,
-    create_slot,
     drop_publication_if_ours,
-    drop_slot,
     ensure_publication,
     fail,
-    slot_info,
-    wait_slot_free,
 )
+from worker.sources.postgres.slot import check_slot, create_slot, drop_slot, slot_info, wait_slot_free
 from worker.sources.postgres.stream import Feedback, StreamParams, StreamThread
 from worker.sources.postgres.values import TYPES_SQL, Types
 
@@ -100,35 +96,7 @@ class PostgresSource(Source):
             cur.execute(TYPES_SQL)
             types = Types(cur.fetchall())
             db = conn.info.dbname
-            info = slot_info(cur, self.slot)
-            if info is not None:
-                check_slot(info, self.slot, db)
-                info = wait_slot_free(cur, self.slot, info)
-            if (start is None and cfg.snapshot == "initial") or (isinstance(start, SnapshotPos) and info is None):
-                if info is not None:
-                    drop_slot(cur, self.slot)
-                    self.log.info("pg_slot_dropped", reason="no checkpoint: a fresh snapshot needs a fresh slot")
-                elif start is not None:
-                    self.log.warning("pg_slot_missing_restarting_snapshot", resume_after=start.format())
-                repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_snapshot")
-                epoch, snap_name = create_slot(repl, self.slot, temporary=False, export=True)
-                exported = (repl, snap_name or "", epoch)
-                start = SnapshotPos(-1, 0, ((0, epoch),), True)
-                self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(epoch), snapshot=True)
-            elif start is None:
-                if info is None:
-                    repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_setup")
-                    try:
-                        point, _ = create_slot(repl, self.slot, temporary=False, export=False)
-                    finally:
-                        repl.close()
-                    self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(point), snapshot=False)
-            elif isinstance(start, StreamPos) and info is None:
-                raise fail(
-                    f"replication slot {self.slot} no longer exists, so changes after {start.format()} "
-                    "cannot be read. Fix: delete the pipeline's checkpoints "
-                    "(DELETE /pipelines/<name>/checkpoints) to start over with a new snapshot"
-                )
+            start, exported = self._slot(cur, start, db)
             params = StreamParams(
                 dsn=cfg.dsn,
                 slot=self.slot,
@@ -162,6 +130,43 @@ class PostgresSource(Source):
             raise
         finally:
             conn.close()
+
+    def _slot(
+        self, cur: Any, start: SnapshotPos | StreamPos | None, db: str
+    ) -> tuple[SnapshotPos | StreamPos | None, tuple[Any, str, int] | None]:
+        """Check, (re)create or keep the slot for `start`: the position to stream from, and the
+        exported snapshot (replication connection, name, consistent point) when a snapshot starts."""
+        cfg, exported = self.config, None
+        info = slot_info(cur, self.slot)
+        if info is not None:
+            check_slot(info, self.slot, db)
+            info = wait_slot_free(cur, self.slot, info)
+        if (start is None and cfg.snapshot == "initial") or (isinstance(start, SnapshotPos) and info is None):
+            if info is not None:
+                drop_slot(cur, self.slot)
+                self.log.info("pg_slot_dropped", reason="no checkpoint: a fresh snapshot needs a fresh slot")
+            elif start is not None:
+                self.log.warning("pg_slot_missing_restarting_snapshot", resume_after=start.format())
+            repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_snapshot")
+            epoch, snap_name = create_slot(repl, self.slot, temporary=False, export=True)
+            exported = (repl, snap_name or "", epoch)
+            start = SnapshotPos(-1, 0, ((0, epoch),), True)
+            self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(epoch), snapshot=True)
+        elif start is None:
+            if info is None:
+                repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_setup")
+                try:
+                    point, _ = create_slot(repl, self.slot, temporary=False, export=False)
+                finally:
+                    repl.close()
+                self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(point), snapshot=False)
+        elif isinstance(start, StreamPos) and info is None:
+            raise fail(
+                f"replication slot {self.slot} no longer exists, so changes after {start.format()} "
+                "cannot be read. Fix: delete the pipeline's checkpoints "
+                "(DELETE /pipelines/<name>/checkpoints) to start over with a new snapshot"
+            )
+        return start, exported
 
     # ------------------------------------------------------------------ read
     async def read(self) -> Chunk | None:
