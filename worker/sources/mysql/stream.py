@@ -149,7 +149,7 @@ class BinlogStream:
         src_ts = ev.timestamp * 1000
         now = int(time.time() * 1000)
         db, name = t.db, t.name
-        pending, n, skip_n, max_chunk = self.pending, self.n, self.skip_n, self.max_chunk
+        pending, n, skip_n, max_chunk, closed = self.pending, self.n, self.skip_n, self.max_chunk, self.closed
         prefix, suffix, txid, gtid_set, entries = self.prefix, self.suffix, self.txid, self.gtid_set, self.entries
         if not pending:
             self.since = time.monotonic()
@@ -172,12 +172,12 @@ class BinlogStream:
             if gtid_set:
                 source["gtid_set"] = gtid_set
             pending.append({"op": op, "ts_ms": now, "source": source, "before": before, "after": after})
-            self.closed = False
+            closed = False
             if len(pending) > max_chunk:
                 last = pending.pop()
                 self.feed.send(pending, False)
                 pending, self.since = [last], time.monotonic()
-        self.pending, self.n = pending, n
+        self.pending, self.n, self.closed = pending, n, closed
 
     def _mark(self, ev: Any, cls: Any) -> None:
         """A transaction boundary (GTID, BEGIN, XID, COMMIT) or a statement (DDL ends a transaction)."""
