@@ -40,7 +40,7 @@ from pymysqlreplication.row_event import (
 
 from shared.spec.model import MysqlSourceConfig
 from worker.sources.base import SourceContext
-from worker.sources.mysql import MysqlSource
+from worker.sources.mysql.source import MysqlSource
 
 try:
     from tests.support.supervisor import Supervisor, file_sink

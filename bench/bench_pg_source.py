@@ -35,7 +35,7 @@ import psycopg2  # noqa: E402
 
 from shared.spec.model import PostgresSourceConfig  # noqa: E402
 from worker.sources.base import SourceContext  # noqa: E402
-from worker.sources.postgres import PostgresSource, default_name  # noqa: E402
+from worker.sources.postgres.source import PostgresSource, default_name  # noqa: E402
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB = "tg_pg_test"

@@ -11,8 +11,8 @@ from typing import Any
 
 SOURCES: dict[str, str] = {
     "generator": "worker.sources.generator:GeneratorSource",
-    "postgres": "worker.sources.postgres:PostgresSource",
-    "mysql": "worker.sources.mysql:MysqlSource",
+    "postgres": "worker.sources.postgres.source:PostgresSource",
+    "mysql": "worker.sources.mysql.source:MysqlSource",
 }
 
 SINKS: dict[str, str] = {

@@ -26,7 +26,7 @@ from tests.support import wait_until
 from tests.support.cdc import Writer as TxWriter
 from tests.support.cdc import checkpoint, dedupe, kill_worker, kill_worker_then_supervisor_under_writes, wait_for_row
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
-from worker.sources.pg_position import lsn_to_int, position_key
+from worker.sources.postgres.position import lsn_to_int, position_key
 
 
 @pytest.fixture

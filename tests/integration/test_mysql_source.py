@@ -22,7 +22,7 @@ from tests.integration.test_mysql_source_helpers import (
     table_state,
     tx,
 )
-from worker.sources.mysql import MysqlSource
+from worker.sources.mysql.source import MysqlSource
 
 GTID = re.compile(r"^\d+-\d+-\d+$")
 

@@ -1,4 +1,4 @@
-"""The fast row decoder (my_decode) against mysql-replication + the converter, on real MariaDB binlog
+"""The fast row decoder (mysql/decode.py) against mysql-replication + the converter, on real MariaDB binlog
 rows of every column type and edge value: both must give the same events, and the snapshot the same
 values as the binlog."""
 
@@ -12,12 +12,11 @@ import pytest
 import structlog
 
 from tests.integration.test_mysql_source_helpers import connect, scratch_db, sql
-from worker.sources.base import Chunk
-from worker.sources.my_feed import Stopped
-from worker.sources.my_position import BinlogPos
-from worker.sources.my_schema import check_server, load_tables, parse_dsn
-from worker.sources.my_snapshot import Snapshot
-from worker.sources.my_stream import BinlogStream
+from worker.sources.handoff import Stopped
+from worker.sources.mysql.position import BinlogPos
+from worker.sources.mysql.setup import check_server, load_tables, parse_dsn
+from worker.sources.mysql.snapshot import Snapshot
+from worker.sources.mysql.stream import BinlogStream
 
 TABLE = """CREATE TABLE e (id INT PRIMARY KEY,
   ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, su SMALLINT UNSIGNED, mi MEDIUMINT, mu MEDIUMINT UNSIGNED,
@@ -59,10 +58,10 @@ def db() -> Iterator[str]:
 
 class Collect:
     def __init__(self, n: int) -> None:
-        self.n, self.events, self.stop = n, [], threading.Event()
+        self.n, self.events, self.stopping = n, [], threading.Event()
 
-    def put(self, chunk: Chunk) -> None:
-        self.events += chunk.events
+    def send(self, events: list[dict[str, Any]], tx_end: bool) -> None:
+        self.events += events
         if len(self.events) >= self.n:
             raise Stopped()
 

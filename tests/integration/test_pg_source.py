@@ -22,8 +22,8 @@ from shared.errors import SourceError
 from shared.spec.model import PostgresSourceConfig
 from tests.support import require_service, wait_until
 from worker.sources.base import Chunk, SourceContext
-from worker.sources.pg_position import lsn_to_int, position_key
-from worker.sources.postgres import PostgresSource
+from worker.sources.postgres.position import lsn_to_int, position_key
+from worker.sources.postgres.source import PostgresSource
 
 ADMIN_DSN = os.environ.get("TIDEGATE_TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB = "tg_pg_test"
@@ -269,7 +269,7 @@ def test_snapshot_initial_yields_each_row_once_then_streams_without_gap_or_doubl
 
     async def main() -> None:
         src = pg.source([t, nopk], snapshot="initial", snapshot_chunk=400)
-        src._buf.limit = 300  # the thread pauses after each chunk: changes land mid-snapshot
+        src._handoff.limit = 300  # the thread pauses after each chunk: changes land mid-snapshot
         await src.open(None)
         first = await drain(src, 400)
         pg.sql(f"UPDATE {t} SET v = 1 WHERE id <= 10 OR id > 2490")

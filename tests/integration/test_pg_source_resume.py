@@ -20,8 +20,8 @@ from shared.spec.model import PostgresSourceConfig
 from tests.integration.test_pg_source import DSN, PG, drain, pg, quiet  # noqa: F401 - pg is a fixture
 from tests.support import free_port, require_service, wait_until
 from worker.sources.base import SourceContext
-from worker.sources.pg_position import parse, position_key
-from worker.sources.postgres import PostgresSource
+from worker.sources.postgres.position import parse, position_key
+from worker.sources.postgres.source import PostgresSource
 
 
 def replay(events: list[dict[str, Any]], key: str = "id", strict: bool = False) -> dict[Any, dict[str, Any]]:
@@ -76,7 +76,7 @@ def test_restart_mid_snapshot_resumes_at_table_granularity_without_gap_or_double
 
     async def main() -> None:
         src = pg.source(ts, snapshot="initial", snapshot_chunk=500)
-        src._buf.limit = 400
+        src._handoff.limit = 400
         await src.open(None)
         first = await drain(src, 1200 + 500)  # table 0 complete, table 1 in part
         committed = first[-1]["source"]["position"]
@@ -138,11 +138,11 @@ def test_paused_pipeline_keeps_the_replication_connection_alive(pg: PG) -> None:
     async def main() -> None:
         # the walsender drops a client silent for 2 s; we answer every 0.5 s even with a full buffer
         src = pg.source([t], dsn=DSN + "?options=-c%20wal_sender_timeout%3D2s", status_interval_ms=500)
-        src._buf.limit = 1000
+        src._handoff.limit = 1000
         await src.open(None)
         for i in range(50):
             pg.sql(f"INSERT INTO {t} SELECT g, 0 FROM generate_series({i * 100 + 1}, {i * 100 + 100}) g")
-        wait_until(lambda: src._buf.thread_blocked, timeout=10, message="buffer full, thread holding")
+        wait_until(lambda: src._handoff.thread_blocked, timeout=10, message="buffer full, thread holding")
         await asyncio.sleep(5)  # "paused": read() not called for 2.5 x wal_sender_timeout
         ev = await drain(src, 5000)
         assert sorted(e["after"]["id"] for e in ev) == list(range(1, 5001))

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.sources.my_position import (
+from worker.sources.mysql.position import (
     CONTINUE,
     REREAD,
     BinlogPoint,

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from worker.sources.my_values import (
+from worker.sources.mysql.values import (
     Column,
     make_converter,
     plain,

@@ -7,9 +7,9 @@ from typing import Any
 
 import structlog
 
-from worker.sources.pg_decode import PG_EPOCH_MS, Decoder
-from worker.sources.pg_position import StreamPos
-from worker.sources.pg_types import Types
+from worker.sources.postgres.decode import PG_EPOCH_MS, Decoder
+from worker.sources.postgres.position import StreamPos
+from worker.sources.postgres.values import Types
 
 TYPES = Types([(23, 0, 0, "N", ","), (25, 0, 0, "S", ","), (16, 0, 0, "B", ",")])
 
@@ -192,7 +192,7 @@ def test_truncate_is_skipped_and_counted_messages_are_ignored() -> None:
 
 
 def test_generated_tuple_decoder_matches_the_loop_and_odd_column_names() -> None:
-    from worker.sources.pg_decode import decode_tuple, tuple_decoder
+    from worker.sources.postgres.columns import decode_tuple, tuple_decoder
 
     cols = [("we'ird\"name", int), ("x\\y", bytes.decode), ("z", bytes.decode)]
     dec = tuple_decoder(cols)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.sources.pg_position import SnapshotPos, StreamPos, epoch_of, lsn_str, lsn_to_int, parse, position_key
+from worker.sources.postgres.position import SnapshotPos, StreamPos, epoch_of, lsn_str, lsn_to_int, parse, position_key
 
 
 def test_lsn_round_trip() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.sources.pg_types import Types, parse_array
+from worker.sources.postgres.values import Types, parse_array
 
 ROWS = [  # oid, typelem, typbasetype, typcategory, typdelim (as pg_type has them)
     (16, 0, 0, "B", ","),

@@ -38,7 +38,7 @@ from worker.sinks.kafka_common import (
     produce_all,
     producer_conf,
 )
-from worker.sinks.kafka_eos import ExactlyOnce
+from worker.sinks.kafka_eos import EosSettings, ExactlyOnce
 
 _TOPIC_WAIT_TRIES = 10
 
@@ -53,7 +53,7 @@ class KafkaSink(Sink):
         self.tracker = Tracker()
         self.ack_timeout: float = message_timeout_s(dict(config.client_conf)) + 2.0
         self._producer: Producer | None = None
-        self._eos: ExactlyOnce | None = ExactlyOnce(self) if config.exactly_once else None
+        self._eos: ExactlyOnce | None = ExactlyOnce(EosSettings.of(self)) if config.exactly_once else None
         self._exec: ThreadPoolExecutor | None = None
         self.closing = False  # set by close(): a write stuck on a dead broker gives up
 

@@ -21,30 +21,28 @@ registered, and flushed, before it is first written) for ids past it: those
 events are already visible and are skipped, the rest are sent again. On a
 broker that filters aborted records this finds exactly the last committed
 batch, whose events are then skipped too.
-Imports: shared, worker.sinks.kafka_common, confluent-kafka, msgspec.
+Imports: shared, worker.sinks.kafka_common/kafka_eos_scan, confluent-kafka, msgspec.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, Producer
 
 from shared.errors import SinkError
 from shared.events import position_of
 from worker.sinks.base import SinkBatch
 from worker.sinks.kafka_common import ID_HEADER, classify, discard, flush_within, produce_all, producer_conf
+from worker.sinks.kafka_eos_scan import TopicScan
 
 if TYPE_CHECKING:
     from worker.sinks.kafka import KafkaSink
 
-WINDOW = 2000  # records read per step when scanning a partition backwards
-SCAN_LIMIT = 500_000  # records scanned per partition at most
 _CONSUMER_KEYS = ("security.", "sasl.", "ssl.", "client.", "socket.", "broker.", "api.", "metadata.")
 
 
@@ -58,18 +56,65 @@ class Checkpoint(msgspec.Struct, kw_only=True):
 _dec = msgspec.json.Decoder(Checkpoint)
 
 
+@dataclass(frozen=True, slots=True)
+class EosSettings:
+    """What ExactlyOnce needs from its sink, fixed when the sink is built (`EosSettings.of(sink)`)."""
+
+    sink_id: str
+    where: str  # the brokers, for error messages
+    pipeline: str
+    brokers: str
+    client_conf: Mapping[str, Any]
+    checkpoint_topic: str
+    checkpoint_scope: str  # the key of this sink's checkpoint record (SinkContext.checkpoint_scope)
+    static_topic: str | None  # None: the topic is a template
+    ack_timeout: float
+    position_key: Callable[[str], Any]
+    log: Any
+    # the sink's encoding, routing and delivery-report helpers
+    encoder: Any
+    keys_of: Callable[[list[dict[str, Any]]], Any]
+    route: Callable[[dict[str, Any]], str]
+    tracker: Any
+    delivery_error: Callable[[str, int], SinkError]
+    closing: Callable[[], bool]  # the sink is closing: a flush stuck on a dead broker gives up
+
+    @classmethod
+    def of(cls, sink: KafkaSink) -> EosSettings:
+        ctx, cfg = sink.ctx, sink.config
+        return cls(
+            sink_id=sink.id,
+            where=sink.where,
+            pipeline=ctx.pipeline,
+            brokers=cfg.brokers,
+            client_conf=dict(cfg.client_conf),
+            checkpoint_topic=cfg.checkpoint_topic,
+            checkpoint_scope=ctx.checkpoint_scope(sink.id),
+            static_topic=sink.static_topic,
+            ack_timeout=sink.ack_timeout,
+            position_key=ctx.position_key,
+            log=ctx.log,
+            encoder=sink.encoder,
+            keys_of=sink.keys_of,
+            route=sink.route,
+            tracker=sink.tracker,
+            delivery_error=sink.delivery_error,
+            closing=lambda: sink.closing,
+        )
+
+
 def _now() -> str:
     return _dt.datetime.now(tz=_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ExactlyOnce:
-    def __init__(self, sink: KafkaSink) -> None:
-        self.sink = sink
-        cfg = sink.config
-        self.ckpt_topic: str = cfg.checkpoint_topic
-        self.record_key = f"{sink.ctx.pipeline}/{sink.ctx.checkpoint_scope(sink.id)}".encode()
-        self.id_prefix = f"{sink.ctx.pipeline}:{sink.id}:"
-        self.txn_id = f"tidegate-{sink.ctx.pipeline}-{sink.id}"
+    def __init__(self, settings: EosSettings) -> None:
+        self.s = s = settings
+        self.ckpt_topic: str = s.checkpoint_topic
+        self.record_key = f"{s.pipeline}/{s.checkpoint_scope}".encode()
+        self.id_prefix = f"{s.pipeline}:{s.sink_id}:"
+        self.txn_id = f"tidegate-{s.pipeline}-{s.sink_id}"
+        self.scan = TopicScan(s.sink_id, s.where, s.ack_timeout)
         self.producer: Producer | None = None
         self.position: str | None = None
         self.pos_key: Any = None
@@ -79,15 +124,15 @@ class ExactlyOnce:
     # ------------------------------------------------------------- recovery
     def recover(self) -> str | None:
         """Fresh producer (fences zombies), then the committed checkpoint and visible leftovers."""
-        s = self.sink
+        s = self.s
         discard(self.producer)
         self.producer = None
         timeout = s.ack_timeout
         try:
-            p = Producer(producer_conf(s.config.brokers, s.config.client_conf, s.tracker, self.txn_id))
+            p = Producer(producer_conf(s.brokers, s.client_conf, s.tracker, self.txn_id))
             p.init_transactions(timeout)
         except Exception as exc:  # noqa: BLE001 - classified
-            raise classify(s.id, s.where, exc, "init_transactions") from exc
+            raise classify(s.sink_id, s.where, exc, "init_transactions") from exc
         try:
             self._ensure_checkpoint_topic()
             consumer = Consumer(self._consumer_conf())
@@ -96,18 +141,18 @@ class ExactlyOnce:
                 # `prev` was committed before the latest record's transaction began; whether that
                 # one committed, the scan below tells by the ids it finds visible
                 self.position = ckpt.prev if ckpt else None
-                self.pos_key = s.ctx.position_key(self.position) if self.position is not None else None
+                self.pos_key = s.position_key(self.position) if self.position is not None else None
                 self.topics = set(ckpt.topics) if ckpt else set()
                 self.skip = self._scan_leftovers(consumer)
             finally:
                 consumer.close()
         except Exception as exc:  # noqa: BLE001 - classified
             discard(p)
-            raise classify(s.id, s.where, exc, f"reading checkpoint topic {self.ckpt_topic!r}") from exc
+            raise classify(s.sink_id, s.where, exc, f"reading checkpoint topic {self.ckpt_topic!r}") from exc
         self.producer = p
-        s.ctx.log.info(
+        s.log.info(
             "kafka_eos_recovered",
-            sink=s.id,
+            sink=s.sink_id,
             checkpoint=self.position,
             latest=ckpt.position if ckpt else None,
             visible_past_checkpoint=len(self.skip),
@@ -115,10 +160,10 @@ class ExactlyOnce:
         return self.position
 
     def _consumer_conf(self) -> dict[str, Any]:
-        conf: dict[str, Any] = {k: v for k, v in self.sink.config.client_conf.items() if k.startswith(_CONSUMER_KEYS)}
+        conf: dict[str, Any] = {k: v for k, v in self.s.client_conf.items() if k.startswith(_CONSUMER_KEYS)}
         conf.update(
             {
-                "bootstrap.servers": self.sink.config.brokers,
+                "bootstrap.servers": self.s.brokers,
                 "group.id": f"{self.txn_id}-reader",
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,
@@ -134,67 +179,12 @@ class ExactlyOnce:
         conf = {
             k: v for k, v in self._consumer_conf().items() if k.startswith(_CONSUMER_KEYS) or k == "bootstrap.servers"
         }
-        admin = AdminClient(conf)
-        # create first: asking a broker with auto-create for the topic's metadata would make it
-        # with the default partition count and no compaction
-        futures = admin.create_topics(
-            [NewTopic(self.ckpt_topic, 1, 1, config={"cleanup.policy": "compact"})],
-            operation_timeout=self.sink.ack_timeout,
-        )
-        for fut in futures.values():
-            try:
-                fut.result()
-            except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                    raise
-
-    def _partitions(self, consumer: Consumer, topic: str) -> list[int]:
-        md = consumer.list_topics(topic, timeout=self.sink.ack_timeout)
-        t = md.topics.get(topic)
-        if t is None or t.error is not None:
-            return []
-        return sorted(t.partitions)
-
-    def _windows(self, consumer: Consumer, topic: str, part: int) -> Iterator[list[Any]]:
-        """The partition's committed records, newest window first (each in offset order)."""
-        lo, hi = consumer.get_watermark_offsets(
-            TopicPartition(topic, part), timeout=self.sink.ack_timeout, cached=False
-        )
-        end, scanned = hi, 0
-        while end > lo and scanned < SCAN_LIMIT:
-            start = max(lo, end - WINDOW)
-            yield self._read_range(consumer, topic, part, start, end)
-            scanned += end - start
-            end = start
-
-    def _read_range(self, consumer: Consumer, topic: str, part: int, start: int, end: int) -> list[Any]:
-        consumer.assign([TopicPartition(topic, part, start)])
-        out: list[Any] = []
-        deadline = time.monotonic() + self.sink.ack_timeout
-        while time.monotonic() < deadline:
-            m = consumer.poll(0.1)
-            if m is None:
-                continue
-            err = m.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    return out
-                raise KafkaException(err)
-            if m.offset() >= end:
-                return out
-            out.append(m)
-            if m.offset() >= end - 1:
-                return out
-        raise SinkError(
-            self.sink.id,
-            f"kafka {self.sink.where}: timed out reading {topic}[{part}] offsets {start}..{end}; will retry",
-            retryable=True,
-        )
+        self.scan.ensure_compacted(conf, self.ckpt_topic)
 
     def _read_checkpoint(self, consumer: Consumer) -> Checkpoint | None:
         best: tuple[int, Checkpoint] | None = None
-        for part in self._partitions(consumer, self.ckpt_topic):
-            for window in self._windows(consumer, self.ckpt_topic, part):
+        for part in self.scan.partitions(consumer, self.ckpt_topic):
+            for window in self.scan.windows(consumer, self.ckpt_topic, part):
                 mine = [m for m in window if m.key() == self.record_key]
                 if mine:
                     m = mine[-1]
@@ -206,21 +196,21 @@ class ExactlyOnce:
 
     def _scan_leftovers(self, consumer: Consumer) -> dict[str, Any]:
         """Our ids visible past the checkpoint (records of transactions that did not commit)."""
-        s = self.sink
+        s = self.s
         topics = set(self.topics)
         if s.static_topic is not None:
             topics.add(s.static_topic)
         prefix = self.id_prefix.encode()
         skip: dict[str, Any] = {}
         for topic in sorted(topics):
-            for part in self._partitions(consumer, topic):
-                for window in self._windows(consumer, topic, part):
+            for part in self.scan.partitions(consumer, topic):
+                for window in self.scan.windows(consumer, topic, part):
                     reached_committed = False
                     for m in window:
                         for hk, hv in m.headers() or ():
                             if hk == ID_HEADER and hv and hv.startswith(prefix):
                                 ident = hv.decode()
-                                key = s.ctx.position_key(_position_of_id(ident, len(self.id_prefix)))
+                                key = s.position_key(_position_of_id(ident, len(self.id_prefix)))
                                 if self.pos_key is not None and key <= self.pos_key:
                                     reached_committed = True
                                 else:
@@ -231,10 +221,10 @@ class ExactlyOnce:
 
     # ---------------------------------------------------------------- write
     def write(self, batch: SinkBatch) -> None:
-        s = self.sink
+        s = self.s
         if self.producer is None:
             self.recover()
-        pk = s.ctx.position_key
+        pk = s.position_key
         if self.pos_key is not None and pk(batch.last_position) <= self.pos_key:
             return  # committed before (an ambiguous commit resolved by recover)
         events, native = batch.events, batch.native
@@ -275,7 +265,7 @@ class ExactlyOnce:
         except Exception as exc:  # noqa: BLE001 - classified; the next write recovers
             discard(p)
             self.producer = None
-            raise classify(s.id, s.where, exc, "transaction") from exc
+            raise classify(s.sink_id, s.where, exc, "transaction") from exc
         self.position = batch.last_position
         self.pos_key = pk(batch.last_position)
         self.topics = all_topics
@@ -283,11 +273,11 @@ class ExactlyOnce:
             self.skip = {k: v for k, v in self.skip.items() if v > self.pos_key}
 
     def _at_or_below(self, pos: str | None) -> bool:
-        return pos is not None and self.pos_key is not None and self.sink.ctx.position_key(pos) <= self.pos_key
+        return pos is not None and self.pos_key is not None and self.s.position_key(pos) <= self.pos_key
 
     def _flush(self, p: Producer, what: str) -> None:
-        s = self.sink
-        remaining = flush_within(p, s.ack_timeout, lambda: s.closing)
+        s = self.s
+        remaining = flush_within(p, s.ack_timeout, s.closing)
         if remaining or s.tracker.failures:
             raise s.delivery_error(what, remaining)
 

@@ -1,11 +1,11 @@
 """PostgreSQL logical replication source (pgoutput), with an initial snapshot.
 
-Imports: stdlib + psycopg2 + shared + worker.sources.base/pg_*. The async face of
+Imports: stdlib + psycopg2 + shared + worker.sources.base + the sibling modules of this package. The async face of
 the source: ``open`` runs the checks and slot set-up on a worker thread, then
-starts ``pg_stream.StreamThread`` which owns every blocking PostgreSQL call; the
-loop only takes chunks from a bounded buffer and passes commits back.
+starts ``stream.StreamThread`` which owns every blocking PostgreSQL call; the
+loop only takes chunks from the bounded hand-off (worker.sources.handoff) and passes commits back.
 
-Behaviour (see pg_position, pg_stream, pg_decode, pg_types for details):
+Behaviour (see position, stream, decode, values for details):
 - Slot and publication default to ``tidegate_<pipeline name, - as _>``; the
   publication is created when missing (FOR TABLE the listed tables, else FOR ALL
   TABLES) and marked as ours with a comment, so ``drop()`` removes only what it
@@ -16,7 +16,7 @@ Behaviour (see pg_position, pg_stream, pg_decode, pg_types for details):
   slot when missing and streams from it (an existing slot is reused, so changes
   since it was created are not lost).
 - open(snapshot position): resumes the snapshot at table granularity (see
-  pg_stream). open(stream position): the slot must still exist.
+  stream). open(stream position): the slot must still exist.
 - ``commit(position)`` is the only source of flush feedback: the commit LSN of the
   committed event (so a transaction committed only in part is sent again and its
   delivered prefix skipped by index).
@@ -30,28 +30,25 @@ from typing import Any
 
 import psycopg2
 
-from worker.sources import pg_position
 from worker.sources.base import Chunk, Source, SourceContext
-from worker.sources.pg_buffer import Buffer
-from worker.sources.pg_position import SnapshotPos, StreamPos
-from worker.sources.pg_setup import (
+from worker.sources.handoff import Handoff
+from worker.sources.postgres import position as pg_position
+from worker.sources.postgres.position import SnapshotPos, StreamPos
+from worker.sources.postgres.setup import (
     check_server,
-    check_slot,
     connect_repl,
     connect_sql,
-    create_slot,
     drop_publication_if_ours,
-    drop_slot,
     ensure_publication,
     fail,
-    slot_info,
-    wait_slot_free,
 )
-from worker.sources.pg_stream import StreamParams, StreamThread
-from worker.sources.pg_types import TYPES_SQL, Types
+from worker.sources.postgres.slot import check_slot, create_slot, drop_slot, slot_info, wait_slot_free
+from worker.sources.postgres.stream import Feedback, StreamParams, StreamThread
+from worker.sources.postgres.values import TYPES_SQL, Types
 
 MAX_CHUNK = 5000  # events per Chunk handed to the batcher
 BUFFER_EVENTS = 20000  # bounded hand-off; the thread stops reading the socket beyond it
+READ_WAIT_S = 0.1  # read() returns None after this long without events
 
 
 def default_name(pipeline: str) -> str:
@@ -64,29 +61,27 @@ class PostgresSource(Source):
         self.slot = config.slot or default_name(ctx.pipeline)
         self.publication = config.publication or default_name(ctx.pipeline)
         self.log = ctx.log.bind(source="postgres", slot=self.slot)
-        self._buf = Buffer(BUFFER_EVENTS)
+        self._handoff = Handoff(BUFFER_EVENTS)
+        self._feedback = Feedback()
         self._thread: StreamThread | None = None
-        self._ready: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-source-setup")
 
     position_key = staticmethod(pg_position.position_key)
 
     # ------------------------------------------------------------------ open
     async def open(self, position: str | None) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._ready = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self._handoff.bind(loop)
         try:
             start = pg_position.parse(position) if position is not None else None
         except ValueError as exc:
             raise fail(str(exc)) from None
         if position is not None:  # already durable: counts as committed, and may be confirmed upstream
             key = pg_position.position_key(position)
-            self._buf.committed_key = key
+            self._feedback.committed_key = key
             if key[0] == 1:
-                self._buf.flush_target = key[1]
-        self._buf.notify = lambda: self._loop.call_soon_threadsafe(self._ready.set)  # type: ignore[union-attr]
-        thread = await self._loop.run_in_executor(self._pool, self._prepare, start)
+                self._feedback.flush_target = key[1]
+        thread = await loop.run_in_executor(self._pool, self._prepare, start)
         self._thread = thread
         thread.start()
 
@@ -101,35 +96,7 @@ class PostgresSource(Source):
             cur.execute(TYPES_SQL)
             types = Types(cur.fetchall())
             db = conn.info.dbname
-            info = slot_info(cur, self.slot)
-            if info is not None:
-                check_slot(info, self.slot, db)
-                info = wait_slot_free(cur, self.slot, info)
-            if (start is None and cfg.snapshot == "initial") or (isinstance(start, SnapshotPos) and info is None):
-                if info is not None:
-                    drop_slot(cur, self.slot)
-                    self.log.info("pg_slot_dropped", reason="no checkpoint: a fresh snapshot needs a fresh slot")
-                elif start is not None:
-                    self.log.warning("pg_slot_missing_restarting_snapshot", resume_after=start.format())
-                repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_snapshot")
-                epoch, snap_name = create_slot(repl, self.slot, temporary=False, export=True)
-                exported = (repl, snap_name or "", epoch)
-                start = SnapshotPos(-1, 0, ((0, epoch),), True)
-                self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(epoch), snapshot=True)
-            elif start is None:
-                if info is None:
-                    repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_setup")
-                    try:
-                        point, _ = create_slot(repl, self.slot, temporary=False, export=False)
-                    finally:
-                        repl.close()
-                    self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(point), snapshot=False)
-            elif isinstance(start, StreamPos) and info is None:
-                raise fail(
-                    f"replication slot {self.slot} no longer exists, so changes after {start.format()} "
-                    "cannot be read. Fix: delete the pipeline's checkpoints "
-                    "(DELETE /pipelines/<name>/checkpoints) to start over with a new snapshot"
-                )
+            start, exported = self._slot(cur, start, db)
             params = StreamParams(
                 dsn=cfg.dsn,
                 slot=self.slot,
@@ -144,7 +111,8 @@ class PostgresSource(Source):
             filter_ = {t.full for t in tables} if cfg.tables else None
             return StreamThread(
                 params=params,
-                buf=self._buf,
+                handoff=self._handoff,
+                feedback=self._feedback,
                 start=start,
                 exported=exported,
                 tables=tables,
@@ -163,38 +131,56 @@ class PostgresSource(Source):
         finally:
             conn.close()
 
+    def _slot(
+        self, cur: Any, start: SnapshotPos | StreamPos | None, db: str
+    ) -> tuple[SnapshotPos | StreamPos | None, tuple[Any, str, int] | None]:
+        """Check, (re)create or keep the slot for `start`: the position to stream from, and the
+        exported snapshot (replication connection, name, consistent point) when a snapshot starts."""
+        cfg, exported = self.config, None
+        info = slot_info(cur, self.slot)
+        if info is not None:
+            check_slot(info, self.slot, db)
+            info = wait_slot_free(cur, self.slot, info)
+        if (start is None and cfg.snapshot == "initial") or (isinstance(start, SnapshotPos) and info is None):
+            if info is not None:
+                drop_slot(cur, self.slot)
+                self.log.info("pg_slot_dropped", reason="no checkpoint: a fresh snapshot needs a fresh slot")
+            elif start is not None:
+                self.log.warning("pg_slot_missing_restarting_snapshot", resume_after=start.format())
+            repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_snapshot")
+            epoch, snap_name = create_slot(repl, self.slot, temporary=False, export=True)
+            exported = (repl, snap_name or "", epoch)
+            start = SnapshotPos(-1, 0, ((0, epoch),), True)
+            self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(epoch), snapshot=True)
+        elif start is None:
+            if info is None:
+                repl = connect_repl(cfg.dsn, f"tidegate_{self.ctx.pipeline}_setup")
+                try:
+                    point, _ = create_slot(repl, self.slot, temporary=False, export=False)
+                finally:
+                    repl.close()
+                self.log.info("pg_slot_created", consistent_point=pg_position.lsn_str(point), snapshot=False)
+        elif isinstance(start, StreamPos) and info is None:
+            raise fail(
+                f"replication slot {self.slot} no longer exists, so changes after {start.format()} "
+                "cannot be read. Fix: delete the pipeline's checkpoints "
+                "(DELETE /pipelines/<name>/checkpoints) to start over with a new snapshot"
+            )
+        return start, exported
+
     # ------------------------------------------------------------------ read
     async def read(self) -> Chunk | None:
-        buf = self._buf
-        if buf.error is not None:
-            raise buf.error
-        got = buf.take(MAX_CHUNK)
-        if got is None:
-            assert self._ready is not None
-            self._ready.clear()
-            buf.loop_waiting = True
-            got = buf.take(MAX_CHUNK)
-            if got is None:
-                try:
-                    await asyncio.wait_for(self._ready.wait(), 0.1)
-                except TimeoutError:
-                    pass
-                if buf.error is not None:
-                    raise buf.error
-                got = buf.take(MAX_CHUNK)
-                if got is None:
-                    return None
-        return Chunk(events=got[0], tx_end=got[1])
+        return await self._handoff.get(MAX_CHUNK, READ_WAIT_S)
 
     # ---------------------------------------------------------------- commit
     async def commit(self, position: str) -> None:
         key = pg_position.position_key(position)
-        buf = self._buf
-        if buf.committed_key is None or key > buf.committed_key:
-            buf.committed_key = key
-        if key[0] == 1 and key[1] > buf.flush_target:
-            buf.flush_target = key[1]
-            buf.wake_thread()
+        fb = self._feedback
+        if fb.committed_key is None or key > fb.committed_key:
+            fb.committed_key = key
+        if key[0] == 1 and key[1] > fb.flush_target:
+            fb.flush_target = key[1]
+            self._handoff.wake_thread()
 
     # ----------------------------------------------------------------- close
     async def _stop_thread(self) -> None:
@@ -207,7 +193,7 @@ class PostgresSource(Source):
         await self._stop_thread()
         self._thread = None
         self._pool.shutdown(wait=False)
-        self._buf.close()
+        self._handoff.close()
 
     async def drop(self) -> None:
         """Stop streaming first (the runtime may call drop() before close()), then drop the slot."""

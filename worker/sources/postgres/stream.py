@@ -1,16 +1,16 @@
 """The postgres source's dedicated thread: snapshot, then pgoutput streaming, with reconnects.
 
-Imports: stdlib + psycopg2 + shared.errors + worker.sources.pg_*. All blocking
+Imports: stdlib + psycopg2 + shared.errors + worker.sources.postgres.*. All blocking
 PostgreSQL I/O of a running source happens here, never on the event loop.
 
-- Hand-off: ``Buffer`` (bounded). When it is full the thread stops reading the
+- Hand-off: ``worker.sources.handoff.Handoff`` (bounded). When it is full the thread stops reading the
   socket but keeps sending status updates (no flush advance) every status
   interval, so the walsender never times out while the pipeline is paused; after
   ``PARK_AFTER_S`` of a full buffer it closes the replication connection (so a
   paused pipeline never holds up a server shutdown) and reconnects after the last
   event handed out once the buffer has drained.
-- Flush feedback (through ``pg_wire``, not psycopg2's feedback: see there why):
-  only ``Buffer.flush_target`` (set by ``commit()``, i.e. the pipeline's durable
+- Flush feedback (through ``wire``, not psycopg2's feedback: see there why):
+  only ``Feedback.flush_target`` (set by ``commit()``, i.e. the pipeline's durable
   committed position) is ever confirmed; routine status updates and keepalive
   replies report WAL received with an invalid flush. Idle advance: when
   nothing is in flight (no open transaction, buffer empty, committed == last
@@ -19,7 +19,7 @@ PostgreSQL I/O of a running source happens here, never on the event loop.
 - Reconnects (server restart, dropped connection): internal, with backoff
   0.5 s doubling to 10 s, resuming strictly after the last event handed to the
   buffer (the same path as ``open()`` at a position). Fatal errors (slot gone,
-  publication dropped) go to ``Buffer.error`` and surface from ``read()``.
+  publication dropped) go to ``Handoff.fail`` and surface from ``read()``.
 - Restart mid-snapshot (the exported snapshot died with the old process): the
   slot and its consistent point are kept; the unfinished tables are read from a
   new snapshot exported by a TEMPORARY slot at LSN E (a new "run"), and the
@@ -30,29 +30,32 @@ PostgreSQL I/O of a running source happens here, never on the event loop.
 
 from __future__ import annotations
 
-import secrets
-import select
 import struct
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg2
-import psycopg2.errors
-
-from shared.errors import SourceError
 from worker.backoff import backoff
-from worker.sources.pg_buffer import Buffer
-from worker.sources.pg_decode import Decoder
-from worker.sources.pg_position import SnapshotPos, StreamPos, lsn_str
-from worker.sources.pg_setup import HEARTBEAT_PREFIX, TableInfo, classify, connect_repl, connect_sql, create_slot
-from worker.sources.pg_snapshot import raw_text, read_table
-from worker.sources.pg_types import Types
-from worker.sources.pg_wire import CopyBoth, parse_keepalive
+from worker.sources.handoff import Handoff
+from worker.sources.postgres.decode import Decoder
+from worker.sources.postgres.heartbeat import Heartbeat
+from worker.sources.postgres.position import SnapshotPos, StreamPos, lsn_str
+from worker.sources.postgres.setup import TableInfo, classify, connect_repl
+from worker.sources.postgres.snapshot import SnapshotReader
+from worker.sources.postgres.values import Types
+from worker.sources.postgres.wire import CopyBoth, parse_keepalive
 
 PARK_AFTER_S = 30.0  # a full buffer for this long closes the replication connection (see _stream)
 _XLOG = struct.Struct(">QQ").unpack_from
+
+
+@dataclass
+class Feedback:
+    """What the loop tells the thread: the pipeline's committed position and the LSN to confirm."""
+
+    committed_key: tuple[int, ...] | None = None
+    flush_target: int = 0
 
 
 @dataclass
@@ -73,7 +76,8 @@ class StreamThread(threading.Thread):
         self,
         *,
         params: StreamParams,
-        buf: Buffer,
+        handoff: Handoff,
+        feedback: Feedback,
         start: SnapshotPos | StreamPos | None,
         exported: tuple[Any, str, int] | None,
         tables: list[TableInfo],
@@ -82,10 +86,10 @@ class StreamThread(threading.Thread):
         log: Any,
     ) -> None:
         super().__init__(name=f"pg-source-{params.pipeline}", daemon=True)
-        self.p, self.buf, self.start_pos, self.exported = params, buf, start, exported
+        self.p, self.buf, self.fb, self.start_pos = params, handoff, feedback, start
         self.tables, self.filter, self.types, self.log = tables, filter_, types, log
         self.table_index = {t.full: i for i, t in enumerate(tables)}
-        self.stop_event = threading.Event()
+        self.stop_event = handoff.stopping
         self.flushed = 0
         self.stats: dict[str, Any] = {
             "snapshot": {"table": None, "rows_done": 0, "rows_estimated": 0, "done": True},
@@ -98,8 +102,11 @@ class StreamThread(threading.Thread):
                 "last_error": None,
             },
         }
-        self._hb_conn: Any = None
-        self._hb_off = False
+        self.snapshot = SnapshotReader(
+            params=params, tables=tables, types=types, handoff=handoff, stats=self.stats, log=log
+        )
+        self.snapshot.exported = exported
+        self.heartbeat = Heartbeat(params.dsn, params.pipeline, log)
         self._decoder: Decoder | None = None
 
     # ------------------------------------------------------------------ main
@@ -108,7 +115,7 @@ class StreamThread(threading.Thread):
         while not self.stop_event.is_set():
             try:
                 if isinstance(pos, SnapshotPos):
-                    runs = self._snapshot(pos)
+                    runs = self.snapshot.run(pos)
                     self._stream(runs, None)
                 elif isinstance(pos, StreamPos):
                     self._stream(pos.runs, pos)
@@ -123,8 +130,8 @@ class StreamThread(threading.Thread):
                     self.buf.fail(err)
                     return
             finally:
-                self._close_exported()
-                self._close_heartbeat()
+                self.snapshot.close_exported()
+                self.heartbeat.close()
             pos = self.buf.published or pos
             delay = backoff(attempt, 0.5, 10.0, jitter=0.0)
             attempt += 1
@@ -140,114 +147,7 @@ class StreamThread(threading.Thread):
             self.stop_event.wait(delay)
 
     def stop(self) -> None:
-        self.stop_event.set()
-        self.buf.wake_thread()
-
-    def _close_exported(self) -> None:
-        if self.exported is not None:
-            try:
-                self.exported[0].close()
-            except psycopg2.Error:
-                pass
-            self.exported = None
-
-    def _wait_room(self, below: int | None = None) -> bool:
-        """Block while the buffer holds `below` (default: its limit) events or more; False when stopping."""
-        limit = self.buf.limit if below is None else below
-        while self.buf.count >= limit and not self.stop_event.is_set():
-            self.buf.thread_blocked = True
-            select.select([self.buf.wake_r], [], [], 0.5)
-            self.buf.drain_wake()
-        self.buf.thread_blocked = False
-        return not self.stop_event.is_set()
-
-    # -------------------------------------------------------------- snapshot
-    def _snapshot(self, pos: SnapshotPos) -> tuple[tuple[int, int], ...]:
-        n = len(self.tables)
-        start_t = pos.table + 1 if pos.last else pos.table
-        if start_t >= n:
-            self.stats["snapshot"] = {"table": None, "rows_done": 0, "rows_estimated": 0, "done": True}
-            return pos.runs
-        if self.exported is not None:
-            repl, snap_name, epoch = self.exported
-            runs = pos.runs
-        else:  # the exported snapshot died with an earlier process or connection: export a new one
-            repl = connect_repl(self.p.dsn, f"tidegate_{self.p.pipeline}_snapshot")
-            self.exported = (repl, "", 0)
-            temp = f"{self.p.slot[:40]}_snap_{secrets.token_hex(4)}"
-            epoch, snap_name = create_slot(repl, temp, temporary=True, export=True)
-            runs = tuple(r for r in pos.runs if r[0] < start_t) + ((start_t, epoch),)
-            self.log.info(
-                "pg_snapshot_reexported",
-                from_table=self.tables[start_t].full,
-                epoch=lsn_str(epoch),
-                reason="resuming an interrupted snapshot; later stream changes of these tables "
-                "below this LSN are skipped",
-            )
-        conn = connect_sql(self.p.dsn, f"tidegate_{self.p.pipeline}_snapshot")
-        try:
-            conn.autocommit = False
-            conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
-            raw_text(conn, self.types.oids())
-            cur = conn.cursor()
-            cur.execute("SET TRANSACTION SNAPSHOT %s", (snap_name,))
-            self._close_exported()  # imported: the exporting connection may go
-            todo = self.tables[start_t:]
-            snap = {
-                "table": todo[0].full,
-                "rows_done": 0,
-                "rows_estimated": sum(t.estimate for t in todo),
-                "done": False,
-                "tables_done": start_t,
-                "tables_total": n,
-            }
-            self.stats["snapshot"] = snap
-            self.log.info(
-                "pg_snapshot_started",
-                tables=[t.full for t in todo],
-                epoch=lsn_str(epoch),
-                rows_estimated=snap["rows_estimated"],
-            )
-
-            def progress(k: int) -> None:
-                snap["rows_done"] += k
-
-            for ti in range(start_t, n):
-                table = self.tables[ti]
-                snap["table"] = table.full
-                t0 = time.monotonic()
-                before = snap["rows_done"]
-                for events, row_no, last in read_table(
-                    cur,
-                    table,
-                    index=ti,
-                    runs=runs,
-                    epoch=epoch,
-                    types=self.types,
-                    db=self.p.db,
-                    chunk=self.p.snapshot_chunk,
-                    progress=progress,
-                    stopping=self.stop_event.is_set,
-                ):
-                    if not self._wait_room():
-                        return runs
-                    p = SnapshotPos(ti, row_no, runs, last)
-                    self.buf.put(events, True, p, (0, epoch, ti, row_no))
-                snap["tables_done"] = ti + 1
-                self.log.info(
-                    "pg_snapshot_table_done",
-                    table=table.full,
-                    rows=snap["rows_done"] - before,
-                    seconds=round(time.monotonic() - t0, 3),
-                    rows_done=snap["rows_done"],
-                    rows_estimated=snap["rows_estimated"],
-                )
-            conn.commit()
-        finally:
-            conn.close()
-        snap["done"] = True
-        self.log.info("pg_snapshot_done", rows=snap["rows_done"], tables=n - start_t)
-        return runs
+        self.buf.stop()
 
     # ----------------------------------------------------------------- stream
     def _publish(self, events: list[dict[str, Any]], tx_end: bool, pos: StreamPos) -> None:
@@ -260,7 +160,7 @@ class StreamThread(threading.Thread):
             # parked: the buffer stayed full for PARK_AFTER_S; the connection is closed so that the
             # walsender is neither kept waiting (server shutdown) nor timed out; resume once drained
             self.log.info("pg_stream_parked", after_s=PARK_AFTER_S, reason="pipeline not reading (paused?)")
-            if not self._wait_room(self.buf.limit // 2):
+            if not self.buf.wait_room(self.buf.limit // 2):
                 return
             if isinstance(self.buf.published, StreamPos):
                 resume = self.buf.published
@@ -304,8 +204,8 @@ class StreamThread(threading.Thread):
         self.stats["stream"]["flushed_lsn"] = lsn_str(lsn)
 
     def _loop(self, conn: Any, wire: CopyBoth, decoder: Decoder, wal_end: int) -> bool:
-        buf, stop = self.buf, self.stop_event
-        read, feed, status = wire.read, decoder.feed, wire.status
+        buf, fb, stop = self.buf, self.fb, self.stop_event
+        burst, feed, status = self._burst, decoder.feed, wire.status
         fd = conn.fileno()
         status_s = self.p.status_interval_ms / 1000
         tick_s = (self.p.heartbeat_ms or self.p.status_interval_ms) / 1000
@@ -313,8 +213,8 @@ class StreamThread(threading.Thread):
         last_status = time.monotonic()
         blocked_since: float | None = None
         while not stop.is_set():
-            if buf.flush_target > self.flushed:
-                self._confirm(wire, buf.flush_target, wal_end)
+            if fb.flush_target > self.flushed:
+                self._confirm(wire, fb.flush_target, wal_end)
             if buf.count >= buf.limit:  # back-pressure: keep answering, stop reading
                 now = time.monotonic()
                 if blocked_since is None:
@@ -325,29 +225,14 @@ class StreamThread(threading.Thread):
                 if now - last_status >= status_s:
                     status(wal_end)  # keeps the walsender alive; flush unchanged
                     last_status = now
-                select.select([buf.wake_r], [], [], min(0.5, status_s))
-                buf.drain_wake()
+                buf.wait_wake(min(0.5, status_s))
                 continue
             blocked_since = None
             buf.thread_blocked = False
-            data = None
-            for _ in range(1000):
-                data = read()
-                if data is None:
-                    break
-                if data[0] == 119:  # 'w' XLogData
-                    start, end = _XLOG(data, 1)
-                    if end > wal_end:
-                        wal_end = end
-                    feed(data[25:], start)
-                elif data[0] == 107:  # 'k' keepalive
-                    end, reply = parse_keepalive(data)
-                    if end > wal_end:
-                        wal_end = end
-                    if reply:
-                        status(wal_end)
-                        last_status = time.monotonic()
-            if data is not None:
+            more, wal_end, replied = burst(wire, feed, wal_end)
+            if replied:
+                last_status = time.monotonic()
+            if more:
                 continue
             now = time.monotonic()
             if now - last_status >= status_s:
@@ -359,47 +244,40 @@ class StreamThread(threading.Thread):
                 next_tick = now + tick_s
                 if self._idle(decoder):
                     if self.p.heartbeat_ms:
-                        self._heartbeat()
+                        self.heartbeat.emit()
                     if wal_end > self.flushed:
                         self._confirm(wire, wal_end, wal_end)
-            select.select([fd, buf.wake_r], [], [], max(0.0, min(0.5, next_tick - now)))
-            buf.drain_wake()
-        if buf.flush_target > self.flushed:  # final confirm at shutdown
-            self._confirm(wire, buf.flush_target, wal_end)
+            buf.wait_wake(max(0.0, min(0.5, next_tick - now)), fd)
+        if fb.flush_target > self.flushed:  # final confirm at shutdown
+            self._confirm(wire, fb.flush_target, wal_end)
         return False
+
+    @staticmethod
+    def _burst(wire: CopyBoth, feed: Any, wal_end: int) -> tuple[bool, int, bool]:
+        """Up to 1000 messages: (more may be waiting, the WAL end seen, a keepalive reply was sent)."""
+        read, replied = wire.read, False
+        for _ in range(1000):
+            data = read()
+            if data is None:
+                return False, wal_end, replied
+            if data[0] == 119:  # 'w' XLogData
+                start, end = _XLOG(data, 1)
+                if end > wal_end:
+                    wal_end = end
+                feed(data[25:], start)
+            elif data[0] == 107:  # 'k' keepalive
+                end, reply = parse_keepalive(data)
+                if end > wal_end:
+                    wal_end = end
+                if reply:
+                    wire.status(wal_end)
+                    replied = True
+        return True, wal_end, replied
 
     def _idle(self, decoder: Decoder) -> bool:
         """Nothing in flight: no open transaction, nothing buffered, everything published committed."""
         buf = self.buf
         if decoder.in_tx or buf.count:
             return False
-        return buf.published_key is None or (buf.committed_key is not None and buf.committed_key >= buf.published_key)
-
-    def _heartbeat(self) -> None:
-        if self._hb_off:
-            return
-        try:
-            if self._hb_conn is None or self._hb_conn.closed:
-                self._hb_conn = connect_sql(self.p.dsn, f"tidegate_{self.p.pipeline}_heartbeat")
-            with self._hb_conn.cursor() as cur:
-                cur.execute("SELECT pg_logical_emit_message(false, %s, '')", (HEARTBEAT_PREFIX,))
-        except psycopg2.errors.InsufficientPrivilege as exc:
-            self._hb_off = True  # once: the idle slot still advances on the WAL end
-            self.log.warning(
-                "pg_heartbeat_disabled",
-                error=str(exc).strip(),
-                fix="GRANT EXECUTE ON FUNCTION pg_logical_emit_message(boolean, text, text) "
-                "to the source's role, or set heartbeat_ms: 0",
-            )
-            self._close_heartbeat()
-        except (psycopg2.Error, SourceError) as exc:
-            self.log.warning("pg_heartbeat_failed", error=str(exc).strip())
-            self._close_heartbeat()
-
-    def _close_heartbeat(self) -> None:
-        if self._hb_conn is not None:
-            try:
-                self._hb_conn.close()
-            except psycopg2.Error:
-                pass
-            self._hb_conn = None
+        committed = self.fb.committed_key
+        return buf.published_key is None or (committed is not None and committed >= buf.published_key)

@@ -1,15 +1,15 @@
 """The `mysql` source: MySQL 8 / MariaDB 10.11+ binlog (row format) with an optional initial snapshot.
 
-Imports: stdlib, shared, worker.sources.base and the my_* modules (pymysql, mysql-replication).
+Imports: stdlib, shared, worker.sources.base and the sibling modules (pymysql, mysql-replication).
 
 Shape: `open()` checks the server and the tables (on a thread) and starts one reader thread, named
-`mysql-source-<pipeline>`, that runs the snapshot (my_snapshot) and then the binlog stream
-(my_stream); chunks reach the loop through a bounded Feed (my_feed), so back-pressure stops the binlog
-read. Positions and their order: my_position. Values: my_values.
+`mysql-source-<pipeline>`, that runs the snapshot (snapshot) and then the binlog stream
+(stream); chunks reach the loop through the bounded hand-off (worker.sources.handoff), so
+back-pressure stops the binlog read. Positions and their order: position. Values: values.
 
 Reconnects are internal: when the server restarts or the link drops, the reader backs off (0.5 s
 doubling to 10 s) and resumes after the last event it handed over (in a snapshot: at the interrupted
-table, see my_position), so read() just returns None meanwhile; `stats()` shows `connected: false` and
+table, see position), so read() just returns None meanwhile; `stats()` shows `connected: false` and
 the error, and the log has `mysql_reconnect`. Errors that a retry cannot fix (binlog purged, missing
 privilege, table gone) are raised from read() as SourceError(retryable=False).
 
@@ -20,6 +20,7 @@ position; there is no server-side state for drop() to remove.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from typing import Any
 
@@ -27,8 +28,9 @@ import pymysql
 
 from shared.errors import SourceError
 from worker.sources.base import Chunk, Source, SourceContext
-from worker.sources.my_feed import Feed, Stopped
-from worker.sources.my_position import (
+from worker.sources.handoff import Handoff, Stopped
+from worker.sources.mysql.binlog import current_point, require_binlog
+from worker.sources.mysql.position import (
     CONTINUE,
     PLAIN,
     REREAD,
@@ -38,7 +40,7 @@ from worker.sources.my_position import (
     key,
     parse,
 )
-from worker.sources.my_schema import (
+from worker.sources.mysql.setup import (
     Dsn,
     ServerInfo,
     TableInfo,
@@ -46,19 +48,38 @@ from worker.sources.my_schema import (
     check_privileges,
     check_server,
     connect,
-    current_point,
-    default_server_id,
     error,
     load_tables,
     parse_dsn,
-    require_binlog,
-    split_names,
 )
-from worker.sources.my_snapshot import Snapshot
-from worker.sources.my_stream import BinlogStream
+from worker.sources.mysql.snapshot import Snapshot
+from worker.sources.mysql.stream import BinlogStream
 
 READ_WAIT_S = 0.1
+HANDOFF_CHUNKS = 8  # chunks of max_chunk events waiting for the loop at most (back-pressure)
 BACKOFF_S = (0.5, 10.0)
+
+
+def default_server_id(pipeline: str) -> int:
+    """A stable server_id per pipeline, in [2^30, 2^32): away from the small ids servers use."""
+    h = int.from_bytes(hashlib.blake2b(pipeline.encode(), digest_size=8).digest(), "big")
+    return (1 << 30) + h % ((1 << 32) - (1 << 30) - 1)
+
+
+def split_names(tables: list[str], default_db: str | None, where: str) -> list[tuple[str, str]]:
+    out = []
+    for t in tables:
+        db, dot, name = t.partition(".")
+        if not dot:
+            if not default_db:
+                raise SourceError(
+                    f"{where}: table {t!r} has no database: write it as db.table in "
+                    "spec.source.config.tables or put the database in the dsn",
+                    retryable=False,
+                )
+            db, name = default_db, t
+        out.append((db, name))
+    return out
 
 
 class MysqlSource(Source):
@@ -68,7 +89,7 @@ class MysqlSource(Source):
         super().__init__(config, ctx)
         self.log = ctx.log.bind(source="mysql") if hasattr(ctx.log, "bind") else ctx.log
         self.server_id = config.server_id or default_server_id(ctx.pipeline)
-        self._feed: Feed | None = None
+        self._handoff: Handoff | None = None
         self._thread: threading.Thread | None = None
         self._stream: BinlogStream | None = None
         self._progress: dict[str, Any] = {}
@@ -87,7 +108,8 @@ class MysqlSource(Source):
 
     # -- open -------------------------------------------------------------------------------------
     async def open(self, position: str | None) -> None:
-        self._feed = Feed(asyncio.get_running_loop())
+        self._handoff = Handoff(self.max_chunk * HANDOFF_CHUNKS)
+        self._handoff.bind(asyncio.get_running_loop())
         dsn, server, tables, start = await asyncio.to_thread(self._prepare, position)
         self._thread = threading.Thread(
             target=self._run, args=(dsn, server, tables, start), name=f"mysql-source-{self.ctx.pipeline}", daemon=True
@@ -128,19 +150,7 @@ class MysqlSource(Source):
                         retryable=False,
                     )
                 tables = load_tables(cur, pairs, server.flavor, where)
-                if start is None and self.config.snapshot == "never":
-                    start = BinlogPos(*_point_args(current_point(cur, where)), 0)
-                elif isinstance(start, BinlogPos):
-                    require_binlog(cur, where, start.tx_start)
-                elif isinstance(start, SnapshotPos) and start.table_index >= len(tables):
-                    raise SourceError(
-                        f"{where}: checkpoint {position} names table #{start.table_index} "
-                        f"but {len(tables)} are configured: DELETE the checkpoints to start "
-                        "over",
-                        retryable=False,
-                    )
-                if isinstance(start, SnapshotPos):
-                    require_binlog(cur, where, start.entries[0].point)
+                start = self._start(cur, where, start, position, len(tables))
         except pymysql.MySQLError as exc:
             raise error(where, exc, "open") from exc
         finally:
@@ -161,15 +171,33 @@ class MysqlSource(Source):
             )
         return dsn, server, tables, start
 
+    def _start(self, cur: Any, where: str, start: Any, position: str | None, n_tables: int) -> Any:
+        """Where the reader starts: `start` checked against the server's binlogs (or, with `snapshot:
+        never` and no checkpoint, the current binlog point)."""
+        if start is None and self.config.snapshot == "never":
+            start = BinlogPos(*_point_args(current_point(cur, where)), 0)
+        elif isinstance(start, BinlogPos):
+            require_binlog(cur, where, start.tx_start)
+        elif isinstance(start, SnapshotPos) and start.table_index >= n_tables:
+            raise SourceError(
+                f"{where}: checkpoint {position} names table #{start.table_index} "
+                f"but {n_tables} are configured: DELETE the checkpoints to start "
+                "over",
+                retryable=False,
+            )
+        if isinstance(start, SnapshotPos):
+            require_binlog(cur, where, start.entries[0].point)
+        return start
+
     # -- the reader thread ------------------------------------------------------------------------
     def _run(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], start: Any) -> None:
-        feed = self._feed
+        feed = self._handoff
         assert feed is not None
         delay = BACKOFF_S[0]
         resume = start
         try:
             while True:
-                before = feed.events_out
+                before = feed.handed
                 try:
                     self._run_once(dsn, server, tables, resume)
                 except Stopped:
@@ -180,21 +208,21 @@ class MysqlSource(Source):
                         self.log.error("mysql_source_failed", error=err.message)
                         feed.fail(err)
                         return
-                    if feed.events_out > before:
+                    if feed.handed > before:
                         delay = BACKOFF_S[0]
                     self._status.update(connected=False, last_error=err.message)
                     self._status["reconnects"] += 1
                     self.log.warning(
                         "mysql_reconnect", error=err.message, in_s=delay, resume=feed.last_position or str(start)
                     )
-                    feed.wait(delay)
+                    feed.sleep(delay)
                     delay = min(delay * 2, BACKOFF_S[1])
                     resume = parse(feed.last_position) if feed.last_position else start
         except Stopped:
             return
 
     def _run_once(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], resume: Any) -> None:
-        feed = self._feed
+        feed = self._handoff
         assert feed is not None
         if resume is None or isinstance(resume, SnapshotPos):
             mode, after = PLAIN, ()
@@ -219,24 +247,27 @@ class MysqlSource(Source):
 
     # -- loop side --------------------------------------------------------------------------------
     async def read(self) -> Chunk | None:
-        feed = self._feed
+        feed = self._handoff
         if feed is None:
             raise SourceError("mysql source: read() before open()", retryable=False)
-        return await feed.get(READ_WAIT_S)
+        return await feed.get(self.max_chunk, READ_WAIT_S)
 
     async def commit(self, position: str) -> None:
         self._committed = position
 
     async def close(self) -> None:
-        feed, thread = self._feed, self._thread
+        feed, thread = self._handoff, self._thread
         if feed is not None:
-            feed.stop.set()
+            feed.stop()
         if self._stream is not None:
             self._stream.interrupt()
         if thread is not None and thread.is_alive():
             await asyncio.to_thread(thread.join, 10.0)
             if thread.is_alive():
                 self.log.warning("mysql_source_thread_stuck", thread=thread.name)
+                return  # it may still wait on the hand-off's pipe
+        if feed is not None:
+            feed.close()
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"binlog": dict(self._status), "server_id": self.server_id, "committed": self._committed}

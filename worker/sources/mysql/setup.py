@@ -1,13 +1,12 @@
-"""Server facts for the mysql source: DSN, server checks, privileges, table metadata, binlog points.
+"""Server facts for the mysql source: DSN, server checks, privileges, table metadata (binlog: binlog.py).
 
-Imports: stdlib, pymysql, shared.errors and the sibling my_* modules. Every function here blocks
+Imports: stdlib, pymysql, shared.errors and the sibling modules of worker.sources.mysql. Every function here blocks
 (pymysql): call them on a thread. Errors are SourceError whose message names the server, the cause and
 the fix; `retryable` is True only for connection trouble (the server restarting, a dropped link).
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import pymysql
 
 from shared.errors import SourceError
-from worker.sources.my_position import BinlogPoint
-from worker.sources.my_values import Column, make_converter
+from worker.sources.mysql.values import Column, make_converter
 
 INT_TYPES = frozenset({"tinyint", "smallint", "mediumint", "int", "integer", "bigint"})
 CONNECTION_ERRORS = {2002, 2003, 2005, 2006, 2013, 2055, 1053, 1927}  # 1053/1927: server shutdown/killed
@@ -82,12 +80,6 @@ def parse_dsn(dsn: str) -> Dsn:
         db=db,
         ssl=ssl,
     )
-
-
-def default_server_id(pipeline: str) -> int:
-    """A stable server_id per pipeline, in [2^30, 2^32): away from the small ids servers use."""
-    h = int.from_bytes(hashlib.blake2b(pipeline.encode(), digest_size=8).digest(), "big")
-    return (1 << 30) + h % ((1 << 32) - (1 << 30) - 1)
 
 
 def error(where: str, exc: BaseException, doing: str = "") -> SourceError:
@@ -216,45 +208,6 @@ def check_privileges(cur: Any, where: str) -> list[str]:
     raise SourceError(text, retryable=False)
 
 
-def current_point(cur: Any, where: str) -> BinlogPoint:
-    for stmt in ("SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"):
-        try:
-            cur.execute(stmt)
-        except pymysql.err.ProgrammingError:
-            continue
-        row = cur.fetchone()
-        if not row:
-            raise SourceError(f"{where}: the binary log is off: set log_bin and restart the server", retryable=False)
-        return BinlogPoint.of(row[0], int(row[1]))
-    raise SourceError(f"{where}: cannot read the binlog position (SHOW MASTER STATUS)", retryable=False)
-
-
-def binlog_files(cur: Any) -> list[str]:
-    cur.execute("SHOW BINARY LOGS")
-    return [r[0] for r in cur.fetchall()]
-
-
-def require_binlog(cur: Any, where: str, point: BinlogPoint) -> None:
-    files = binlog_files(cur)
-    if point.file not in files:
-        oldest = files[0] if files else "none"
-        raise SourceError(
-            f"{where}: binlog {point.file} needed to resume at {point} is gone (oldest is "
-            f"{oldest}): the checkpoint is lost; DELETE /pipelines/<name>/checkpoints to take "
-            "a new snapshot, and keep binlogs longer (binlog_expire_logs_seconds)",
-            retryable=False,
-        )
-
-
-def gtid_at(cur: Any, flavor: str, point: BinlogPoint) -> str | None:
-    """MariaDB: the GTID position (domain-server-seq per domain) at a binlog point."""
-    if flavor != "mariadb":
-        return None
-    cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (point.file, point.pos))
-    row = cur.fetchone()
-    return (row[0] or "") if row else None
-
-
 @dataclass(slots=True)
 class TableInfo:
     db: str
@@ -274,22 +227,6 @@ class TableInfo:
         """A primary key of integer columns only: Python orders it exactly like the server."""
         types = {c.name: c.data_type for c in self.columns}
         return bool(self.pk) and all(types.get(c) in INT_TYPES for c in self.pk)
-
-
-def split_names(tables: list[str], default_db: str | None, where: str) -> list[tuple[str, str]]:
-    out = []
-    for t in tables:
-        db, dot, name = t.partition(".")
-        if not dot:
-            if not default_db:
-                raise SourceError(
-                    f"{where}: table {t!r} has no database: write it as db.table in "
-                    "spec.source.config.tables or put the database in the dsn",
-                    retryable=False,
-                )
-            db, name = default_db, t
-        out.append((db, name))
-    return out
 
 
 def all_tables(cur: Any, db: str) -> list[tuple[str, str]]:

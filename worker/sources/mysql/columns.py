@@ -1,16 +1,10 @@
-"""Fast decoding of binlog row images straight to JSON-ready values (the mysql source's hot path).
+"""Per-column binary decoders of the mysql source's fast row decoder (decode.py).
 
-mysql-replication decodes rows in pure Python through many small reads and builds Decimal/datetime
-objects that the source then turns into strings; it is the source's bottleneck. This module decodes
-the rows event body in one pass from bytes (struct.unpack_from), producing the values of my_values
-directly. It covers the column types of MariaDB and MySQL rows (integers, FLOAT/DOUBLE, DECIMAL,
-CHAR/VARCHAR/TEXT/BLOB/BINARY, DATE, DATETIME, TIMESTAMP, TIME, YEAR, ENUM, SET, BIT, MariaDB JSON);
-a table with any other column (MySQL's binary JSON, GEOMETRY, pre-5.6 temporal types), or without the
-column names and charsets of binlog_row_metadata=FULL, or a partial JSON update, is left to
-mysql-replication (`compile_table` returns None). tests/integration/test_mysql_source_decode.py holds
-both decoders to the same output for every type.
+`column_decoder(column, is_json)` returns, for one column of a binlog table map, a function
+`(bytes, offset) -> (JSON-ready value, next offset)` reading that column's binary row format, or None
+for a type the fast path leaves to mysql-replication. The values equal those of values.py.
 
-Imports: stdlib + pymysqlreplication constants/helpers.
+Imports: stdlib + pymysqlreplication constants/helpers + worker.sources.mysql.values.
 """
 
 from __future__ import annotations
@@ -23,10 +17,10 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from pymysqlreplication.constants import BINLOG, FIELD_TYPE
+from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.row_event import RowsEvent
 
-from worker.sources.my_values import time_str
+from worker.sources.mysql.values import time_str
 
 Decoder = Callable[[bytes, int], tuple[Any, int]]
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -259,76 +253,3 @@ def column_decoder(c: Any, is_json: bool) -> Decoder | None:
     if t == FIELD_TYPE.BIT:
         return _bit(c.bytes, c.bits)
     return None
-
-
-class TableDecoder:
-    """Decodes the rows of one table map (its columns as the binlog describes them)."""
-
-    def __init__(self, names: list[str], decoders: list[Decoder]) -> None:
-        self.names, self.decoders = names, decoders
-        self.ncols = len(names)
-        self._present: dict[bytes, list[int]] = {}
-
-    def image(self, b: bytes, o: int, present: bytes) -> tuple[dict[str, Any], int]:
-        cols = self._present.get(present)
-        if cols is None:
-            cols = self._present[present] = [i for i in range(self.ncols) if present[i >> 3] >> (i & 7) & 1]
-        nb = (len(cols) + 7) >> 3
-        nulls = b[o : o + nb]
-        o += nb
-        row: dict[str, Any] = {}
-        names, decs = self.names, self.decoders
-        for j, i in enumerate(cols):
-            if nulls[j >> 3] >> (j & 7) & 1:
-                row[names[i]] = None
-            else:
-                row[names[i]], o = decs[i](b, o)
-        return row, o
-
-    def rows(self, ev: Any) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
-        """(before, after) per row of a Write/Update/DeleteRowsEvent."""
-        body = ev.packet.read(ev.event_size - ev.packet.read_bytes)
-        out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
-        o, end = 0, len(body)
-        p1 = ev.columns_present_bitmap
-        if ev.event_type in (BINLOG.UPDATE_ROWS_EVENT_V1, BINLOG.UPDATE_ROWS_EVENT_V2):
-            p2 = ev.columns_present_bitmap2
-            while o < end:
-                before, o = self.image(body, o, p1)
-                after, o = self.image(body, o, p2)
-                out.append((before, after))
-        elif ev.event_type in (BINLOG.WRITE_ROWS_EVENT_V1, BINLOG.WRITE_ROWS_EVENT_V2):
-            while o < end:
-                after, o = self.image(body, o, p1)
-                out.append((None, after))
-        else:
-            while o < end:
-                before, o = self.image(body, o, p1)
-                out.append((before, None))
-        return out
-
-
-def compile_table(columns: list[Any], json_names: set[str]) -> TableDecoder | None:
-    """A decoder for this table map's columns, or None when mysql-replication must decode."""
-    names, decs = [], []
-    for c in columns:
-        if not c.name:
-            return None
-        d = column_decoder(c, c.name in json_names)
-        if d is None:
-            return None
-        names.append(c.name)
-        decs.append(d)
-    return TableDecoder(names, decs)
-
-
-FAST_EVENT_TYPES = frozenset(
-    {
-        BINLOG.WRITE_ROWS_EVENT_V1,
-        BINLOG.WRITE_ROWS_EVENT_V2,
-        BINLOG.UPDATE_ROWS_EVENT_V1,
-        BINLOG.UPDATE_ROWS_EVENT_V2,
-        BINLOG.DELETE_ROWS_EVENT_V1,
-        BINLOG.DELETE_ROWS_EVENT_V2,
-    }
-)

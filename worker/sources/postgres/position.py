@@ -11,7 +11,7 @@ Snapshot rows (op ``r``): ``snapshot:<table index>:<row number>:<runs>[:last]``.
 ``runs`` records which snapshot epoch covered which tables: ``0@0/1A00,2@0/1C00``
 means tables 0-1 were read from the snapshot exported at LSN 0/1A00 and tables
 2.. from one exported at 0/1C00 (after a restart mid-snapshot, see
-``pg_stream``). ``last`` marks the final row of a table, so a resume knows that
+``stream``). ``last`` marks the final row of a table, so a resume knows that
 table is complete. The sort key is ``(0, epoch, table, row)``: every snapshot
 row sorts before every streaming event ``(1, lsn, index)``, and a re-snapshot
 (a later epoch) sorts after the rows of the interrupted one.

@@ -1,8 +1,8 @@
 """pgoutput (protocol version 1) decoder: replication messages -> tidegate events.
 
-Imports: stdlib + worker.sources.pg_position/pg_types. Pure: no I/O, so it is
+Imports: stdlib + worker.sources.postgres.columns/position/values. Pure: no I/O, so it is
 unit-tested on hand-built messages. Fed one XLogData payload at a time by the
-stream thread (``pg_stream``); publishes events in pieces through a callback.
+stream thread (``stream``); publishes events in pieces through a callback.
 
 Handles Relation, Begin, Commit, Insert, Update, Delete, Truncate, Message,
 Type and Origin. Choices:
@@ -27,95 +27,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker.sources.pg_position import Runs, StreamPos, epoch_of, format_runs, lsn_str, max_epoch
-from worker.sources.pg_types import Types
+from worker.sources.postgres.columns import Relation
+from worker.sources.postgres.position import Runs, StreamPos, epoch_of, format_runs, lsn_str, max_epoch
+from worker.sources.postgres.values import Types
 
 PG_EPOCH_MS = 946_684_800_000  # 2000-01-01 in unix ms
 _BEGIN = struct.Struct(">QqI").unpack_from
 _COMMIT = struct.Struct(">BQQq").unpack_from
 _U32 = struct.Struct(">I").unpack_from
-_I32 = struct.Struct(">i").unpack_from
 _H = struct.Struct(">H").unpack_from
 _MSG = struct.Struct(">BQ").unpack_from
 
 Publish = Callable[[list[dict[str, Any]], bool, StreamPos], None]
-
-
-class Relation:
-    __slots__ = ("relid", "schema", "table", "cols", "keys", "wanted", "skip_below", "dec")
-
-    def __init__(
-        self,
-        relid: int,
-        schema: str,
-        table: str,
-        cols: list[tuple[str, Any]],
-        keys: list[str],
-        wanted: bool,
-        skip_below: int,
-    ) -> None:
-        self.relid, self.schema, self.table = relid, schema, table
-        self.cols, self.keys, self.wanted, self.skip_below = cols, keys, wanted, skip_below
-        self.dec = tuple_decoder(cols)
-
-
-def decode_tuple(buf: bytes, p: int, cols: list[tuple[str, Any]]) -> tuple[dict[str, Any], int]:
-    n = (buf[p] << 8) | buf[p + 1]
-    p += 2
-    row: dict[str, Any] = {}
-    for i in range(n):
-        kind = buf[p]
-        if kind == 116:  # 't' text value
-            ln = _I32(buf, p + 1)[0]
-            p += 5
-            name, conv = cols[i]
-            row[name] = conv(buf[p : p + ln])
-            p += ln
-        elif kind == 110:  # 'n' NULL
-            row[cols[i][0]] = None
-            p += 1
-        elif kind == 117:  # 'u' unchanged TOAST: omitted
-            p += 1
-        else:
-            raise ValueError(f"pgoutput: unexpected tuple column kind {kind!r} (binary mode is not used)")
-    return row, p
-
-
-def tuple_decoder(cols: list[tuple[str, Any]]) -> Callable[[bytes, int], tuple[dict[str, Any], int]]:
-    """`decode_tuple` unrolled for one relation's columns (generated once per Relation message).
-
-    About a quarter faster than the loop: no per-column tuple unpacking or range iteration.
-    Falls back to the loop when a tuple's column count differs from the relation's.
-    """
-    lines = [
-        "def dec(buf, p):",
-        "    if ((buf[p] << 8) | buf[p + 1]) != NCOLS:",
-        "        return GENERIC(buf, p, COLS)",
-        "    p += 2",
-        "    row = {}",
-    ]
-    env: dict[str, Any] = {"I32": _I32, "NCOLS": len(cols), "GENERIC": decode_tuple, "COLS": cols}
-    for i, (name, conv) in enumerate(cols):
-        env[f"C{i}"] = conv
-        key = repr(name)
-        lines += [
-            "    k = buf[p]",
-            "    if k == 116:",
-            "        n = I32(buf, p + 1)[0]",
-            "        p += 5",
-            f"        row[{key}] = C{i}(buf[p:p + n])",
-            "        p += n",
-            "    elif k == 110:",
-            f"        row[{key}] = None",
-            "        p += 1",
-            "    elif k == 117:",
-            "        p += 1",
-            "    else:",
-            "        raise ValueError(f'pgoutput: unexpected tuple column kind {k!r}')",
-        ]
-    lines.append("    return row, p")
-    exec("\n".join(lines), env)  # noqa: S102 - code built from our own template; names are repr()-quoted
-    return env["dec"]  # type: ignore[no-any-return]
 
 
 def _cstring(buf: bytes, p: int) -> tuple[str, int]:

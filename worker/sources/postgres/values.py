@@ -2,7 +2,7 @@
 
 Imports: stdlib + msgspec. pgoutput (and our snapshot queries, which select
 ``col::text``) deliver every value in its text output form, produced in the
-session settings ``pg_setup.SESSION_OPTIONS`` sets (DateStyle ISO, TimeZone
+session settings ``setup.SESSION_OPTIONS`` sets (DateStyle ISO, TimeZone
 UTC, IntervalStyle iso_8601, extra_float_digits 3), so one converter serves both.
 
 Mapping (documented in the report and README of the source):

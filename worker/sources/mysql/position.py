@@ -1,6 +1,6 @@
 """Positions of the mysql source: their string forms, their total order, and what a resume must skip.
 
-Pure (stdlib only). Two forms, both "the last event delivered":
+Pure (stdlib only; tables are duck-typed setup.TableInfo). Two forms, both "the last event delivered":
 
 - binlog row ``<file>:<txpos>:<n>[@<entries>]``: ``txpos`` is where the row's transaction starts in
   the binlog (its GTID event, or BEGIN without GTID); ``n`` is the 1-based index of the row among the
@@ -28,6 +28,7 @@ transaction start, row index.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 SNAPSHOT = "snapshot:"
 PLAIN, CONTINUE, REREAD = "", ">", "!"
@@ -205,3 +206,37 @@ def key(position: str) -> tuple:
             raise ValueError(f"not a mysql source position: {position!r}")
         return (0, p.table_index, pt.sort_key, p.pk if p.pk is not None else (p.ordinal,))
     return (1, (file_seq(p.file), p.txpos), p.n)
+
+
+BY_ROW = (-1, -1)  # snapshot_filters marker: the table's filter depends on the row's primary key
+
+
+def snapshot_filters(tables: dict[tuple[str, str], Any], entries: Entries) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per table: transactions starting before this (file seq, pos) are in its snapshot already
+    (BY_ROW: that depends on the row's key)."""
+    out = {}
+    for k, t in tables.items():
+        if has_row_filters(entries, t.index):
+            out[k] = BY_ROW
+            continue
+        p = filter_point(entries, t.index, None)
+        if p is not None:
+            out[k] = p.sort_key
+    return out
+
+
+def in_snapshot(t: Any, before: Any, after: Any, entries: Entries, tx: tuple[int, int]) -> bool:
+    """Is this binlog row (its images) already in table t's snapshot rows? (Emitted if any image needs it.)"""
+    for values in (before, after):
+        if values is None:
+            continue
+        pk = None
+        if t.int_pk:
+            try:
+                pk = tuple(int(values[c]) for c in t.pk)
+            except (KeyError, TypeError, ValueError):
+                pk = None
+        p = filter_point(entries, t.index, pk)
+        if p is None or tx >= p.sort_key:
+            return False
+    return True

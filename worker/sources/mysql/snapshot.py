@@ -1,6 +1,6 @@
 """Initial snapshot for the mysql source: consistent reads of the configured tables, op "r".
 
-Runs on the source's reader thread. Imports: stdlib, pymysql and the sibling my_* modules.
+Runs on the source's reader thread. Imports: stdlib, pymysql and the sibling modules of worker.sources.mysql.
 
 One snapshot run reads tables[start:] inside one `START TRANSACTION WITH CONSISTENT SNAPSHOT` and
 learns the binlog point that transaction sees: MariaDB reports it without any lock
@@ -8,7 +8,7 @@ learns the binlog point that transaction sees: MariaDB reports it without any lo
 SHOW MASTER STATUS. Rows come by primary key in chunks of `snapshot_chunk` (keyset pagination, so a
 paused pipeline holds no server cursor open); a table without primary key is read with one
 unbuffered query. The last row of a table is marked `:end` in its position, so a resume knows the
-table is complete. Binlog streaming then starts at the earliest point (see my_position).
+table is complete. Binlog streaming then starts at the earliest point (see position).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from worker.sources.base import Chunk
-from worker.sources.my_feed import Feed
-from worker.sources.my_position import (
+from worker.sources.handoff import Handoff
+from worker.sources.mysql.binlog import current_point, gtid_at
+from worker.sources.mysql.position import (
     PLAIN,
     SNAPSHOT,
     BinlogPoint,
@@ -30,14 +30,7 @@ from worker.sources.my_position import (
     format_entries,
     format_pk,
 )
-from worker.sources.my_schema import (
-    Dsn,
-    ServerInfo,
-    TableInfo,
-    connect,
-    current_point,
-    gtid_at,
-)
+from worker.sources.mysql.setup import Dsn, ServerInfo, TableInfo, connect
 
 PROGRESS_EVERY_S = 2.0
 
@@ -69,7 +62,7 @@ class Snapshot:
         server: ServerInfo,
         tables: list[TableInfo],
         chunk: int,
-        feed: Feed,
+        feed: Handoff,
         progress: dict[str, Any],
         log: Any,
     ) -> None:
@@ -79,7 +72,7 @@ class Snapshot:
 
     def run(self, start: int, entries: Entries, mode: str = PLAIN, after: tuple[int, ...] = ()) -> Entries:
         """Read tables[start:] at one new consistent point (table `start` only above key `after` when
-        mode is CONTINUE); return the entries including the new one (see my_position)."""
+        mode is CONTINUE); return the entries including the new one (see position)."""
         entries = tuple(e for e in entries if e.k <= start)
         todo = self.tables[start:]
         prog = self.progress
@@ -176,7 +169,7 @@ class Snapshot:
                 if last:
                     src = events[-1]["source"]
                     src["position"] = src["position"].replace("@", ":end@", 1)
-                self.feed.put(Chunk(events, tx_end=True))
+                self.feed.send(events, True)
                 self.progress["rows_done"] += len(events)
                 self._log_progress()
 

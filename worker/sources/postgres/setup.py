@@ -1,12 +1,12 @@
-"""PostgreSQL-side set-up for the postgres source: connections, checks, tables, publication, slots.
+"""PostgreSQL-side set-up for the postgres source: connections, checks, tables, publication, errors
+(the slots: slot.py).
 
-Imports: stdlib + psycopg2 + shared.errors + worker.sources.pg_wire. Blocking calls only: run them on a
+Imports: stdlib + psycopg2 + shared.errors + worker.sources.postgres.wire. Blocking calls only: run them on a
 thread, never on the event loop. Every error names the cause and the fix.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +16,9 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from shared.errors import SourceError
-from worker.sources.pg_wire import WireError
+from worker.sources.postgres.wire import WireError
 
-# Text output forms the converters of pg_types expect (snapshot and walsender sessions alike).
+# Text output forms the converters of values.py expect (snapshot and walsender sessions alike).
 SESSION_OPTIONS = (
     "-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex"
 )
@@ -217,91 +217,12 @@ def drop_publication_if_ours(cur: Any, pub: str, pipeline: str) -> bool:
     return False
 
 
-@dataclass
-class SlotInfo:
-    plugin: str
-    database: str
-    active_pid: int | None
-    confirmed_flush: str | None
-
-
-def slot_info(cur: Any, slot: str) -> SlotInfo | None:
-    cur.execute(
-        """SELECT plugin, database, active_pid, confirmed_flush_lsn::text FROM pg_replication_slots
-                   WHERE slot_name = %s""",
-        (slot,),
-    )
-    row = cur.fetchone()
-    return SlotInfo(*row) if row else None
-
-
-def check_slot(info: SlotInfo, slot: str, db: str) -> None:
-    if info.plugin != "pgoutput" or info.database != db:
-        raise fail(
-            f"replication slot {slot} exists for plugin {info.plugin!r} in database {info.database!r}, "
-            f"not pgoutput in {db!r}. Fix: set another `slot`, or drop it: "
-            f"SELECT pg_drop_replication_slot('{slot}')"
-        )
-
-
 def slot_in_use(slot: str, pid: Any) -> SourceError:
     return fail(
         f"replication slot {slot} is active for PID {pid}: another process streams from it. Fix: stop "
         f"that consumer (SELECT pg_terminate_backend({pid})) or set another `slot`",
         retryable=True,
     )
-
-
-def wait_slot_free(cur: Any, slot: str, info: SlotInfo | None, wait_s: float = 5.0) -> SlotInfo | None:
-    """Give a dying walsender (of a killed worker) `wait_s` to release the slot; else it is in use."""
-    deadline = time.monotonic() + wait_s
-    while info is not None and info.active_pid is not None:
-        if time.monotonic() >= deadline:
-            raise slot_in_use(slot, info.active_pid)
-        time.sleep(0.1)
-        info = slot_info(cur, slot)
-    return info
-
-
-def drop_slot(cur: Any, slot: str, wait_s: float = 10.0) -> bool:
-    """Drop `slot` if it exists; wait up to `wait_s` for a dying walsender to release it."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        info = slot_info(cur, slot)
-        if info is None:
-            return False
-        try:
-            cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            return True
-        except psycopg2.errors.UndefinedObject:
-            return False
-        except psycopg2.errors.ObjectInUse as exc:
-            if time.monotonic() >= deadline:
-                raise slot_in_use(slot, info.active_pid) from exc
-            time.sleep(0.2)
-
-
-def create_slot(repl_conn: Any, slot: str, *, temporary: bool, export: bool) -> tuple[int, str | None]:
-    """CREATE_REPLICATION_SLOT; returns (consistent point as int, exported snapshot name or None)."""
-    from worker.sources.pg_position import lsn_to_int
-
-    cur = repl_conn.cursor()
-    kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
-    snap = "EXPORT_SNAPSHOT" if export else "NOEXPORT_SNAPSHOT"
-    try:
-        cur.execute(f'CREATE_REPLICATION_SLOT "{slot}" {kind} pgoutput {snap}')
-    except psycopg2.errors.DuplicateObject as exc:
-        raise fail(
-            f"replication slot {slot} already exists (created concurrently?). Fix: set another `slot`", retryable=True
-        ) from exc
-    except psycopg2.errors.ConfigurationLimitExceeded as exc:
-        raise fail(
-            f"cannot create replication slot {slot}: {str(exc).strip()}. Fix: raise "
-            "max_replication_slots, or drop unused slots (SELECT * FROM pg_replication_slots)",
-            retryable=True,
-        ) from exc
-    row = cur.fetchone()
-    return lsn_to_int(row[1]), (row[2] if export else None)
 
 
 def classify(exc: BaseException, slot: str) -> SourceError:
