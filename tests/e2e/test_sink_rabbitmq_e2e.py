@@ -16,7 +16,7 @@ import msgspec
 import pytest
 
 from tests.support.sinks import AMQP_URL as URL
-from tests.support.sinks import amqp_scratch, bind, drain, outage_then_recovery
+from tests.support.sinks import amqp_scratch, bind, bind_existing, drain, outage_then_recovery
 from tests.support.supervisor import Supervisor, generator_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +76,18 @@ def test_generator_to_rabbitmq_every_event_routing_and_envelopes(supervisor: Sup
         assert b["specversion"] == "1.0" and b["id"] == m.message_id
         assert b["source"] == f"tidegate/{pipe}" and b["type"] == "io.tidegate.change.c"
         assert b["subject"] == f"shop.{b['data']['source']['table']}" and b["time"].endswith("Z")
+
+
+def test_publishes_into_the_builtin_amq_direct_exchange_as_it_is(supervisor: Supervisor, name: str) -> None:
+    """An existing exchange of another type than the sink's default (topic) is used as it is."""
+    pipe = name.replace("_", "-")
+    bind_existing("amq.direct", {name + "_all": name + ".key"})
+    supervisor.create(generator_spec(pipe, [sink("mq", "amq.direct", routing_key=name + ".key")], count=500))
+    supervisor.wait_position(pipe, "mq", 500, timeout=60)
+    info = supervisor.info(pipe)
+    assert info["status"] == "running" and not info["ops"]["sink_errors"]
+    assert info["spec"]["spec"]["sinks"][0]["config"]["routing_key"] == name + ".key"  # shown, not redacted
+    assert ids_of(drain(name + "_all")) == list(range(1, 501))
 
 
 def run(args: list[str], **kw: Any) -> None:

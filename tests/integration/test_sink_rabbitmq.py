@@ -92,11 +92,24 @@ def test_fatal_errors_name_the_cause(name: str) -> None:
     missing = open_error(make_sink(exchange=name, declare=False))
     assert not missing.retryable and f"exchange '{name}' does not exist" in missing.message
     assert "declare: true" in missing.message
-    bind(name, {}, exchange_type="fanout")
-    mismatch = open_error(make_sink(exchange=name, exchange_type="topic"))
-    assert not mismatch.retryable and "PRECONDITION_FAILED" in mismatch.message
     bad_auth = open_error(make_sink(exchange=name, url="amqp://guest:wrong@127.0.0.1:5672/"))
     assert not bad_auth.retryable and "credentials" in bad_auth.message
+
+
+@pytest.mark.parametrize("declared_as", ["fanout", "direct"])
+def test_an_existing_exchange_of_another_type_is_used_as_it_is(name: str, declared_as: str) -> None:
+    """The sink's `exchange_type` (default topic) only applies to an exchange it must create."""
+    bind(name, {name + "_all": "k"}, exchange_type=declared_as)
+    write_all(make_sink(exchange=name, routing_key="k"), [batch(1, events(1, 5))])
+    assert len(drain(name + "_all")) == 5
+
+
+def test_a_missing_exchange_is_declared_with_the_configured_type(name: str) -> None:
+    bind_after = name + "_all"
+    write_all(make_sink(exchange=name, exchange_type="fanout", routing_key="any"), [])  # opens: declares
+    bind(name, {bind_after: ""}, exchange_type="fanout")  # passes only if it exists as fanout
+    write_all(make_sink(exchange=name, routing_key="any"), [batch(1, events(1, 3))])
+    assert len(drain(bind_after)) == 3
 
 
 def test_unreachable_broker_is_retryable() -> None:

@@ -108,6 +108,17 @@ def bind(exchange: str, queues: dict[str, str], exchange_type: str = "topic") ->
     amqp(go)
 
 
+def bind_existing(exchange: str, queues: dict[str, str]) -> None:
+    """Bind durable queues to an exchange the broker already has (e.g. `amq.direct`)."""
+
+    async def go(ch: Any) -> None:
+        for q, key in queues.items():
+            queue = await ch.declare_queue(q, durable=True)
+            await queue.bind(exchange, key)
+
+    amqp(go)
+
+
 def drain(queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
     """Every message in the queue, in order (acked)."""
 

@@ -24,7 +24,7 @@ def sink() -> RabbitmqSink:
         (aexc.ProbableAuthenticationError("ACCESS_REFUSED"), False, "credentials"),
         (aexc.ChannelNotFoundEntity("NOT_FOUND - no exchange 'cdc'"), False, "does not exist"),
         (aexc.ChannelAccessRefused("ACCESS_REFUSED"), False, "permission"),
-        (aexc.ChannelPreconditionFailed("PRECONDITION_FAILED - message size"), False, "max_message_size"),
+        (aexc.ChannelPreconditionFailed("PRECONDITION_FAILED - size"), False, ": PRECONDITION_FAILED - size"),
         (aexc.ConnectionNotAllowed("NOT_ALLOWED - vhost"), False, "vhost"),
         (aexc.DeliveryError(None, pamqp.commands.Basic.Nack(delivery_tag=7)), True, "nack"),
         (TimeoutError(), True, "in time"),
@@ -48,3 +48,9 @@ def test_constructor_does_no_io_and_registry_points_here() -> None:
     assert s._conn is None and s._static_rk is None
     assert s._rk_of({"source": {"table": "orders"}}) == "orders"
     assert plugins.resolve(plugins.SINKS, "rabbitmq") is RabbitmqSink
+
+
+def test_a_refusal_names_what_the_broker_said_and_no_guess() -> None:
+    err = sink().classify(aexc.ChannelPreconditionFailed("PRECONDITION_FAILED - inequivalent arg 'durable'"))
+    assert "inequivalent arg 'durable'" in err.message
+    assert "max_message_size" not in err.message and " or " not in err.message

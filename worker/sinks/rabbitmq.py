@@ -4,8 +4,10 @@ Each event is one persistent message (`delivery_mode=2`, `message_id` = its
 idempotency key, `content_type: application/json`) published to `exchange`
 with `routing_key` (a routing template is allowed; default `${source.table}`).
 The whole batch is published at once and `write` returns when the broker has
-confirmed every message. The exchange is declared (`exchange_type`, durable)
-when `declare` is true, else checked passively; `""` is the default exchange.
+confirmed every message. An exchange the broker already has is used as it is
+(checked passively first: its type and arguments are the broker's business, the
+built-in `amq.*` exchanges included); only a missing one is declared, with
+`exchange_type` (durable), when `declare` is true. `""` is the default exchange.
 Messages are published with mandatory=false: an exchange with no bound queue
 accepts (and drops) them, as plain AMQP publishers expect.
 
@@ -60,11 +62,7 @@ class RabbitmqSink(Sink):
         if isinstance(exc, aexc.ChannelAccessRefused):
             return self._err(f"refused access to exchange {ex!r} ({exc}); grant the user write permission", False)
         if isinstance(exc, aexc.ChannelPreconditionFailed):
-            return self._err(
-                f"refused the request: {exc} (message larger than max_message_size, or "
-                f"exchange {ex!r} exists with another type/durability)",
-                False,
-            )
+            return self._err(f"refused the request on exchange {ex!r}: {exc}", False)
         if isinstance(exc, aexc.DeliveryError):
             return self._err(f"did not accept a message (nack: {exc}); will retry", True)
         if isinstance(exc, asyncio.TimeoutError):
@@ -93,18 +91,25 @@ class RabbitmqSink(Sink):
                 client_properties={"connection_name": f"tidegate {self.ctx.pipeline}/{self.id}"},
             )
             self._channel = await self._conn.channel(publisher_confirms=True)
-            if cfg.exchange == "":
-                self._exchange = self._channel.default_exchange
-            elif cfg.declare:
-                self._exchange = await self._channel.declare_exchange(
-                    cfg.exchange, type=cfg.exchange_type, durable=True
-                )
-            else:
-                self._exchange = await self._channel.get_exchange(cfg.exchange, ensure=True)
+            self._exchange = await self._find_exchange()
         except Exception as exc:  # noqa: BLE001 - classified
             err = self.classify(exc)
             await self._drop()
             raise err from exc
+
+    async def _find_exchange(self) -> Any:
+        """The exchange as the broker has it; declared (configured type) only when missing."""
+        cfg = self.config
+        if cfg.exchange == "":
+            return self._channel.default_exchange
+        try:
+            return await self._channel.get_exchange(cfg.exchange, ensure=True)  # passive declare
+        except aexc.ChannelNotFoundEntity:
+            if not cfg.declare:
+                raise
+        # the failed passive declare closed the channel: declare on a fresh one
+        self._channel = await self._conn.channel(publisher_confirms=True)
+        return await self._channel.declare_exchange(cfg.exchange, type=cfg.exchange_type, durable=True)
 
     async def _drop(self) -> None:
         conn, self._conn, self._channel, self._exchange = self._conn, None, None, None
