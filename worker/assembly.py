@@ -143,13 +143,31 @@ class Assembly:
             {r.id: r.checkpoint for r in self.runners},
             self.key,
         )
-        # best-effort sinks behind the committed position skip ahead (never silently)
-        for r in self.runners:
-            if not r.waited and committed is not None and not position_le(committed, r.checkpoint, self.key):
-                self._on_gap(r.id, f"after {r.checkpoint}" if r.checkpoint else "start", committed, False)
-                r.checkpoint = committed
+        self._skip_ahead(committed)
         self.commits.start(self.runners, self.key)
         await self._open_source()
+
+    def _skip_ahead(self, committed: str | None) -> None:
+        """Best-effort sinks behind the committed position skip ahead, never silently.
+
+        The skipped events (after the sink's checkpoint, up to `committed`) were never read by
+        this worker: the source resumes after `committed`. The gap is recorded at once as
+        {from: the first skipped event's own position, to: `committed`} (inclusive). `from` is
+        named by the source (`Source.position_after`: the generator's N + 1); a source with
+        opaque positions (LSN, binlog) cannot name it without reading, and keeps the old
+        "after <checkpoint>" form (a known limitation: fixing it needs the position of the
+        first event after the checkpoint, known only to the worker that read it)."""
+        if committed is None:
+            return
+        for r in self.runners:
+            if r.waited or position_le(committed, r.checkpoint, self.key):
+                continue
+            assert self.source is not None
+            first = self.source.position_after(r.checkpoint)
+            if first is None:
+                first = f"after {r.checkpoint}" if r.checkpoint else "start"
+            self._on_gap(r.id, first, committed, False)
+            r.checkpoint = committed
 
     async def _open_source(self) -> None:
         """Open `self.source` at the committed position; after a failed attempt a fresh
