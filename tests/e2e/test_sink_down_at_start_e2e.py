@@ -103,3 +103,22 @@ def test_a_required_kafka_sink_whose_broker_is_down_at_start_runs_holding_then_g
         wait_until(lambda: not supervisor.info(name)["ops"]["sink_errors"], timeout=30, message="sink_errors cleared")
     finally:
         broker.stop()
+
+
+def test_a_best_effort_sink_behind_the_committed_position_at_start_records_a_contract_gap(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    """CONTRACT 7: `from` and `to` are the first and last skipped events' own positions."""
+    name = "gap-at-start"
+    n = 2000
+    out = tmp_path / "out.jsonl"
+    supervisor.create(generator_spec(name, [file_sink("file", out), dead_sink("redis", free_port())], count=n))
+    supervisor.wait_position(name, "file", n, timeout=60)
+    assert supervisor.info(name)["ops"]["sink_gaps"] == {}
+    supervisor.action(name, "restart")
+    gaps = wait_until(
+        lambda: supervisor.info(name)["ops"]["sink_gaps"].get("dead"),
+        timeout=30,
+        message=lambda: f"a gap for the dead sink ({supervisor.info(name)['ops']})",
+    )
+    assert gaps == [{"from": "1", "to": str(n)}]
