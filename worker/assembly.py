@@ -1,5 +1,6 @@
 """Opening and closing a pipeline: build the source (its plugin), open every sink
-(retrying a retryable refusal with backoff, until a stop), take the starting
+(a retryable refusal never holds the start: that sink's runner keeps opening it in
+the background, worker.delivery), take the starting
 checkpoints (the state store's, or a sink's own when it is further on; best-effort
 sinks behind the committed position skip ahead, recorded as a gap), open the
 source at the committed position (a fresh instance after each failed attempt),
@@ -80,22 +81,7 @@ class Assembly:
                     epoch=epoch,
                 ),
             )
-            attempt = 0
-            while True:
-                try:
-                    own[s.config.id] = await sink.open()
-                    self.sink_errors.pop(s.config.id, None)
-                    break
-                except SinkError as exc:
-                    if not exc.retryable:
-                        raise PipelineFailed(exc.info()) from exc
-                    self.sink_errors[s.config.id] = exc.message
-                    self.last_error = exc.info()
-                    self.log.warning("sink_open_failed", sink=s.config.id, error=exc.message)
-                    await self._sleep_or_stop(backoff(attempt))
-                    attempt += 1
-                    if self.stopping.is_set():
-                        raise asyncio.CancelledError from exc
+            opened, own[s.config.id] = await self._try_open(sink)
             self.runners.append(
                 SinkRunner(
                     sink,
@@ -110,7 +96,28 @@ class Assembly:
                     log=self.log,
                 )
             )
+            self.runners[-1].opened = opened
         return own
+
+    async def _try_open(self, sink: Any) -> tuple[bool, str | None]:
+        """Open a sink once. A retryable refusal never holds the start (CONTRACT 7): the
+        pipeline starts, the reason is in ops.sink_errors, and the sink's runner keeps
+        opening it in the background. A non-retryable one (bad config) fails the pipeline.
+        A sink not opened yet starts from its stored checkpoint (its own, maybe further on,
+        is taken when it opens): the committed position is never computed further on than
+        what the sinks have."""
+        try:
+            return True, await sink.open()
+        except SinkError as exc:
+            if not exc.retryable:
+                raise PipelineFailed(exc.info()) from exc
+            msg = exc.message
+        except OSError as exc:
+            msg = f"sink '{sink.id}': cannot open: {exc.__class__.__name__}: {exc}"
+        self.sink_errors[sink.id] = msg
+        self.last_error = ErrorInfo(kind="sink", message=msg, retryable=True)
+        self.log.warning("sink_open_failed", sink=sink.id, error=msg)
+        return False, None
 
     async def _sleep_or_stop(self, seconds: float) -> bool:
         """Sleep, cut short by a stop; True when stopping."""
@@ -143,13 +150,31 @@ class Assembly:
             {r.id: r.checkpoint for r in self.runners},
             self.key,
         )
-        # best-effort sinks behind the committed position skip ahead (never silently)
-        for r in self.runners:
-            if not r.waited and committed is not None and not position_le(committed, r.checkpoint, self.key):
-                self._on_gap(r.id, f"after {r.checkpoint}" if r.checkpoint else "start", committed, False)
-                r.checkpoint = committed
+        self._skip_ahead(committed)
         self.commits.start(self.runners, self.key)
         await self._open_source()
+
+    def _skip_ahead(self, committed: str | None) -> None:
+        """Best-effort sinks behind the committed position skip ahead, never silently.
+
+        The skipped events (after the sink's checkpoint, up to `committed`) were never read by
+        this worker: the source resumes after `committed`. The gap is recorded at once as
+        {from: the first skipped event's own position, to: `committed`} (inclusive). `from` is
+        named by the source (`Source.position_after`: the generator's N + 1); a source with
+        opaque positions (LSN, binlog) cannot name it without reading, and keeps the old
+        "after <checkpoint>" form (a known limitation: fixing it needs the position of the
+        first event after the checkpoint, known only to the worker that read it)."""
+        if committed is None:
+            return
+        for r in self.runners:
+            if r.waited or position_le(committed, r.checkpoint, self.key):
+                continue
+            assert self.source is not None
+            first = self.source.position_after(r.checkpoint)
+            if first is None:
+                first = f"after {r.checkpoint}" if r.checkpoint else "start"
+            self._on_gap(r.id, first, committed, False)
+            r.checkpoint = committed
 
     async def _open_source(self) -> None:
         """Open `self.source` at the committed position; after a failed attempt a fresh

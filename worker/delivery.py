@@ -62,6 +62,8 @@ class SinkRunner:
         self.error_count = 0
         self._wake = asyncio.Event()
         self._last_gap_seq = -1
+        # False: the sink's open failed retryably at start; run() keeps opening it first
+        self.opened = True
 
     # -------------------------------------------------------------- enqueue
     def submit(self, batch: Batch) -> None:
@@ -84,7 +86,19 @@ class SinkRunner:
             self.queued_events -= len(victim.events)
             extend = victim.seq == self._last_gap_seq + 1
             self._last_gap_seq = victim.seq
-            self.on_gap(self.id, victim.first_position, victim.last_position, extend)
+            self.on_gap(self.id, self._first_skipped(victim), victim.last_position, extend)
+
+    def _first_skipped(self, victim: Batch) -> str:
+        """The own position of the first event of `victim` this sink never gets (a batch
+        read again after a restart may start at or below the sink's checkpoint)."""
+        ck = self.checkpoint
+        if ck is None or not position_le(victim.first_position, ck, self.key):
+            return victim.first_position
+        for ev in skip_delivered(victim.events, ck, self.key):
+            pos = (ev.get("source") or {}).get("position")
+            if pos is not None:
+                return str(pos)
+        return victim.first_position
 
     @property
     def idle(self) -> bool:
@@ -92,6 +106,8 @@ class SinkRunner:
 
     # ----------------------------------------------------------------- loop
     async def run(self) -> None:
+        if not self.opened:
+            await self._open_late()
         while True:
             while not self.queue:
                 self._wake.clear()
@@ -112,6 +128,34 @@ class SinkRunner:
                 self.on_delivered(self, batch)
             if not self.waited:
                 self._trim()
+
+    async def _open_late(self) -> None:
+        """Open a sink that could not be opened at start, with backoff, while the pipeline
+        runs: batches queue meanwhile (a waited-for sink holds the pipeline through the
+        commit window; a best-effort one trims its backlog, recording gaps). The sink's own
+        checkpoint wins when it is further on than the one it started with."""
+        attempt = 0
+        while True:
+            await self.gate.wait()
+            try:
+                own = await self.sink.open()
+                break
+            except SinkError as exc:
+                if not exc.retryable:
+                    raise FatalSinkError(exc) from exc
+                msg = exc.message
+            except OSError as exc:
+                msg = f"sink '{self.id}': cannot open: {exc.__class__.__name__}: {exc}"
+            self.on_error(self.id, msg)
+            attempt += 1
+            if attempt % 10 == 0:
+                self.log.warning("sink_open_failed", sink=self.id, error=msg, attempt=attempt)
+            await asyncio.sleep(backoff(attempt))
+        if own is not None and not position_le(own, self.checkpoint, self.key):
+            self.checkpoint = own
+        self.opened = True
+        self.on_error(self.id, None)
+        self.log.info("sink_opened", sink=self.id, attempts=attempt + 1)
 
     def _sink_batch(self, batch: Batch) -> SinkBatch | None:
         ck = self.checkpoint

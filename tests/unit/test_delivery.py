@@ -115,3 +115,32 @@ def test_a_failed_group_is_sent_again_whole_and_nothing_is_checkpointed_before()
     assert [s for s, _ in delivered] == [1, 2, 3]
     assert errors[:2] == ["sink 'rec': broker away; will retry"] * 2 and errors[-1] is None  # cleared on recovery
     assert r.error_count == 2 and r.delivered_events == 9
+
+
+def test_a_backlog_overflow_gap_names_the_first_and_last_skipped_events_own_positions() -> None:
+    gaps: list[tuple[str, str, str, bool]] = []
+    gate = asyncio.Event()
+    r = SinkRunner(
+        Recorder(grouped=False),
+        waited=False,
+        key=int,
+        gate=gate,
+        checkpoint="4",  # batch 2 (events 4..6) is read again after a restart: 4 was delivered
+        on_delivered=lambda r, b: None,
+        on_error=lambda sid, msg: None,
+        committed=lambda: "100",
+        on_gap=lambda *a: gaps.append(a),
+        log=structlog.get_logger(),
+    )
+    r.backlog_limit = 3
+    for seq in (1, 2, 3, 4):
+        r.submit(batch(seq))
+    assert gaps == [("rec", "5", "6", False), ("rec", "7", "9", True), ("rec", "10", "12", True)]
+    assert all(not g[1].startswith("after") for g in gaps)
+
+
+def test_the_generator_names_the_position_after_another() -> None:
+    from worker.sources.generator import GeneratorSource
+
+    assert GeneratorSource.position_after("59076") == "59077"
+    assert GeneratorSource.position_after(None) == "1"

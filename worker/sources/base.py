@@ -69,6 +69,12 @@ class Source(abc.ABC):
     def position_key(position: str) -> Any:
         """A sortable key giving positions their total order."""
 
+    @staticmethod
+    def position_after(position: str | None) -> str | None:
+        """The position of the event right after `position` when a source can name it
+        without reading (positions are opaque: None, the default, means it cannot)."""
+        return None
+
     def stats(self) -> dict[str, Any]:
         """Extra facts for `ops.source` (for example snapshot progress)."""
         return {}

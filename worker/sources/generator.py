@@ -47,6 +47,10 @@ class GeneratorSource(Source):
     def position_key(position: str) -> int:
         return int(position)
 
+    @staticmethod
+    def position_after(position: str | None) -> str | None:
+        return str(int(position) + 1) if position else "1"
+
     def _budget(self) -> int:
         c = self.config
         n = CHUNK
