@@ -150,31 +150,43 @@ class Assembly:
             {r.id: r.checkpoint for r in self.runners},
             self.key,
         )
-        self._skip_ahead(committed)
+        heads = await self._run_store(self.store.heads, self.name)
+        skipped = self._skip_ahead(committed, heads)
         self.commits.start(self.runners, self.key)
+        for sid in skipped:
+            self.commits.store_later(sid, committed)
         await self._open_source()
 
-    def _skip_ahead(self, committed: str | None) -> None:
-        """Best-effort sinks behind the committed position skip ahead, never silently.
+    def _skip_ahead(self, committed: str | None, heads: dict[str, str]) -> list[str]:
+        """Best-effort sinks behind the committed position skip ahead, never silently; the
+        ids of those that did.
 
-        The skipped events (after the sink's checkpoint, up to `committed`) were never read by
-        this worker: the source resumes after `committed`. The gap is recorded at once as
-        {from: the first skipped event's own position, to: `committed`} (inclusive). `from` is
-        named by the source (`Source.position_after`: the generator's N + 1); a source with
-        opaque positions (LSN, binlog) cannot name it without reading, and keeps the old
-        "after <checkpoint>" form (a known limitation: fixing it needs the position of the
-        first event after the checkpoint, known only to the worker that read it)."""
+        The skipped events (after the sink's checkpoint, up to `committed`) were read by an
+        earlier worker, not this one: the source resumes after `committed`. The gap is
+        recorded at once as {from: the first skipped event's own position, to: `committed`}
+        (inclusive). `from` is the sink's stored head (the first event the earlier worker gave
+        it and it never acknowledged, stored with the checkpoints that moved past it), or, for a
+        state dir without one, the position the source names (`Source.position_after`)."""
         if committed is None:
-            return
+            return []
+        skipped = []
         for r in self.runners:
             if r.waited or position_le(committed, r.checkpoint, self.key):
                 continue
             assert self.source is not None
-            first = self.source.position_after(r.checkpoint)
+            first: str | None = heads.get(r.id)
+            if first is not None and (
+                position_le(first, r.checkpoint, self.key) or not position_le(first, committed, self.key)
+            ):
+                first = None  # stale: from before the sink's checkpoint moved
+            if first is None:
+                first = self.source.position_after(r.checkpoint)
             if first is None:
                 first = f"after {r.checkpoint}" if r.checkpoint else "start"
             self._on_gap(r.id, first, committed, False)
             r.checkpoint = committed
+            skipped.append(r.id)
+        return skipped
 
     async def _open_source(self) -> None:
         """Open `self.source` at the committed position; after a failed attempt a fresh

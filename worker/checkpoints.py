@@ -57,13 +57,29 @@ class Committer:
         self._wake = asyncio.Event()
         self.key: Any = None
         self.sinks: list[tuple[str, bool]] = []  # (id, required)
+        self.unwaited: list[SinkRunner] = []  # sinks the policy does not wait for one by one
+        self._heads: dict[str, str | None] = {}  # as last stored
 
     def start(self, runners: list[SinkRunner], key: Any) -> None:
         """Take the sinks' starting checkpoints; compute the committed position from them."""
         self.key = key
         self.sinks = [(r.id, r.sink.config.required) for r in runners]
         self.durable = {r.id: r.checkpoint for r in runners}
+        self.unwaited = [r for r in runners if not r.waited]
         self.committed = self.policy_position()
+
+    def store_later(self, sink_id: str, position: str) -> None:
+        """Store a checkpoint no delivery made (a best-effort sink skipped ahead at start)."""
+        self._pending[sink_id] = position
+        self._wake.set()
+
+    def _changed_heads(self) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for r in self.unwaited:
+            h = r.head()
+            if r.id not in self._heads or self._heads[r.id] != h:
+                out[r.id] = h
+        return out
 
     def policy_position(self) -> str | None:
         return committed_position(self.policy.mode, self.policy.quorum, self.sinks, self.durable, self.key)
@@ -113,8 +129,9 @@ class Committer:
             if not self._pending:
                 continue
             snap, self._pending = self._pending, {}
+            heads = self._changed_heads()
             try:
-                await run(self.store_pool, self.store.save_checkpoints, self.pipeline, snap)
+                await run(self.store_pool, self.store.save_checkpoints, self.pipeline, snap, heads)
             except LeaseLost as exc:
                 # fenced: nothing more may be checkpointed; the pipeline stops (no drain to wait for)
                 if self.on_lease_lost is None:
@@ -130,6 +147,7 @@ class Committer:
                 self._wake.set()
                 continue
             attempt = 0
+            self._heads.update(heads)
             self.durable.update(snap)
             await self._advance()
 

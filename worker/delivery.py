@@ -100,6 +100,16 @@ class SinkRunner:
                 return str(pos)
         return victim.first_position
 
+    def head(self) -> str | None:
+        """The own position of the first event this sink was given and has not acknowledged
+        (None: it has everything it was given). Stored with the checkpoints, it names the
+        `from` of the gap a restart records when this sink is left behind."""
+        ck = self.checkpoint
+        for batch in self.queue:
+            if ck is None or not position_le(batch.last_position, ck, self.key):
+                return self._first_skipped(batch)
+        return None
+
     @property
     def idle(self) -> bool:
         return not self.queue and not self.busy

@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS tidegate_checkpoints (
   updated_at TEXT NOT NULL,
   PRIMARY KEY (pipeline, sink_id)
 );
+CREATE TABLE IF NOT EXISTS tidegate_heads (
+  pipeline TEXT NOT NULL,
+  sink_id TEXT NOT NULL,
+  position TEXT NOT NULL,
+  PRIMARY KEY (pipeline, sink_id)
+);
 CREATE TABLE IF NOT EXISTS tidegate_gaps (
   id BIGSERIAL PRIMARY KEY,
   pipeline TEXT NOT NULL,
@@ -229,6 +235,7 @@ class PgStore:
         def q(cur: Any) -> None:
             cur.execute("DELETE FROM tidegate_pipelines WHERE name = %s", (name,))
             cur.execute("DELETE FROM tidegate_checkpoints WHERE pipeline = %s", (name,))
+            cur.execute("DELETE FROM tidegate_heads WHERE pipeline = %s", (name,))
             cur.execute("DELETE FROM tidegate_gaps WHERE pipeline = %s", (name,))
             cur.execute(f"UPDATE tidegate_leases SET {_EXPIRE} WHERE pipeline = %s", (name,))
 
@@ -258,9 +265,23 @@ class PgStore:
                 f"with token {token}); its checkpoint was not written"
             )
 
-    def save_checkpoints(self, pipeline: str, positions: dict[str, str]) -> str:
-        """Durably store several sinks' checkpoints in one transaction; return the timestamp."""
+    def heads(self, pipeline: str) -> dict[str, str]:
+        """Per best-effort sink: the first event it was given and has not acknowledged (see
+        SqliteStore.heads)."""
+
+        def q(cur: Any) -> dict[str, str]:
+            cur.execute("SELECT sink_id, position FROM tidegate_heads WHERE pipeline = %s", (pipeline,))
+            return {r[0]: r[1] for r in cur.fetchall()}
+
+        return self._tx(q)
+
+    def save_checkpoints(
+        self, pipeline: str, positions: dict[str, str], heads: dict[str, str | None] | None = None
+    ) -> str:
+        """Durably store several sinks' checkpoints (and heads; None drops one) in one
+        transaction; return the timestamp."""
         t = now_iso()
+        heads = heads or {}
 
         def q(cur: Any) -> None:
             self._check_fence(cur, pipeline)
@@ -270,6 +291,15 @@ class PgStore:
                 "updated_at = EXCLUDED.updated_at",
                 [(pipeline, s, p, t) for s, p in positions.items()],
             )
+            cur.executemany(
+                "INSERT INTO tidegate_heads(pipeline, sink_id, position) VALUES (%s,%s,%s) "
+                "ON CONFLICT (pipeline, sink_id) DO UPDATE SET position = EXCLUDED.position",
+                [(pipeline, s, p) for s, p in heads.items() if p is not None],
+            )
+            cur.executemany(
+                "DELETE FROM tidegate_heads WHERE pipeline = %s AND sink_id = %s",
+                [(pipeline, s) for s, p in heads.items() if p is None],
+            )
 
         self._tx(q)
         return t
@@ -277,6 +307,7 @@ class PgStore:
     def clear_checkpoints(self, pipeline: str) -> None:
         def q(cur: Any) -> None:
             cur.execute("DELETE FROM tidegate_checkpoints WHERE pipeline = %s", (pipeline,))
+            cur.execute("DELETE FROM tidegate_heads WHERE pipeline = %s", (pipeline,))
             cur.execute("DELETE FROM tidegate_gaps WHERE pipeline = %s", (pipeline,))
             cur.execute("UPDATE tidegate_pipelines SET epoch = %s WHERE name = %s", (new_epoch(), pipeline))
 
@@ -286,8 +317,9 @@ class PgStore:
         """Forget checkpoints of sinks no longer in the spec."""
         self._tx(
             lambda cur: cur.execute(
-                "DELETE FROM tidegate_checkpoints WHERE pipeline = %s AND NOT (sink_id = ANY(%s::text[]))",
-                (pipeline, sorted(keep)),
+                "DELETE FROM tidegate_checkpoints WHERE pipeline = %s AND NOT (sink_id = ANY(%s::text[]));"
+                "DELETE FROM tidegate_heads WHERE pipeline = %s AND NOT (sink_id = ANY(%s::text[]))",
+                (pipeline, sorted(keep), pipeline, sorted(keep)),
             )
         )
 

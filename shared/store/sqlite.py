@@ -33,6 +33,12 @@ CREATE TABLE IF NOT EXISTS checkpoints (
   updated_at TEXT NOT NULL,
   PRIMARY KEY (pipeline, sink_id)
 );
+CREATE TABLE IF NOT EXISTS heads (
+  pipeline TEXT NOT NULL,
+  sink_id TEXT NOT NULL,
+  position TEXT NOT NULL,
+  PRIMARY KEY (pipeline, sink_id)
+);
 CREATE TABLE IF NOT EXISTS gaps (
   pipeline TEXT NOT NULL,
   sink_id TEXT NOT NULL,
@@ -148,6 +154,7 @@ class SqliteStore:
             try:
                 c.execute("DELETE FROM pipelines WHERE name = ?", (name,))
                 c.execute("DELETE FROM checkpoints WHERE pipeline = ?", (name,))
+                c.execute("DELETE FROM heads WHERE pipeline = ?", (name,))
                 c.execute("DELETE FROM gaps WHERE pipeline = ?", (name,))
                 c.execute("COMMIT")
             except BaseException:
@@ -162,9 +169,21 @@ class SqliteStore:
             ).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
-    def save_checkpoints(self, pipeline: str, positions: dict[str, str]) -> str:
-        """Durably store several sinks' checkpoints in one transaction; return the timestamp."""
+    def heads(self, pipeline: str) -> dict[str, str]:
+        """Per best-effort sink: the own position of the first event it was given and has not
+        acknowledged, stored with the checkpoints that moved past it (the `from` of the gap
+        recorded when a restart skips that sink ahead)."""
+        with self._lock:
+            rows = self.conn.execute("SELECT sink_id, position FROM heads WHERE pipeline = ?", (pipeline,)).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def save_checkpoints(
+        self, pipeline: str, positions: dict[str, str], heads: dict[str, str | None] | None = None
+    ) -> str:
+        """Durably store several sinks' checkpoints (and heads; None drops one) in one
+        transaction; return the timestamp."""
         t = now_iso()
+        heads = heads or {}
         with self._lock:
             c = self.conn
             c.execute("BEGIN IMMEDIATE")
@@ -174,6 +193,15 @@ class SqliteStore:
                     "ON CONFLICT(pipeline, sink_id) DO UPDATE SET position=excluded.position, "
                     "updated_at=excluded.updated_at",
                     [(pipeline, s, p, t) for s, p in positions.items()],
+                )
+                c.executemany(
+                    "INSERT INTO heads(pipeline, sink_id, position) VALUES (?,?,?) "
+                    "ON CONFLICT(pipeline, sink_id) DO UPDATE SET position=excluded.position",
+                    [(pipeline, s, p) for s, p in heads.items() if p is not None],
+                )
+                c.executemany(
+                    "DELETE FROM heads WHERE pipeline = ? AND sink_id = ?",
+                    [(pipeline, s) for s, p in heads.items() if p is None],
                 )
                 c.execute("COMMIT")
             except BaseException:
@@ -186,6 +214,7 @@ class SqliteStore:
             c = self.conn
             c.execute("BEGIN IMMEDIATE")
             c.execute("DELETE FROM checkpoints WHERE pipeline = ?", (pipeline,))
+            c.execute("DELETE FROM heads WHERE pipeline = ?", (pipeline,))
             c.execute("DELETE FROM gaps WHERE pipeline = ?", (pipeline,))
             c.execute("UPDATE pipelines SET epoch = ? WHERE name = ?", (new_epoch(), pipeline))
             c.execute("COMMIT")
@@ -197,6 +226,10 @@ class SqliteStore:
             for (sid,) in rows:
                 if sid not in keep:
                     self.conn.execute("DELETE FROM checkpoints WHERE pipeline = ? AND sink_id = ?", (pipeline, sid))
+            rows = self.conn.execute("SELECT sink_id FROM heads WHERE pipeline = ?", (pipeline,)).fetchall()
+            for (sid,) in rows:
+                if sid not in keep:
+                    self.conn.execute("DELETE FROM heads WHERE pipeline = ? AND sink_id = ?", (pipeline, sid))
 
     # ----------------------------------------------------------------- gaps
     def add_gap(self, pipeline: str, sink_id: str, from_pos: str, to_pos: str) -> None:

@@ -200,3 +200,45 @@ def test_mariadb_server_restart_is_ridden_out(supervisor: Supervisor, db: str, t
     events = wait_for_row(out, "t", 110)
     assert supervisor.info(name)["ops"]["source"]["binlog"]["reconnects"] >= 1
     assert replay(dedupe(events)) == table_state(db, ["t"])
+
+
+def test_a_best_effort_sink_left_behind_by_a_killed_worker_gets_a_gap_of_real_positions(
+    supervisor: Supervisor, db: str, tmp_path: Path
+) -> None:
+    """CONTRACT 7, as for PostgreSQL: `from` is the first skipped event's own binlog position,
+    stored by the killed worker; `to` is the committed position."""
+    from worker.sources.mysql.source import MysqlSource
+
+    position_key = MysqlSource.position_key
+
+    sql(db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+    out, name = tmp_path / "out.jsonl", "tg-my-e2e-gap"
+    s = spec(name, db, ["t"], out, snapshot="never", max_events=5, max_ms=50)
+    s["spec"]["sinks"].append(
+        {"type": "redis", "config": {"id": "dead", "required": False, "url": "redis://127.0.0.1:1/0", "stream": "x"}}
+    )
+    supervisor.create(s)
+    wait_until(
+        lambda: supervisor.info(name)["ops"]["source"].get("binlog", {}).get("connected"),
+        timeout=30,
+        message="mysql source connected",
+    )
+    for i in range(1, 21):
+        sql(db, f"INSERT INTO t VALUES ({i}, {i})")
+    events = wait_for_row(out, "t", 20)
+    last = position_key(events[-1]["source"]["position"])
+    wait_until(
+        lambda: (ck := checkpoint(supervisor, name)) is not None and position_key(ck) >= last,
+        timeout=30,
+        message="every row checkpointed by the file sink",
+    )
+    assert supervisor.info(name)["ops"]["sink_gaps"] == {}
+    kill_worker(supervisor, name)
+    gaps = wait_until(
+        lambda: supervisor.info(name)["ops"]["sink_gaps"].get("dead"),
+        timeout=30,
+        message=lambda: f"a gap for the dead sink ({supervisor.info(name)['ops']})",
+    )
+    assert len(gaps) == 1, gaps
+    assert gaps[0]["from"] == events[0]["source"]["position"], (gaps, events[0]["source"])
+    assert position_key(gaps[0]["to"]) >= last, gaps

@@ -239,3 +239,40 @@ def test_server_restart_is_ridden_out_and_delete_drops_the_slot(sup: Supervisor,
         conn.close()
     finally:
         cluster.close()
+
+
+def test_a_best_effort_sink_left_behind_by_a_killed_worker_gets_a_gap_of_real_positions(
+    pg: PG, sup: Supervisor, tmp_path: Path
+) -> None:
+    """CONTRACT 7 (behind the committed position after a restart): the gap's `from` is the first
+    skipped event's own LSN position, though this worker never read it (the killed worker stored
+    it with the checkpoints that moved past it), and `to` is the committed position."""
+    t = pg.table("t", "id int PRIMARY KEY, v int")
+    out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-gap-{pg.suffix}"
+    s = spec(name, [t], out, snapshot="never", max_events=5, max_ms=50)
+    s["spec"]["sinks"].append(
+        {"type": "redis", "config": {"id": "dead", "required": False, "url": "redis://127.0.0.1:1/0", "stream": "x"}}
+    )
+    sup.create(s)
+    sup.wait_status(name, "running")
+    for i in range(1, 21):
+        pg.sql(f"INSERT INTO {t} VALUES (%s, %s)", (i, i))
+    events = wait_for_row(out, t, 20)
+    wait_until(
+        lambda: (
+            (ck := checkpoint(sup, name)) is not None
+            and position_key(ck) >= position_key(events[-1]["source"]["position"])
+        ),
+        timeout=30,
+        message="every row checkpointed by the file sink",
+    )
+    assert sup.info(name)["ops"]["sink_gaps"] == {}
+    kill_worker(sup, name)
+    gaps = wait_until(
+        lambda: sup.info(name)["ops"]["sink_gaps"].get("dead"),
+        timeout=30,
+        message=lambda: f"a gap for the dead sink ({sup.info(name)['ops']})",
+    )
+    assert len(gaps) == 1, gaps
+    assert gaps[0]["from"] == events[0]["source"]["position"], (gaps, events[0]["source"])
+    assert position_key(gaps[0]["to"]) >= position_key(events[-1]["source"]["position"]), gaps

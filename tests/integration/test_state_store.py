@@ -79,6 +79,24 @@ def test_pipelines_crud_and_epoch(make_store: Any) -> None:
     assert s.epoch("b") != e
 
 
+def test_heads_are_stored_with_checkpoints_and_go_with_them(make_store: Any) -> None:
+    s = make_store()
+    s.put_pipeline("p", b"spec", "running")
+    assert s.heads("p") == {}
+    s.save_checkpoints("p", {"req": "10"}, {"be": "3", "gone": "4"})
+    assert s.heads("p") == {"be": "3", "gone": "4"} and set(s.checkpoints("p")) == {"req"}
+    s.save_checkpoints("p", {"req": "12", "be": "12"}, {"be": None})
+    assert s.heads("p") == {"gone": "4"}
+    s.drop_sink_checkpoints("p", {"req", "be"})
+    assert s.heads("p") == {}
+    s.save_checkpoints("p", {}, {"be": "13"})
+    s.clear_checkpoints("p")
+    assert s.heads("p") == {}
+    s.save_checkpoints("p", {}, {"be": "14"})
+    s.delete_pipeline("p")
+    assert s.heads("p") == {}
+
+
 def test_checkpoints_and_gaps(make_store: Any) -> None:
     s = make_store()
     s.put_pipeline("p", b"spec", "running")
@@ -144,6 +162,7 @@ def test_tables_are_prefixed(pg: PgStore, pg_url: str) -> None:
         assert [r[0] for r in cur.fetchall()] == [
             "tidegate_checkpoints",
             "tidegate_gaps",
+            "tidegate_heads",
             "tidegate_leases",
             "tidegate_pipelines",
         ]
