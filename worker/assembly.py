@@ -1,11 +1,10 @@
-"""Opening and closing a pipeline: build the source (its plugin), open every sink
-(a retryable refusal never holds the start: that sink's runner keeps opening it in
-the background, worker.delivery), take the starting
-checkpoints (the state store's, or a sink's own when it is further on; best-effort
-sinks behind the committed position skip ahead, recorded as a gap), open the
-source at the committed position (a fresh instance after each failed attempt),
-and close everything in order. A mixin of `worker.pipeline.Pipeline`, whose
-fields these are.
+"""Opening and closing a pipeline: `open_pipeline()` builds its parts (the source in a
+`SourceSlot`, the processor chain, one runner per sink, the committer), opens every
+sink (a retryable refusal never holds the start: that sink's runner keeps opening it
+in the background, worker.delivery), takes the starting point (worker.commit:
+checkpoints, committed position, skip-ahead gaps), opens the source at the committed
+position, and hands them to `worker.pipeline.Pipeline`, which only runs the loops.
+`Parts.close()` closes everything in order.
 
 Imports: stdlib + shared + worker (never supervisor).
 """
@@ -15,222 +14,229 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
-from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SinkError, SourceError, TidegateError, describe
+from shared.errors import ConfigError, PipelineFailed, SinkError, SourceError, TidegateError, describe
 from shared.spec.model import PipelineSpec, type_tag
+from shared.store import LeaseLost
 from worker import plugins
-from worker.backoff import backoff
+from worker.backoff import backoff, sleep_or_stop
 from worker.checkpoints import Committer
-from worker.commit import committed_position, position_le, waited_sinks
+from worker.commit import starting_point, waited_sinks
 from worker.delivery import SinkRunner
+from worker.health import Health
 from worker.processing import ProcessorChain
-from worker.sinks.base import SinkContext
+from worker.sinks.base import Sink, SinkContext
 from worker.sources.base import Source, SourceContext
 
 
-class Assembly:
-    """Mixed into Pipeline."""
+def make_source(spec: PipelineSpec, log: Any, state_dir: str) -> Source:
+    src = spec.spec.source
+    cls = plugins.resolve(plugins.SOURCES, type_tag(src))
+    ctx = SourceContext(pipeline=spec.metadata.name, log=log.bind(source=type_tag(src)), state_dir=state_dir)
+    return cls(src.config, ctx)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What a pipeline's parts are built from and report to."""
 
     spec: PipelineSpec
-    name: str
-    store: Any
+    store: Any  # the state store (SQLite or PostgreSQL)
+    store_pool: ThreadPoolExecutor  # the one thread the state store is used from
     log: Any
     state_dir: str
-    policy: Any
-    gate: asyncio.Event
+    gate: asyncio.Event  # set = running, clear = paused
     stopping: asyncio.Event
-    drop_source_state: bool
-    source: Source | None
-    chain: ProcessorChain
-    runners: list[SinkRunner]
-    key: Any
-    store_pool: ThreadPoolExecutor
-    commits: Committer
-    sink_errors: dict[str, str]
-    last_error: ErrorInfo | None
-    _on_sink_error: Callable[[str, str | None], None]
-    _on_gap: Callable[[str, str, str, bool], None]
+    health: Health
+    on_lease_lost: Callable[[LeaseLost], None]
 
-    def _source(self) -> Source:
-        src = self.spec.spec.source
-        cls = plugins.resolve(plugins.SOURCES, type_tag(src))
-        return cls(
-            src.config,
-            SourceContext(pipeline=self.name, log=self.log.bind(source=type_tag(src)), state_dir=self.state_dir),
-        )
+    @property
+    def name(self) -> str:
+        return self.spec.metadata.name
 
-    async def _run_store(self, fn: Any, *args: Any) -> Any:
+    async def run_store(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.store_pool, fn, *args)
 
-    async def _open_sinks(self) -> dict[str, str | None]:
-        cls_key = self.key
-        own: dict[str, str | None] = {}
-        specs = self.spec.spec.sinks
-        epoch = await self._run_store(self.store.epoch, self.name)
-        waited = waited_sinks(self.policy.mode, [(s.config.id, s.config.required) for s in specs])
-        for s in specs:
-            cls = plugins.resolve(plugins.SINKS, type_tag(s))
-            sink = cls(
-                s.config,
-                SinkContext(
-                    pipeline=self.name,
-                    position_key=cls_key,
-                    log=self.log.bind(sink=s.config.id),
-                    state_dir=self.state_dir,
-                    epoch=epoch,
-                ),
-            )
-            opened, own[s.config.id] = await self._try_open(sink)
-            self.runners.append(
-                SinkRunner(
-                    sink,
-                    waited=s.config.id in waited,
-                    key=cls_key,
-                    gate=self.gate,
-                    checkpoint=None,
-                    on_delivered=self.commits.on_delivered,
-                    on_error=self._on_sink_error,
-                    committed=lambda: self.commits.committed,
-                    on_gap=self._on_gap,
-                    log=self.log,
-                )
-            )
-            self.runners[-1].opened = opened
-        return own
 
-    async def _try_open(self, sink: Any) -> tuple[bool, str | None]:
-        """Open a sink once. A retryable refusal never holds the start (CONTRACT 7): the
-        pipeline starts, the reason is in ops.sink_errors, and the sink's runner keeps
-        opening it in the background. A non-retryable one (bad config) fails the pipeline.
-        A sink not opened yet starts from its stored checkpoint (its own, maybe further on,
-        is taken when it opens): the committed position is never computed further on than
-        what the sinks have."""
-        try:
-            return True, await sink.open()
-        except SinkError as exc:
-            if not exc.retryable:
-                raise PipelineFailed(exc.info()) from exc
-            msg = exc.message
-        except OSError as exc:
-            msg = f"sink '{sink.id}': cannot open: {exc.__class__.__name__}: {exc}"
-        self.sink_errors[sink.id] = msg
-        self.last_error = ErrorInfo(kind="sink", message=msg, retryable=True)
-        self.log.warning("sink_open_failed", sink=sink.id, error=msg)
-        return False, None
+class SourceSlot:
+    """The pipeline's source: opened at a position with retries, a fresh instance after each
+    failed attempt (a source's state derives from its position alone), reopened after a
+    retryable read failure, acknowledged upstream at the committed position."""
 
-    async def _sleep_or_stop(self, seconds: float) -> bool:
-        """Sleep, cut short by a stop; True when stopping."""
-        try:
-            async with asyncio.timeout(seconds):
-                await self.stopping.wait()
-        except TimeoutError:
-            pass
-        return self.stopping.is_set()
+    def __init__(self, w: Wiring) -> None:
+        self.w = w
+        self.current = make_source(w.spec, w.log, w.state_dir)
+        self.key = self.current.position_key
+        self.position_after = self.current.position_after
 
-    async def build(self) -> None:
-        self.source = self._source()
-        self.key = self.source.position_key
-        try:
-            await self.chain.open()
-        except TidegateError as exc:
-            raise PipelineFailed(exc.info()) from exc
-        own = await self._open_sinks()
-        stored = await self._run_store(self.store.checkpoints, self.name)
-        for r in self.runners:
-            ck = stored.get(r.id, (None, ""))[0]
-            mine = own.get(r.id)
-            if mine is not None and not position_le(mine, ck, self.key):
-                ck = mine
-            r.checkpoint = ck
-        committed = committed_position(
-            self.policy.mode,
-            self.policy.quorum,
-            [(r.id, r.sink.config.required) for r in self.runners],
-            {r.id: r.checkpoint for r in self.runners},
-            self.key,
-        )
-        heads = await self._run_store(self.store.heads, self.name)
-        skipped = self._skip_ahead(committed, heads)
-        self.commits.start(self.runners, self.key)
-        for sid in skipped:
-            self.commits.store_later(sid, committed)
-        await self._open_source()
-
-    def _skip_ahead(self, committed: str | None, heads: dict[str, str]) -> list[str]:
-        """Best-effort sinks behind the committed position skip ahead, never silently; the
-        ids of those that did.
-
-        The skipped events (after the sink's checkpoint, up to `committed`) were read by an
-        earlier worker, not this one: the source resumes after `committed`. The gap is
-        recorded at once as {from: the first skipped event's own position, to: `committed`}
-        (inclusive). `from` is the sink's stored head (the first event the earlier worker gave
-        it and it never acknowledged, stored with the checkpoints that moved past it), or, for a
-        state dir without one, the position the source names (`Source.position_after`)."""
-        if committed is None:
-            return []
-        skipped = []
-        for r in self.runners:
-            if r.waited or position_le(committed, r.checkpoint, self.key):
-                continue
-            assert self.source is not None
-            first: str | None = heads.get(r.id)
-            if first is not None and (
-                position_le(first, r.checkpoint, self.key) or not position_le(first, committed, self.key)
-            ):
-                first = None  # stale: from before the sink's checkpoint moved
-            if first is None:
-                first = self.source.position_after(r.checkpoint)
-            if first is None:
-                first = f"after {r.checkpoint}" if r.checkpoint else "start"
-            self._on_gap(r.id, first, committed, False)
-            r.checkpoint = committed
-            skipped.append(r.id)
-        return skipped
-
-    async def _open_source(self) -> None:
-        """Open `self.source` at the committed position; after a failed attempt a fresh
-        instance is built (a source's state derives from its position alone)."""
+    async def open(self, position: str | None) -> None:
         attempt = 0
         while True:
-            assert self.source is not None
             try:
-                await self.source.open(self.commits.committed)
+                await self.current.open(position)
                 return
             except (SourceError, OSError) as exc:
                 info = describe(exc)
-                await self._close_quietly(self.source)
+                await self._close_quietly()
                 if isinstance(exc, SourceError) and not exc.retryable:
                     raise PipelineFailed(info) from exc
-                self.last_error = info
-                self.log.warning("source_open_failed", error=info.message)
-                await self._sleep_or_stop(backoff(attempt, 0.5, 10.0))
+                self.w.health.error(info)
+                self.w.log.warning("source_open_failed", error=info.message)
+                await sleep_or_stop(self.w.stopping, backoff(attempt, 0.5, 10.0))
                 attempt += 1
-                if self.stopping.is_set():
+                if self.w.stopping.is_set():
                     raise asyncio.CancelledError from exc
-                self.source = self._source()
+                self.current = make_source(self.w.spec, self.w.log, self.w.state_dir)
             except ConfigError as exc:
-                await self._close_quietly(self.source)
+                await self._close_quietly()
                 raise PipelineFailed(exc.info()) from exc
 
-    async def _close_quietly(self, source: Source) -> None:
-        try:
-            await source.close()
-        except Exception as exc:  # noqa: BLE001
-            self.log.warning("source_close_failed", error=str(exc))
+    async def reopen(self, position: str | None) -> None:
+        await self._close_quietly()
+        await sleep_or_stop(self.w.stopping, backoff(0, 0.5, 10.0))
+        self.current = make_source(self.w.spec, self.w.log, self.w.state_dir)
+        await self.open(position)
 
-    async def close(self) -> None:
+    async def commit(self, position: str) -> None:
+        try:
+            await self.current.commit(position)
+        except Exception as exc:  # noqa: BLE001 - acknowledging upstream is retried at the next commit
+            self.w.log.warning("source_commit_failed", error=str(exc))
+
+    def stats(self) -> dict[str, Any]:
+        try:
+            return self.current.stats()
+        except Exception:  # noqa: BLE001
+            return {}
+
+    async def _close_quietly(self) -> None:
+        try:
+            await self.current.close()
+        except Exception as exc:  # noqa: BLE001
+            self.w.log.warning("source_close_failed", error=str(exc))
+
+    async def close(self, drop_state: bool) -> None:
+        if drop_state:
+            try:
+                await self.current.drop()
+            except Exception as exc:  # noqa: BLE001
+                self.w.log.warning("source_drop_failed", error=str(exc))
+        await self._close_quietly()
+
+
+@dataclass
+class Parts:
+    source: SourceSlot
+    chain: ProcessorChain
+    commits: Committer
+    runners: list[SinkRunner] = field(default_factory=list)
+
+    async def close(self, log: Any, drop_source_state: bool = False) -> None:
         for r in self.runners:
             try:
                 await r.sink.close()
             except Exception as exc:  # noqa: BLE001
-                self.log.warning("sink_close_failed", sink=r.id, error=str(exc))
-        if self.source is not None:
-            if self.drop_source_state:
-                try:
-                    await self.source.drop()
-                except Exception as exc:  # noqa: BLE001
-                    self.log.warning("source_drop_failed", error=str(exc))
-            await self._close_quietly(self.source)
+                log.warning("sink_close_failed", sink=r.id, error=str(exc))
+        await self.source.close(drop_source_state)
         await self.chain.close()
-        self.store_pool.shutdown(wait=True)
+
+
+async def open_pipeline(w: Wiring) -> Parts:
+    """The pipeline's parts, open, at their starting point. On failure what was opened is closed."""
+    body = w.spec.spec
+    source = SourceSlot(w)
+    chain = ProcessorChain(list(body.processors), w.name, w.log, w.health)
+    commits = Committer(
+        w.name,
+        w.store,
+        w.store_pool,
+        body.commit_policy,
+        body.batch.max_inflight,
+        w.health,
+        w.log,
+        on_commit=source.commit,
+        on_lease_lost=w.on_lease_lost,
+    )
+    parts = Parts(source, chain, commits)
+    try:
+        try:
+            await chain.open()
+        except TidegateError as exc:
+            raise PipelineFailed(exc.info()) from exc
+        own = await _open_sinks(w, parts)
+        stored = await w.run_store(w.store.checkpoints, w.name)
+        heads = await w.run_store(w.store.heads, w.name)
+        policy = body.commit_policy
+        start = starting_point(
+            policy.mode,
+            policy.quorum,
+            [(r.id, r.sink.config.required) for r in parts.runners],
+            {sid: pos for sid, (pos, _at) in stored.items()},
+            own,
+            heads,
+            source.position_after,
+            source.key,
+        )
+        for r in parts.runners:
+            r.checkpoint = start.checkpoints[r.id]
+        for skip in start.skips:
+            w.health.gap(skip.sink_id, skip.from_pos, skip.to_pos, False)
+        commits.start(parts.runners, source.key)
+        for skip in start.skips:
+            commits.store_later(skip.sink_id, skip.to_pos)  # the skip is durable like a delivery
+        await source.open(commits.committed)
+    except BaseException:
+        await parts.close(w.log)
+        raise
+    return parts
+
+
+async def _open_sinks(w: Wiring, parts: Parts) -> dict[str, str | None]:
+    """One runner per sink, each sink opened once; their own checkpoints (None: none kept)."""
+    own: dict[str, str | None] = {}
+    specs = w.spec.spec.sinks
+    key = parts.source.key
+    epoch = await w.run_store(w.store.epoch, w.name)
+    waited = waited_sinks(w.spec.spec.commit_policy.mode, [(s.config.id, s.config.required) for s in specs])
+    for s in specs:
+        cls = plugins.resolve(plugins.SINKS, type_tag(s))
+        ctx = SinkContext(
+            pipeline=w.name, position_key=key, log=w.log.bind(sink=s.config.id), state_dir=w.state_dir, epoch=epoch
+        )
+        sink = cls(s.config, ctx)
+        opened, own[s.config.id] = await _try_open(sink, w)
+        runner = SinkRunner(
+            sink,
+            waited=s.config.id in waited,
+            key=key,
+            gate=w.gate,
+            checkpoint=None,
+            on_delivered=parts.commits.on_delivered,
+            committed=lambda: parts.commits.committed,
+            health=w.health,
+            log=w.log,
+        )
+        runner.opened = opened
+        parts.runners.append(runner)
+    return own
+
+
+async def _try_open(sink: Sink, w: Wiring) -> tuple[bool, str | None]:
+    """Open a sink once. A retryable refusal never holds the start (CONTRACT 7): the pipeline
+    starts, the reason is in ops.sink_errors, and the sink's runner keeps opening it in the
+    background. A non-retryable one (bad config) fails the pipeline. A sink not opened yet
+    starts from its stored checkpoint (its own, maybe further on, is taken when it opens): the
+    committed position is never computed further on than what the sinks have."""
+    try:
+        return True, await sink.open()
+    except SinkError as exc:
+        if not exc.retryable:
+            raise PipelineFailed(exc.info()) from exc
+        msg = exc.message
+    except OSError as exc:
+        msg = f"sink '{sink.id}': cannot open: {exc.__class__.__name__}: {exc}"
+    w.health.sink_error(sink.id, msg)
+    w.log.warning("sink_open_failed", sink=sink.id, error=msg)
+    return False, None

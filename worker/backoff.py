@@ -6,6 +6,7 @@ Imports: stdlib only.
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 RETRY_BASE_S = 0.25
@@ -16,3 +17,13 @@ def backoff(attempt: int, base: float = RETRY_BASE_S, cap: float = RETRY_CAP_S, 
     """Seconds to wait before retry number `attempt` (0-based): `base * 2**attempt`,
     capped at `cap`, times a random factor in [1 - jitter, 1 + jitter]."""
     return min(cap, base * (2**attempt)) * random.uniform(1.0 - jitter, 1.0 + jitter)
+
+
+async def sleep_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep, cut short by a stop; True when stopping."""
+    try:
+        async with asyncio.timeout(seconds):
+            await stopping.wait()
+    except TimeoutError:
+        pass
+    return stopping.is_set()

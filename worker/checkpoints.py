@@ -16,13 +16,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shared.errors import ErrorInfo
-from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS, Counters
+from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS
 from shared.store import LeaseLost, StoreUnavailable
 from shared.store.sqlite import SqliteStore
 from worker.backoff import backoff
 from worker.batcher import Batch
 from worker.commit import committed_position, position_le
 from worker.delivery import SinkRunner
+from worker.health import Health
 
 
 class Committer:
@@ -33,10 +34,9 @@ class Committer:
         store_pool: ThreadPoolExecutor,
         policy: Any,
         max_inflight: int,
-        counters: Counters,
+        health: Health,
         log: Any,
         *,
-        on_store_error: Callable[[ErrorInfo], None],
         on_commit: Callable[[str], Awaitable[None]],
         on_lease_lost: Callable[[LeaseLost], None] | None = None,
     ) -> None:
@@ -44,9 +44,9 @@ class Committer:
         self.store = store
         self.store_pool = store_pool
         self.policy = policy
-        self.counters = counters
+        self.health = health
+        self.counters = health.counters
         self.log = log
-        self.on_store_error = on_store_error
         self.on_commit = on_commit  # the source may acknowledge this position upstream
         self.on_lease_lost = on_lease_lost  # shared state store: another node runs the pipeline now
         self.inflight: collections.deque[Batch] = collections.deque()
@@ -115,7 +115,7 @@ class Committer:
     def on_delivered(self, runner: SinkRunner, batch: Batch) -> None:
         """A sink acknowledged a batch: store its checkpoint (coalesced, off the sink's path)."""
         self._pending[runner.id] = batch.last_position
-        self.counters.sink_events[runner.id] = runner.delivered_events
+        self.health.delivered(runner.id, runner.delivered_events)
         self._wake.set()
 
     async def loop(self) -> None:
@@ -140,7 +140,7 @@ class Committer:
                 return
             except (sqlite3.Error, StoreUnavailable) as exc:
                 self._pending = {**snap, **self._pending}
-                self.on_store_error(ErrorInfo(kind="state", message=f"state store: {exc}", retryable=True))
+                self.health.error(ErrorInfo(kind="state", message=f"state store: {exc}", retryable=True))
                 self.log.warning("checkpoint_store_failed", error=str(exc))
                 await asyncio.sleep(backoff(attempt))
                 attempt += 1

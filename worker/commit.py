@@ -5,7 +5,8 @@ Imports: stdlib only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Key = Callable[[str], Any]
@@ -70,3 +71,62 @@ def skip_delivered(events: list[dict[str, Any]], checkpoint: str | None, key: Ke
         except Exception:  # noqa: BLE001 - a processor rewrote the position: keep the event
             out.append(e)
     return out
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A best-effort sink skipped ahead at start: it never gets [from_pos, to_pos]."""
+
+    sink_id: str
+    from_pos: str
+    to_pos: str
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    checkpoints: dict[str, str | None]  # each sink's, after the skips
+    committed: str | None  # where the source resumes (after this position)
+    skips: list[Skip]
+
+
+def starting_point(
+    mode: str,
+    quorum: int | None,
+    sinks: Sequence[tuple[str, bool]],
+    stored: Mapping[str, str | None],
+    own: Mapping[str, str | None],
+    heads: Mapping[str, str],
+    position_after: Callable[[str | None], str | None],
+    key: Key,
+) -> StartingPoint:
+    """Where a pipeline starts (CONTRACT 7). Each sink starts from its stored checkpoint, or its
+    own (a sink that keeps one, e.g. Kafka exactly_once) when that is further on. The committed
+    position follows from the policy. A best-effort sink behind it skips ahead, never silently:
+    the skipped events were read by an earlier worker, not this one, so the gap's `from` is the
+    sink's stored head (the first event the earlier worker gave it and it never acknowledged),
+    valid only while it lies after the sink's checkpoint and at or before the committed position;
+    else the position the source names (`position_after`); else the "after <checkpoint>" form
+    of a state dir from before heads were stored."""
+    checkpoints: dict[str, str | None] = {}
+    for sid, _ in sinks:
+        ck, mine = stored.get(sid), own.get(sid)
+        checkpoints[sid] = mine if mine is not None and not position_le(mine, ck, key) else ck
+    committed = committed_position(mode, quorum, sinks, checkpoints, key)
+    skips: list[Skip] = []
+    if committed is None:
+        return StartingPoint(checkpoints, None, skips)
+    waited = waited_sinks(mode, sinks)
+    for sid, _ in sinks:
+        ck = checkpoints[sid]
+        if sid in waited or position_le(committed, ck, key):
+            continue
+        first: str | None = heads.get(sid)
+        if first is not None and (position_le(first, ck, key) or not position_le(first, committed, key)):
+            first = None  # stale: from before the sink's checkpoint moved
+        if first is None:
+            first = position_after(ck)
+        if first is None:
+            first = f"after {ck}" if ck else "start"
+        skips.append(Skip(sid, first, committed))
+        checkpoints[sid] = committed
+    return StartingPoint(checkpoints, committed, skips)

@@ -16,6 +16,7 @@ from shared.errors import SinkError
 from worker.backoff import backoff
 from worker.batcher import Batch
 from worker.commit import position_le, skip_delivered
+from worker.health import Health
 from worker.sinks.base import Sink, SinkBatch
 
 
@@ -35,9 +36,8 @@ class SinkRunner:
         gate: asyncio.Event,
         checkpoint: str | None,
         on_delivered: Callable[[SinkRunner, Batch], None],
-        on_error: Callable[[str, str | None], None],
         committed: Callable[[], str | None],
-        on_gap: Callable[[str, str, str, bool], None],
+        health: Health,
         log: Any,
     ) -> None:
         self.sink = sink
@@ -46,10 +46,9 @@ class SinkRunner:
         self.key = key
         self.gate = gate
         self.checkpoint = checkpoint
-        self.on_delivered = on_delivered
-        self.on_error = on_error
-        self.committed = committed
-        self.on_gap = on_gap
+        self.on_delivered = on_delivered  # the commit side stores the checkpoint
+        self.committed = committed  # the pipeline's committed position, now
+        self.health = health
         self.log = log
         self.backlog_limit: int = sink.config.backlog_events
         self.queue: collections.deque[Batch] = collections.deque()
@@ -86,7 +85,7 @@ class SinkRunner:
             self.queued_events -= len(victim.events)
             extend = victim.seq == self._last_gap_seq + 1
             self._last_gap_seq = victim.seq
-            self.on_gap(self.id, self._first_skipped(victim), victim.last_position, extend)
+            self.health.gap(self.id, self._first_skipped(victim), victim.last_position, extend)
 
     def _first_skipped(self, victim: Batch) -> str:
         """The own position of the first event of `victim` this sink never gets (a batch
@@ -156,7 +155,7 @@ class SinkRunner:
                 msg = exc.message
             except OSError as exc:
                 msg = f"sink '{self.id}': cannot open: {exc.__class__.__name__}: {exc}"
-            self.on_error(self.id, msg)
+            self.health.sink_error(self.id, msg)
             attempt += 1
             if attempt % 10 == 0:
                 self.log.warning("sink_open_failed", sink=self.id, error=msg, attempt=attempt)
@@ -164,7 +163,7 @@ class SinkRunner:
         if own is not None and not position_le(own, self.checkpoint, self.key):
             self.checkpoint = own
         self.opened = True
-        self.on_error(self.id, None)
+        self.health.sink_error(self.id, None)
         self.log.info("sink_opened", sink=self.id, attempts=attempt + 1)
 
     def _sink_batch(self, batch: Batch) -> SinkBatch | None:
@@ -195,7 +194,7 @@ class SinkRunner:
                 self.busy = False
                 self.delivered_events += sum(len(sb.events) for sb in sbs)
                 if attempt:
-                    self.on_error(self.id, None)
+                    self.health.sink_error(self.id, None)
                     self.log.info("sink_recovered", sink=self.id, attempts=attempt)
                 return
             except SinkError as exc:
@@ -210,7 +209,7 @@ class SinkRunner:
                 self.busy = False
                 msg = f"sink '{self.id}': {exc.__class__.__name__}: {exc}"
             self.error_count += 1
-            self.on_error(self.id, msg)
+            self.health.sink_error(self.id, msg)
             delay = backoff(attempt)
             if attempt == 0 or attempt % 10 == 0:
                 self.log.warning(

@@ -13,94 +13,56 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SourceError
-from shared.protocol import Counters
 from shared.spec.model import PipelineSpec
 from shared.store import LeaseLost
-from shared.store.sqlite import SqliteStore
-from worker.assembly import Assembly
-from worker.backoff import backoff
+from worker.assembly import Parts, Wiring, open_pipeline
+from worker.backoff import sleep_or_stop
 from worker.batcher import Batch, Batcher
-from worker.checkpoints import Committer
-from worker.delivery import FatalSinkError, SinkRunner
-from worker.processing import ProcessorChain
-from worker.sources.base import Source
+from worker.delivery import FatalSinkError
+from worker.health import Health
 
 STOP_DRAIN_S = 10.0
 READ_AHEAD_CHUNKS = 4
 _REOPEN = object()
 
 
-class Pipeline(Assembly):
-    def __init__(
-        self, spec: PipelineSpec, store: SqliteStore, log: Any, *, state_dir: str, start_paused: bool = False
-    ) -> None:
+class Pipeline:
+    """Runs the loops over the parts `open_pipeline` builds; its state is its control (gate,
+    stopping, lease) and its health."""
+
+    def __init__(self, spec: PipelineSpec, store: Any, log: Any, *, state_dir: str, start_paused: bool = False) -> None:
         self.spec = spec
         self.name = spec.metadata.name
         self.store = store
         self.log = log
-        self.state_dir = state_dir
-        body = spec.spec
-        self.batch_spec = body.batch
-        self.policy = body.commit_policy
-        self.counters = Counters()
-        self.last_error: ErrorInfo | None = None
-        self.sink_errors: dict[str, str] = {}
+        self.batch_spec = spec.spec.batch
+        self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
+        self.health = Health(log, self._queue_gap)
         self.gate = asyncio.Event()  # set = running, clear = paused
         if not start_paused:
             self.gate.set()
         self.stopping = asyncio.Event()
-        self.drop_source_state = False
-        self.source: Source | None = None
-        self.chain = ProcessorChain(list(body.processors), self.name, log, on_error=self._on_processor_error)
-        self.runners: list[SinkRunner] = []
-        self.key: Any = None
-        self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
-        self.commits = Committer(
-            self.name,
-            store,
-            self.store_pool,
-            body.commit_policy,
-            body.batch.max_inflight,
-            self.counters,
-            log,
-            on_store_error=self._on_store_error,
-            on_commit=self._commit_source,
-            on_lease_lost=self._on_lease_lost,
+        self.ready = asyncio.Event()
+        self.wiring = Wiring(
+            spec, store, self.store_pool, log, state_dir, self.gate, self.stopping, self.health, self._on_lease_lost
         )
+        self.parts: Parts | None = None
+        self.drop_source_state = False
         self.lease_lost: LeaseLost | None = None
         self.coordinating = False
-        self.ready = asyncio.Event()
 
-    # ------------------------------------------------------------ callbacks
-    def _on_store_error(self, info: ErrorInfo) -> None:
-        self.last_error = info
+    @property
+    def p(self) -> Parts:
+        assert self.parts is not None, "the pipeline is not open"
+        return self.parts
 
     def _on_lease_lost(self, exc: LeaseLost) -> None:
         """Another node took this pipeline over: stop now; run() then raises `exc`."""
         self.lease_lost = exc
-        self.last_error = ErrorInfo(kind="state", message=str(exc), retryable=True)
+        self.health.error(ErrorInfo(kind="state", message=str(exc), retryable=True))
         self.request_stop()
 
-    async def _commit_source(self, position: str) -> None:
-        if self.source is not None:
-            try:
-                await self.source.commit(position)
-            except Exception as exc:  # noqa: BLE001 - acknowledging upstream is retried at the next commit
-                self.log.warning("source_commit_failed", error=str(exc))
-
-    def _on_processor_error(self, info: ErrorInfo) -> None:
-        self.last_error = info
-
-    def _on_sink_error(self, sink_id: str, msg: str | None) -> None:
-        if msg is None:
-            self.sink_errors.pop(sink_id, None)
-        else:
-            self.sink_errors[sink_id] = msg
-            self.last_error = ErrorInfo(kind="sink", message=msg, retryable=True)
-            self.counters.sink_error_count[sink_id] = self.counters.sink_error_count.get(sink_id, 0) + 1
-
-    def _on_gap(self, sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
-        self.log.warning("sink_gap", sink=sink_id, from_position=from_pos, to_position=to_pos)
+    def _queue_gap(self, sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
         self.store_pool.submit(self._store_gap, sink_id, from_pos, to_pos, extend)
 
     def _store_gap(self, sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
@@ -109,34 +71,39 @@ class Pipeline(Assembly):
         else:
             self.store.add_gap(self.name, sink_id, from_pos, to_pos)
 
+    async def _sleep_or_stop(self, seconds: float) -> bool:
+        return await sleep_or_stop(self.stopping, seconds)
+
     async def _dispatch(self, batch: Batch) -> None:
-        if not await self.commits.acquire(self.stopping):
+        p = self.p
+        if not await p.commits.acquire(self.stopping):
             return  # stopping: this batch is not committed and will be read again
         self.coordinating = True
         try:
-            self.counters.events_in += len(batch.events)
-            if self.chain:
+            c = self.health.counters
+            c.events_in += len(batch.events)
+            if p.chain:
                 try:
-                    batch.out_events = await self.chain.run(batch.encoded, self._sleep_or_stop)
+                    batch.out_events = await p.chain.run(batch.encoded, self._sleep_or_stop)
                 finally:
-                    self.counters.processor_ms = self.chain.busy_ms
-            self.commits.track(batch)
-            for r in self.runners:
+                    c.processor_ms = p.chain.busy_ms
+            p.commits.track(batch)
+            for r in p.runners:
                 r.submit(batch)
         finally:
             self.coordinating = False
 
     # ---------------------------------------------------------------- loops
     async def _reader_loop(self, queue: asyncio.Queue[Any]) -> None:
-        assert self.source is not None
+        source = self.p.source
         while not self.stopping.is_set():
             await self.gate.wait()
             try:
-                chunk = await self.source.read()
+                chunk = await source.current.read()
             except SourceError as exc:
                 if not exc.retryable:
                     raise PipelineFailed(exc.info()) from exc
-                self.last_error = exc.info()
+                self.health.error(exc.info())
                 self.log.warning("source_failed", error=exc.message)
                 await queue.put(_REOPEN)
                 return
@@ -180,18 +147,18 @@ class Pipeline(Assembly):
                 await self._dispatch(batch)
         reader.cancel()
         last = batcher.flush()
-        if last is not None and self.commits.has_room() and self.lease_lost is None:
+        if last is not None and self.p.commits.has_room() and self.lease_lost is None:
             await self._dispatch(last)
 
     async def _drain(self, timeout: float | None, *, give_up_on_sink_errors: bool = True) -> bool:
         """Wait for in-flight batches to be committed. A stop does not wait for a sink that
         is failing (nothing is lost: uncommitted batches are read again at the next start)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.commits.inflight:
+        while self.p.commits.inflight:
             if (
                 (deadline is not None and time.monotonic() > deadline)
                 or self.lease_lost is not None
-                or (give_up_on_sink_errors and self.sink_errors)
+                or (give_up_on_sink_errors and self.health.sink_errors)
             ):
                 return False
             await asyncio.sleep(0.02)
@@ -201,31 +168,31 @@ class Pipeline(Assembly):
         while not queue.empty():
             queue.get_nowait()
         await self._drain(None, give_up_on_sink_errors=False)
-        assert self.source is not None
-        await self._close_quietly(self.source)
-        attempt = 0
-        await self._sleep_or_stop(backoff(attempt, 0.5, 10.0))
-        self.source = self._source()
-        await self._open_source()
-        self.log.info("source_reopened", position=self.commits.committed)
+        committed = self.p.commits.committed
+        await self.p.source.reopen(committed)
+        self.log.info("source_reopened", position=committed)
 
     async def run(self) -> None:
         """Build, then move data until stopped; raise PipelineFailed on a fatal error."""
-        await self.build()
+        try:
+            self.parts = p = await open_pipeline(self.wiring)
+        except BaseException:
+            self.store_pool.shutdown(wait=True)
+            raise
         self.ready.set()
-        self.log.info(
-            "pipeline_started", committed=self.commits.committed, checkpoints={r.id: r.checkpoint for r in self.runners}
-        )
+        self.log.info("pipeline_started", committed=p.commits.committed, checkpoints=self.sink_positions())
         try:
             async with asyncio.TaskGroup() as tg:
-                sink_tasks = [tg.create_task(self._guard(r.run()), name=f"sink_loop[{r.id}]") for r in self.runners]
-                sink_tasks.append(tg.create_task(self._guard(self.commits.loop()), name="checkpoint_loop"))
+                sink_tasks = [tg.create_task(self._guard(r.run()), name=f"sink_loop[{r.id}]") for r in p.runners]
+                sink_tasks.append(tg.create_task(self._guard(p.commits.loop()), name="checkpoint_loop"))
                 await self._batch_loop(tg)
                 # stopping: let in-flight batches reach their sinks and be checkpointed
                 self.gate.set()
                 if not await self._drain(STOP_DRAIN_S):
                     self.log.warning(
-                        "stop_without_drain", inflight=len(self.commits.inflight), sink_errors=dict(self.sink_errors)
+                        "stop_without_drain",
+                        inflight=len(p.commits.inflight),
+                        sink_errors=dict(self.health.sink_errors),
                     )
                 for t in sink_tasks:
                     t.cancel()
@@ -236,7 +203,8 @@ class Pipeline(Assembly):
         except* LeaseLost as eg:
             raise eg.exceptions[0] from None
         finally:
-            await self.close()
+            await p.close(self.log, self.drop_source_state)
+            self.store_pool.shutdown(wait=True)
 
     async def _guard(self, coro: Any) -> None:
         """Run a child loop; when it fails, the batch loop also ends by itself (a TaskGroup's
@@ -244,7 +212,7 @@ class Pipeline(Assembly):
         try:
             await coro
         except FatalSinkError as exc:
-            self.sink_errors[exc.err.sink_id] = exc.err.message
+            self.health.sink_failed(exc.err.sink_id, exc.err.message)
             self._halt()
             raise PipelineFailed(exc.err.info()) from exc
         except asyncio.CancelledError:
@@ -261,7 +229,8 @@ class Pipeline(Assembly):
     async def pause(self) -> None:
         """Halt source reading, batch coordination and deliveries; return once still."""
         self.gate.clear()
-        while self.coordinating or any(r.busy for r in self.runners):
+        runners = self.parts.runners if self.parts else []
+        while self.coordinating or any(r.busy for r in runners):
             await asyncio.sleep(0.01)
 
     def resume(self) -> None:
@@ -273,10 +242,7 @@ class Pipeline(Assembly):
         self.gate.set()
 
     def sink_positions(self) -> dict[str, str | None]:
-        return {r.id: r.checkpoint for r in self.runners}
+        return {r.id: r.checkpoint for r in self.parts.runners} if self.parts else {}
 
     def source_stats(self) -> dict[str, Any]:
-        try:
-            return self.source.stats() if self.source is not None else {}
-        except Exception:  # noqa: BLE001
-            return {}
+        return self.parts.source.stats() if self.parts else {}

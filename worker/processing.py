@@ -18,6 +18,7 @@ import msgspec
 from shared.errors import ErrorInfo, PipelineFailed, ProcessorError
 from shared.spec.model import type_tag
 from worker import plugins
+from worker.health import Health
 from worker.processors.base import Processor, ProcessorContext
 
 RETRY_S = (1.0, 2.0, 4.0)
@@ -25,16 +26,14 @@ _decode = msgspec.json.Decoder().decode
 
 
 class ProcessorChain:
-    def __init__(
-        self, specs: list[Any], pipeline: str, log: Any, on_error: Callable[[ErrorInfo], None] = lambda _info: None
-    ) -> None:
+    def __init__(self, specs: list[Any], pipeline: str, log: Any, health: Health | None = None) -> None:
         self.specs = specs
         self.pipeline = pipeline
         self.log = log
         self.processors: list[Processor] = []
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="processors")
         self.busy_ms = 0.0
-        self.on_error = on_error  # each failed attempt, as it happens (ops.last_error)
+        self.health = health  # told of each failed attempt, as it happens (ops.last_error)
 
     def __bool__(self) -> bool:
         return bool(self.specs)
@@ -87,7 +86,8 @@ class ProcessorChain:
                 return out
             except ProcessorError as exc:
                 info = exc.info()
-                self.on_error(info)
+                if self.health is not None:
+                    self.health.error(info)
                 if attempt >= len(RETRY_S):
                     self.log.error("processor_failed", error=info.message, attempts=attempt + 1)
                     raise PipelineFailed(

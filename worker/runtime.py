@@ -32,6 +32,7 @@ from shared.protocol import (
 )
 from shared.spec.load import decode_spec
 from shared.store import LeaseLost, StoreUnavailable, open_store
+from worker.assembly import make_source
 from worker.pipeline import Pipeline
 
 STATUS_INTERVAL_S = 0.25
@@ -100,14 +101,15 @@ class Runtime:
     # ---------------------------------------------------------------- status
     def send_status(self) -> None:
         p = self.pipeline
-        p.counters.rss_bytes = _rss_bytes()
+        h = p.health
+        h.counters.rss_bytes = _rss_bytes()
         source = msgspec.json.decode(_enc.encode(p.source_stats()))  # plain values only
         self.send(
             Status(
                 state=self.state,
-                counters=p.counters,
-                last_error=p.last_error,
-                sink_errors=dict(p.sink_errors),
+                counters=h.counters,
+                last_error=h.last_error,
+                sink_errors=dict(h.sink_errors),
                 source=source,
             )
         )
@@ -137,14 +139,14 @@ class Runtime:
         try:
             await run
         except PipelineFailed as exc:
-            self.pipeline.last_error = exc.info
+            self.pipeline.health.error(exc.info)
             self.send_status()
             self.send(Failed(error=exc.info))
             self.log.error("pipeline_failed", error=exc.info.message)
             code = EXIT_FAILED
         except LeaseLost as exc:
             # another supervisor took this pipeline over: stop at once, not a failure of the pipeline
-            self.pipeline.last_error = ErrorInfo(kind="state", message=str(exc), retryable=True)
+            self.pipeline.health.error(ErrorInfo(kind="state", message=str(exc), retryable=True))
             self.send_status()
             self.log.error("lease_lost", error=str(exc))
             code = EXIT_LEASE_LOST
@@ -153,7 +155,7 @@ class Runtime:
         except BaseException as exc:
             info = describe(exc)
             self.log.exception("worker_crashed", error=info.message)
-            self.pipeline.last_error = ErrorInfo(kind="internal", message=info.message, retryable=True)
+            self.pipeline.health.error(ErrorInfo(kind="internal", message=info.message, retryable=True))
             self.send_status()
             code = 1
         status.cancel()
@@ -199,7 +201,7 @@ async def drop_source(spec_bytes: bytes, state_dir: str, state_url: str | None =
     log = structlog.get_logger().bind(pipeline=spec.metadata.name, pid=os.getpid())
     store = open_store(state_dir, state_url)
     try:
-        source = Pipeline(spec, store, log, state_dir=state_dir)._source()
+        source = make_source(spec, log, state_dir)
         await source.drop()
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - reported, the delete goes on

@@ -16,6 +16,7 @@ from shared.errors import SinkError
 from shared.spec.model import FileSinkConfig
 from worker.batcher import Batch
 from worker.delivery import SinkRunner
+from worker.health import Health
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 
@@ -59,6 +60,22 @@ class Recorder(Sink):
         await self._go([b.seq for b in bs])
 
 
+class Recording(Health):
+    """The pipeline's health, remembering each sink error report and gap in order."""
+
+    def __init__(self, errors: list[Any] | None = None, gaps: list[Any] | None = None) -> None:
+        super().__init__(structlog.get_logger(), lambda *a: None)
+        self.errors = [] if errors is None else errors
+        self.gaps = [] if gaps is None else gaps
+
+    def sink_error(self, sink_id: str, message: str | None) -> None:
+        self.errors.append(message)
+        super().sink_error(sink_id, message)
+
+    def gap(self, *a: Any) -> None:
+        self.gaps.append(a)
+
+
 def runner(sink: Sink, delivered: list[tuple[int, str]], errors: list[Any]) -> SinkRunner:
     gate = asyncio.Event()
     gate.set()
@@ -69,9 +86,8 @@ def runner(sink: Sink, delivered: list[tuple[int, str]], errors: list[Any]) -> S
         gate=gate,
         checkpoint=None,
         on_delivered=lambda r, b: delivered.append((b.seq, r.checkpoint)),
-        on_error=lambda sid, msg: errors.append(msg),
         committed=lambda: None,
-        on_gap=lambda *a: None,
+        health=Recording(errors=errors),
         log=structlog.get_logger(),
     )
 
@@ -127,9 +143,8 @@ def test_a_backlog_overflow_gap_names_the_first_and_last_skipped_events_own_posi
         gate=gate,
         checkpoint="4",  # batch 2 (events 4..6) is read again after a restart: 4 was delivered
         on_delivered=lambda r, b: None,
-        on_error=lambda sid, msg: None,
         committed=lambda: "100",
-        on_gap=lambda *a: gaps.append(a),
+        health=Recording(gaps=gaps),
         log=structlog.get_logger(),
     )
     r.backlog_limit = 3
