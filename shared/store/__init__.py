@@ -12,22 +12,9 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 from shared.errors import LeaseLost as LeaseLost  # re-exported: the store's errors
 from shared.errors import StoreUnavailable as StoreUnavailable
-
-
-def where(url: str) -> str:
-    """`host:port/db` of a state URL, without user or password."""
-    try:
-        u = urlsplit(url)
-        host = u.hostname or "localhost"
-        port = u.port or 5432
-    except ValueError:
-        return "<unparsable state URL>"
-    db = u.path.lstrip("/")
-    return f"{host}:{port}" + (f"/{db}" if db else "")
 
 
 def is_postgres_url(url: str) -> bool:
