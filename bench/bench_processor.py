@@ -30,7 +30,7 @@ sys.path.insert(0, ROOT)
 import msgspec  # noqa: E402
 import quickjs  # noqa: E402
 
-from shared.spec.model import JavascriptProcessor as JsSpec  # noqa: E402
+from shared.spec.model import JavascriptProcessorSpec as JsSpec  # noqa: E402
 from shared.spec.model import Limits  # noqa: E402
 from worker.processors.base import ProcessorContext  # noqa: E402
 from worker.processors.javascript import JavascriptProcessor  # noqa: E402

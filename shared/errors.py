@@ -1,5 +1,15 @@
 """One error tree for tidegate. Each error knows whether a retry can help.
 
+    TidegateError
+    +-- ConfigError, SourceError, ProcessorError
+    +-- SinkError
+    |   +-- FatalSinkError      a sink error that fails the pipeline
+    +-- PipelineFailed          the pipeline cannot go on (carries its ErrorInfo)
+    +-- StoreError              the state store (re-exported by shared.store)
+    |   +-- StoreUnavailable, LeaseLost
+    +-- SpecError               a spec document (re-exported by shared.spec.load)
+        +-- SpecMalformed, SpecInvalid
+
 Imports: stdlib + msgspec. `ErrorInfo` is the form that crosses the control pipe.
 Messages name the cause: "sink 'cache': redis 127.0.0.1:6379 refused connection".
 """
@@ -16,9 +26,13 @@ class ErrorInfo(msgspec.Struct, frozen=True):
 
 
 class TidegateError(Exception):
-    """Base of every error tidegate raises on purpose."""
+    """Base of every error tidegate raises on purpose.
 
-    kind = "error"
+    `kind` names what failed in a pipeline's ErrorInfo. An error with no kind of its
+    own (None: the store and spec errors) is described like any other exception, by
+    its type (`describe`)."""
+
+    kind: str | None = "error"
     retryable = False
 
     def __init__(self, message: str, *, retryable: bool | None = None) -> None:
@@ -28,6 +42,8 @@ class TidegateError(Exception):
             self.retryable = retryable
 
     def info(self) -> ErrorInfo:
+        if self.kind is None:
+            return _by_type(self)
         return ErrorInfo(kind=self.kind, message=self.message, retryable=self.retryable)
 
 
@@ -67,17 +83,72 @@ class ProcessorError(TidegateError):
         self.limit = limit  # "timeout_ms" | "cpu_ms" | "mem_mb" | None
 
 
-class PipelineFailed(Exception):
+class FatalSinkError(SinkError):
+    """Raised out of a sink's delivery loop when `err` (a SinkError) cannot be retried:
+    the pipeline fails with err's ErrorInfo."""
+
+    retryable = False
+
+    def __init__(self, err: SinkError) -> None:
+        TidegateError.__init__(self, err.message, retryable=False)  # err.message names the sink already
+        self.sink_id = err.sink_id
+        self.err = err
+
+
+class PipelineFailed(TidegateError):
     """The pipeline cannot go on (retries exhausted, a fatal error): its worker exits, status failed."""
 
     def __init__(self, info: ErrorInfo) -> None:
-        super().__init__(info.message)
-        self.info = info
+        super().__init__(info.message, retryable=info.retryable)
+        self.kind = info.kind
+        self._info = info
+
+    def info(self) -> ErrorInfo:
+        return self._info
+
+
+class StoreError(TidegateError):
+    """The state store failed. Described by type ("StoreUnavailable: ..."), as before the tree."""
+
+    kind = None
+    retryable = True
+
+
+class StoreUnavailable(StoreError):
+    """The state store cannot be reached or failed a statement; retrying may help.
+    The message names the store (host:port), never a password."""
+
+
+class LeaseLost(StoreError):
+    """A write was fenced: this pipeline's lease is held by another node (or a newer
+    acquisition), so this worker must stop writing and exit."""
+
+
+class SpecError(TidegateError, ValueError):
+    """A spec document cannot be used (fix the document). A ValueError too, as before the tree."""
+
+    kind = None
+
+
+class SpecMalformed(SpecError):
+    """The body is not JSON/YAML, or not an object."""
+
+
+class SpecInvalid(SpecError):
+    """Every problem found in a document, as (path, message) pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(f"{p}: {m}" for p, m in errors))
+
+
+def _by_type(exc: BaseException) -> ErrorInfo:
+    text = str(exc) or exc.__class__.__name__
+    return ErrorInfo(kind="internal", message=f"{exc.__class__.__name__}: {text}", retryable=True)
 
 
 def describe(exc: BaseException) -> ErrorInfo:
     """ErrorInfo for any exception: ours keep their kind, others are named by type."""
     if isinstance(exc, TidegateError):
         return exc.info()
-    text = str(exc) or exc.__class__.__name__
-    return ErrorInfo(kind="internal", message=f"{exc.__class__.__name__}: {text}", retryable=True)
+    return _by_type(exc)

@@ -113,6 +113,7 @@ Report = Ready | Status | Paused | Resumed | Failed | Stopped
 
 # Named exit codes (gunicorn-style) so a boot error is not restarted forever.
 EXIT_OK = 0
+EXIT_CRASH = 1  # an unexpected error, the state store unreachable, a failed drop: restarted with backoff
 EXIT_FAILED = 3  # pipeline failed for good: do not restart (status failed)
 EXIT_CONFIG = 4  # could not build the pipeline from its spec: failed
 EXIT_PARENT_GONE = 5  # the supervisor went away

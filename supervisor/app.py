@@ -28,8 +28,9 @@ from starlette.routing import Route
 from shared import logs
 from shared.spec.load import SpecInvalid, SpecMalformed, encode_spec, load_file, spec_files
 from shared.states import Desired
-from shared.store import StoreUnavailable, open_store, where
+from shared.store import StoreUnavailable, open_store
 from shared.store.sqlite import SqliteStore
+from shared.where import state_url_where
 from supervisor import metrics, systemd
 from supervisor.api import errors, openapi
 from supervisor.api.routes import ROUTES
@@ -253,7 +254,7 @@ async def run(cfg: ServeConfig) -> int:
             api=cfg.api_addr,
             state_dir=state_dir,
             pipelines=len(manager.pipelines),
-            **({"state_store": f"postgresql {where(cfg.state_url)}", "node": leases.node} if leases else {}),
+            **({"state_store": f"postgresql {state_url_where(cfg.state_url)}", "node": leases.node} if leases else {}),
         )
 
     tasks = [

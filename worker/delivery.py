@@ -12,18 +12,12 @@ import collections
 from collections.abc import Callable
 from typing import Any
 
-from shared.errors import SinkError
+from shared.errors import FatalSinkError, SinkError
 from worker.backoff import backoff
 from worker.batcher import Batch
 from worker.commit import position_le, skip_delivered
 from worker.health import Health
 from worker.sinks.base import Sink, SinkBatch
-
-
-class FatalSinkError(Exception):
-    def __init__(self, err: SinkError) -> None:
-        super().__init__(err.message)
-        self.err = err
 
 
 class SinkRunner:

@@ -12,13 +12,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SourceError
+from shared.errors import ConfigError, ErrorInfo, FatalSinkError, PipelineFailed, SourceError
 from shared.spec.model import PipelineSpec
 from shared.store import LeaseLost
 from worker.assembly import Parts, Wiring, open_pipeline
 from worker.backoff import sleep_or_stop
 from worker.batcher import Batch, Batcher
-from worker.delivery import FatalSinkError
 from worker.health import Health
 
 STOP_DRAIN_S = 10.0

@@ -16,6 +16,7 @@ import structlog
 from shared.channel import Channel, worker_channel
 from shared.errors import ErrorInfo, PipelineFailed, describe
 from shared.protocol import (
+    EXIT_CRASH,
     EXIT_FAILED,
     EXIT_LEASE_LOST,
     EXIT_OK,
@@ -139,10 +140,10 @@ class Runtime:
         try:
             await run
         except PipelineFailed as exc:
-            self.pipeline.health.error(exc.info)
+            self.pipeline.health.error(exc.info())
             self.send_status()
-            self.send(Failed(error=exc.info))
-            self.log.error("pipeline_failed", error=exc.info.message)
+            self.send(Failed(error=exc.info()))
+            self.log.error("pipeline_failed", error=exc.message)
             code = EXIT_FAILED
         except LeaseLost as exc:
             # another supervisor took this pipeline over: stop at once, not a failure of the pipeline
@@ -157,7 +158,7 @@ class Runtime:
             self.log.exception("worker_crashed", error=info.message)
             self.pipeline.health.error(ErrorInfo(kind="internal", message=info.message, retryable=True))
             self.send_status()
-            code = 1
+            code = EXIT_CRASH
         status.cancel()
         if code == EXIT_OK:
             self.state = "stopped"
@@ -183,7 +184,7 @@ async def main(
         store = open_store(state_dir, state_url, fence=lease)
     except StoreUnavailable as exc:  # a crash: restarted with backoff by the supervisor
         log.error("state_store_unavailable", error=str(exc))
-        return 1
+        return EXIT_CRASH
     pipeline = Pipeline(spec, store, log, state_dir=state_dir, start_paused=start_paused)
     rt = Runtime(chan, pipeline, log)
     t0 = time.monotonic()
@@ -196,7 +197,7 @@ async def main(
 
 async def drop_source(spec_bytes: bytes, state_dir: str, state_url: str | None = None) -> int:
     """Delete of a pipeline with no running worker: let the source drop what it
-    created on the server (a replication slot...). Exit 0, or 1 with the error logged."""
+    created on the server (a replication slot...). Exit 0, or EXIT_CRASH with the error logged."""
     spec = decode_spec(spec_bytes)
     log = structlog.get_logger().bind(pipeline=spec.metadata.name, pid=os.getpid())
     store = open_store(state_dir, state_url)
@@ -206,6 +207,6 @@ async def drop_source(spec_bytes: bytes, state_dir: str, state_url: str | None =
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - reported, the delete goes on
         log.warning("source_drop_failed", error=describe(exc).message)
-        return 1
+        return EXIT_CRASH
     finally:
         store.close()

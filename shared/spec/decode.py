@@ -10,7 +10,7 @@ core types, and non-string mapping keys. YAML is parsed by libyaml's event strea
 when it is built in (PyYAML's pure-Python scanner is about 10x slower) and the
 document is built from those events iteratively.
 
-Imports: stdlib + pyyaml.
+Imports: stdlib + pyyaml + shared.errors (SpecMalformed, SpecInvalid, re-exported).
 """
 
 from __future__ import annotations
@@ -23,20 +23,12 @@ from typing import Any
 import yaml
 from yaml import events as ev
 
+from shared.errors import SpecInvalid, SpecMalformed
+
 MAX_DEPTH = 64  # a real spec nests about 8 deep
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what msgspec (the worker's decoder) takes
 
 Error = tuple[str, str]  # (path, message)
-
-
-class SpecMalformed(ValueError):
-    """The body is not JSON/YAML, or not an object."""
-
-
-class SpecInvalid(ValueError):
-    def __init__(self, errors: list[Error]) -> None:
-        self.errors = errors
-        super().__init__("; ".join(f"{p}: {m}" for p, m in errors))
 
 
 class _Resolver(yaml.resolver.Resolver):

@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from shared.spec.decode import SpecInvalid, SpecMalformed, parse
+from shared.errors import SpecInvalid, SpecMalformed
+from shared.spec.decode import parse
 from shared.spec.model import PipelineSpec
 from shared.spec.validate import Error, convert, kind_of, semantic_errors, structural_errors
 

@@ -69,19 +69,19 @@ class MysqlSourceConfig(_Base):
     snapshot_chunk: PosInt = 10000
 
 
-class GeneratorSource(_Base, tag="generator", tag_field="type"):
+class GeneratorSourceSpec(_Base, tag="generator", tag_field="type"):
     config: GeneratorSourceConfig = msgspec.field(default_factory=GeneratorSourceConfig)
 
 
-class PostgresSource(_Base, tag="postgres", tag_field="type"):
+class PostgresSourceSpec(_Base, tag="postgres", tag_field="type"):
     config: PostgresSourceConfig
 
 
-class MysqlSource(_Base, tag="mysql", tag_field="type"):
+class MysqlSourceSpec(_Base, tag="mysql", tag_field="type"):
     config: MysqlSourceConfig
 
 
-SourceSpec = GeneratorSource | PostgresSource | MysqlSource
+SourceSpec = GeneratorSourceSpec | PostgresSourceSpec | MysqlSourceSpec
 
 
 # ------------------------------------------------------------------- processors
@@ -91,13 +91,13 @@ class Limits(_Base):
     timeout_ms: PosInt = 2000
 
 
-class JavascriptProcessor(_Base, tag="javascript", tag_field="type"):
+class JavascriptProcessorSpec(_Base, tag="javascript", tag_field="type"):
     id: SinkId
     inline: Annotated[str, Meta(min_length=1)]
     limits: Limits = msgspec.field(default_factory=Limits)
 
 
-ProcessorSpec = JavascriptProcessor
+ProcessorSpec = JavascriptProcessorSpec
 
 
 # ------------------------------------------------------------------------ sinks
@@ -163,39 +163,48 @@ class PostgresSinkConfig(SinkConfigBase, kw_only=True):
     key_columns: list[str] | None = None  # default: the target table's primary key
 
 
-class FileSink(_Base, tag="file", tag_field="type"):
+class FileSinkSpec(_Base, tag="file", tag_field="type"):
     config: FileSinkConfig
 
 
-class StdoutSink(_Base, tag="stdout", tag_field="type"):
+class StdoutSinkSpec(_Base, tag="stdout", tag_field="type"):
     config: StdoutSinkConfig
 
 
-class HttpSink(_Base, tag="http", tag_field="type"):
+class HttpSinkSpec(_Base, tag="http", tag_field="type"):
     config: HttpSinkConfig
 
 
-class RedisSink(_Base, tag="redis", tag_field="type"):
+class RedisSinkSpec(_Base, tag="redis", tag_field="type"):
     config: RedisSinkConfig
 
 
-class NatsSink(_Base, tag="nats", tag_field="type"):
+class NatsSinkSpec(_Base, tag="nats", tag_field="type"):
     config: NatsSinkConfig
 
 
-class KafkaSink(_Base, tag="kafka", tag_field="type"):
+class KafkaSinkSpec(_Base, tag="kafka", tag_field="type"):
     config: KafkaSinkConfig
 
 
-class RabbitmqSink(_Base, tag="rabbitmq", tag_field="type"):
+class RabbitmqSinkSpec(_Base, tag="rabbitmq", tag_field="type"):
     config: RabbitmqSinkConfig
 
 
-class PostgresSink(_Base, tag="postgres", tag_field="type"):
+class PostgresSinkSpec(_Base, tag="postgres", tag_field="type"):
     config: PostgresSinkConfig
 
 
-SinkSpec = FileSink | StdoutSink | HttpSink | RedisSink | NatsSink | KafkaSink | RabbitmqSink | PostgresSink
+SinkSpec = (
+    FileSinkSpec
+    | StdoutSinkSpec
+    | HttpSinkSpec
+    | RedisSinkSpec
+    | NatsSinkSpec
+    | KafkaSinkSpec
+    | RabbitmqSinkSpec
+    | PostgresSinkSpec
+)
 
 
 # ------------------------------------------------------------- batch & commit

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from msgspec import inspect as mi
 
-from shared.spec.model import PipelineSpec
+from shared.spec.model import PipelineSpec, type_tag
 
 Error = tuple[str, str]  # (path, message)
 
@@ -204,17 +204,13 @@ def semantic_errors(spec: PipelineSpec) -> list[Error]:
     src = body.source
     cfg = getattr(src, "config", None)
     dsn = getattr(cfg, "dsn", None)
-    if (
-        src.__class__.__name__ == "PostgresSource"
-        and dsn is not None
-        and not dsn.startswith(("postgresql://", "postgres://"))
-    ):
+    if type_tag(src) == "postgres" and dsn is not None and not dsn.startswith(("postgresql://", "postgres://")):
         errs.append(("spec.source.config.dsn", "must be a postgresql:// URL"))
-    if src.__class__.__name__ == "MysqlSource" and dsn is not None and not dsn.startswith(("mysql://", "mariadb://")):
+    if type_tag(src) == "mysql" and dsn is not None and not dsn.startswith(("mysql://", "mariadb://")):
         errs.append(("spec.source.config.dsn", "must be a mysql:// URL"))
     for i, t in enumerate(getattr(cfg, "tables", []) or []):
         if t.count(".") != 1 or t.startswith(".") or t.endswith("."):
-            what = "schema.table" if src.__class__.__name__ == "PostgresSource" else "db.table"
+            what = "schema.table" if type_tag(src) == "postgres" else "db.table"
             errs.append((f"spec.source.config.tables[{i}]", f"must be {what}, got {t!r}"))
     return errs
 

@@ -3,37 +3,18 @@
 `open_store` is the one place that picks the store, for the supervisor and its
 workers alike: SQLite at `<state-dir>/tidegate.db` by default, the Postgres
 store (`shared.store.postgres`, with per-pipeline leases) for a
-`postgresql://` state URL. Imports: stdlib + shared.store (psycopg2 only
-inside `shared.store.postgres`, loaded for a state URL).
+`postgresql://` state URL. Its errors (StoreUnavailable, LeaseLost) are in
+shared.errors, re-exported here. Imports: stdlib + shared.errors + shared.store
+(psycopg2 only inside `shared.store.postgres`, loaded for a state URL).
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
-
-class StoreUnavailable(Exception):
-    """The state store cannot be reached or failed a statement; retrying may help.
-    The message names the store (host:port), never a password."""
-
-
-class LeaseLost(Exception):
-    """A write was fenced: this pipeline's lease is held by another node (or a newer
-    acquisition), so this worker must stop writing and exit."""
-
-
-def where(url: str) -> str:
-    """`host:port/db` of a state URL, without user or password."""
-    try:
-        u = urlsplit(url)
-        host = u.hostname or "localhost"
-        port = u.port or 5432
-    except ValueError:
-        return "<unparsable state URL>"
-    db = u.path.lstrip("/")
-    return f"{host}:{port}" + (f"/{db}" if db else "")
+from shared.errors import LeaseLost as LeaseLost  # re-exported: the store's errors
+from shared.errors import StoreUnavailable as StoreUnavailable
 
 
 def is_postgres_url(url: str) -> bool:

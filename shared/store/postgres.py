@@ -30,8 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg2
 
-from shared.store import LeaseLost, StoreUnavailable, where
+from shared.store import LeaseLost, StoreUnavailable
 from shared.store.sqlite import PipelineRow, new_epoch, now_iso
+from shared.where import state_url_where
 
 T = TypeVar("T")
 SCHEMA_LOCK = 0x7469646567617465  # "tidegate": serializes CREATE TABLE IF NOT EXISTS of concurrent openers
@@ -109,7 +110,7 @@ def _row(r: tuple[Any, ...]) -> PipelineRow:
 class PgStore:
     def __init__(self, url: str, *, fence: tuple[str, int] | None = None, connect_timeout: int = 5) -> None:
         self.url = url
-        self.where = where(url)
+        self.where = state_url_where(url)
         self.fence = fence
         self.connect_timeout = connect_timeout
         self._conn: Any = None

@@ -17,7 +17,7 @@ import pytest
 import structlog
 
 from shared.errors import ProcessorError
-from shared.spec.model import JavascriptProcessor as JsSpec
+from shared.spec.model import JavascriptProcessorSpec as JsSpec
 from shared.spec.model import Limits
 from worker.processors.base import ProcessorContext
 from worker.processors.javascript import JavascriptProcessor
@@ -102,7 +102,7 @@ def test_a_runaway_processor_does_not_stall_another() -> None:
 
 WORKER = r"""
 import sys, json, structlog
-from shared.spec.model import JavascriptProcessor as JsSpec, Limits
+from shared.spec.model import JavascriptProcessorSpec as JsSpec, Limits
 from worker.processors.base import ProcessorContext
 from worker.processors.javascript import JavascriptProcessor
 code = sys.argv[1]

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from shared.spec.model import JavascriptProcessor as JsSpec
+from shared.spec.model import JavascriptProcessorSpec as JsSpec
 from shared.spec.model import Limits
 from worker.processors.base import ProcessorContext
 from worker.processors.javascript import JavascriptProcessor

@@ -16,7 +16,7 @@ import structlog
 from structlog.testing import CapturingLogger
 
 from shared.errors import ProcessorError
-from shared.spec.model import JavascriptProcessor as JsSpec
+from shared.spec.model import JavascriptProcessorSpec as JsSpec
 from tests.support import wait_until
 from tests.support.js import Make, process_gone, processor_factory
 from worker.processors import javascript

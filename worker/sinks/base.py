@@ -24,21 +24,10 @@ import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 
 from worker.envelope import Encoder
-
-
-def url_where(url: str, default_port: int) -> str:
-    """`host:port` of a server URL (the first of a comma-separated list), for error
-    messages: never the credentials."""
-    try:
-        parts = urlsplit(url.split(",")[0])
-        return f"{parts.hostname or '127.0.0.1'}:{parts.port or default_port}"
-    except ValueError:
-        return "<invalid url>"
 
 
 @dataclass(slots=True)

@@ -22,8 +22,9 @@ from nats.aio.client import Client as NATS
 from nats.js import errors as jerr
 
 from shared.errors import SinkError
+from shared.where import nats_where
 from worker.routing import compile_template
-from worker.sinks.base import Sink, SinkBatch, SinkContext, url_where
+from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 CONNECT_TIMEOUT_S = 5
 ACK_TIMEOUT_S = 15.0  # a whole batch's acks (plus 1 s per ACKS_PER_S_FLOOR events: big transactions)
@@ -33,10 +34,6 @@ RECONNECT_WAIT_S = 0.5
 MAX_PENDING = 1 << 20  # publish_async in flight; the batch is the real bound
 _BAD_STREAM_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _TEMPLATE = re.compile(r"\$\{[^}]*\}")
-
-
-def nats_where(url: str) -> str:
-    return url_where(url, 4222)
 
 
 def wildcard_subject(subject: str) -> str:

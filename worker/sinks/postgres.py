@@ -26,6 +26,7 @@ import psycopg2.errors
 
 from shared.errors import SinkError
 from shared.events import position_of
+from shared.where import pg_where
 from worker.sinks.base import Sink, SinkBatch, SinkContext, merge_batches
 from worker.sinks.pg_table import (
     TableError,
@@ -54,14 +55,6 @@ _FATAL_CONNECT = (
     "authentication",
 )
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58")
-
-
-def pg_where(dsn: str) -> str:
-    try:
-        p = psycopg2.extensions.parse_dsn(dsn)
-    except psycopg2.ProgrammingError:
-        return "<invalid dsn>"
-    return f"{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
 
 
 class PostgresSink(Sink):

@@ -24,16 +24,13 @@ import aiormq.exceptions as aexc
 from aio_pika import DeliveryMode, Message
 
 from shared.errors import SinkError
+from shared.where import amqp_where
 from worker.routing import compile_template
-from worker.sinks.base import Sink, SinkBatch, SinkContext, url_where
+from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 CONNECT_TIMEOUT_S = 5.0
 CONFIRM_TIMEOUT_S = 30.0  # a whole batch's confirms (plus 1 s per CONFIRMS_PER_S_FLOOR messages)
 CONFIRMS_PER_S_FLOOR = 500
-
-
-def amqp_where(url: str) -> str:
-    return url_where(url, 5672)
 
 
 class RabbitmqSink(Sink):

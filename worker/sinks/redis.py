@@ -21,8 +21,9 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from shared.errors import SinkError
+from shared.where import redis_where
 from worker.routing import compile_template
-from worker.sinks.base import Sink, SinkBatch, SinkContext, url_where
+from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 CONNECT_TIMEOUT_S = 5.0
 SOCKET_TIMEOUT_S = 30.0
@@ -55,10 +56,6 @@ async def read_replies(reader: asyncio.StreamReader, n: int) -> str | None:
                 pos = end + 2
             got += 1
     return err
-
-
-def redis_where(url: str) -> str:
-    return url_where(url, 6379)
 
 
 def classify(sink_id: str, where: str, exc: BaseException) -> SinkError:

@@ -16,6 +16,7 @@ import psycopg2.extras
 from psycopg2 import sql
 
 from shared.errors import SourceError
+from shared.where import pg_where
 from worker.sources.postgres.wire import WireError
 
 # Text output forms the converters of values.py expect (snapshot and walsender sessions alike).
@@ -23,18 +24,11 @@ SESSION_OPTIONS = (
     "-c datestyle=ISO,YMD -c timezone=UTC -c intervalstyle=iso_8601 -c extra_float_digits=3 -c bytea_output=hex"
 )
 HEARTBEAT_PREFIX = "tidegate_heartbeat"
+UNPARSABLE = "(unparsable dsn)"  # where a DSN libpq cannot read points at, in our messages
 
 
 def fail(message: str, retryable: bool = False) -> SourceError:
     return SourceError(f"postgres source: {message}", retryable=retryable)
-
-
-def _where(dsn: str) -> str:
-    try:
-        p = psycopg2.extensions.parse_dsn(dsn)
-    except psycopg2.ProgrammingError:
-        return "(unparsable dsn)"
-    return f"{p.get('host', 'localhost')}:{p.get('port', 5432)}/{p.get('dbname', '')}"
 
 
 def _options(dsn: str) -> str:
@@ -50,7 +44,7 @@ def connect_sql(dsn: str, app: str) -> Any:
     try:
         conn = psycopg2.connect(dsn, options=_options(dsn), application_name=app, connect_timeout=10)
     except psycopg2.OperationalError as exc:
-        raise fail(f"cannot connect to {_where(dsn)}: {str(exc).strip()}", retryable=True) from exc
+        raise fail(f"cannot connect to {pg_where(dsn, UNPARSABLE)}: {str(exc).strip()}", retryable=True) from exc
     conn.autocommit = True
     return conn
 
@@ -68,10 +62,12 @@ def connect_repl(dsn: str, app: str) -> Any:
         text = str(exc).strip()
         if "replication" in text and ("permission" in text or "must be" in text or "pg_hba" in text):
             raise fail(
-                f"replication connection to {_where(dsn)} refused: {text}. Fix: ALTER ROLE <user> "
+                f"replication connection to {pg_where(dsn, UNPARSABLE)} refused: {text}. Fix: ALTER ROLE <user> "
                 "REPLICATION, and allow it in pg_hba.conf"
             ) from exc
-        raise fail(f"cannot open a replication connection to {_where(dsn)}: {text}", retryable=True) from exc
+        raise fail(
+            f"cannot open a replication connection to {pg_where(dsn, UNPARSABLE)}: {text}", retryable=True
+        ) from exc
 
 
 def check_server(cur: Any) -> None:
