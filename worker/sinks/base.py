@@ -23,10 +23,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 
+from shared.spec.model import SinkConfigBase
 from worker.envelope import Encoder
 
 
@@ -64,11 +65,14 @@ def merge_batches(batches: list[SinkBatch]) -> SinkBatch:
     )
 
 
-class Sink(abc.ABC):
+C = TypeVar("C", bound=SinkConfigBase)
+
+
+class Sink(abc.ABC, Generic[C]):
     # optional: `async (list[SinkBatch]) -> None`, several batches under one acknowledgement wait
     write_many: Callable[[list[SinkBatch]], Awaitable[None]] | None = None
 
-    def __init__(self, config: Any, ctx: SinkContext) -> None:
+    def __init__(self, config: C, ctx: SinkContext) -> None:
         self.config = config
         self.ctx = ctx
         self.id: str = config.id

@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from shared.errors import SinkError
+from shared.spec.model import FileSinkConfig
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 
-class FileSink(Sink):
+class FileSink(Sink[FileSinkConfig]):
     def __init__(self, config: Any, ctx: SinkContext) -> None:
         super().__init__(config, ctx)
         self._fd: int | None = None

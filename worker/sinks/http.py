@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from shared.errors import SinkError
+from shared.spec.model import HttpSinkConfig
 from shared.spec.redact import redact_text
 from worker.routing import compile_template, is_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
@@ -19,7 +20,7 @@ from worker.sinks.base import Sink, SinkBatch, SinkContext
 RETRYABLE = {408, 425, 429}
 
 
-class HttpSink(Sink):
+class HttpSink(Sink[HttpSinkConfig]):
     def __init__(self, config: Any, ctx: SinkContext) -> None:
         super().__init__(config, ctx)
         self._client: httpx.AsyncClient | None = None

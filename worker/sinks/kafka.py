@@ -25,6 +25,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from shared.errors import SinkError
+from shared.spec.model import KafkaSinkConfig
 from worker.routing import compile_template, is_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext, merge_batches
 from worker.sinks.kafka_common import (
@@ -43,7 +44,7 @@ from worker.sinks.kafka_eos import EosSettings, ExactlyOnce
 _TOPIC_WAIT_TRIES = 10
 
 
-class KafkaSink(Sink):
+class KafkaSink(Sink[KafkaSinkConfig]):
     def __init__(self, config: Any, ctx: SinkContext) -> None:
         super().__init__(config, ctx)
         self.where: str = config.brokers

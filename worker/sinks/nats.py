@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.js import errors as jerr
 
 from shared.errors import SinkError
+from shared.spec.model import NatsSinkConfig
 from shared.where import nats_where
 from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
@@ -51,7 +52,7 @@ def default_stream_name(pipeline: str, sink_id: str) -> str:
     return _BAD_STREAM_CHARS.sub("_", f"TIDEGATE_{pipeline}_{sink_id}")
 
 
-class NatsSink(Sink):
+class NatsSink(Sink[NatsSinkConfig]):
     def __init__(self, config: Any, ctx: SinkContext) -> None:
         super().__init__(config, ctx)
         self._where = nats_where(config.url)

@@ -26,6 +26,7 @@ import psycopg2.errors
 
 from shared.errors import SinkError
 from shared.events import position_of
+from shared.spec.model import PostgresSinkConfig
 from shared.where import pg_where
 from worker.sinks.base import Sink, SinkBatch, SinkContext, merge_batches
 from worker.sinks.pg_table import (
@@ -57,7 +58,7 @@ _FATAL_CONNECT = (
 _RETRYABLE_SQLSTATE_CLASSES = ("08", "40", "53", "55", "57", "58")
 
 
-class PostgresSink(Sink):
+class PostgresSink(Sink[PostgresSinkConfig]):
     def __init__(self, config: Any, ctx: SinkContext) -> None:
         super().__init__(config, ctx)
         self.where = pg_where(config.dsn)

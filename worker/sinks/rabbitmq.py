@@ -24,6 +24,7 @@ import aiormq.exceptions as aexc
 from aio_pika import DeliveryMode, Message
 
 from shared.errors import SinkError
+from shared.spec.model import RabbitmqSinkConfig
 from shared.where import amqp_where
 from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
@@ -33,7 +34,7 @@ CONFIRM_TIMEOUT_S = 30.0  # a whole batch's confirms (plus 1 s per CONFIRMS_PER_
 CONFIRMS_PER_S_FLOOR = 500
 
 
-class RabbitmqSink(Sink):
+class RabbitmqSink(Sink[RabbitmqSinkConfig]):
     def __init__(self, config: Any, ctx: SinkContext) -> None:
         super().__init__(config, ctx)
         self._where = amqp_where(config.url)

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
 from shared.errors import SinkError
+from shared.spec.model import RedisSinkConfig
 from shared.where import redis_where
 from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
@@ -84,7 +85,7 @@ def classify(sink_id: str, where: str, exc: BaseException) -> SinkError:
     return SinkError(sink_id, f"redis {where}: {exc.__class__.__name__}: {exc}", retryable=True)
 
 
-class RedisSink(Sink):
+class RedisSink(Sink[RedisSinkConfig]):
     def __init__(self, config: Any, ctx: SinkContext) -> None:
         super().__init__(config, ctx)
         self._where = redis_where(config.url)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import sys
 
+from shared.spec.model import StdoutSinkConfig
 from worker.sinks.base import Sink, SinkBatch
 
 
-class StdoutSink(Sink):
+class StdoutSink(Sink[StdoutSinkConfig]):
     async def write(self, batch: SinkBatch) -> None:
         if not batch.events:
             return

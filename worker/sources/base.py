@@ -22,8 +22,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import msgspec
 import structlog
 
 
@@ -42,8 +43,11 @@ class SourceContext:
     state_dir: str = "."
 
 
-class Source(abc.ABC):
-    def __init__(self, config: Any, ctx: SourceContext) -> None:
+C = TypeVar("C", bound=msgspec.Struct)
+
+
+class Source(abc.ABC, Generic[C]):
+    def __init__(self, config: C, ctx: SourceContext) -> None:
         self.config = config
         self.ctx = ctx
 

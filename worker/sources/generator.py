@@ -16,13 +16,14 @@ from typing import Any
 
 import msgspec
 
+from shared.spec.model import GeneratorSourceConfig
 from worker.sources.base import Chunk, Source, SourceContext
 
 CHUNK = 250
 _enc = msgspec.json.Encoder()
 
 
-class GeneratorSource(Source):
+class GeneratorSource(Source[GeneratorSourceConfig]):
     def __init__(self, config: Any, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
         self.next_n = 1

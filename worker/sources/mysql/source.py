@@ -27,6 +27,7 @@ from typing import Any
 import pymysql
 
 from shared.errors import SourceError
+from shared.spec.model import MysqlSourceConfig
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff, Stopped
 from worker.sources.mysql.binlog import current_point, require_binlog
@@ -82,7 +83,7 @@ def split_names(tables: list[str], default_db: str | None, where: str) -> list[t
     return out
 
 
-class MysqlSource(Source):
+class MysqlSource(Source[MysqlSourceConfig]):
     max_chunk = 2000  # events per chunk at most (a bigger transaction spans chunks)
 
     def __init__(self, config: Any, ctx: SourceContext) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg2
 
+from shared.spec.model import PostgresSourceConfig
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff
 from worker.sources.postgres import position as pg_position
@@ -55,7 +56,7 @@ def default_name(pipeline: str) -> str:
     return "tidegate_" + pipeline.replace("-", "_")
 
 
-class PostgresSource(Source):
+class PostgresSource(Source[PostgresSourceConfig]):
     def __init__(self, config: Any, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
         self.slot = config.slot or default_name(ctx.pipeline)
