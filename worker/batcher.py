@@ -45,6 +45,12 @@ def _tx(ev: dict[str, Any]) -> Any:
     return src.get("tx_id") if isinstance(src, dict) else None
 
 
+def _fitting(cum: list[int], i: int, n: int, room: int, reach: int) -> int:
+    """How many events from i fit: at most `room` (max_events), up to and including the first
+    x >= i whose cumulative size `cum[x]` reaches `reach` (max_bytes)."""
+    return max(0, min(room, n - i, bisect_left(cum, reach, i) - i + 1))
+
+
 class Batcher:
     def __init__(
         self,
@@ -115,14 +121,7 @@ class Batcher:
             room = self.max_events - len(self._events)
             base = cum[i - 1] if i else 0
             b0 = self._bytes
-            take = min(room, n - i)
-            if b0 < limit:
-                # first x >= i where the batch reaches max_bytes
-                x = bisect_left(cum, limit - b0 + base, i)
-                take = min(take, x - i + 1)
-            else:
-                take = 0
-            take = max(take, 0)
+            take = _fitting(cum, i, n, room, limit - b0 + base) if b0 < limit else 0
             j = i + take
             room -= take
             b = b0 + (cum[j - 1] - base if take else 0)
