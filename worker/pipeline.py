@@ -119,6 +119,8 @@ class Pipeline:
         # +25% events/s with 4 chunks of 250 against 32)
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=READ_AHEAD_CHUNKS)
         reader = tasks.create_task(self._guard(self._reader_loop(queue)), name="reader_loop")
+        commits = self.p.commits
+        caught_up = False  # the source said it has nothing more right now
         while not self.stopping.is_set():
             await self.gate.wait()
             if not queue.empty():
@@ -127,6 +129,8 @@ class Pipeline:
                 deadline = batcher.deadline()
                 # never a zero timeout: a due batch waiting for its transaction's end must still read
                 timeout = 0.1 if deadline is None else max(0.002, deadline - time.monotonic())
+                if caught_up and commits.inflight and batcher.pending:
+                    timeout = 0.002  # a caught-up batch goes as soon as the window is empty
                 try:
                     async with asyncio.timeout(min(timeout, 0.1)):  # unlike wait_for, never swallows a cancel
                         item = await queue.get()
@@ -134,6 +138,8 @@ class Pipeline:
                     item = None
             if item is None:
                 due = batcher.due()
+                if due is None and caught_up and not commits.inflight:
+                    due = batcher.flush()
                 if due is not None:
                     await self._dispatch(due)
                 continue
@@ -144,6 +150,14 @@ class Pipeline:
                 continue
             for batch in batcher.add(item):
                 await self._dispatch(batch)
+            # latency: when the source has nothing more right now and no batch is in flight, the
+            # open batch goes at once (at a transaction boundary) instead of waiting for max_ms;
+            # while one is in flight, it keeps filling (large batches under load)
+            caught_up = item.caught_up and queue.empty()
+            if caught_up and not commits.inflight:
+                now = batcher.flush()
+                if now is not None:
+                    await self._dispatch(now)
         reader.cancel()
         last = batcher.flush()
         if last is not None and self.p.commits.has_room() and self.lease_lost is None:

@@ -34,6 +34,8 @@ class Chunk:
     tx_end: bool = True
     # optional pre-encoded compact JSON of each event (native envelope); None = encode in the batcher
     encoded: list[bytes] | None = None
+    # the source has nothing more to give right now: a batch need not wait for max_ms
+    caught_up: bool = False
 
 
 @dataclass(slots=True)

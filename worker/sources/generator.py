@@ -81,7 +81,8 @@ class GeneratorSource(Source[GeneratorSourceConfig]):
         self.next_n += n
         last = self.next_n - 1
         tx_end = c.tx_size == 1 or last % c.tx_size == 0 or (bool(c.count) and last == c.count)
-        return Chunk(events=events, tx_end=tx_end, encoded=encoded)
+        # fewer than a full chunk: the rate (or the count) allows no more right now
+        return Chunk(events=events, tx_end=tx_end, encoded=encoded, caught_up=n < CHUNK)
 
     def _make(self, first: int, n: int) -> tuple[list[dict[str, Any]], list[bytes]]:
         c = self.config

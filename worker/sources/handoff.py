@@ -118,8 +118,9 @@ class Handoff:
 
         self._notify = notify
 
-    def take(self, max_events: int) -> tuple[list[dict[str, Any]], bool] | None:
-        """The waiting pieces (several joined while they fit in `max_events`), or None."""
+    def take(self, max_events: int) -> tuple[list[dict[str, Any]], bool, bool] | None:
+        """The waiting pieces (several joined while they fit in `max_events`), their last
+        piece's tx_end, and whether nothing is left waiting; or None."""
         with self.lock:
             if not self.pieces:
                 return None
@@ -131,9 +132,10 @@ class Handoff:
                     events.extend(more)
             self.count -= len(events)
             wake = self.thread_blocked and self.count < self.limit // 2
+            empty = not self.pieces
         if wake:
             self.wake_thread()
-        return events, tx_end
+        return events, tx_end, empty
 
     async def get(self, max_events: int, timeout: float) -> Chunk | None:
         """The next chunk, or None when nothing arrived within `timeout`. Raises the thread's error."""
@@ -155,7 +157,7 @@ class Handoff:
                     if self.error is not None:
                         raise self.error
                     return None
-        return Chunk(events=got[0], tx_end=got[1])
+        return Chunk(events=got[0], tx_end=got[1], caught_up=got[2])
 
     def wake_thread(self) -> None:
         try:
