@@ -21,13 +21,13 @@ from shared.protocol import (
     EXIT_LEASE_LOST,
     Counters,
     Failed,
+    Heartbeat,
     Paused,
     Ready,
     Resumed,
     Stop,
     Stopped,
 )
-from shared.protocol import Status as StatusMsg
 from shared.spec.load import encode_spec
 from shared.spec.model import type_tag
 from shared.states import Desired, Status
@@ -95,7 +95,7 @@ class WorkerSide:
                 m.ready_at = time.monotonic()
                 if m.intent is None:
                     m.status = Status.PAUSED if paused else Status.RUNNING
-            case StatusMsg():
+            case Heartbeat():
                 m.cur = msg.counters
                 m.sink_errors = dict(msg.sink_errors)
                 m.source = dict(msg.source)
