@@ -17,8 +17,7 @@ import msgspec
 
 from shared.store import StoreUnavailable
 from supervisor.leases import ForeignView, foreign_view
-from supervisor.managed import Managed
-from supervisor.operations import Conflict, NotFound
+from supervisor.managed import Conflict, Managed, NotFound, Registry
 
 if TYPE_CHECKING:
     from shared.store.sqlite import PipelineRow
@@ -30,7 +29,7 @@ _enc = msgspec.json.Encoder()
 class LeaseSide:
     """Mixed into PipelineManager, whose fields these are."""
 
-    pipelines: dict[str, Managed]
+    pipelines: Registry
     store: Any
     leases: LeaseKeeper | None
     stopping: bool
@@ -38,7 +37,6 @@ class LeaseSide:
     get: Callable[[str], Managed]
     ops: Callable[..., dict[str, Any]]
     _adopt_row: Callable[[PipelineRow], Managed]
-    _changed: Callable[[Managed], None]
     _cancel_restart: Callable[[Managed], None]
 
     async def lease_loop(self) -> None:
@@ -98,7 +96,7 @@ class LeaseSide:
                 self.leases.forget(name)  # deleted meanwhile; the lease expires by itself
             return
         self.log.info("lease_acquired", pipeline=name, node=self.leases.node, fencing_token=self.leases.held.get(name))
-        self._changed(self._adopt_row(row))
+        self.pipelines.changed(self._adopt_row(row))
 
     def _lease_lost(self, m: Managed, why: str) -> None:
         """Another node runs this pipeline now (or may): kill our worker at once (nothing
@@ -112,8 +110,8 @@ class LeaseSide:
             m.intent = "lease_lost"
             h.signal(signal.SIGKILL)
         m.last_error = why
-        self.pipelines.pop(m.name, None)
-        self._changed(m)
+        self.pipelines.remove(m.name)
+        self.pipelines.changed(m)
 
     async def owned(self, name: str) -> Managed:
         """The pipeline, for a control request: ours, or taken over now when no live node

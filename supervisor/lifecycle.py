@@ -31,7 +31,7 @@ from shared.protocol import (
 from shared.spec.load import encode_spec
 from shared.spec.model import type_tag
 from shared.states import Desired, Status
-from supervisor.managed import Managed
+from supervisor.managed import Managed, Registry
 from supervisor.process import WorkerHandle, describe_exit
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ STOP_GRACE_S = 20.0
 class WorkerSide:
     """Mixed into PipelineManager, whose fields these are."""
 
-    pipelines: dict[str, Managed]
+    pipelines: Registry
     store: Any
     leases: LeaseKeeper | None
     state_dir: str
@@ -53,7 +53,6 @@ class WorkerSide:
     log_format: str
     log_level: str
     log: Any
-    on_change: Callable[[], None] | None
     _lease_lost: Callable[[Managed, str], None]
 
     def _spawn(self, m: Managed) -> None:
@@ -78,13 +77,7 @@ class WorkerSide:
             lease=None if self.leases is None else self.leases.fence(m.name),
         )
         self.log.info("worker_spawned", pipeline=m.name, worker_pid=h.pid)
-        self._changed(m)
-
-    def _changed(self, m: Managed) -> None:
-        m.changed.set()
-        m.changed = asyncio.Event()
-        if self.on_change:
-            self.on_change()
+        self.pipelines.changed(m)
 
     def _on_report(self, h: WorkerHandle, msg: Any) -> None:
         m = self.pipelines.get(h.name)
@@ -114,7 +107,7 @@ class WorkerSide:
                 pass
             case _:
                 assert_never(msg)
-        self._changed(m)
+        self.pipelines.changed(m)
 
     def _on_exit(self, h: WorkerHandle, code: int | None) -> None:
         m = self.pipelines.get(h.name)
@@ -149,7 +142,7 @@ class WorkerSide:
                 m.restart_task = asyncio.get_running_loop().create_task(
                     self._restart_later(m, delay), name=f"restart[{m.name}]"
                 )
-        self._changed(m)
+        self.pipelines.changed(m)
 
     def _fail(self, m: Managed, reason: str) -> None:
         m.status = Status.FAILED
@@ -176,7 +169,7 @@ class WorkerSide:
         m.intent = intent
         if intent != "shutdown":
             m.status = Status.STOPPING
-        self._changed(m)
+        self.pipelines.changed(m)
         if not h.send(Stop(drop_source_state=drop)):
             h.signal(15)
         if not await h.wait(STOP_GRACE_S):

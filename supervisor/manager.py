@@ -11,7 +11,6 @@ checkpoints, error info); the rest is mixed in: the worker side
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +23,8 @@ from shared.store import StoreUnavailable
 from shared.store.sqlite import PipelineRow, SqliteStore
 from supervisor.leased import LeaseSide
 from supervisor.lifecycle import WorkerSide
-from supervisor.managed import Managed
-from supervisor.operations import Conflict, NotFound, OperationsSide
+from supervisor.managed import Conflict, Managed, NotFound, Registry
+from supervisor.operations import OperationsSide
 
 if TYPE_CHECKING:
     from supervisor.leases import LeaseKeeper
@@ -54,11 +53,18 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
         self.log_format = log_format
         self.log_level = log_level
         self.check_processor = check_processor
-        self.pipelines: dict[str, Managed] = {}
+        self.pipelines = Registry()
         self.ready = False
         self.log = structlog.get_logger().bind(component="manager")
         self._monitor: asyncio.Task[None] | None = None
-        self.on_change: Callable[[], None] | None = None
+
+    @property
+    def on_change(self) -> Callable[[], None] | None:
+        return self.pipelines.on_change
+
+    @on_change.setter
+    def on_change(self, fn: Callable[[], None] | None) -> None:
+        self.pipelines.on_change = fn
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -79,7 +85,7 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
         spec = decode_spec(row.spec)
         desired = Desired(row.desired)
         m = Managed(row.name, spec, desired, last_error=row.last_error)
-        self.pipelines[row.name] = m
+        self.pipelines.add(m)
         if desired in (Desired.RUNNING, Desired.PAUSED):
             self._spawn(m)
         else:
@@ -113,21 +119,7 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
     def ops(self, m: Managed, stored: bool = True) -> dict[str, Any]:
         """PipeInfo.ops; `stored=False` leaves out what is read from the store
         (checkpoints, gaps): the form published into the lease row."""
-        t = m.totals()
-        running = m.handle is not None and m.ready_at is not None
-        out = {
-            "pid": m.handle.pid if m.handle is not None else None,
-            "restarts": m.restarts,
-            "uptime_s": round(time.monotonic() - m.ready_at, 3) if running and m.ready_at else 0.0,
-            "last_error": m.last_error,
-            "events_in": t.events_in,
-            "events_out": t.events_out,
-            "batches": t.batches,
-            "inflight": t.inflight,
-            "lag_ms": t.lag_ms,
-            "sink_errors": dict(m.sink_errors),
-            "source": m.source,
-        }
+        out = m.ops()
         if stored:
             out["sink_gaps"] = self.store.gaps(m.name)
             out["checkpoints"] = self.checkpoints(m.name)

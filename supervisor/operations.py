@@ -3,8 +3,7 @@ SIGHUP: create, apply, patch and replace a spec, delete, pause, resume, stop,
 restart, clear checkpoints. Those on an existing pipeline act on one this node
 owns (or takes over, `supervisor.leased`), under its lock; pause and resume
 wait (bounded) for the worker's acknowledgement. Also the errors they raise,
-`NotFound` and `Conflict` (their HTTP status is chosen in
-`supervisor.api.errors`). A mixin: it works on the manager's own fields, on the
+`NotFound` and `Conflict` (`supervisor.managed`). A mixin: it works on the manager's own fields, on the
 loop thread.
 Imports: stdlib + shared + supervisor (never worker).
 """
@@ -22,7 +21,7 @@ from shared.spec.model import PipelineSpec
 from shared.spec.patch import merge_patch
 from shared.states import Desired, Status
 from shared.store import StoreUnavailable
-from supervisor.managed import Managed
+from supervisor.managed import Conflict, Managed, Registry
 
 if TYPE_CHECKING:
     from supervisor.leases import LeaseKeeper
@@ -30,18 +29,10 @@ if TYPE_CHECKING:
 ACK_TIMEOUT_S = 10.0
 
 
-class NotFound(Exception):
-    pass
-
-
-class Conflict(Exception):
-    pass
-
-
 class OperationsSide:
     """Mixed into PipelineManager, whose fields these are."""
 
-    pipelines: dict[str, Managed]
+    pipelines: Registry
     store: Any
     leases: LeaseKeeper | None
     check_processor: Callable[[str], str | None] | None
@@ -51,13 +42,9 @@ class OperationsSide:
     _stop_worker: Callable[..., Awaitable[None]]
     _drop_source_state: Callable[[Managed], Awaitable[None]]
     _cancel_restart: Callable[[Managed], None]
-    _changed: Callable[[Managed], None]
 
     def get(self, name: str) -> Managed:
-        m = self.pipelines.get(name)
-        if m is None:
-            raise NotFound(f"pipeline {name!r} not found")
-        return m
+        return self.pipelines.require(name)
 
     def validate(self, doc: Any) -> PipelineSpec:
         return validate_document(doc, check_processor=self.check_processor)
@@ -88,7 +75,7 @@ class OperationsSide:
             if self.leases is not None:
                 self.leases.forget(name)  # its lease expires by itself
             raise
-        self.pipelines[name] = m
+        self.pipelines.add(m)
         self._spawn(m)
         return m
 
@@ -148,8 +135,8 @@ class OperationsSide:
                     self.leases.forget(name)
             else:
                 self.store.delete_pipeline(name)
-            self.pipelines.pop(name, None)
-        self._changed(m)
+            self.pipelines.remove(name)
+        self.pipelines.changed(m)
 
     async def pause(self, name: str) -> Managed:
         m = await self.owned(name)
@@ -192,7 +179,7 @@ class OperationsSide:
             self.store.set_desired(name, Desired.STOPPED.value, m.last_error)
             await self._stop_worker(m, "stop")
             m.status = Status.STOPPED
-            self._changed(m)
+            self.pipelines.changed(m)
         return m
 
     async def restart(self, name: str) -> Managed:
