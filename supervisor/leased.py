@@ -9,7 +9,6 @@ the loop thread. Imports: stdlib + msgspec + shared + supervisor.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from supervisor.managed import Conflict, Managed, NotFound, Registry
 if TYPE_CHECKING:
     from shared.store.sqlite import PipelineRow
     from supervisor.leases import LeaseKeeper
+    from supervisor.workers import Workers
 
 _enc = msgspec.json.Encoder()
 
@@ -37,7 +37,7 @@ class LeaseSide:
     get: Callable[[str], Managed]
     ops: Callable[..., dict[str, Any]]
     _adopt_row: Callable[[PipelineRow], Managed]
-    _cancel_restart: Callable[[Managed], None]
+    workers: Workers
 
     async def lease_loop(self) -> None:
         """Every TTL/3: renew our leases (publishing status), take free ones."""
@@ -102,13 +102,10 @@ class LeaseSide:
         """Another node runs this pipeline now (or may): kill our worker at once (nothing
         is lost: checkpoints are at-least-once) and forget the pipeline."""
         self.log.error("lease_lost", pipeline=m.name, reason=why)
-        self._cancel_restart(m)
+        self.workers.cancel_restart(m)
         if self.leases is not None:
             self.leases.forget(m.name)
-        h = m.handle
-        if h is not None:
-            m.intent = "lease_lost"
-            h.signal(signal.SIGKILL)
+        self.workers.kill(m, "lease_lost")
         m.last_error = why
         self.pipelines.remove(m.name)
         self.pipelines.changed(m)

@@ -22,9 +22,9 @@ from shared.states import Desired, Status
 from shared.store import StoreUnavailable
 from shared.store.sqlite import PipelineRow, SqliteStore
 from supervisor.leased import LeaseSide
-from supervisor.lifecycle import WorkerSide
 from supervisor.managed import Conflict, Managed, NotFound, Registry
 from supervisor.operations import OperationsSide
+from supervisor.workers import WorkerConfig, Workers
 
 if TYPE_CHECKING:
     from supervisor.leases import LeaseKeeper
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Conflict", "NotFound", "PipelineManager"]
 
 
-class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
+class PipelineManager(OperationsSide, LeaseSide):
     def __init__(
         self,
         store: SqliteStore,
@@ -57,6 +57,9 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
         self.ready = False
         self.log = structlog.get_logger().bind(component="manager")
         self._monitor: asyncio.Task[None] | None = None
+        config = WorkerConfig(state_dir, log_format, log_level, state_url)
+        self.workers = Workers(self.pipelines, store, config, fence=None if leases is None else leases.fence)
+        self.workers.on_lease_lost = self._lease_lost
 
     @property
     def on_change(self) -> Callable[[], None] | None:
@@ -76,7 +79,7 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
             self.leases.forget(name)  # deleted in between
         self.ready = True
         loop = asyncio.get_running_loop()
-        self._monitor = loop.create_task(self.monitor_loop(), name="monitor_loop")
+        self._monitor = loop.create_task(self.workers.monitor_loop(), name="monitor_loop")
         if self.leases is not None:
             self.log.info("leases_acquired", node=self.leases.node, pipelines=sorted(held or ()))
             self._lease_task = loop.create_task(self.lease_loop(), name="lease_loop")
@@ -87,7 +90,7 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
         m = Managed(row.name, spec, desired, last_error=row.last_error)
         self.pipelines.add(m)
         if desired in (Desired.RUNNING, Desired.PAUSED):
-            self._spawn(m)
+            self.workers.spawn(m)
         else:
             m.status = Status.STOPPED if desired == Desired.STOPPED else Status.FAILED
         return m
@@ -96,11 +99,8 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
         self.stopping = True
         if self._monitor:
             self._monitor.cancel()
-        for m in self.pipelines.values():
-            if m.restart_task:
-                m.restart_task.cancel()
         # leases are still renewed while the workers drain, then given up at once
-        await asyncio.gather(*(self._stop_worker(m, "shutdown") for m in list(self.pipelines.values())))
+        await self.workers.stop_all()
         if self._lease_task is not None:
             self._lease_task.cancel()
         if self.leases is not None:

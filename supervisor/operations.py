@@ -25,6 +25,7 @@ from supervisor.managed import Conflict, Managed, Registry
 
 if TYPE_CHECKING:
     from supervisor.leases import LeaseKeeper
+    from supervisor.workers import Workers
 
 ACK_TIMEOUT_S = 10.0
 
@@ -38,10 +39,7 @@ class OperationsSide:
     check_processor: Callable[[str], str | None] | None
     owned: Callable[[str], Awaitable[Managed]]
     _owner_note: Callable[[str, Any], str]
-    _spawn: Callable[[Managed], None]
-    _stop_worker: Callable[..., Awaitable[None]]
-    _drop_source_state: Callable[[Managed], Awaitable[None]]
-    _cancel_restart: Callable[[Managed], None]
+    workers: Workers
 
     def get(self, name: str) -> Managed:
         return self.pipelines.require(name)
@@ -76,7 +74,7 @@ class OperationsSide:
                 self.leases.forget(name)  # its lease expires by itself
             raise
         self.pipelines.add(m)
-        self._spawn(m)
+        self.workers.spawn(m)
         return m
 
     async def apply(self, doc: Any) -> tuple[Managed, str]:
@@ -116,19 +114,19 @@ class OperationsSide:
             self.store.drop_sink_checkpoints(m.name, {s.config.id for s in spec.spec.sinks})
             if m.desired == Desired.STOPPED:
                 return
-            self._cancel_restart(m)
-            await self._stop_worker(m, "restart")
-            self._spawn(m)
+            self.workers.cancel_restart(m)
+            await self.workers.stop(m, "restart")
+            self.workers.spawn(m)
 
     async def delete(self, name: str) -> None:
         m = await self.owned(name)
         async with m.lock:
-            self._cancel_restart(m)
+            self.workers.cancel_restart(m)
             m.desired = Desired.STOPPED
             if m.handle is not None:
-                await self._stop_worker(m, "delete", drop=True)
+                await self.workers.stop(m, "delete", drop=True)
             else:
-                await self._drop_source_state(m)
+                await self.workers.drop_source_state(m)
             if self.leases is not None:
                 async with self.leases.lock:  # no renewal in between: the lease row is expired for good
                     self.store.delete_pipeline(name)
@@ -163,8 +161,8 @@ class OperationsSide:
             if was == Desired.FAILED:
                 m.policy.reset()
             if m.handle is None:
-                self._cancel_restart(m)
-                self._spawn(m)
+                self.workers.cancel_restart(m)
+                self.workers.spawn(m)
                 return m
             if m.status == Status.PAUSED or was == Desired.PAUSED:
                 m.handle.send(Resume())
@@ -174,10 +172,10 @@ class OperationsSide:
     async def stop(self, name: str) -> Managed:
         m = await self.owned(name)
         async with m.lock:
-            self._cancel_restart(m)
+            self.workers.cancel_restart(m)
             m.desired = Desired.STOPPED
             self.store.set_desired(name, Desired.STOPPED.value, m.last_error)
-            await self._stop_worker(m, "stop")
+            await self.workers.stop(m, "stop")
             m.status = Status.STOPPED
             self.pipelines.changed(m)
         return m
@@ -185,12 +183,12 @@ class OperationsSide:
     async def restart(self, name: str) -> Managed:
         m = await self.owned(name)
         async with m.lock:
-            self._cancel_restart(m)
+            self.workers.cancel_restart(m)
             m.desired = Desired.RUNNING
             m.policy.reset()
             self.store.set_desired(name, Desired.RUNNING.value, m.last_error)
-            await self._stop_worker(m, "restart")
-            self._spawn(m)
+            await self.workers.stop(m, "restart")
+            self.workers.spawn(m)
         return m
 
     async def clear_checkpoints(self, name: str) -> None:
