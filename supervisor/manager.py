@@ -1,11 +1,12 @@
 """PipelineManager: desired vs actual state of every pipeline, the restart
 policy, and the operations the API and signals ask for. Runs on the loop
-thread only. This module holds the manager's fields, its start (adopting the
-stored pipelines, or the leased ones) and shutdown, and its read side (ops,
-checkpoints, error info); the rest is mixed in: the worker side
-(`supervisor.lifecycle`), the operations (`supervisor.operations`, with
-`NotFound` and `Conflict`, re-exported here) and the lease side
-(`supervisor.leased`). Imports: stdlib + shared + supervisor (never worker).
+thread only. It wires the parts that own the state: the `Registry` of the
+pipelines this node runs (`supervisor.managed`), their `Workers`
+(`supervisor.workers`), the `LeaseCoordinator` that decides which stored
+pipelines this node runs (`supervisor.coordinator`), and the operations
+(`supervisor.operations`); it keeps start, shutdown and the read side (ops,
+checkpoints, error info). `NotFound` and `Conflict` are re-exported here.
+Imports: stdlib + shared + supervisor (never worker).
 """
 
 from __future__ import annotations
@@ -14,14 +15,10 @@ import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from shared.errors import ErrorInfo
-from shared.spec.load import decode_spec
-from shared.states import Desired, Status
-from shared.store import StoreUnavailable
-from shared.store.sqlite import PipelineRow, SqliteStore
-from supervisor.leased import LeaseSide
+from shared.store.sqlite import SqliteStore
+from supervisor.coordinator import LeaseCoordinator
+from supervisor.leases import ForeignView
 from supervisor.managed import Conflict, Managed, NotFound, Registry
 from supervisor.operations import OperationsSide
 from supervisor.workers import WorkerConfig, Workers
@@ -32,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["Conflict", "NotFound", "PipelineManager"]
 
 
-class PipelineManager(OperationsSide, LeaseSide):
+class PipelineManager(OperationsSide):
     def __init__(
         self,
         store: SqliteStore,
@@ -45,21 +42,13 @@ class PipelineManager(OperationsSide, LeaseSide):
         leases: LeaseKeeper | None = None,
     ) -> None:
         self.store: Any = store
-        self.state_url = state_url
-        self.leases = leases  # shared state store: this node runs only the pipelines it leases
-        self.stopping = False
-        self._lease_task: asyncio.Task[None] | None = None
-        self.state_dir = state_dir
-        self.log_format = log_format
-        self.log_level = log_level
         self.check_processor = check_processor
         self.pipelines = Registry()
         self.ready = False
-        self.log = structlog.get_logger().bind(component="manager")
         self._monitor: asyncio.Task[None] | None = None
         config = WorkerConfig(state_dir, log_format, log_level, state_url)
         self.workers = Workers(self.pipelines, store, config, fence=None if leases is None else leases.fence)
-        self.workers.on_lease_lost = self._lease_lost
+        self.coordinator = LeaseCoordinator(self.pipelines, store, self.workers, leases)
 
     @property
     def on_change(self) -> Callable[[], None] | None:
@@ -71,46 +60,28 @@ class PipelineManager(OperationsSide, LeaseSide):
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        held = None if self.leases is None else await self.leases.acquire_free()
-        for row in self.store.list_pipelines():
-            if held is None or row.name in held:
-                self._adopt_row(row)
-        for name in set(held or ()) - set(self.pipelines):
-            self.leases.forget(name)  # deleted in between
+        await self.coordinator.start()
         self.ready = True
-        loop = asyncio.get_running_loop()
-        self._monitor = loop.create_task(self.workers.monitor_loop(), name="monitor_loop")
-        if self.leases is not None:
-            self.log.info("leases_acquired", node=self.leases.node, pipelines=sorted(held or ()))
-            self._lease_task = loop.create_task(self.lease_loop(), name="lease_loop")
-
-    def _adopt_row(self, row: PipelineRow) -> Managed:
-        spec = decode_spec(row.spec)
-        desired = Desired(row.desired)
-        m = Managed(row.name, spec, desired, last_error=row.last_error)
-        self.pipelines.add(m)
-        if desired in (Desired.RUNNING, Desired.PAUSED):
-            self.workers.spawn(m)
-        else:
-            m.status = Status.STOPPED if desired == Desired.STOPPED else Status.FAILED
-        return m
+        self._monitor = asyncio.get_running_loop().create_task(self.workers.monitor_loop(), name="monitor_loop")
 
     async def shutdown(self) -> None:
-        self.stopping = True
+        self.coordinator.stopping = True
         if self._monitor:
             self._monitor.cancel()
         # leases are still renewed while the workers drain, then given up at once
         await self.workers.stop_all()
-        if self._lease_task is not None:
-            self._lease_task.cancel()
-        if self.leases is not None:
-            async with self.leases.lock:
-                try:
-                    await self.leases.release_all()
-                except StoreUnavailable as exc:
-                    self.log.warning("lease_release_failed", error=str(exc))
+        await self.coordinator.release()
 
     # ------------------------------------------------------------- read side
+    async def owned(self, name: str) -> Managed:
+        return await self.coordinator.owned(name)
+
+    def foreign(self, name: str) -> ForeignView:
+        return self.coordinator.foreign(name)
+
+    def foreigners(self) -> list[ForeignView]:
+        return self.coordinator.foreigners()
+
     def checkpoints(self, name: str) -> dict[str, dict[str, str]]:
         if name not in self.pipelines:
             self.foreign(name)  # NotFound unless another node owns it
@@ -123,8 +94,9 @@ class PipelineManager(OperationsSide, LeaseSide):
         if stored:
             out["sink_gaps"] = self.store.gaps(m.name)
             out["checkpoints"] = self.checkpoints(m.name)
-        if self.leases is not None:
-            out["owner"] = {"node": self.leases.node, "api_addr": self.leases.api_addr, "live": True}
+        owner = self.coordinator.owner()
+        if owner is not None:
+            out["owner"] = owner
         return out
 
     def error_info(self, m: Managed) -> ErrorInfo | None:

@@ -24,7 +24,7 @@ from shared.store import StoreUnavailable
 from supervisor.managed import Conflict, Managed, Registry
 
 if TYPE_CHECKING:
-    from supervisor.leases import LeaseKeeper
+    from supervisor.coordinator import LeaseCoordinator
     from supervisor.workers import Workers
 
 ACK_TIMEOUT_S = 10.0
@@ -35,11 +35,10 @@ class OperationsSide:
 
     pipelines: Registry
     store: Any
-    leases: LeaseKeeper | None
     check_processor: Callable[[str], str | None] | None
     owned: Callable[[str], Awaitable[Managed]]
-    _owner_note: Callable[[str, Any], str]
     workers: Workers
+    coordinator: LeaseCoordinator
 
     def get(self, name: str) -> Managed:
         return self.pipelines.require(name)
@@ -56,22 +55,12 @@ class OperationsSide:
         name = spec.metadata.name
         if name in self.pipelines:
             raise Conflict(f"pipeline {name!r} already exists")
-        if self.leases is not None:  # shared store: it may exist elsewhere; it is leased to us at creation
-            if self.store.get_pipeline(name) is not None:
-                raise Conflict(f"pipeline {name!r} already exists; " + self._owner_note(name, self.store.lease(name)))
-            async with self.leases.lock:
-                token = await self.leases.claim(name)
-            if token is None or name in self.pipelines:
-                raise Conflict(
-                    f"pipeline {name!r} already exists (being created); "
-                    + self._owner_note(name, self.store.lease(name))
-                )
+        await self.coordinator.claim_new(name)  # shared store: it may exist elsewhere; leased to us now
         m = Managed(name, spec, Desired.RUNNING)
         try:
             self.store.put_pipeline(name, encode_spec(spec), Desired.RUNNING.value)
         except StoreUnavailable:
-            if self.leases is not None:
-                self.leases.forget(name)  # its lease expires by itself
+            self.coordinator.forget(name)
             raise
         self.pipelines.add(m)
         self.workers.spawn(m)
@@ -127,12 +116,7 @@ class OperationsSide:
                 await self.workers.stop(m, "delete", drop=True)
             else:
                 await self.workers.drop_source_state(m)
-            if self.leases is not None:
-                async with self.leases.lock:  # no renewal in between: the lease row is expired for good
-                    self.store.delete_pipeline(name)
-                    self.leases.forget(name)
-            else:
-                self.store.delete_pipeline(name)
+            await self.coordinator.delete_stored(name)
             self.pipelines.remove(name)
         self.pipelines.changed(m)
 
