@@ -1,11 +1,12 @@
 """PipelineManager: desired vs actual state of every pipeline, the restart
 policy, and the operations the API and signals ask for. Runs on the loop
-thread only. It wires the parts that own the state: the `Registry` of the
-pipelines this node runs (`supervisor.managed`), their `Workers`
-(`supervisor.workers`), the `LeaseCoordinator` that decides which stored
-pipelines this node runs (`supervisor.coordinator`), and the operations
-(`supervisor.operations`); it keeps start, shutdown and the read side (ops,
-checkpoints, error info). `NotFound` and `Conflict` are re-exported here.
+thread only. A thin front that wires the parts owning the state: the
+`Registry` of the pipelines this node runs (`supervisor.managed`), their
+`Workers` (`supervisor.workers`), the `LeaseCoordinator` that decides which
+stored pipelines this node runs (`supervisor.coordinator`) and the
+`Operations` (`supervisor.operations`). It keeps start, shutdown, the read side
+(ops, checkpoints, error info) and the methods `supervisor.app` and
+`supervisor.api` call. `NotFound` and `Conflict` are re-exported here.
 Imports: stdlib + shared + supervisor (never worker).
 """
 
@@ -16,11 +17,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from shared.errors import ErrorInfo
+from shared.spec.model import PipelineSpec
 from shared.store.sqlite import SqliteStore
 from supervisor.coordinator import LeaseCoordinator
 from supervisor.leases import ForeignView
 from supervisor.managed import Conflict, Managed, NotFound, Registry
-from supervisor.operations import OperationsSide
+from supervisor.operations import Operations
 from supervisor.workers import WorkerConfig, Workers
 
 if TYPE_CHECKING:
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["Conflict", "NotFound", "PipelineManager"]
 
 
-class PipelineManager(OperationsSide):
+class PipelineManager:
     def __init__(
         self,
         store: SqliteStore,
@@ -42,13 +44,13 @@ class PipelineManager(OperationsSide):
         leases: LeaseKeeper | None = None,
     ) -> None:
         self.store: Any = store
-        self.check_processor = check_processor
         self.pipelines = Registry()
         self.ready = False
         self._monitor: asyncio.Task[None] | None = None
         config = WorkerConfig(state_dir, log_format, log_level, state_url)
         self.workers = Workers(self.pipelines, store, config, fence=None if leases is None else leases.fence)
         self.coordinator = LeaseCoordinator(self.pipelines, store, self.workers, leases)
+        self.operations = Operations(self.pipelines, store, self.workers, self.coordinator, check_processor)
 
     @property
     def on_change(self) -> Callable[[], None] | None:
@@ -72,9 +74,50 @@ class PipelineManager(OperationsSide):
         await self.workers.stop_all()
         await self.coordinator.release()
 
-    # ------------------------------------------------------------- read side
+    # ------------------------------------------------------------ operations
+    def get(self, name: str) -> Managed:
+        return self.pipelines.require(name)
+
     async def owned(self, name: str) -> Managed:
         return await self.coordinator.owned(name)
+
+    def validate(self, doc: Any) -> PipelineSpec:
+        return self.operations.validate(doc)
+
+    async def validated(self, doc: Any) -> PipelineSpec:
+        return await self.operations.validated(doc)
+
+    async def create(self, doc: Any) -> Managed:
+        return await self.operations.create(doc)
+
+    async def apply(self, doc: Any) -> tuple[Managed, str]:
+        return await self.operations.apply(doc)
+
+    async def patch(self, name: str, patch: Any) -> Managed:
+        return await self.operations.patch(name, patch)
+
+    async def replace(self, m: Managed, spec: PipelineSpec) -> None:
+        await self.operations.replace(m, spec)
+
+    async def delete(self, name: str) -> None:
+        await self.operations.delete(name)
+
+    async def pause(self, name: str) -> Managed:
+        return await self.operations.pause(name)
+
+    async def resume(self, name: str) -> Managed:
+        return await self.operations.resume(name)
+
+    async def stop(self, name: str) -> Managed:
+        return await self.operations.stop(name)
+
+    async def restart(self, name: str) -> Managed:
+        return await self.operations.restart(name)
+
+    async def clear_checkpoints(self, name: str) -> None:
+        await self.operations.clear_checkpoints(name)
+
+    # ------------------------------------------------------------- read side
 
     def foreign(self, name: str) -> ForeignView:
         return self.coordinator.foreign(name)

@@ -1,10 +1,10 @@
-"""The API-facing operations of PipelineManager, also used by config files and
+"""Operations: what the API asks of a pipeline, also used by config files and
 SIGHUP: create, apply, patch and replace a spec, delete, pause, resume, stop,
 restart, clear checkpoints. Those on an existing pipeline act on one this node
-owns (or takes over, `supervisor.leased`), under its lock; pause and resume
-wait (bounded) for the worker's acknowledgement. Also the errors they raise,
-`NotFound` and `Conflict` (`supervisor.managed`). A mixin: it works on the manager's own fields, on the
-loop thread.
+owns (or takes over, `LeaseCoordinator.owned`), under its lock; pause and
+resume wait (bounded) for the worker's acknowledgement. The errors they raise
+are `NotFound` and `Conflict` (`supervisor.managed`). Desired states are stored
+here; workers are started and stopped through `Workers`. Loop thread only.
 Imports: stdlib + shared + supervisor (never worker).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from shared.protocol import Pause, Resume
 from shared.spec.load import SpecInvalid, encode_spec, to_document, validate_document
@@ -21,27 +21,27 @@ from shared.spec.model import PipelineSpec
 from shared.spec.patch import merge_patch
 from shared.states import Desired, Status
 from shared.store import StoreUnavailable
+from supervisor.coordinator import LeaseCoordinator
 from supervisor.managed import Conflict, Managed, Registry
-
-if TYPE_CHECKING:
-    from supervisor.coordinator import LeaseCoordinator
-    from supervisor.workers import Workers
+from supervisor.workers import Workers
 
 ACK_TIMEOUT_S = 10.0
 
 
-class OperationsSide:
-    """Mixed into PipelineManager, whose fields these are."""
-
-    pipelines: Registry
-    store: Any
-    check_processor: Callable[[str], str | None] | None
-    owned: Callable[[str], Awaitable[Managed]]
-    workers: Workers
-    coordinator: LeaseCoordinator
-
-    def get(self, name: str) -> Managed:
-        return self.pipelines.require(name)
+class Operations:
+    def __init__(
+        self,
+        registry: Registry,
+        store: Any,
+        workers: Workers,
+        coordinator: LeaseCoordinator,
+        check_processor: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.workers = workers
+        self.coordinator = coordinator
+        self.check_processor = check_processor  # JavaScript processors' syntax check at validation
 
     def validate(self, doc: Any) -> PipelineSpec:
         return validate_document(doc, check_processor=self.check_processor)
@@ -53,7 +53,7 @@ class OperationsSide:
     async def create(self, doc: Any) -> Managed:
         spec = await self.validated(doc)
         name = spec.metadata.name
-        if name in self.pipelines:
+        if name in self.registry:
             raise Conflict(f"pipeline {name!r} already exists")
         await self.coordinator.claim_new(name)  # shared store: it may exist elsewhere; leased to us now
         m = Managed(name, spec, Desired.RUNNING)
@@ -62,14 +62,14 @@ class OperationsSide:
         except StoreUnavailable:
             self.coordinator.forget(name)
             raise
-        self.pipelines.add(m)
+        self.registry.add(m)
         self.workers.spawn(m)
         return m
 
     async def apply(self, doc: Any) -> tuple[Managed, str]:
         """Create, or update when the spec differs (config files, SIGHUP, `tidegate apply`)."""
         spec = await self.validated(doc)
-        m = self.pipelines.get(spec.metadata.name)
+        m = self.registry.get(spec.metadata.name)
         if m is None:
             return await self.create(doc), "created"
         if encode_spec(m.spec) == encode_spec(spec):
@@ -78,7 +78,7 @@ class OperationsSide:
         return m, "updated"
 
     async def patch(self, name: str, patch: Any) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         if not isinstance(patch, dict):
             raise SpecInvalid([("$", "a merge patch must be an object")])
         while True:  # validation runs in a thread: a PATCH that landed meanwhile is merged, not lost
@@ -108,7 +108,7 @@ class OperationsSide:
             self.workers.spawn(m)
 
     async def delete(self, name: str) -> None:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             self.workers.cancel_restart(m)
             m.desired = Desired.STOPPED
@@ -117,11 +117,11 @@ class OperationsSide:
             else:
                 await self.workers.drop_source_state(m)
             await self.coordinator.delete_stored(name)
-            self.pipelines.remove(name)
-        self.pipelines.changed(m)
+            self.registry.remove(name)
+        self.registry.changed(m)
 
     async def pause(self, name: str) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             if m.status in (Status.STOPPED, Status.FAILED) or m.desired in (Desired.STOPPED, Desired.FAILED):
                 raise Conflict(f"pipeline {name!r} is {m.status.value}; resume it first")
@@ -137,7 +137,7 @@ class OperationsSide:
         return m
 
     async def resume(self, name: str) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             was = m.desired
             m.desired = Desired.RUNNING
@@ -154,18 +154,18 @@ class OperationsSide:
         return m
 
     async def stop(self, name: str) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             self.workers.cancel_restart(m)
             m.desired = Desired.STOPPED
             self.store.set_desired(name, Desired.STOPPED.value, m.last_error)
             await self.workers.stop(m, "stop")
             m.status = Status.STOPPED
-            self.pipelines.changed(m)
+            self.registry.changed(m)
         return m
 
     async def restart(self, name: str) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             self.workers.cancel_restart(m)
             m.desired = Desired.RUNNING
@@ -176,7 +176,7 @@ class OperationsSide:
         return m
 
     async def clear_checkpoints(self, name: str) -> None:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             if m.status != Status.STOPPED:
                 raise Conflict(f"pipeline {name!r} is {m.status.value}; stop it before deleting its checkpoints")
