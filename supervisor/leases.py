@@ -14,7 +14,7 @@ the lease token anyway (`shared.store.postgres`).
 
 `ForeignView` is what this node shows of a pipeline it does not own.
 Database calls run on a thread (own connection), never on the loop. The
-manager's side of leases is `supervisor.leased`.
+manager's side of leases is `supervisor.coordinator`.
 Imports: stdlib + shared + supervisor.
 """
 
