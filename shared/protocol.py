@@ -79,10 +79,10 @@ class Ready(_Msg):
     paused: bool = False
 
 
-class Status(_Msg):
-    """Heartbeat with the worker's view; sent periodically and on changes."""
+class Heartbeat(_Msg):
+    """The worker's view, sent periodically and on changes (its absence marks a hung worker)."""
 
-    state: str  # running | paused | stopping
+    state: str  # a shared.states.Status value: starting | running | paused | stopping | stopped
     counters: Counters
     last_error: ErrorInfo | None = None
     sink_errors: dict[str, str] = {}
@@ -109,7 +109,7 @@ class Stopped(_Msg):
     pass
 
 
-Report = Ready | Status | Paused | Resumed | Failed | Stopped
+Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped
 
 # Named exit codes (gunicorn-style) so a boot error is not restarted forever.
 EXIT_OK = 0

@@ -14,7 +14,7 @@ the lease token anyway (`shared.store.postgres`).
 
 `ForeignView` is what this node shows of a pipeline it does not own.
 Database calls run on a thread (own connection), never on the loop. The
-manager's side of leases is `supervisor.leased`.
+manager's side of leases is `supervisor.coordinator`.
 Imports: stdlib + shared + supervisor.
 """
 
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.spec.load import decode_spec
 from shared.spec.model import PipelineSpec
+from shared.states import initial_status_of
 
 if TYPE_CHECKING:  # psycopg2 is imported only for a state URL (shared.store.open_store)
     from shared.store.postgres import LeaseRow, PgStore
@@ -135,7 +136,6 @@ _IDLE_OPS: dict[str, Any] = {
     "sink_errors": {},
     "source": {},
 }
-_NOBODY_STATUS = {"running": "starting", "paused": "paused", "stopped": "stopped", "failed": "failed"}
 
 
 def foreign_view(row: PipelineRow, lease: LeaseRow | None, store: Any) -> ForeignView:
@@ -144,7 +144,7 @@ def foreign_view(row: PipelineRow, lease: LeaseRow | None, store: Any) -> Foreig
     as stored now. With no live owner: the status its desired state leads to once
     a node takes it (`starting` for a running one)."""
     ops = dict(_IDLE_OPS)
-    status = _NOBODY_STATUS.get(row.desired, "starting")
+    status = initial_status_of(row.desired).value
     if lease is not None and lease.live and lease.status:
         status = lease.status
         ops.update({k: v for k, v in (lease.ops or {}).items() if k in _IDLE_OPS})

@@ -1,11 +1,16 @@
-"""What the supervisor knows of one pipeline: spec, desired and actual state,
-its worker, counters across worker runs, restart policy. Loop thread only.
+"""What the supervisor knows of one pipeline (`Managed`: spec, desired and
+actual state, its worker, counters across worker runs, restart policy) and of
+all the pipelines this node runs (`Registry`, which also tells the listeners of
+a change). Also the errors an operation raises, `NotFound` and `Conflict`
+(their HTTP status is chosen in `supervisor.api.errors`). Loop thread only.
 Imports: stdlib + shared + supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +19,14 @@ from shared.spec.model import PipelineSpec
 from shared.states import Desired, Status
 from supervisor.process import WorkerHandle
 from supervisor.restart import RestartPolicy
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
 
 
 @dataclass
@@ -59,3 +72,71 @@ class Managed:
             batch_size_hist=[x + y for x, y in zip(b.batch_size_hist, c.batch_size_hist)],
             batch_ms_hist=[x + y for x, y in zip(b.batch_ms_hist, c.batch_ms_hist)],
         )
+
+    def ops(self) -> dict[str, Any]:
+        """What this node knows of the pipeline's run (PipeInfo.ops but what is
+        read from the store, and the owner)."""
+        t = self.totals()
+        h = self.handle
+        running = h is not None and self.ready_at is not None
+        return {
+            "pid": h.pid if h is not None else None,
+            "restarts": self.restarts,
+            "uptime_s": round(time.monotonic() - self.ready_at, 3) if running and self.ready_at else 0.0,
+            "last_error": self.last_error,
+            "events_in": t.events_in,
+            "events_out": t.events_out,
+            "batches": t.batches,
+            "inflight": t.inflight,
+            "lag_ms": t.lag_ms,
+            "sink_errors": dict(self.sink_errors),
+            "source": self.source,
+        }
+
+
+class Registry:
+    """The pipelines this node runs, by name. `changed(m)` wakes whoever waits on
+    that pipeline (`Managed.changed`) and calls `on_change` (sd_notify status)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, Managed] = {}
+        self.on_change: Callable[[], None] | None = None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def __getitem__(self, name: str) -> Managed:
+        return self._by_name[name]
+
+    def get(self, name: str) -> Managed | None:
+        return self._by_name.get(name)
+
+    def require(self, name: str) -> Managed:
+        m = self._by_name.get(name)
+        if m is None:
+            raise NotFound(f"pipeline {name!r} not found")
+        return m
+
+    def values(self) -> list[Managed]:
+        return list(self._by_name.values())
+
+    def items(self) -> list[tuple[str, Managed]]:
+        return list(self._by_name.items())
+
+    def add(self, m: Managed) -> None:
+        self._by_name[m.name] = m
+
+    def remove(self, name: str) -> None:
+        self._by_name.pop(name, None)
+
+    def changed(self, m: Managed) -> None:
+        m.changed.set()
+        m.changed = asyncio.Event()
+        if self.on_change:
+            self.on_change()

@@ -2,7 +2,7 @@
 (workers report counters through the control protocol; the collector reads
 them at scrape time, so nothing is kept twice). Histograms are rebuilt from the
 workers' per-bucket counts (`Counters.batch_size_hist` / `batch_ms_hist`).
-Imports: stdlib + prometheus-client + shared.protocol + supervisor.
+Imports: stdlib + prometheus-client + shared.protocol + shared.states + supervisor.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS
-
-STATUSES = ("starting", "running", "paused", "stopping", "stopped", "failed")
+from shared.states import Status
 
 
 class PipelineCollector(Collector):
@@ -65,8 +64,8 @@ class PipelineCollector(Collector):
             if t.lag_ms is not None:
                 lag.add_metric(n, t.lag_ms / 1000.0)
             rss.add_metric(n, t.rss_bytes)
-            for s in STATUSES:
-                status.add_metric([m.name, s], 1.0 if m.status.value == s else 0.0)
+            for s in Status:
+                status.add_metric([m.name, s.value], 1.0 if m.status == s else 0.0)
             for sid, c in t.sink_error_count.items():
                 sink_err.add_metric([m.name, sid], c)
             for sid, c in t.sink_events.items():

@@ -1,11 +1,10 @@
-"""The API-facing operations of PipelineManager, also used by config files and
+"""Operations: what the API asks of a pipeline, also used by config files and
 SIGHUP: create, apply, patch and replace a spec, delete, pause, resume, stop,
 restart, clear checkpoints. Those on an existing pipeline act on one this node
-owns (or takes over, `supervisor.leased`), under its lock; pause and resume
-wait (bounded) for the worker's acknowledgement. Also the errors they raise,
-`NotFound` and `Conflict` (their HTTP status is chosen in
-`supervisor.api.errors`). A mixin: it works on the manager's own fields, on the
-loop thread.
+owns (or takes over, `LeaseCoordinator.owned`), under its lock; pause and
+resume wait (bounded) for the worker's acknowledgement. The errors they raise
+are `NotFound` and `Conflict` (`supervisor.managed`). Desired states are stored
+here; workers are started and stopped through `Workers`. Loop thread only.
 Imports: stdlib + shared + supervisor (never worker).
 """
 
@@ -13,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 from shared.protocol import Pause, Resume
 from shared.spec.load import SpecInvalid, encode_spec, to_document, validate_document
@@ -22,42 +21,27 @@ from shared.spec.model import PipelineSpec
 from shared.spec.patch import merge_patch
 from shared.states import Desired, Status
 from shared.store import StoreUnavailable
-from supervisor.managed import Managed
-
-if TYPE_CHECKING:
-    from supervisor.leases import LeaseKeeper
+from supervisor.coordinator import LeaseCoordinator
+from supervisor.managed import Conflict, Managed, Registry
+from supervisor.workers import Workers
 
 ACK_TIMEOUT_S = 10.0
 
 
-class NotFound(Exception):
-    pass
-
-
-class Conflict(Exception):
-    pass
-
-
-class OperationsSide:
-    """Mixed into PipelineManager, whose fields these are."""
-
-    pipelines: dict[str, Managed]
-    store: Any
-    leases: LeaseKeeper | None
-    check_processor: Callable[[str], str | None] | None
-    owned: Callable[[str], Awaitable[Managed]]
-    _owner_note: Callable[[str, Any], str]
-    _spawn: Callable[[Managed], None]
-    _stop_worker: Callable[..., Awaitable[None]]
-    _drop_source_state: Callable[[Managed], Awaitable[None]]
-    _cancel_restart: Callable[[Managed], None]
-    _changed: Callable[[Managed], None]
-
-    def get(self, name: str) -> Managed:
-        m = self.pipelines.get(name)
-        if m is None:
-            raise NotFound(f"pipeline {name!r} not found")
-        return m
+class Operations:
+    def __init__(
+        self,
+        registry: Registry,
+        store: Any,
+        workers: Workers,
+        coordinator: LeaseCoordinator,
+        check_processor: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.workers = workers
+        self.coordinator = coordinator
+        self.check_processor = check_processor  # JavaScript processors' syntax check at validation
 
     def validate(self, doc: Any) -> PipelineSpec:
         return validate_document(doc, check_processor=self.check_processor)
@@ -69,33 +53,23 @@ class OperationsSide:
     async def create(self, doc: Any) -> Managed:
         spec = await self.validated(doc)
         name = spec.metadata.name
-        if name in self.pipelines:
+        if name in self.registry:
             raise Conflict(f"pipeline {name!r} already exists")
-        if self.leases is not None:  # shared store: it may exist elsewhere; it is leased to us at creation
-            if self.store.get_pipeline(name) is not None:
-                raise Conflict(f"pipeline {name!r} already exists; " + self._owner_note(name, self.store.lease(name)))
-            async with self.leases.lock:
-                token = await self.leases.claim(name)
-            if token is None or name in self.pipelines:
-                raise Conflict(
-                    f"pipeline {name!r} already exists (being created); "
-                    + self._owner_note(name, self.store.lease(name))
-                )
+        await self.coordinator.claim_new(name)  # shared store: it may exist elsewhere; leased to us now
         m = Managed(name, spec, Desired.RUNNING)
         try:
             self.store.put_pipeline(name, encode_spec(spec), Desired.RUNNING.value)
         except StoreUnavailable:
-            if self.leases is not None:
-                self.leases.forget(name)  # its lease expires by itself
+            self.coordinator.forget(name)
             raise
-        self.pipelines[name] = m
-        self._spawn(m)
+        self.registry.add(m)
+        self.workers.spawn(m)
         return m
 
     async def apply(self, doc: Any) -> tuple[Managed, str]:
         """Create, or update when the spec differs (config files, SIGHUP, `tidegate apply`)."""
         spec = await self.validated(doc)
-        m = self.pipelines.get(spec.metadata.name)
+        m = self.registry.get(spec.metadata.name)
         if m is None:
             return await self.create(doc), "created"
         if encode_spec(m.spec) == encode_spec(spec):
@@ -104,7 +78,7 @@ class OperationsSide:
         return m, "updated"
 
     async def patch(self, name: str, patch: Any) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         if not isinstance(patch, dict):
             raise SpecInvalid([("$", "a merge patch must be an object")])
         while True:  # validation runs in a thread: a PATCH that landed meanwhile is merged, not lost
@@ -129,30 +103,25 @@ class OperationsSide:
             self.store.drop_sink_checkpoints(m.name, {s.config.id for s in spec.spec.sinks})
             if m.desired == Desired.STOPPED:
                 return
-            self._cancel_restart(m)
-            await self._stop_worker(m, "restart")
-            self._spawn(m)
+            self.workers.cancel_restart(m)
+            await self.workers.stop(m, "restart")
+            self.workers.spawn(m)
 
     async def delete(self, name: str) -> None:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
-            self._cancel_restart(m)
+            self.workers.cancel_restart(m)
             m.desired = Desired.STOPPED
             if m.handle is not None:
-                await self._stop_worker(m, "delete", drop=True)
+                await self.workers.stop(m, "delete", drop=True)
             else:
-                await self._drop_source_state(m)
-            if self.leases is not None:
-                async with self.leases.lock:  # no renewal in between: the lease row is expired for good
-                    self.store.delete_pipeline(name)
-                    self.leases.forget(name)
-            else:
-                self.store.delete_pipeline(name)
-            self.pipelines.pop(name, None)
-        self._changed(m)
+                await self.workers.drop_source_state(m)
+            await self.coordinator.delete_stored(name)
+            self.registry.remove(name)
+        self.registry.changed(m)
 
     async def pause(self, name: str) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             if m.status in (Status.STOPPED, Status.FAILED) or m.desired in (Desired.STOPPED, Desired.FAILED):
                 raise Conflict(f"pipeline {name!r} is {m.status.value}; resume it first")
@@ -168,7 +137,7 @@ class OperationsSide:
         return m
 
     async def resume(self, name: str) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             was = m.desired
             m.desired = Desired.RUNNING
@@ -176,8 +145,8 @@ class OperationsSide:
             if was == Desired.FAILED:
                 m.policy.reset()
             if m.handle is None:
-                self._cancel_restart(m)
-                self._spawn(m)
+                self.workers.cancel_restart(m)
+                self.workers.spawn(m)
                 return m
             if m.status == Status.PAUSED or was == Desired.PAUSED:
                 m.handle.send(Resume())
@@ -185,29 +154,29 @@ class OperationsSide:
         return m
 
     async def stop(self, name: str) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
-            self._cancel_restart(m)
+            self.workers.cancel_restart(m)
             m.desired = Desired.STOPPED
             self.store.set_desired(name, Desired.STOPPED.value, m.last_error)
-            await self._stop_worker(m, "stop")
+            await self.workers.stop(m, "stop")
             m.status = Status.STOPPED
-            self._changed(m)
+            self.registry.changed(m)
         return m
 
     async def restart(self, name: str) -> Managed:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
-            self._cancel_restart(m)
+            self.workers.cancel_restart(m)
             m.desired = Desired.RUNNING
             m.policy.reset()
             self.store.set_desired(name, Desired.RUNNING.value, m.last_error)
-            await self._stop_worker(m, "restart")
-            self._spawn(m)
+            await self.workers.stop(m, "restart")
+            self.workers.spawn(m)
         return m
 
     async def clear_checkpoints(self, name: str) -> None:
-        m = await self.owned(name)
+        m = await self.coordinator.owned(name)
         async with m.lock:
             if m.status != Status.STOPPED:
                 raise Conflict(f"pipeline {name!r} is {m.status.value}; stop it before deleting its checkpoints")

@@ -22,16 +22,17 @@ from shared.protocol import (
     EXIT_OK,
     EXIT_PARENT_GONE,
     Failed,
+    Heartbeat,
     Pause,
     Paused,
     Ready,
     Resume,
     Resumed,
-    Status,
     Stop,
     Stopped,
 )
 from shared.spec.load import decode_spec
+from shared.states import Status
 from shared.store import LeaseLost, StoreUnavailable, open_store
 from worker.assembly import make_source
 from worker.pipeline import Pipeline
@@ -53,7 +54,7 @@ class Runtime:
         self.chan = chan
         self.pipeline = pipeline
         self.log = log
-        self.state = "starting"
+        self.state = Status.STARTING.value
 
     def send(self, msg: Any) -> None:
         try:
@@ -81,7 +82,7 @@ class Runtime:
                 asyncio.get_running_loop().create_task(self._pause(), name="pause")
             case Resume():
                 self.pipeline.resume()
-                self.state = "running"
+                self.state = Status.RUNNING.value
                 self.send(Resumed())
             case Stop(drop_source_state=drop):
                 self.stop(drop)
@@ -91,12 +92,12 @@ class Runtime:
     async def _pause(self) -> None:
         await self.pipeline.pause()
         if not self.pipeline.gate.is_set():
-            self.state = "paused"
+            self.state = Status.PAUSED.value
             self.send(Paused())
             self.send_status()
 
     def stop(self, drop: bool = False) -> None:
-        self.state = "stopping"
+        self.state = Status.STOPPING.value
         self.pipeline.request_stop(drop)
 
     # ---------------------------------------------------------------- status
@@ -106,7 +107,7 @@ class Runtime:
         h.counters.rss_bytes = _rss_bytes()
         source = msgspec.json.decode(_enc.encode(p.source_stats()))  # plain values only
         self.send(
-            Status(
+            Heartbeat(
                 state=self.state,
                 counters=h.counters,
                 last_error=h.last_error,
@@ -131,8 +132,8 @@ class Runtime:
         await asyncio.wait({run, ready}, return_when=asyncio.FIRST_COMPLETED)
         if ready.done() and not run.done():
             paused = not self.pipeline.gate.is_set()
-            if self.state != "stopping":
-                self.state = "paused" if paused else "running"
+            if self.state != Status.STOPPING.value:
+                self.state = Status.PAUSED.value if paused else Status.RUNNING.value
             self.send(Ready(pid=os.getpid(), paused=paused))
             self.log.info("worker_ready", paused=paused)
         ready.cancel()
@@ -161,7 +162,7 @@ class Runtime:
             code = EXIT_CRASH
         status.cancel()
         if code == EXIT_OK:
-            self.state = "stopped"
+            self.state = Status.STOPPED.value
             self.send_status()
             self.send(Stopped())
             self.log.info("worker_stopped", checkpoints=self.pipeline.sink_positions())

@@ -9,8 +9,8 @@ from typing import Any, Literal
 import msgspec
 
 from shared.spec.model import PipelineSpec
+from shared.states import StatusName  # the status names, from Status
 
-StatusName = Literal["starting", "running", "paused", "stopping", "stopped", "failed"]
 ErrorCode = Literal[
     "bad_request",
     "invalid_spec",

@@ -64,7 +64,7 @@ def test_collector_renders_every_family(tmp_path: Path) -> None:
             lag_ms=40,
             batch_size_hist=[0] * (len(BATCH_SIZE_BUCKETS) + 1),
         )
-        mgr.pipelines["m1"] = m
+        mgr.pipelines.add(m)
         store.put_pipeline("m1", b"{}", "running")
         store.save_checkpoints("m1", {"out": "300"})
         text = metrics.render(metrics.build_registry(mgr)).decode()
