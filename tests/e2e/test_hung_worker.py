@@ -16,6 +16,7 @@ def test_silent_worker_is_killed_and_restarted(tmp_path: Path) -> None:
         sup.create(generator_spec("stuck", [file_sink("out", tmp_path / "stuck.jsonl")], rate=500))
         sup.create(generator_spec("fine", [file_sink("out", tmp_path / "fine.jsonl")], rate=500))
         sup.wait_position("stuck", "out", 50)
+        sup.wait_position("fine", "out", 50)  # on a loaded machine it may start later
         pid = sup.worker_pid("stuck")
         os.kill(pid, signal.SIGSTOP)
         before = int(sup.info("fine")["ops"]["checkpoints"]["out"]["position"])
