@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test unit services bench lint clean
+.PHONY: install run test unit services bench bench-e2e lint clean
 
 install: $(STAMP)
 
@@ -30,6 +30,9 @@ unit: install
 bench: install services
 	@failed=""; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "bench failures:$$failed"; exit 1; fi
+
+bench-e2e: install services
+	$(BIN)/python bench/bench_e2e.py
 
 LINTED := shared supervisor worker tests bench
 
