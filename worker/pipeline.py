@@ -49,6 +49,7 @@ class Pipeline:
         self.drop_source_state = False
         self.lease_lost: LeaseLost | None = None
         self.coordinating = False
+        self._refused = False  # a batch was refused a place in the window by a stop
 
     @property
     def p(self) -> Parts:
@@ -75,8 +76,11 @@ class Pipeline:
 
     async def _dispatch(self, batch: Batch) -> None:
         p = self.p
-        if not await p.commits.acquire(self.stopping):
-            return  # stopping: this batch is not committed and will be read again
+        if self._refused or not await p.commits.acquire(self.stopping):
+            # stopping: this batch is not committed and is read again at the next start, and so
+            # is every later one: none may be delivered past it (its checkpoint would skip it)
+            self._refused = True
+            return
         self.coordinating = True
         try:
             c = self.health.counters
