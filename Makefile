@@ -36,6 +36,7 @@ LINTED := shared supervisor worker tests bench
 lint: install
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .tidegate build *.egg-info
