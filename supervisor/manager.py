@@ -21,7 +21,8 @@ from shared.errors import ErrorInfo
 from shared.spec.load import decode_spec
 from shared.states import Desired, Status
 from shared.store import StoreUnavailable
-from shared.store.sqlite import PipelineRow, SqliteStore
+from shared.store.base import StateStore
+from shared.store.sqlite import PipelineRow
 from supervisor.leased import LeaseSide
 from supervisor.lifecycle import WorkerSide
 from supervisor.managed import Managed
@@ -36,7 +37,7 @@ __all__ = ["Conflict", "NotFound", "PipelineManager"]
 class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
     def __init__(
         self,
-        store: SqliteStore,
+        store: StateStore,
         *,
         state_dir: str,
         log_format: str,
@@ -67,6 +68,7 @@ class PipelineManager(WorkerSide, OperationsSide, LeaseSide):
             if held is None or row.name in held:
                 self._adopt_row(row)
         for name in set(held or ()) - set(self.pipelines):
+            assert self.leases is not None  # held is None without leases
             self.leases.forget(name)  # deleted in between
         self.ready = True
         loop = asyncio.get_running_loop()

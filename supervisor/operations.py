@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from shared.protocol import Pause, Resume
@@ -45,7 +45,7 @@ class OperationsSide:
     store: Any
     leases: LeaseKeeper | None
     check_processor: Callable[[str], str | None] | None
-    owned: Callable[[str], Awaitable[Managed]]
+    owned: Callable[[str], Coroutine[Any, Any, Managed]]  # LeaseSide.owned
     _owner_note: Callable[[str, Any], str]
     _spawn: Callable[[Managed], None]
     _stop_worker: Callable[..., Awaitable[None]]

@@ -16,7 +16,10 @@ from typing import Any
 
 import msgspec
 
-from shared.spec.decode import SpecInvalid, SpecMalformed, parse
+# re-exported: callers take decoding from here
+from shared.spec.decode import SpecInvalid as SpecInvalid
+from shared.spec.decode import SpecMalformed as SpecMalformed
+from shared.spec.decode import parse as parse
 from shared.spec.model import PipelineSpec
 from shared.spec.validate import Error, convert, kind_of, semantic_errors, structural_errors
 

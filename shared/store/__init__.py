@@ -3,15 +3,19 @@
 `open_store` is the one place that picks the store, for the supervisor and its
 workers alike: SQLite at `<state-dir>/tidegate.db` by default, the Postgres
 store (`shared.store.postgres`, with per-pipeline leases) for a
-`postgresql://` state URL. Imports: stdlib + shared.store (psycopg2 only
-inside `shared.store.postgres`, loaded for a state URL).
+`postgresql://` state URL; both satisfy `shared.store.base.StateStore`. Imports:
+stdlib + shared.store (psycopg2 only inside `shared.store.postgres`, loaded for a
+state URL).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from shared.store.base import StateStore
 
 
 class StoreUnavailable(Exception):
@@ -42,7 +46,7 @@ def is_postgres_url(url: str) -> bool:
 
 def open_store(
     state_dir: str | os.PathLike[str], state_url: str | None = None, *, fence: tuple[str, int] | None = None
-) -> Any:
+) -> StateStore:
     """An opened store. `fence` = (owner node, lease token): a Postgres store then
     refuses checkpoint and gap writes once that lease is no longer current."""
     if state_url:
