@@ -16,7 +16,7 @@ from shared.errors import ConfigError, ErrorInfo, PipelineFailed, SourceError
 from shared.protocol import Counters
 from shared.spec.model import PipelineSpec
 from shared.store import LeaseLost
-from shared.store.sqlite import SqliteStore
+from shared.store.base import StateStore
 from worker.assembly import Assembly
 from worker.backoff import backoff
 from worker.batcher import Batch, Batcher
@@ -32,7 +32,7 @@ _REOPEN = object()
 
 class Pipeline(Assembly):
     def __init__(
-        self, spec: PipelineSpec, store: SqliteStore, log: Any, *, state_dir: str, start_paused: bool = False
+        self, spec: PipelineSpec, store: StateStore, log: Any, *, state_dir: str, start_paused: bool = False
     ) -> None:
         self.spec = spec
         self.name = spec.metadata.name

@@ -35,6 +35,7 @@ from worker.sources.mysql.position import (
     PLAIN,
     REREAD,
     BinlogPos,
+    Entries,
     SnapshotPos,
     entries_after,
     key,
@@ -225,6 +226,8 @@ class MysqlSource(Source):
         feed = self._handoff
         assert feed is not None
         if resume is None or isinstance(resume, SnapshotPos):
+            after: tuple[int, ...]
+            entries: Entries
             mode, after = PLAIN, ()
             if resume is None:
                 first, entries = 0, ()
