@@ -25,7 +25,8 @@ class Channel(Generic[T]):
 
     def recv(self) -> T:
         """Blocking; raises EOFError when the other side is gone."""
-        return self._dec.decode(self.conn.recv_bytes())
+        msg: T = self._dec.decode(self.conn.recv_bytes())
+        return msg
 
     def poll(self, timeout: float = 0.0) -> bool:
         return bool(self.conn.poll(timeout))

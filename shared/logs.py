@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -14,7 +15,7 @@ import structlog
 from shared.spec.redact import is_secret_key, redact, redact_text
 
 
-def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k, v in list(event.items()):
         if isinstance(k, str) and is_secret_key(k) and v is not None:
             event[k] = "***"

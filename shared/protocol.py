@@ -17,19 +17,20 @@ from shared.errors import ErrorInfo
 
 
 class _Msg(msgspec.Struct, tag=True, frozen=True):
-    pass
+    """Every message is tagged and frozen (each subclass repeats `frozen=True` for the type
+    checker, which does not see msgspec's inherited struct options)."""
 
 
 # ----------------------------------------------------------------- commands
-class Pause(_Msg):
+class Pause(_Msg, frozen=True):
     pass
 
 
-class Resume(_Msg):
+class Resume(_Msg, frozen=True):
     pass
 
 
-class Stop(_Msg):
+class Stop(_Msg, frozen=True):
     """Drain in-flight batches, checkpoint, exit 0."""
 
     drop_source_state: bool = False  # DELETE: also drop the slot etc. the source created
@@ -72,14 +73,14 @@ class Counters(msgspec.Struct):
     batch_ms_hist: list[int] = msgspec.field(default_factory=lambda: [0] * (len(BATCH_MS_BUCKETS) + 1))
 
 
-class Ready(_Msg):
+class Ready(_Msg, frozen=True):
     """The worker built its pipeline and is running (or paused)."""
 
     pid: int
     paused: bool = False
 
 
-class Heartbeat(_Msg):
+class Heartbeat(_Msg, frozen=True):
     """The worker's view, sent periodically and on changes (its absence marks a hung worker)."""
 
     state: str  # a shared.states.Status value: starting | running | paused | stopping | stopped
@@ -89,21 +90,21 @@ class Heartbeat(_Msg):
     source: dict[str, Any] = {}  # source.stats(), e.g. snapshot progress (plain JSON-like values)
 
 
-class Paused(_Msg):
+class Paused(_Msg, frozen=True):
     pass
 
 
-class Resumed(_Msg):
+class Resumed(_Msg, frozen=True):
     pass
 
 
-class Failed(_Msg):
+class Failed(_Msg, frozen=True):
     """The pipeline cannot go on (retries exhausted, fatal config): the worker exits."""
 
     error: ErrorInfo
 
 
-class Stopped(_Msg):
+class Stopped(_Msg, frozen=True):
     """Drained and checkpointed; the worker exits right after."""
 
     pass

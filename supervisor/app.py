@@ -13,7 +13,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 import structlog
@@ -29,12 +29,15 @@ from shared import logs
 from shared.spec.load import SpecInvalid, SpecMalformed, encode_spec, load_file, spec_files
 from shared.states import Desired
 from shared.store import StoreUnavailable, open_store
-from shared.store.sqlite import SqliteStore
+from shared.store.base import StateStore
 from shared.where import state_url_where
 from supervisor import metrics, systemd
 from supervisor.api import errors, openapi
 from supervisor.api.routes import ROUTES
 from supervisor.manager import Conflict, PipelineManager
+
+if TYPE_CHECKING:
+    from shared.store.postgres import PgStore
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
 
@@ -128,7 +131,7 @@ def load_config_specs(paths: list[str], check: Any) -> tuple[list[Any], list[str
     return specs, problems
 
 
-def seed_store(store: SqliteStore, specs: list[Any], skip: Any = None) -> None:
+def seed_store(store: StateStore, specs: list[Any], skip: Any = None) -> None:
     """Config specs at start: created, or updated when they differ (desired state kept).
     `skip(name)`: leave that one alone (shared store: another live node runs it)."""
     for spec in specs:
@@ -176,7 +179,7 @@ async def run(cfg: ServeConfig) -> int:
         return 2
 
     def held_elsewhere(name: str) -> bool:
-        lease = store.lease(name)
+        lease = cast("PgStore", store).lease(name)  # leases: a state URL, so a PgStore
         if leases is not None and lease is not None and lease.live and lease.owner != leases.node:
             log.warning("config_spec_skipped", pipeline=name, reason=f"run by node {lease.owner!r}")
             return True
@@ -254,7 +257,11 @@ async def run(cfg: ServeConfig) -> int:
             api=cfg.api_addr,
             state_dir=state_dir,
             pipelines=len(manager.pipelines),
-            **({"state_store": f"postgresql {state_url_where(cfg.state_url)}", "node": leases.node} if leases else {}),
+            **(
+                {"state_store": f"postgresql {state_url_where(cfg.state_url or '')}", "node": leases.node}
+                if leases
+                else {}
+            ),
         )
 
     tasks = [
@@ -264,7 +271,7 @@ async def run(cfg: ServeConfig) -> int:
     # the watchdog keeps pinging while workers drain at shutdown; cancelled last
     watchdog = loop.create_task(systemd.watchdog_loop(healthy), name="watchdog_loop")
     try:
-        await serve(app, hc, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        await serve(app, hc, shutdown_trigger=stop.wait)
     finally:
         notifier.stopping(f"stopping: draining {len(manager.pipelines)} pipelines")
         log.info("supervisor_stopping")

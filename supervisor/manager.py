@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.errors import ErrorInfo
 from shared.spec.model import PipelineSpec
-from shared.store.sqlite import SqliteStore
+from shared.store.base import StateStore
 from supervisor.coordinator import LeaseCoordinator
 from supervisor.leases import ForeignView
 from supervisor.managed import Conflict, Managed, NotFound, Registry
@@ -34,7 +34,7 @@ __all__ = ["Conflict", "NotFound", "PipelineManager"]
 class PipelineManager:
     def __init__(
         self,
-        store: SqliteStore,
+        store: StateStore,
         *,
         state_dir: str,
         log_format: str,

@@ -40,7 +40,8 @@ class RestartPolicy:
             return None
         delay = min(CAP_S, BASE_S * (2**self.streak))
         self.streak += 1
-        return delay * (rng or random).uniform(0.8, 1.2)
+        jittered: float = delay * (rng or random).uniform(0.8, 1.2)
+        return jittered
 
     def reset(self) -> None:
         self.crashes.clear()

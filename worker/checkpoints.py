@@ -18,7 +18,7 @@ from typing import Any
 from shared.errors import ErrorInfo
 from shared.protocol import BATCH_MS_BUCKETS, BATCH_SIZE_BUCKETS
 from shared.store import LeaseLost, StoreUnavailable
-from shared.store.sqlite import SqliteStore
+from shared.store.base import StateStore
 from worker.backoff import backoff
 from worker.batcher import Batch
 from worker.commit import committed_position, position_le
@@ -30,7 +30,7 @@ class Committer:
     def __init__(
         self,
         pipeline: str,
-        store: SqliteStore,
+        store: StateStore,
         store_pool: ThreadPoolExecutor,
         policy: Any,
         max_inflight: int,

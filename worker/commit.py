@@ -36,7 +36,7 @@ def committed_position(
     if mode in ("all", "required"):
         if not positions or any(p is None for p in positions):
             return None
-        return min(positions, key=key)  # type: ignore[arg-type, type-var]
+        return min(positions, key=key)  # type: ignore[arg-type]
     n = quorum or len(ids)
     known = sorted((p for p in positions if p is not None), key=key, reverse=True)
     if len(known) < n:

@@ -63,7 +63,7 @@ class Encoder:
                     "ts_ms": event.get("ts_ms"),
                 },
             }
-        src = event.get("source") if isinstance(event.get("source"), dict) else {}
+        src: Any = event.get("source") if isinstance(event.get("source"), dict) else {}
         if key is None:
             key = idempotency_keys(self.pipeline, self.sink_id, [event])[0]
         return {

@@ -50,9 +50,9 @@ _SEQ, _MAP, _STR = _TAG + "seq", _TAG + "map", _TAG + "str"
 _CORE = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
 
 try:
-    from yaml.cyaml import CParser
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]  # the stubs re-export it privately
 except ImportError:  # PyYAML built without libyaml
-    CParser = None
+    CParser = None  # type: ignore[assignment, misc]
 
 if CParser is not None:
 
@@ -86,7 +86,7 @@ def _refuse_tag(e: Any, tag: str | None, default: str) -> None:
 
 def _scalar(p: _Events, e: Any) -> Any:
     _refuse_tag(e, e.tag, _STR)
-    tag = e.tag if e.tag not in (None, "!") else p.resolve(yaml.ScalarNode, e.value, e.implicit)
+    tag = e.tag if e.tag not in (None, "!") else p.resolve(yaml.ScalarNode, e.value, e.implicit)  # type: ignore[no-untyped-call]
     if tag == _STR or tag not in _CORE:
         return e.value
     node = yaml.ScalarNode(tag, e.value, e.start_mark, e.end_mark)

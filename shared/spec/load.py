@@ -16,8 +16,10 @@ from typing import Any
 
 import msgspec
 
-from shared.errors import SpecInvalid, SpecMalformed
-from shared.spec.decode import parse
+# re-exported: callers take decoding and its errors from here
+from shared.errors import SpecInvalid as SpecInvalid
+from shared.errors import SpecMalformed as SpecMalformed
+from shared.spec.decode import parse as parse
 from shared.spec.model import PipelineSpec
 from shared.spec.validate import Error, convert, kind_of, semantic_errors, structural_errors
 

@@ -81,7 +81,8 @@ def _check_union(value: Any, t: mi.UnionType, path: str, errs: list[Error]) -> N
             errs.append((path, f"expected an object, got {kind_of(value)}"))
             return
         tag_field = structs[0].tag_field
-        tags = {u.tag: u for u in structs}
+        assert tag_field is not None  # structs are filtered on it
+        tags: dict[Any, mi.StructType] = {u.tag: u for u in structs}  # the spec's tags are strings
         tag = value.get(tag_field)
         if tag is None:
             errs.append((_join(path, tag_field), f"required field missing (one of: {', '.join(tags)})"))

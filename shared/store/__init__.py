@@ -11,7 +11,10 @@ shared.errors, re-exported here. Imports: stdlib + shared.errors + shared.store
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.store.base import StateStore
 
 from shared.errors import LeaseLost as LeaseLost  # re-exported: the store's errors
 from shared.errors import StoreUnavailable as StoreUnavailable
@@ -23,7 +26,7 @@ def is_postgres_url(url: str) -> bool:
 
 def open_store(
     state_dir: str | os.PathLike[str], state_url: str | None = None, *, fence: tuple[str, int] | None = None
-) -> Any:
+) -> StateStore:
     """An opened store. `fence` = (owner node, lease token): a Postgres store then
     refuses checkpoint and gap writes once that lease is no longer current."""
     if state_url:

@@ -359,7 +359,8 @@ class PgStore:
             cur.execute(
                 "SELECT sink_id, from_pos, to_pos FROM tidegate_gaps WHERE pipeline = %s ORDER BY id", (pipeline,)
             )
-            return cur.fetchall()
+            rows: list[tuple[str, str, str]] = cur.fetchall()
+            return rows
 
         out: dict[str, list[dict[str, str]]] = {}
         for sid, f, t in self._tx(q):

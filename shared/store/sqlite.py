@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pipelines (
@@ -105,7 +106,7 @@ class SqliteStore:
         assert self._conn is not None
         return self._conn
 
-    def _write(self, sql: str, args: tuple = ()) -> None:
+    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> None:
         with self._lock:
             self.conn.execute(sql, args)
 

@@ -34,7 +34,8 @@ def json(body: Any, status: int = 200) -> Response:
 
 
 def manager(request: Request) -> PipelineManager:
-    return request.state.manager  # type: ignore[no-any-return]
+    mgr: PipelineManager = request.state.manager
+    return mgr
 
 
 def pipe_info(mgr: PipelineManager, m: Managed) -> dict[str, Any]:

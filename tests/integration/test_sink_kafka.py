@@ -289,6 +289,8 @@ def test_exactly_once_sigkill_inside_a_transaction_then_replay_no_duplicates(
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        if proc.stdout:
+            proc.stdout.close()
     assert [x for x in lines if x.startswith("wrote")] == [f"wrote {i}\n" for i in (1, 2, 3)], "".join(lines)
 
     async def replay() -> None:

@@ -14,9 +14,9 @@ import structlog
 
 from shared.errors import SinkError
 from shared.spec.model import FileSinkConfig
+from tests.support.health import Recording
 from worker.batcher import Batch
 from worker.delivery import SinkRunner
-from worker.health import Health
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 
@@ -58,22 +58,6 @@ class Recorder(Sink):
 
     async def _many(self, bs: list[SinkBatch]) -> None:
         await self._go([b.seq for b in bs])
-
-
-class Recording(Health):
-    """The pipeline's health, remembering each sink error report and gap in order."""
-
-    def __init__(self, errors: list[Any] | None = None, gaps: list[Any] | None = None) -> None:
-        super().__init__(structlog.get_logger(), lambda *a: None)
-        self.errors = [] if errors is None else errors
-        self.gaps = [] if gaps is None else gaps
-
-    def sink_error(self, sink_id: str, message: str | None) -> None:
-        self.errors.append(message)
-        super().sink_error(sink_id, message)
-
-    def gap(self, *a: Any) -> None:
-        self.gaps.append(a)
 
 
 def runner(sink: Sink, delivered: list[tuple[int, str]], errors: list[Any]) -> SinkRunner:

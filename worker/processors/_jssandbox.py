@@ -138,7 +138,7 @@ class Shared:
         self.mm.close()
         self.mm = mmap.mmap(self.fd, size)
 
-    def read_text(self, payload: bytes) -> str:
+    def read_text(self, payload: bytes | bytearray) -> str:
         (size,) = SIZE.unpack(payload)
         if size > len(self.mm):
             self._remap(os.fstat(self.fd).st_size)
@@ -284,7 +284,7 @@ def flush_console(chan: Channel, drain) -> None:
             chan.send(b"L", json.dumps([level, line]).encode())
 
 
-def call(quickjs, ctx, run, chan: Channel, shared: Shared, cfg: dict, body: bytes):
+def call(quickjs, ctx, run, chan: Channel, shared: Shared, cfg: dict, body: bytes | bytearray):
     """One batch. JSON.parse starts at once; meanwhile the parent scans the batch for unsafe
     integers and then sends `G` (go), `P` + a protected batch to parse instead, or `A` +
     a reason (abort). Returns the reply frame, or None on EOF."""
@@ -388,8 +388,8 @@ def main() -> int:
         msg = chan.recv()
         if msg is None:
             return 0
-        kind, body = msg
-        if kind != b"B":
+        frame, body = msg
+        if frame != b"B":
             return EXIT_PROTOCOL
         result = call(quickjs, ctx, run, chan, shared, cfg, body)
         if result is None:

@@ -116,7 +116,7 @@ class KafkaSink(Sink[KafkaSinkConfig]):
             return
         await self._run(self._write_sync, batch)
 
-    async def write_many(self, batches: list[SinkBatch]) -> None:  # type: ignore[override]
+    async def write_many(self, batches: list[SinkBatch]) -> None:
         """Plain: produce several batches, then one flush waits for all their acks.
         exactly_once: the batches as one transaction, with the last one's checkpoint."""
         if self._eos is not None:

@@ -9,7 +9,7 @@ Imports: shared, worker.envelope, confluent-kafka.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -88,7 +88,7 @@ class Tracker:
 
 
 def producer_conf(
-    brokers: str, client_conf: dict[str, Any], tracker: Tracker, transactional_id: str | None
+    brokers: str, client_conf: Mapping[str, Any], tracker: Tracker, transactional_id: str | None
 ) -> dict[str, Any]:
     conf: dict[str, Any] = {
         "bootstrap.servers": brokers,

@@ -72,10 +72,10 @@ class TopicScan:
                 if err.code() == KafkaError._PARTITION_EOF:
                     return out
                 raise KafkaException(err)
-            if m.offset() >= end:
+            if m.offset() >= end:  # type: ignore[operator]  # a consumed message has an offset
                 return out
             out.append(m)
-            if m.offset() >= end - 1:
+            if m.offset() >= end - 1:  # type: ignore[operator]
                 return out
         raise SinkError(
             self.sink_id,

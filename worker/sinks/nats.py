@@ -131,7 +131,7 @@ class NatsSink(Sink[NatsSinkConfig]):
                 connect_timeout=CONNECT_TIMEOUT_S,
                 allow_reconnect=False,
                 max_reconnect_attempts=1,
-                reconnect_time_wait=RECONNECT_WAIT_S,
+                reconnect_time_wait=RECONNECT_WAIT_S,  # type: ignore[arg-type]  # annotated int; a float sleeps
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnect,
             )

@@ -111,7 +111,7 @@ class PostgresSink(Sink[PostgresSinkConfig]):
             conn.set_client_encoding("UTF8")
             with conn.cursor() as cur:
                 cur.execute("SHOW standard_conforming_strings")
-                fast = cur.fetchone()[0] == "on"
+                fast = cur.fetchone()[0] == "on"  # type: ignore[index]  # SHOW returns one row
                 try:
                     info = load_table(cur, self._schema, self._table, self.config.key_columns)
                 except TableError as exc:
@@ -182,7 +182,7 @@ class PostgresSink(Sink[PostgresSinkConfig]):
     async def write(self, batch: SinkBatch) -> None:
         await self._run(self._write_sync, batch)
 
-    async def write_many(self, batches: list[SinkBatch]) -> None:  # type: ignore[override]
+    async def write_many(self, batches: list[SinkBatch]) -> None:
         """Consecutive queued batches as one transaction with the last one's checkpoint:
         the same all-or-nothing rule, one commit instead of several."""
         await self._run(self._write_sync, merge_batches(batches))

@@ -168,11 +168,11 @@ class RedisSink(Sink[RedisSinkConfig]):
         out = []
         for ev, body, key in zip(events, bodies, keys):
             st = stream_of(ev)
-            pre = cache.get(st)
-            if pre is None:
-                pre = cache[st] = prefix(st)
+            cached = cache.get(st)
+            if cached is None:
+                cached = cache[st] = prefix(st)
             kb = key.encode()
-            out.append(fmt % (pre, len(body), body, len(kb), kb))
+            out.append(fmt % (cached, len(body), body, len(kb), kb))
         return b"".join(out)
 
     async def _write_packed(self, events: list[dict[str, Any]], bodies: list[bytes], keys: list[str]) -> None:

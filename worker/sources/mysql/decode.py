@@ -15,7 +15,7 @@ Imports: stdlib + pymysqlreplication + worker.sources.mysql.columns (the per-col
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pymysqlreplication.constants import BINLOG
 from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
@@ -111,7 +111,7 @@ class RowImages:
     def __call__(self, ev: Any, t: Any, cls: Any) -> list[tuple[Any, Any]]:
         if self.fast and ev.event_type in FAST_EVENT_TYPES:
             k = (ev.table_id, ev.schema, ev.table, len(ev.columns))
-            dec = self._decoders.get(k, False)
+            dec: TableDecoder | None | Literal[False] = self._decoders.get(k, False)
             if dec is False:
                 dec = self._decoders[k] = compile_table(ev.columns, {c.name for c in t.columns if c.is_json})
             if dec is not None:

@@ -100,6 +100,7 @@ def parse_entries(text: str) -> Entries:
     out = []
     for part in filter(None, text.split(";")):
         k, _, rest = part.partition("=")
+        after: tuple[int, ...]
         mode, after = PLAIN, ()
         if rest.endswith(REREAD):
             mode, rest = REREAD, rest[:-1]

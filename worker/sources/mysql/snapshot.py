@@ -14,6 +14,7 @@ table is complete. Binlog streaming then starts at the earliest point (see posit
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pymysql
@@ -140,7 +141,7 @@ class Snapshot:
         self.log.info("snapshot_table_started", table=t.full_name, rows_estimated=t.estimated_rows)
         ordinal = 0
         for rows, last in self._chunks(conn, t, select, names, after or None):
-            events = []
+            events: list[dict[str, Any]] = []
             conv = t.convert
             for row in rows:
                 ordinal += 1
@@ -178,9 +179,9 @@ class Snapshot:
         conn: Any,
         t: TableInfo,
         select: str,
-        names: list[str],  # type: ignore[no-untyped-def]
+        names: list[str],
         after: tuple[int, ...] | None,
-    ):
+    ) -> Iterator[tuple[Any, bool]]:
         """Yield (rows, is_last_chunk), rows above primary key `after` when given."""
         size = self.chunk
         if not t.pk:

@@ -36,6 +36,7 @@ from worker.sources.mysql.position import (
     PLAIN,
     REREAD,
     BinlogPos,
+    Entries,
     SnapshotPos,
     entries_after,
     key,
@@ -226,6 +227,8 @@ class MysqlSource(Source[MysqlSourceConfig]):
         feed = self._handoff
         assert feed is not None
         if resume is None or isinstance(resume, SnapshotPos):
+            after: tuple[int, ...]
+            entries: Entries
             mode, after = PLAIN, ()
             if resume is None:
                 first, entries = 0, ()

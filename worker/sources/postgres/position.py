@@ -81,7 +81,7 @@ class SnapshotPos(NamedTuple):
 
 class StreamPos(NamedTuple):
     lsn: int
-    index: int
+    index: int  # type: ignore[assignment]  # the field shadows tuple.index, as intended
     runs: Runs
 
     def format(self) -> str:

@@ -40,6 +40,9 @@ def raw_text(conn: Any, oids: list[int]) -> None:
 def _query(table: TableInfo, first: bool) -> tuple[sql.Composed, int]:
     """SELECT for one chunk, and how many key columns trail the row columns."""
     cols = [sql.Identifier(n) for n, _ in table.columns]
+    key_sel: list[sql.Composable]
+    where: sql.Composable
+    order: sql.Composable
     if table.pk:
         keys = [sql.Identifier(n) for n, _ in table.pk]
         key_sel = list(keys)
@@ -79,7 +82,13 @@ def read_table(
     next_q, _ = _query(table, False)
     convs = [(name, types.str_conv(oid)) for name, oid in table.columns]
     ncols = len(convs)
-    source = {"connector": "postgres", "db": db, "schema": table.schema, "table": table.name, "position": ""}
+    source: dict[str, Any] = {
+        "connector": "postgres",
+        "db": db,
+        "schema": table.schema,
+        "table": table.name,
+        "position": "",
+    }
     source.update(tx_id=None, ts_ms=int(time.time() * 1000), lsn=epoch, snapshot=True)
     at = (f"snapshot:{index}:", f":{format_runs(runs)}")
     after_key: list[str] | None = None
@@ -192,7 +201,7 @@ class SnapshotReader:
         repl = connect_repl(self.p.dsn, f"tidegate_{self.p.pipeline}_snapshot")
         self.exported = (repl, "", 0)
         temp = f"{self.p.slot[:40]}_snap_{secrets.token_hex(4)}"
-        epoch, snap_name = create_slot(repl, temp, temporary=True, export=True)
+        epoch, snap_name = create_slot(repl, temp, temporary=True, export=True)  # type: ignore[assignment]  # exported: named
         runs = tuple(r for r in pos.runs if r[0] < start_t) + ((start_t, epoch),)
         self.log.info(
             "pg_snapshot_reexported",
