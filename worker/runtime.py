@@ -37,7 +37,8 @@ from shared.store import LeaseLost, StoreUnavailable, open_store
 from worker.assembly import make_source
 from worker.pipeline import Pipeline
 
-STATUS_INTERVAL_S = 0.25
+STATUS_INTERVAL_S = 0.25  # a change is reported within this
+IDLE_HEARTBEAT_S = 2.0  # an unchanged status is sent again after this (well inside the supervisor's timeout)
 _enc = msgspec.json.Encoder()
 
 
@@ -55,6 +56,8 @@ class Runtime:
         self.pipeline = pipeline
         self.log = log
         self.state = Status.STARTING.value
+        self._sent = b""  # the last status sent, encoded
+        self._sent_at = 0.0
 
     def send(self, msg: Any) -> None:
         try:
@@ -101,24 +104,27 @@ class Runtime:
         self.pipeline.request_stop(drop)
 
     # ---------------------------------------------------------------- status
-    def send_status(self) -> None:
+    def _heartbeat(self) -> Heartbeat:
         p = self.pipeline
         h = p.health
-        h.counters.rss_bytes = _rss_bytes()
         source = msgspec.json.decode(_enc.encode(p.source_stats()))  # plain values only
-        self.send(
-            Heartbeat(
-                state=self.state,
-                counters=h.counters,
-                last_error=h.last_error,
-                sink_errors=dict(h.sink_errors),
-                source=source,
-            )
-        )
+        state, errors = self.state, dict(h.sink_errors)
+        return Heartbeat(state=state, counters=h.counters, last_error=h.last_error, sink_errors=errors, source=source)
+
+    def send_status(self, *, if_changed: bool = False) -> None:
+        """Report the pipeline's status. `if_changed`: only when it changed since the last
+        report, or when IDLE_HEARTBEAT_S have passed (an idle pipeline costs next to nothing)."""
+        hb = self._heartbeat()
+        now = time.monotonic()
+        if if_changed and now - self._sent_at < IDLE_HEARTBEAT_S and _enc.encode(hb) == self._sent:
+            return
+        self.pipeline.health.counters.rss_bytes = _rss_bytes()
+        self._sent, self._sent_at = _enc.encode(hb), now  # hb holds the counters: the new rss too
+        self.send(hb)
 
     async def status_loop(self) -> None:
         while True:
-            self.send_status()
+            self.send_status(if_changed=True)
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     # ------------------------------------------------------------------- run

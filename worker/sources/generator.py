@@ -71,11 +71,13 @@ class GeneratorSource(Source[GeneratorSourceConfig]):
     async def read(self) -> Chunk | None:
         c = self.config
         if c.count and self.next_n > c.count:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # done: nothing more ever (a stop cancels this read)
             return None
         n = self._budget()
         if n <= 0:
-            await asyncio.sleep(min(0.05, 1.0 / c.rate if c.rate else 0.05))
+            # sleep until the next event is due, not a fixed tick: an idle pipeline wakes rarely
+            due = self._t0 + (self.next_n - self._n0) / c.rate if c.rate else 0.0
+            await asyncio.sleep(min(0.5, max(0.001, due - time.monotonic())))
             return None
         events, encoded = self._make(self.next_n, n)
         self.next_n += n
