@@ -28,6 +28,47 @@ RECV = 1 << 20
 LOST = 2013
 
 
+class Packets:
+    """The packets of a socket, through one buffer filled RECV bytes at a time."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock, self.buf, self.pos = sock, b"", 0
+
+    @property
+    def buffered(self) -> bool:
+        return len(self.buf) > self.pos
+
+    def _fill(self, need: int) -> None:
+        """Make `need` bytes available from self.pos (reads at least RECV at a time)."""
+        parts, have = [self.buf[self.pos :]], len(self.buf) - self.pos
+        recv = self.sock.recv
+        while have < need:
+            try:
+                chunk = recv(max(RECV, need - have))
+            except OSError as exc:
+                raise pymysql.err.OperationalError(LOST, f"Lost connection during the binlog read ({exc})") from exc
+            if not chunk:
+                raise pymysql.err.OperationalError(LOST, "Lost connection during the binlog read")
+            parts.append(chunk)
+            have += len(chunk)
+        self.buf, self.pos = b"".join(parts), 0
+
+    def next(self) -> bytes:
+        """The next packet's payload (continuation packets of a payload of 16 MB or more joined)."""
+        if len(self.buf) - self.pos < 4:
+            self._fill(4)
+        buf, pos = self.buf, self.pos
+        n = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
+        if len(buf) - pos < 4 + n:
+            self._fill(4 + n)
+            buf, pos = self.buf, 0
+        self.pos = pos + 4 + n
+        data = buf[pos + 4 : pos + 4 + n]
+        if n == 0xFFFFFF:
+            data += self.next()
+        return data
+
+
 class FastReader:
     def __init__(
         self,
@@ -58,42 +99,11 @@ class FastReader:
             conn.close()
             raise
         self.parser = Parser(dbms, checksum, wanted)
-        self.buf, self.pos = b"", 0
-
-    # -- packets ----------------------------------------------------------------------------------
-    def _fill(self, need: int) -> None:
-        """Make `need` bytes available from self.pos (reads at least RECV at a time)."""
-        parts, have = [self.buf[self.pos :]], len(self.buf) - self.pos
-        recv = self.sock.recv
-        while have < need:
-            try:
-                chunk = recv(max(RECV, need - have))
-            except OSError as exc:
-                raise pymysql.err.OperationalError(LOST, f"Lost connection during the binlog read ({exc})") from exc
-            if not chunk:
-                raise pymysql.err.OperationalError(LOST, "Lost connection during the binlog read")
-            parts.append(chunk)
-            have += len(chunk)
-        self.buf, self.pos = b"".join(parts), 0
-
-    def packet(self) -> bytes:
-        """The next packet's payload (continuation packets of a payload of 16 MB or more joined)."""
-        if len(self.buf) - self.pos < 4:
-            self._fill(4)
-        buf, pos = self.buf, self.pos
-        n = buf[pos] | buf[pos + 1] << 8 | buf[pos + 2] << 16
-        if len(buf) - pos < 4 + n:
-            self._fill(4 + n)
-            buf, pos = self.buf, 0
-        self.pos = pos + 4 + n
-        data = buf[pos + 4 : pos + 4 + n]
-        if n == 0xFFFFFF:
-            data += self.packet()
-        return data
+        self.packets = Packets(self.sock)
 
     # -- events -----------------------------------------------------------------------------------
     def fetchone(self) -> Mark | Rows | None:
-        parse, packet = self.parser.parse, self.packet
+        parse, packet = self.parser.parse, self.packets.next
         while True:
             data = packet()
             first = data[0]
@@ -113,7 +123,7 @@ class FastReader:
             pass
 
     def data_waiting(self) -> bool:
-        if len(self.buf) > self.pos:
+        if self.packets.buffered:
             return True
         sock = self.sock
         try:
