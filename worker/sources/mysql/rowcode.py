@@ -30,6 +30,10 @@ from worker.sources.mysql.columns import (
 
 STRUCT = {T.TINY: "bB", T.SHORT: "hH", T.LONG: "iI", T.LONGLONG: "qQ", T.FLOAT: "ff", T.DOUBLE: "dd", T.YEAR: "BB"}
 CACHE_MAX = 4096
+DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
+BYTE_FIELDS = {1: "B", 2: "H", 3: "BH", 4: "I"}
+FIELD_BYTES = {"B": 1, "H": 2, "I": 4}
+PADDED = {n: [f"{i:0{n}d}" for i in range(10**n)] for n in (1, 2, 3)}  # DECIMAL's last digits
 MISS = object()
 Rows = Callable[[bytes, int, int], list[tuple[Any, Any]]]
 
@@ -49,10 +53,11 @@ def _json(text: str) -> Any:
         return text
 
 
-def _cached(fn: Callable[[int], Any]) -> tuple[dict[int, Any], Callable[[int], Any]]:
-    cache: dict[int, Any] = {}
+def _cached(fn: Callable[[bytes], Any]) -> tuple[dict[bytes, Any], Callable[[bytes], Any]]:
+    """A bounded cache of fn's results and the function that fills it."""
+    cache: dict[bytes, Any] = {}
 
-    def miss(x: int) -> Any:
+    def miss(x: bytes) -> Any:
         if len(cache) >= CACHE_MAX:
             cache.clear()
         v = cache[x] = fn(x)
@@ -124,43 +129,57 @@ class _Gen:
         self.emit(indent, "o += n")
 
     def _decimal(self, indent: int, v: str, precision: int, scale: int) -> None:
-        """DECIMAL: groups of 9 digits in 4 bytes (a shorter group for the rest), big-endian,
-        the sign in the top bit (all bits flipped when negative)."""
-        dig2bytes = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
+        """DECIMAL: groups of 9 digits in 4 bytes (a shorter group for the rest), big-endian, the
+        sign in the top bit, every bit flipped when negative; one unpack, one f-string."""
         ui, ci = divmod(precision - scale, 9)
         uf, cf = divmod(scale, 9)
-        pieces = [(dig2bytes[ci], ci)] + [(4, 9)] * (ui + uf) + [(dig2bytes[cf], cf)]
-        pieces = [p for p in pieces if p[0]]
-        size = sum(n for n, _ in pieces)
-        sign, mask = 1 << (8 * size - 1), (1 << (8 * size)) - 1
-        terms, shift, digits = [], 0, 0
-        for nbytes, ndig in reversed(pieces):
-            part = f"(x >> {shift} & {(1 << 8 * nbytes) - 1})" if shift else f"(x & {(1 << 8 * nbytes) - 1})"
-            terms.append(f"{part} * {10**digits}" if digits else part)
-            shift, digits = shift + 8 * nbytes, digits + ndig
-        self.emit(indent, f"x = int.from_bytes(b[o : o + {size}], 'big')", f"o += {size}")
-        self.emit(indent, f"if x & {sign}:", f"    x ^= {sign}", "    s = ''", "else:", f"    x ^= {mask ^ sign}")
-        self.emit(indent, "    s = '-'", f"t = str({' + '.join(terms) or '0'})")
-        if scale:
-            self.emit(indent, f"if len(t) <= {scale}:", f"    t = t.rjust({scale + 1}, '0')")
-            self.emit(indent, f"{v} = s + t[:-{scale}] + '.' + t[-{scale}:]")
-        else:
-            self.emit(indent, f"{v} = s + t")
+        fields: list[str] = []  # struct codes, each field one variable q<k>
+
+        def group(ndig: int) -> str:
+            k, nbytes = len(fields), DIG2BYTES[ndig]
+            fields.extend(BYTE_FIELDS[nbytes])
+            return f"(q{k} << 16 | q{k + 1})" if nbytes == 3 else f"q{k}"
+
+        lead = [group(ci)] if ci else []
+        ints = lead + [group(9) for _ in range(ui)]
+        fracs = [group(9) for _ in range(uf)]
+        tail = group(cf) if cf else ""
+        st = struct.Struct(">" + "".join(fields))
+        qs = [f"q{k}" for k in range(len(fields))]
+        top = 1 << (8 * FIELD_BYTES[fields[0]] - 1)  # the sign bit
+        ones = [(1 << 8 * FIELD_BYTES[f]) - 1 for f in fields]
+        n = len(ints)
+        num = " + ".join(f"{e} * {10 ** (9 * (n - 1 - i))}" if i < n - 1 else e for i, e in enumerate(ints)) or "0"
+        frac = "".join(f"{{{e}:09d}}" for e in fracs)
+        if cf:
+            frac += f"{{{self.name('P', PADDED[cf])}[{tail}]}}" if cf in PADDED else f"{{{tail}:0{cf}d}}"
+        text = f"{{{num}}}" + (f".{frac}" if scale else "")
+        self.emit(indent, f"{', '.join(qs)}, = {self.name('S', st.unpack_from)}(b, o)", f"o += {st.size}")
+        self.emit(indent, f"if q0 & {top}:", f"    q0 ^= {top}", f"    {v} = f'{text}'", "else:")
+        flips = [f"q0 ^= {ones[0] ^ top}"] + [f"{q} ^= {m}" for q, m in zip(qs[1:], ones[1:])]
+        self.emit(indent + 1, *flips, f"{v} = f'-{text}'")
 
     def _temporal(self, indent: int, v: str, t: int, fsp: int) -> None:
+        """DATETIME, TIMESTAMP, DATE: the text of the seconds part cached by its bytes."""
         size = {T.DATETIME2: 5, T.TIMESTAMP2: 4, T.DATE: 3}[t]
         text = {T.DATETIME2: datetime2_text, T.TIMESTAMP2: timestamp_text, T.DATE: date_text}[t]
-        cache, miss = _cached(text)
-        order = "'little'" if t == T.DATE else "'big'"
-        self.emit(indent, f"x = int.from_bytes(b[o : o + {size}], {order})", f"o += {size}")
+        order: Any = "little" if t == T.DATE else "big"
+        n, frac = fsp_reader(fsp) if t != T.DATE else (0, None)
+        zone = "Z" if t == T.TIMESTAMP2 and not n else ""
+        cache, miss = _cached(lambda raw: _with(text(int.from_bytes(raw, order)), zone))
+        self.emit(indent, f"x = b[o : o + {size}]", f"o += {size}")
         self.emit(indent, f"{v} = {self.name('C', cache)}.get(x, MISS)")
         self.emit(indent, f"if {v} is MISS:", f"    {v} = {self.name('M', miss)}(x)")
-        n, frac = fsp_reader(fsp) if t != T.DATE else (0, None)
         if n:
             self.emit(indent, f"us = {self.name('F', frac)}(b, o)", f"o += {n}")
-            self.emit(indent, f"if us and {v} is not None:", f"    {v} = f'{{{v}}}.{{us:06d}}'")
-        if t == T.TIMESTAMP2:
-            self.emit(indent, f"{v} += 'Z'")
+            if t == T.TIMESTAMP2:
+                self.emit(indent, f"{v} = f'{{{v}}}.{{us:06d}}Z' if us else {v} + 'Z'")
+            else:
+                self.emit(indent, f"if us and {v} is not None:", f"    {v} = f'{{{v}}}.{{us:06d}}'")
+
+
+def _with(text: str | None, zone: str) -> str | None:
+    return text + zone if text is not None and zone else text
 
 
 def _image(g: _Gen, columns: list[Any], present: bytes, json_names: set[str], var: str) -> bool:
