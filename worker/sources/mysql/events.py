@@ -14,12 +14,12 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from worker.sources.mysql.tablemap import TableMap, lenenc, parse_table_map
+from worker.sources.mysql.tablemap import TableMap, lenenc, names, parse_table_map
 
 GTID, QUERY, XID, ROTATE, HEARTBEAT, ROWS = range(6)
 HEADER = struct.Struct("<IBIII")  # timestamp, type, server_id, event_size, log_pos (flags unread)
 E_QUERY, E_ROTATE, E_FORMAT, E_XID, E_TABLE_MAP, E_HEARTBEAT, E_GTID_MYSQL = 2, 4, 15, 16, 19, 27, 33
-E_GTID_MARIADB, E_PARTIAL_UPDATE, E_PAYLOAD = 162, 39, 40
+E_GTID_MARIADB, E_PARTIAL_UPDATE, E_PAYLOAD, E_HEARTBEAT_V2 = 162, 39, 40, 41
 ROWS_OP = {23: "c", 24: "u", 25: "d", 30: "c", 31: "u", 32: "d"}
 COMPRESSED = frozenset({165, 166, 167, 168, 169, 170, 171})
 
@@ -85,7 +85,7 @@ class Parser:
             m = Mark(ROTATE, 0)
             m.next_binlog = ev[27:end].decode()
             return m
-        elif etype == E_HEARTBEAT:
+        elif etype == E_HEARTBEAT or etype == E_HEARTBEAT_V2:
             return Mark(HEARTBEAT, 0)
         elif etype == E_FORMAT:
             self._format(ev, end)
@@ -107,11 +107,11 @@ class Parser:
     def _table_map(self, body: bytes) -> None:
         tm = self.known.get(body)
         if tm is None:
-            table_id = int.from_bytes(body[: self.id_size], "little")
-            tm = parse_table_map(body, self.id_size, self.dbms)
-            if (tm.schema, tm.table) not in self.wanted:
+            table_id, schema, table, _ = names(body, self.id_size)
+            if (schema, table) not in self.wanted:
                 self.maps.pop(table_id, None)
                 return
+            tm = parse_table_map(body, self.id_size, self.dbms)
             if len(self.known) > 1000:
                 self.known.clear()
             self.known[body] = tm

@@ -157,7 +157,8 @@ class TableMap:
         self.columns, self.ok = columns, ok
 
 
-def _header(b: bytes, id_size: int) -> tuple[int, str, str, int]:
+def names(b: bytes, id_size: int) -> tuple[int, str, str, int]:
+    """The table id, schema and table of a table map body, and the offset of its column count."""
     table_id = int.from_bytes(b[:id_size], "little")
     p = id_size + 2
     n = b[p]
@@ -169,7 +170,16 @@ def _header(b: bytes, id_size: int) -> tuple[int, str, str, int]:
 
 
 def parse_table_map(body: bytes, id_size: int, dbms: str) -> TableMap:
-    table_id, schema, table, p = _header(body, id_size)
+    """The table map of this body; `ok` False (no columns) when it cannot be read."""
+    table_id, schema, table, p = names(body, id_size)
+    try:
+        columns, ok = _columns(body, p, dbms)
+    except (IndexError, ValueError):  # a layout this parser does not know
+        columns, ok = [], False
+    return TableMap(bytes(body), table_id, schema, table, columns, ok)
+
+
+def _columns(body: bytes, p: int, dbms: str) -> tuple[list[Col], bool]:
     ncols, p = lenenc(body, p)
     columns = [Col(t) for t in body[p : p + ncols]]
     p += ncols
@@ -186,7 +196,7 @@ def parse_table_map(body: bytes, id_size: int, dbms: str) -> TableMap:
     for i, c in enumerate(columns):
         c.nullable = bool(nulls >> i & 1)
     _optional(body, p + nb, columns, dbms)
-    return TableMap(bytes(body), table_id, schema, table, columns, ok)
+    return columns, ok
 
 
 def _optional(b: bytes, p: int, columns: list[Col], dbms: str) -> None:
