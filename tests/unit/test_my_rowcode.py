@@ -116,7 +116,11 @@ def test_packets_are_read_whole_and_joined_across_16_mb() -> None:
             if len(part) < 0xFFFFFF:
                 return out
 
-    writer = threading.Thread(target=lambda: (b.sendall(b"".join(frame(p) for p in payloads)), b.close()))
+    def write() -> None:
+        b.sendall(b"".join(frame(p) for p in payloads))
+        b.close()
+
+    writer = threading.Thread(target=write)
     writer.start()
     try:
         packets = Packets(a)

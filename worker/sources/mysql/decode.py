@@ -88,7 +88,7 @@ class RowImages:
             fn = self._decoders.get(k)
             if fn is None:
                 fn = self._compile(ev, t)
-            return fn(ev.data, ev.offset, ev.end)  # type: ignore[no-any-return]
+            return fn(ev.data, ev.offset, ev.end)
         return _converted(ev.lib, ev.op, t.convert)
 
     def _compile(self, ev: Rows, t: Any) -> Any:

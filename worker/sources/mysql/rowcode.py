@@ -70,7 +70,8 @@ class _Gen:
     """Source lines of one image decoder; `ns` holds the names the lines use."""
 
     def __init__(self, ns: dict[str, Any]) -> None:
-        self.ns, self.lines = ns, []
+        self.ns = ns
+        self.lines: list[str] = []
 
     def name(self, prefix: str, value: Any) -> str:
         n = f"{prefix}{len(self.ns)}"

@@ -55,7 +55,8 @@ class Col:
     )
 
     def __init__(self, type_: int) -> None:
-        self.type, self.name, self.unsigned, self.nullable = type_, None, False, True
+        self.type, self.unsigned, self.nullable = type_, False, True
+        self.name: str | None = None
         self.character_set_name: str | None = None
         self.enum_values: list[str] | None = None
         self.set_values: list[str] | None = None

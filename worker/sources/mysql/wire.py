@@ -91,7 +91,7 @@ class FastReader:
                 timeout = float(settings.get("read_timeout") or 4294967)
                 cur.execute("SET @master_heartbeat_period = %s", (int(min(timeout / 2, heartbeat) * 1e9),))
                 cur.execute("SET @mariadb_slave_capability = 4")
-            self.sock = conn._sock
+            self.sock: Any = conn._sock  # type: ignore[attr-defined]  # pymysql's socket, after the handshake
             name = start.file.encode()
             payload = struct.pack("<BIHI", COM_BINLOG_DUMP, start.pos, 0, server_id) + name
             self.sock.sendall(len(payload).to_bytes(3, "little") + b"\0" + payload)
