@@ -8,10 +8,12 @@ import random
 import socket
 import threading
 from decimal import Decimal
+from types import SimpleNamespace
 
 from pymysqlreplication.constants import FIELD_TYPE as T
 
 from worker.sources.mysql.columns import column_decoder
+from worker.sources.mysql.decode import change_events
 from worker.sources.mysql.rowcode import compile_rows
 from worker.sources.mysql.tablemap import Col
 from worker.sources.mysql.wire import Packets
@@ -94,6 +96,26 @@ def test_nulls_runs_and_images_of_an_update() -> None:
     ]
     partial = compile_rows(cols, b"\x09", b"\x09", "d", set())  # only id and v present
     assert partial is not None and partial(b"\x02" + (1).to_bytes(4, "little"), 0, 5) == [({"id": 1, "v": None}, None)]
+
+
+def test_events_made_in_one_pass_equal_change_events_of_the_pairs() -> None:
+    cols = [col(T.LONG, "id"), col(T.VARCHAR, "v", nullable=True, max_length=10, character_set_name="utf8")]
+    data = b"\x00" + (1).to_bytes(4, "little") + b"\x01x" + b"\x02" + (2).to_bytes(4, "little")
+    for op, image2 in (("c", b""), ("d", b""), ("u", b"\x03")):
+        pairs_of = compile_rows(cols, b"\x03", image2, op, set())
+        assert pairs_of is not None
+        body = data + data if op == "u" else data
+        pairs = pairs_of(body, 0, len(body))
+        ev = SimpleNamespace(op=op, timestamp=1700000000)
+        for gtid in ("", "0-1-7"):
+            one_pass = compile_rows(cols, b"\x03", image2, op, set(), ("db", "t", bool(gtid)))
+            assert one_pass is not None
+            got = one_pass(body, 0, len(body), 4, 123, 1700000000000, "f.000001:4:", "@x", "0-1-7", gtid)
+            want = change_events(SimpleNamespace(db="db", name="t"), ev, pairs, 4, ("f.000001:4:", "@x", "0-1-7", gtid))  # type: ignore[arg-type]
+            for e in want:
+                e["ts_ms"] = 123
+            assert got == want and [list(e["source"]) for e in got] == [list(e["source"]) for e in want]
+            assert got[-1]["source"]["position"] == f"f.000001:4:{4 + len(pairs)}@x"
 
 
 def test_unknown_column_types_and_missing_names_are_refused() -> None:

@@ -84,20 +84,32 @@ class RowImages:
     def __call__(self, ev: Rows, t: Any) -> list[tuple[Any, Any]]:
         tm = ev.tm
         if tm is not None:
-            k = (tm.key, ev.op, ev.present)
-            fn = self._decoders.get(k)
+            fn = self._decoders.get((tm.key, ev.op, ev.present, None))
             if fn is None:
-                fn = self._compile(ev, t)
+                fn = self._compile(ev, t, None)
             return fn(ev.data, ev.offset, ev.end)
         return _converted(ev.lib, ev.op, t.convert)
 
-    def _compile(self, ev: Rows, t: Any) -> Any:
+    def events(self, ev: Rows, t: Any, n: int, tx: tuple[str, str, str, str]) -> list[Any]:
+        """change_events(t, ev, self(ev, t), n, tx) in one pass (events of the own reader only)."""
+        tm = ev.tm
+        assert tm is not None
+        prefix, suffix, txid, gtid_set = tx
+        envelope = (t.db, t.name, bool(gtid_set))
+        fn = self._decoders.get((tm.key, ev.op, ev.present, envelope))
+        if fn is None:
+            fn = self._compile(ev, t, envelope)
+        now = int(time.time() * 1000)
+        return fn(ev.data, ev.offset, ev.end, n, now, ev.timestamp * 1000, prefix, suffix, txid, gtid_set)
+
+    def _compile(self, ev: Rows, t: Any, envelope: Any) -> Any:
         tm = ev.tm
         assert tm is not None
         first, second = ev.present
         fn = None
         if tm.ok:
-            fn = compile_rows(tm.columns, first, second, ev.op, {c.name for c in t.columns if c.is_json})
+            json_names = {c.name for c in t.columns if c.is_json}
+            fn = compile_rows(tm.columns, first, second, ev.op, json_names, envelope)
         if fn is None:
             raise LibraryNeeded(
                 f"the binlog rows of {tm.schema}.{tm.table} ({describe(tm.columns)}) need "
@@ -105,7 +117,7 @@ class RowImages:
             )
         if len(self._decoders) > 1000:
             self._decoders.clear()
-        self._decoders[(tm.key, ev.op, ev.present)] = fn
+        self._decoders[(tm.key, ev.op, ev.present, envelope)] = fn
         return fn
 
 

@@ -211,20 +211,31 @@ def _image(g: _Gen, columns: list[Any], present: bytes, json_names: set[str], va
     return True
 
 
-def compile_rows(columns: list[Any], present: bytes, present2: bytes, op: str, json_names: set[str]) -> Rows | None:
+def compile_rows(
+    columns: list[Any], present: bytes, present2: bytes, op: str, json_names: set[str], envelope: Any = None
+) -> Rows | None:
+    """`envelope` (db, table, with a gtid_set): the function makes the change events themselves,
+    `rows(b, o, end, n, now, ts, head, tail, txid, gtid_set)`: rows n + 1... of the transaction, at
+    position f"{head}{i}{tail}" (decode.change_events makes the same events from the pairs)."""
     if not all(c.name for c in columns):
         return None
     ns: dict[str, Any] = {"MISS": MISS}
     g = _Gen(ns)
-    g.emit(0, "def rows(b, o, end):", "    out = []", "    append = out.append", "    while o < end:")
+    args = "b, o, end, i, now, ts, head, tail, txid, gs" if envelope else "b, o, end"
+    g.emit(0, f"def rows({args}):", "    out = []", "    append = out.append", "    while o < end:")
     if not _image(g, columns, present, json_names, "a"):
         return None
-    if op == "u":
-        if not _image(g, columns, present2, json_names, "z"):
-            return None
-        g.emit(2, "append((a, z))")
+    before, after = ("a", "z") if op == "u" else ("None", "a") if op == "c" else ("a", "None")
+    if op == "u" and not _image(g, columns, present2, json_names, "z"):
+        return None
+    if envelope:
+        db, table, gtid = envelope
+        source = f"'connector': 'mysql', 'db': {db!r}, 'schema': None, 'table': {table!r}, "
+        source += "'position': f'{head}{i}{tail}', 'tx_id': txid, 'ts_ms': ts" + (", 'gtid_set': gs" if gtid else "")
+        g.emit(2, "i += 1", f"append({{'op': {op!r}, 'ts_ms': now, 'source': {{{source}}}, ")
+        g.lines[-1] += f"'before': {before}, 'after': {after}}})"
     else:
-        g.emit(2, "append((None, a))" if op == "c" else "append((a, None))")
+        g.emit(2, f"append(({before}, {after}))")
     g.emit(1, "return out")
     exec(compile("\n".join(g.lines), "<mysql rows decoder>", "exec"), ns)  # noqa: S102 - our own generated code
     fn: Rows = ns["rows"]

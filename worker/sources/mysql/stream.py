@@ -156,21 +156,24 @@ class BinlogStream:
                 by_row = t
             elif p is not None and tx < p:
                 return
-        pairs = self.images(ev, t)
-        if by_row is not None:
-            pairs = [(b, a) for b, a in pairs if not in_snapshot(by_row, b, a, self.entries, tx)]
-        n = self.n
-        if self.skip_n > n:  # the first rows of the transaction were handed over before a resume
-            skip = min(len(pairs), self.skip_n - n)
-            n, pairs = n + skip, pairs[skip:]
-        if not pairs:
-            self.n = n
+        n, txinfo = self.n, (self.prefix, self.suffix, self.txid, self.gtid_set)
+        if by_row is None and self.skip_n <= n and ev.tm is not None:  # the common case, in one pass
+            events = self.images.events(ev, t, n, txinfo)
+        else:
+            pairs = self.images(ev, t)
+            if by_row is not None:
+                pairs = [(b, a) for b, a in pairs if not in_snapshot(by_row, b, a, self.entries, tx)]
+            if self.skip_n > n:  # the first rows of the transaction were handed over before a resume
+                skip = min(len(pairs), self.skip_n - n)
+                n, pairs = n + skip, pairs[skip:]
+            events = change_events(t, ev, pairs, n, txinfo)
+        self.n = n + len(events)
+        if not events:
             return
-        self.n = n + len(pairs)
         pending = self.pending
         if not pending:
             self.since = time.monotonic()
-        pending += change_events(t, ev, pairs, n, (self.prefix, self.suffix, self.txid, self.gtid_set))
+        pending += events
         self.closed = False
         max_chunk = self.max_chunk
         while len(pending) > max_chunk:  # a big transaction: cut it, at least one row held back
