@@ -101,7 +101,7 @@ def _decimal(precision: int, scale: int) -> Decoder:
     return dec
 
 
-def _fsp_reader(fsp: int) -> tuple[int, Callable[[bytes, int], int]]:
+def fsp_reader(fsp: int) -> tuple[int, Callable[[bytes, int], int]]:
     n = (fsp + 1) // 2
 
     def read(b: bytes, o: int) -> int:
@@ -115,29 +115,45 @@ def _fsp_reader(fsp: int) -> tuple[int, Callable[[bytes, int], int]]:
     return n, read
 
 
+def datetime2_text(v: int) -> str | None:
+    """DATETIME2's 5-byte integer (seconds part) -> "YYYY-MM-DDTHH:MM:SS", None for an invalid date."""
+    ym = (v >> 22) & 0x1FFFF
+    y, mo, d = ym // 13, ym % 13, (v >> 17) & 0x1F
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and 1 <= y):
+        return None
+    try:
+        dt.date(y, mo, d)
+    except ValueError:
+        return None
+    return f"{y:04d}-{mo:02d}-{d:02d}T{(v >> 12) & 0x1F:02d}:{(v >> 6) & 0x3F:02d}:{v & 0x3F:02d}"
+
+
+def timestamp_text(seconds: int) -> str:
+    """TIMESTAMP2's seconds since the epoch -> "YYYY-MM-DDTHH:MM:SS" (UTC, no zone letter)."""
+    return (_EPOCH + dt.timedelta(seconds=seconds)).isoformat()
+
+
+def date_text(v: int) -> str | None:
+    """DATE's 3-byte integer -> "YYYY-MM-DD", None for a zero part."""
+    y, mo, d = (v >> 9) & 0x7FFF, (v >> 5) & 0xF, v & 0x1F
+    if not (y and mo and d):
+        return None
+    return f"{y:04d}-{mo:02d}-{d:02d}"
+
+
 def _datetime2(fsp: int) -> Decoder:
-    n, frac = _fsp_reader(fsp)
+    n, frac = fsp_reader(fsp)
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
-        v = int.from_bytes(b[o : o + 5], "big")
-        ym = (v >> 22) & 0x1FFFF
-        y, mo, d = ym // 13, ym % 13, (v >> 17) & 0x1F
-        h, mi, s = (v >> 12) & 0x1F, (v >> 6) & 0x3F, v & 0x3F
+        text = datetime2_text(int.from_bytes(b[o : o + 5], "big"))
         us = frac(b, o + 5)
-        if not (1 <= mo <= 12 and 1 <= d <= 31 and 1 <= y):
-            return None, o + 5 + n
-        try:
-            dt.date(y, mo, d)
-        except ValueError:
-            return None, o + 5 + n
-        text = f"{y:04d}-{mo:02d}-{d:02d}T{h:02d}:{mi:02d}:{s:02d}"
-        return (f"{text}.{us:06d}" if us else text), o + 5 + n
+        return (f"{text}.{us:06d}" if us and text is not None else text), o + 5 + n
 
     return dec
 
 
 def _timestamp2(fsp: int) -> Decoder:
-    n, frac = _fsp_reader(fsp)
+    n, frac = fsp_reader(fsp)
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
         t = _EPOCH + dt.timedelta(seconds=int.from_bytes(b[o : o + 4], "big"), microseconds=frac(b, o + 4))
@@ -147,15 +163,11 @@ def _timestamp2(fsp: int) -> Decoder:
 
 
 def _date(b: bytes, o: int) -> tuple[Any, int]:
-    v = int.from_bytes(b[o : o + 3], "little")
-    y, mo, d = (v >> 9) & 0x7FFF, (v >> 5) & 0xF, v & 0x1F
-    if not (y and mo and d):
-        return None, o + 3
-    return f"{y:04d}-{mo:02d}-{d:02d}", o + 3
+    return date_text(int.from_bytes(b[o : o + 3], "little")), o + 3
 
 
 def _time2(fsp: int) -> Decoder:
-    n, frac = _fsp_reader(fsp)
+    n, frac = fsp_reader(fsp)
 
     def dec(b: bytes, o: int) -> tuple[Any, int]:
         v = int.from_bytes(b[o : o + 3], "big")
@@ -202,7 +214,7 @@ def _bit(nbytes: int, bits: int) -> Decoder:
     return dec
 
 
-def _encoding(column: Any) -> str | None:
+def encoding(column: Any) -> str | None:
     """The Python codec of a character column; None: binary (bytes, sent as base64)."""
     enc = RowsEvent.charset_to_encoding(column.character_set_name)
     try:
@@ -233,7 +245,7 @@ def column_decoder(c: Any, is_json: bool) -> Decoder | None:
         if c.character_set_name is None:
             return None
         prefix = c.length_size if t == FIELD_TYPE.BLOB else (2 if c.max_length > 255 else 1)
-        return _text(prefix, _encoding(c), is_json, c.max_length if t == FIELD_TYPE.STRING else 0)
+        return _text(prefix, encoding(c), is_json, c.max_length if t == FIELD_TYPE.STRING else 0)
     if t == FIELD_TYPE.NEWDECIMAL:
         return _decimal(c.precision, c.decimals)
     if t == FIELD_TYPE.DATETIME2:

@@ -1,130 +1,182 @@
-"""Fast decoding of binlog row images straight to JSON-ready values (the mysql source's hot path).
+"""Rows events -> (before, after) images, values JSON-ready (generated decoders, or mysql-replication)
+-> change events (`change_events`).
 
-mysql-replication decodes rows in pure Python through many small reads and builds Decimal/datetime
-objects that the source then turns into strings; it is the source's bottleneck. This module decodes
-the rows event body in one pass from bytes (struct.unpack_from), producing the values of values.py
-directly. It covers the column types of MariaDB and MySQL rows (integers, FLOAT/DOUBLE, DECIMAL,
-CHAR/VARCHAR/TEXT/BLOB/BINARY, DATE, DATETIME, TIMESTAMP, TIME, YEAR, ENUM, SET, BIT, MariaDB JSON);
-a table with any other column (MySQL's binary JSON, GEOMETRY, pre-5.6 temporal types), or without the
-column names and charsets of binlog_row_metadata=FULL, or a partial JSON update, is left to
-mysql-replication (`compile_table` returns None). tests/integration/test_mysql_source_decode.py holds
-both decoders to the same output for every type.
-
-Imports: stdlib + pymysqlreplication + worker.sources.mysql.columns (the per-column decoders).
+Imports: stdlib + shared.errors + worker.sources.mysql.events/rowcode/tablemap. Events read by the source's
+own reader (wire.py) carry their raw rows and table map: `RowImages` compiles one decoder per table
+map and column image (rowcode.py) and keeps it. Events read by mysql-replication carry the library's
+decoded rows, which go through the table's converter (values.py). `fast_types` says which readers
+a stream can use: the own one needs the column names of binlog_row_metadata=FULL and column types
+it reads; a table map it cannot read anyway raises LibraryNeeded (the source then switches to
+mysql-replication and resumes). tests/integration/test_mysql_source_decode.py holds both to the
+same output for every type.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import time
+from typing import Any
 
-from pymysqlreplication.constants import BINLOG
-from pymysqlreplication.row_event import UpdateRowsEvent, WriteRowsEvent
+from shared.errors import SourceError
+from worker.sources.mysql.events import Rows
+from worker.sources.mysql.rowcode import compile_rows
+from worker.sources.mysql.tablemap import describe
 
-from worker.sources.mysql.columns import Decoder, column_decoder
-
-
-class TableDecoder:
-    """Decodes the rows of one table map (its columns as the binlog describes them)."""
-
-    def __init__(self, names: list[str], decoders: list[Decoder]) -> None:
-        self.names, self.decoders = names, decoders
-        self.ncols = len(names)
-        self._present: dict[bytes, list[int]] = {}
-
-    def image(self, b: bytes, o: int, present: bytes) -> tuple[dict[str, Any], int]:
-        cols = self._present.get(present)
-        if cols is None:
-            cols = self._present[present] = [i for i in range(self.ncols) if present[i >> 3] >> (i & 7) & 1]
-        nb = (len(cols) + 7) >> 3
-        nulls = b[o : o + nb]
-        o += nb
-        row: dict[str, Any] = {}
-        names, decs = self.names, self.decoders
-        for j, i in enumerate(cols):
-            if nulls[j >> 3] >> (j & 7) & 1:
-                row[names[i]] = None
-            else:
-                row[names[i]], o = decs[i](b, o)
-        return row, o
-
-    def rows(self, ev: Any) -> list[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
-        """(before, after) per row of a Write/Update/DeleteRowsEvent."""
-        body = ev.packet.read(ev.event_size - ev.packet.read_bytes)
-        out: list[tuple[dict[str, Any] | None, dict[str, Any] | None]] = []
-        o, end = 0, len(body)
-        p1 = ev.columns_present_bitmap
-        if ev.event_type in (BINLOG.UPDATE_ROWS_EVENT_V1, BINLOG.UPDATE_ROWS_EVENT_V2):
-            p2 = ev.columns_present_bitmap2
-            while o < end:
-                before, o = self.image(body, o, p1)
-                after, o = self.image(body, o, p2)
-                out.append((before, after))
-        elif ev.event_type in (BINLOG.WRITE_ROWS_EVENT_V1, BINLOG.WRITE_ROWS_EVENT_V2):
-            while o < end:
-                after, o = self.image(body, o, p1)
-                out.append((None, after))
-        else:
-            while o < end:
-                before, o = self.image(body, o, p1)
-                out.append((before, None))
-        return out
-
-
-def compile_table(columns: list[Any], json_names: set[str]) -> TableDecoder | None:
-    """A decoder for this table map's columns, or None when mysql-replication must decode."""
-    names, decs = [], []
-    for c in columns:
-        if not c.name:
-            return None
-        d = column_decoder(c, c.name in json_names)
-        if d is None:
-            return None
-        names.append(c.name)
-        decs.append(d)
-    return TableDecoder(names, decs)
-
-
-FAST_EVENT_TYPES = frozenset(
+# information_schema DATA_TYPEs whose binlog form rowcode/columns read (MariaDB's JSON is LONGTEXT)
+FAST_DATA_TYPES = frozenset(
     {
-        BINLOG.WRITE_ROWS_EVENT_V1,
-        BINLOG.WRITE_ROWS_EVENT_V2,
-        BINLOG.UPDATE_ROWS_EVENT_V1,
-        BINLOG.UPDATE_ROWS_EVENT_V2,
-        BINLOG.DELETE_ROWS_EVENT_V1,
-        BINLOG.DELETE_ROWS_EVENT_V2,
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "int",
+        "integer",
+        "bigint",
+        "float",
+        "double",
+        "decimal",
+        "char",
+        "varchar",
+        "tinytext",
+        "text",
+        "mediumtext",
+        "longtext",
+        "binary",
+        "varbinary",
+        "tinyblob",
+        "blob",
+        "mediumblob",
+        "longblob",
+        "date",
+        "datetime",
+        "timestamp",
+        "time",
+        "year",
+        "enum",
+        "set",
+        "bit",
     }
 )
 
 
-class RowImages:
-    """(before, after) images of a rows event's rows, values JSON-ready: the fast decoder when the
-    table map allows it, else mysql-replication's rows + the table's converter."""
+class LibraryNeeded(SourceError):
+    """A table map the own decoder cannot read: read the binlog with mysql-replication instead."""
 
-    def __init__(self, fast: bool) -> None:
-        self.fast = fast
-        self._decoders: dict[tuple[Any, ...], TableDecoder | None] = {}
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=True)
+
+
+def fast_types(server: Any, tables: list[Any]) -> bool:
+    """Can the source's own reader decode every captured table's rows?"""
+    if not server.row_metadata_full:
+        return False
+    return all(c.data_type in FAST_DATA_TYPES for t in tables for c in t.columns)
+
+
+class RowImages:
+    """(before, after) images of a rows event's rows."""
+
+    def __init__(self) -> None:
+        self._decoders: dict[tuple[Any, ...], Any] = {}
 
     def clear(self) -> None:
-        """Forget the compiled tables (table ids may be reused; columns may have changed)."""
+        """Forget the compiled decoders (a column may have become JSON, or its table changed)."""
         self._decoders.clear()
 
-    def __call__(self, ev: Any, t: Any, cls: Any) -> list[tuple[Any, Any]]:
-        if self.fast and ev.event_type in FAST_EVENT_TYPES:
-            k = (ev.table_id, ev.schema, ev.table, len(ev.columns))
-            dec: TableDecoder | None | Literal[False] = self._decoders.get(k, False)
-            if dec is False:
-                dec = self._decoders[k] = compile_table(ev.columns, {c.name for c in t.columns if c.is_json})
-            if dec is not None:
-                return dec.rows(ev)
-        conv = t.convert
-        if cls is WriteRowsEvent:
-            return [(None, conv(r["values"], r.get("none_sources"))) for r in ev.rows]
-        if cls is UpdateRowsEvent:
-            return [
-                (
-                    conv(r["before_values"], r.get("before_none_sources")),
-                    conv(r["after_values"], r.get("after_none_sources")),
-                )
-                for r in ev.rows
-            ]
-        return [(conv(r["values"], r.get("none_sources")), None) for r in ev.rows]
+    def __call__(self, ev: Rows, t: Any) -> list[tuple[Any, Any]]:
+        tm = ev.tm
+        if tm is not None:
+            fn = self._decoders.get((tm.key, ev.op, ev.present, None))
+            if fn is None:
+                fn = self._compile(ev, t, None)
+            return fn(ev.data, ev.offset, ev.end)
+        return _converted(ev.lib, ev.op, t.convert)
+
+    def events(self, ev: Rows, t: Any, n: int, tx: tuple[str, str, str, str]) -> list[Any]:
+        """change_events(t, ev, self(ev, t), n, tx) in one pass (events of the own reader only)."""
+        tm = ev.tm
+        assert tm is not None
+        prefix, suffix, txid, gtid_set = tx
+        envelope = (t.db, t.name, bool(gtid_set))
+        fn = self._decoders.get((tm.key, ev.op, ev.present, envelope))
+        if fn is None:
+            fn = self._compile(ev, t, envelope)
+        now = int(time.time() * 1000)
+        return fn(ev.data, ev.offset, ev.end, n, now, ev.timestamp * 1000, prefix, suffix, txid, gtid_set)
+
+    def _compile(self, ev: Rows, t: Any, envelope: Any) -> Any:
+        tm = ev.tm
+        assert tm is not None
+        first, second = ev.present
+        fn = None
+        if tm.ok:
+            json_names = {c.name for c in t.columns if c.is_json}
+            fn = compile_rows(tm.columns, first, second, ev.op, json_names, envelope)
+        if fn is None:
+            raise LibraryNeeded(
+                f"the binlog rows of {tm.schema}.{tm.table} ({describe(tm.columns)}) need "
+                "mysql-replication's decoder; switching to it"
+            )
+        if len(self._decoders) > 1000:
+            self._decoders.clear()
+        self._decoders[(tm.key, ev.op, ev.present, envelope)] = fn
+        return fn
+
+
+def _converted(lib: Any, op: str, conv: Any) -> list[tuple[Any, Any]]:
+    """mysql-replication's rows through the table's converter."""
+    if op == "c":
+        return [(None, conv(r["values"], r.get("none_sources"))) for r in lib.rows]
+    if op == "u":
+        return [
+            (
+                conv(r["before_values"], r.get("before_none_sources")),
+                conv(r["after_values"], r.get("after_none_sources")),
+            )
+            for r in lib.rows
+        ]
+    return [(conv(r["values"], r.get("none_sources")), None) for r in lib.rows]
+
+
+def change_events(t: Any, ev: Rows, pairs: list[tuple[Any, Any]], n: int, tx: tuple[str, str, str, str]) -> list[Any]:
+    """The change events of these rows, the first being row n + 1 of its transaction; `tx`: the
+    transaction's position prefix and suffix, id and GTID set (see stream.py)."""
+    src_ts, now = ev.timestamp * 1000, int(time.time() * 1000)
+    db, name, op = t.db, t.name, ev.op
+    prefix, suffix, txid, gtid_set = tx
+    if gtid_set:
+        return [
+            {
+                "op": op,
+                "ts_ms": now,
+                "source": {
+                    "connector": "mysql",
+                    "db": db,
+                    "schema": None,
+                    "table": name,
+                    "position": f"{prefix}{i}{suffix}",
+                    "tx_id": txid,
+                    "ts_ms": src_ts,
+                    "gtid_set": gtid_set,
+                },
+                "before": before,
+                "after": after,
+            }
+            for i, (before, after) in enumerate(pairs, n + 1)
+        ]
+    return [
+        {
+            "op": op,
+            "ts_ms": now,
+            "source": {
+                "connector": "mysql",
+                "db": db,
+                "schema": None,
+                "table": name,
+                "position": f"{prefix}{i}{suffix}",
+                "tx_id": txid,
+                "ts_ms": src_ts,
+            },
+            "before": before,
+            "after": after,
+        }
+        for i, (before, after) in enumerate(pairs, n + 1)
+    ]

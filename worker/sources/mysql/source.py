@@ -31,6 +31,7 @@ from shared.spec.model import MysqlSourceConfig
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff, Stopped
 from worker.sources.mysql.binlog import current_point, require_binlog
+from worker.sources.mysql.decode import LibraryNeeded
 from worker.sources.mysql.position import (
     CONTINUE,
     PLAIN,
@@ -103,6 +104,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
             "reconnects": 0,
         }
         self._committed: str | None = None
+        self._fast = True  # the own binlog decoder, until a table needs mysql-replication's
 
     @staticmethod
     def position_key(position: str) -> Any:
@@ -206,6 +208,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
                     return
                 except Exception as exc:  # noqa: BLE001 - sorted into retryable or not
                     err = error(dsn.where, exc)
+                    self._fast = self._fast and not isinstance(exc, LibraryNeeded)
                     if not err.retryable:
                         self.log.error("mysql_source_failed", error=err.message)
                         feed.fail(err)
@@ -245,7 +248,9 @@ class MysqlSource(Source[MysqlSourceConfig]):
             entries = snap.run(first, entries, mode, after)
             begin = entries[0].point
             resume = BinlogPos(begin.file, begin.pos, 0, entries_after(entries, begin))
-        self._stream = BinlogStream(dsn, server, tables, self.server_id, feed, self._status, self.log, self.max_chunk)
+        self._stream = BinlogStream(
+            dsn, server, tables, self.server_id, feed, self._status, self.log, self.max_chunk, self._fast
+        )
         self._status["last_error"] = None
         self._stream.run(resume)
 

@@ -1,7 +1,9 @@
-"""Binlog streaming for the mysql source: mysql-replication events -> chunks of change events.
+"""Binlog streaming for the mysql source: binlog events -> chunks of change events.
 
-Runs on the source's reader thread (mysql-replication blocks). Imports: stdlib, pymysql,
-pymysqlreplication and the sibling modules of worker.sources.mysql (the reader itself: binlog.py).
+Runs on the source's reader thread (the readers block). Imports: stdlib, pymysql and the sibling
+modules of worker.sources.mysql. The events come from the source's own reader (wire.py, its rows
+decoded by generated code) or, where that cannot decode the tables, from mysql-replication
+(libreader.py); both hand out events.Mark / events.Rows.
 
 Transactions: a GTID event (or BEGIN without GTID) opens one at its start position `txpos`; XID (or
 COMMIT, or a DDL statement) closes it. Rows get `<file>:<txpos>:<n>` (see position). Chunks end at
@@ -16,27 +18,13 @@ import time
 from typing import Any
 
 import pymysql
-from pymysqlreplication import BinLogStreamReader
-from pymysqlreplication import row_event as rowmod
-from pymysqlreplication.event import (
-    GtidEvent,
-    HeartbeatLogEvent,
-    MariadbGtidEvent,
-    QueryEvent,
-    RotateEvent,
-    XidEvent,
-)
-from pymysqlreplication.row_event import (
-    DeleteRowsEvent,
-    UpdateRowsEvent,
-    WriteRowsEvent,
-)
 
 from shared.errors import SourceError
 from worker.sources.handoff import Handoff, Stopped
-from worker.sources.mysql import binlog
-from worker.sources.mysql.binlog import gtid_at
-from worker.sources.mysql.decode import RowImages
+from worker.sources.mysql import binlog, libreader
+from worker.sources.mysql.binlog import HEARTBEAT_S, gtid_at
+from worker.sources.mysql.decode import LibraryNeeded, RowImages, change_events, fast_types
+from worker.sources.mysql.events import GTID, HEARTBEAT, QUERY, ROTATE, ROWS, Mark, Rows, UnsupportedEvent
 from worker.sources.mysql.position import (
     BY_ROW,
     BinlogPoint,
@@ -48,6 +36,7 @@ from worker.sources.mysql.position import (
     snapshot_filters,
 )
 from worker.sources.mysql.setup import Dsn, ServerInfo, TableInfo, load_tables
+from worker.sources.mysql.wire import FastReader
 
 GROUP_S = 0.02
 
@@ -68,8 +57,9 @@ class BinlogStream:
         self.dsn, self.server, self.server_id, self.feed = dsn, server, server_id, feed
         self.tables = {(t.db, t.name): t for t in tables}
         self.status, self.log, self.max_chunk = status, log, max(2, max_chunk)
-        self.reader: BinLogStreamReader | None = None
-        self.images = RowImages(fast and server.row_metadata_full)
+        self.reader: FastReader | libreader.LibReader | None = None
+        self.fast = fast and fast_types(server, tables)
+        self.images = RowImages()
 
     # -- connection -------------------------------------------------------------------------------
     def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
@@ -77,17 +67,23 @@ class BinlogStream:
             raise Stopped()
         return binlog.connect(**kwargs)
 
-    def open_reader(self, start: BinlogPoint) -> BinLogStreamReader:
-        return binlog.open_reader(
-            self.dsn, self.server, self.server_id, list(self.tables.values()), start, self._connect
-        )
+    def open_reader(self, start: BinlogPoint) -> FastReader | libreader.LibReader:
+        tables = list(self.tables.values())
+        if not self.fast:
+            return libreader.LibReader(self.dsn, self.server, self.server_id, tables, start, self._connect, HEARTBEAT_S)
+        settings = self.dsn.connect_args(read_timeout=int(HEARTBEAT_S * 10))
+        wanted = set(self.tables)
+        return FastReader(self._connect, settings, self.server_id, start, self.server.flavor, wanted, HEARTBEAT_S)
 
     def interrupt(self) -> None:
         """From another thread: unblock a read in progress (close() of the source)."""
-        binlog.interrupt(self.reader)
+        reader = self.reader
+        if reader is not None:
+            reader.interrupt()
 
     def _data_waiting(self) -> bool:
-        return binlog.data_waiting(self.reader)
+        reader = self.reader
+        return reader is not None and reader.data_waiting()
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, start: BinlogPos) -> None:
@@ -111,28 +107,43 @@ class BinlogStream:
         self.pending: list[dict[str, Any]] = []
         self.closed = False  # the last pending event ends its transaction
         self.since = 0.0
-        stop, rows, mark = self.feed.stopping, self._rows, self._mark
         try:
-            for ev in iter(reader.fetchone, None):
-                if stop.is_set():
-                    raise Stopped()
-                cls = ev.__class__
-                if cls is WriteRowsEvent or cls is UpdateRowsEvent or cls is DeleteRowsEvent:
-                    rows(ev, cls)
-                elif cls is XidEvent or cls is QueryEvent or cls is MariadbGtidEvent or cls is GtidEvent:
-                    mark(ev, cls)
-                elif cls is RotateEvent:
-                    self._rotate(ev)
-                elif cls is HeartbeatLogEvent and self.pending and self.closed:
-                    self.feed.send(self.pending, True)
-                    self.pending = []
+            self._loop(reader)
+        except UnsupportedEvent as exc:
+            raise SourceError(
+                f"{self.dsn.where}: the binlog has events of type {exc.args[0]} (compressed: "
+                "log_bin_compress, binlog_transaction_compression; or partial JSON updates: "
+                "binlog_row_value_options) that the mysql source cannot read: turn that off",
+                retryable=False,
+            ) from exc
+        except (pymysql.MySQLError, OSError):
+            if self.feed.stopping.is_set():
+                raise Stopped() from None
+            raise
         finally:
             self.status["connected"] = False
             self.reader = None
             reader.close()
         raise SourceError(f"{self.dsn.where}: the binlog stream ended", retryable=True)
 
-    def _rows(self, ev: Any, cls: Any) -> None:
+    def _loop(self, reader: Any) -> None:
+        stop, rows, mark = self.feed.stopping, self._rows, self._mark
+        for ev in iter(reader.fetchone, None):
+            if stop.is_set():
+                raise Stopped()
+            kind = ev.kind
+            if kind == ROWS:
+                rows(ev)
+            elif kind == ROTATE:
+                self._rotate(ev)
+            elif kind == HEARTBEAT:
+                if self.pending and self.closed:
+                    self.feed.send(self.pending, True)
+                    self.pending = []
+            else:
+                mark(ev, kind)
+
+    def _rows(self, ev: Rows) -> None:
         """A rows event: its captured rows join `pending` (sent in pieces of max_chunk)."""
         t = self.tables.get((ev.schema, ev.table))
         if t is None or not self.tx_open:
@@ -145,55 +156,49 @@ class BinlogStream:
                 by_row = t
             elif p is not None and tx < p:
                 return
-        pairs = self.images(ev, t, cls)
-        src_ts = ev.timestamp * 1000
-        now = int(time.time() * 1000)
-        db, name = t.db, t.name
-        pending, n, skip_n, max_chunk, closed = self.pending, self.n, self.skip_n, self.max_chunk, self.closed
-        prefix, suffix, txid, gtid_set, entries = self.prefix, self.suffix, self.txid, self.gtid_set, self.entries
+        n, txinfo = self.n, (self.prefix, self.suffix, self.txid, self.gtid_set)
+        if by_row is None and self.skip_n <= n and ev.tm is not None:  # the common case, in one pass
+            events = self.images.events(ev, t, n, txinfo)
+        else:
+            pairs = self.images(ev, t)
+            if by_row is not None:
+                pairs = [(b, a) for b, a in pairs if not in_snapshot(by_row, b, a, self.entries, tx)]
+            if self.skip_n > n:  # the first rows of the transaction were handed over before a resume
+                skip = min(len(pairs), self.skip_n - n)
+                n, pairs = n + skip, pairs[skip:]
+            events = change_events(t, ev, pairs, n, txinfo)
+        self.n = n + len(events)
+        if not events:
+            return
+        pending = self.pending
         if not pending:
             self.since = time.monotonic()
-        op = "c" if cls is WriteRowsEvent else "u" if cls is UpdateRowsEvent else "d"
-        for before, after in pairs:
-            if by_row is not None and in_snapshot(by_row, before, after, entries, tx):
-                continue
-            n += 1
-            if n <= skip_n:
-                continue
-            source = {
-                "connector": "mysql",
-                "db": db,
-                "schema": None,
-                "table": name,
-                "position": f"{prefix}{n}{suffix}",
-                "tx_id": txid,
-                "ts_ms": src_ts,
-            }
-            if gtid_set:
-                source["gtid_set"] = gtid_set
-            pending.append({"op": op, "ts_ms": now, "source": source, "before": before, "after": after})
-            closed = False
-            if len(pending) > max_chunk:
-                last = pending.pop()
-                self.feed.send(pending, False)
-                pending, self.since = [last], time.monotonic()
-        self.pending, self.n, self.closed = pending, n, closed
+        pending += events
+        self.closed = False
+        max_chunk = self.max_chunk
+        while len(pending) > max_chunk:  # a big transaction: cut it, at least one row held back
+            self.feed.send(pending[:max_chunk], False)
+            pending = pending[max_chunk:]
+            self.since = time.monotonic()
+        self.pending = pending
 
-    def _mark(self, ev: Any, cls: Any) -> None:
+    def _mark(self, ev: Mark, kind: int) -> None:
         """A transaction boundary (GTID, BEGIN, XID, COMMIT) or a statement (DDL ends a transaction)."""
-        if cls is QueryEvent:
+        if kind == QUERY:
             q = ev.query.strip().upper()
             if q == "BEGIN":
                 if self.tx_open:
                     return
-                cls = None  # opens a transaction without a GTID
-            elif q.startswith(("SAVEPOINT", "ROLLBACK TO", "XA ")):
+                self._begin(ev, False)  # a transaction without a GTID
                 return
-            elif q not in ("COMMIT", "ROLLBACK"):
+            if q.startswith(("SAVEPOINT", "ROLLBACK TO", "XA ")):
+                return
+            if q not in ("COMMIT", "ROLLBACK"):
                 self._ddl(ev)
-        if cls is not XidEvent and cls is not QueryEvent:
-            self._begin(ev, cls)
-        elif self.tx_open:
+        elif kind == GTID:
+            self._begin(ev, True)
+            return
+        if self.tx_open:
             self.tx_open = False
             self.skip_n = 0
             pending = self.pending
@@ -207,10 +212,10 @@ class BinlogStream:
                     self.feed.send(pending, True)
                     self.pending = []
 
-    def _begin(self, ev: Any, cls: Any) -> None:
+    def _begin(self, ev: Mark, gtid: bool) -> None:
         """A transaction starts at this event (GTID event, or BEGIN without one)."""
         fname = self.fname
-        start_pos = ev.packet.log_pos - ev.packet.event_size
+        start_pos = ev.start
         if self.first_tx:
             self.first_tx = False
             if self.skip_n and (fname, start_pos) != self.skip_at:
@@ -225,11 +230,11 @@ class BinlogStream:
             self.skip_n = 0
         self.tx_open, self.txpos, self.n = True, start_pos, 0
         self.fseq = int(fname.rpartition(".")[2])
-        if cls is MariadbGtidEvent:
+        if gtid and ev.domain is not None:  # MariaDB
             self.txid = ev.gtid
-            self.gtid_state[str(ev.domain_id)] = ev.gtid
+            self.gtid_state[str(ev.domain)] = ev.gtid
             self.gtid_set = ",".join(self.gtid_state[d] for d in sorted(self.gtid_state))
-        elif cls is GtidEvent:
+        elif gtid:
             self.txid = ev.gtid
         else:
             self.txid = f"{fname}:{start_pos}"
@@ -240,21 +245,20 @@ class BinlogStream:
             self.suffix = f"@{format_entries(self.entries)}" if self.entries else ""
         self.status["pos"] = start_pos
 
-    def _rotate(self, ev: Any) -> None:
+    def _rotate(self, ev: Mark) -> None:
         self.images.clear()  # table ids may be reused after a server restart
         if ev.next_binlog != self.fname:
             self.fname = ev.next_binlog
             self.status["file"] = self.fname
             self.fseq = int(self.fname.rpartition(".")[2])
 
-    def _ddl(self, ev: QueryEvent) -> None:
+    def _ddl(self, ev: Mark) -> None:
         """A statement on one of our tables may have changed its columns: refresh their converters."""
         text = ev.query.lower()
         hit = [t for t in self.tables.values() if t.name.lower() in text]
         if not hit:
             return
-        for t in hit:
-            rowmod._COLUMN_NAME_CACHE.pop(f"{t.db}.{t.name}", None)
+        libreader.forget_columns(hit)
         conn = self._connect(**self.dsn.connect_args())
         try:
             with conn.cursor() as cur:
@@ -268,3 +272,8 @@ class BinlogStream:
             t.columns, t.pk, t.convert = f.columns, f.pk, f.convert
         self.images.clear()
         self.log.info("mysql_schema_refreshed", tables=[t.full_name for t in hit])
+        if self.fast and not fast_types(self.server, list(self.tables.values())):
+            raise LibraryNeeded(
+                f"{self.dsn.where}: {', '.join(t.full_name for t in hit)} now has column types "
+                "that need mysql-replication's decoder; switching to it"
+            )
