@@ -117,7 +117,7 @@ class Pipeline(Assembly):
             self.counters.events_in += len(batch.events)
             if self.chain:
                 try:
-                    batch.out_events = await self.chain.run(batch.encoded, self._sleep_or_stop)
+                    batch.out_events = await self.chain.run(batch.encoded, self._sleep_or_stop, batch.events)
                 finally:
                     self.counters.processor_ms = self.chain.busy_ms
             self.commits.track(batch)
