@@ -22,7 +22,7 @@ from worker.backoff import backoff
 from worker.batcher import Batch, Batcher
 from worker.checkpoints import Committer
 from worker.delivery import FatalSinkError, SinkRunner
-from worker.processing import ProcessorChain
+from worker.processing import ProcessorChain, unchanged_encodings
 from worker.sources.base import Source
 
 STOP_DRAIN_S = 10.0
@@ -117,7 +117,9 @@ class Pipeline(Assembly):
             self.counters.events_in += len(batch.events)
             if self.chain:
                 try:
-                    batch.out_events = await self.chain.run(batch.encoded, self._sleep_or_stop, batch.events)
+                    out = await self.chain.run(batch.encoded, self._sleep_or_stop, batch.events)
+                    batch.out_events = out
+                    batch.out_native = unchanged_encodings(batch.events, batch.encoded, out)
                 finally:
                     self.counters.processor_ms = self.chain.busy_ms
             self.commits.track(batch)

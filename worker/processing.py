@@ -39,6 +39,24 @@ def _checked(data: bytes, last: str) -> list[dict[str, Any]]:
     return out
 
 
+def unchanged_encodings(
+    events: list[dict[str, Any]], encoded: list[bytes], out: list[dict[str, Any]]
+) -> list[bytes] | None:
+    """The source encodings of `out` when it is a subsequence of the batch's own event objects
+    (native steps that only kept or dropped events): the sinks then write those bytes instead
+    of encoding the events again. None when any event is new or changed (or repeated)."""
+    n, j = len(events), 0
+    picked: list[bytes] = []
+    for o in out:
+        while j < n and events[j] is not o:
+            j += 1
+        if j == n:
+            return None
+        picked.append(encoded[j])
+        j += 1
+    return picked
+
+
 def _apply(p: NativeProcessor, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A native step; any failure is that processor's error (same retry rules as JavaScript)."""
     try:

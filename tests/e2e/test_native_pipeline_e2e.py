@@ -30,7 +30,12 @@ def test_filter_javascript_mask_to_file(tmp_path: Path) -> None:
         {"type": "mask", "id": "short", "fields": ["after.pay*"], "action": "truncate", "length": 5},
     ]
     doc["spec"]["batch"] = {"max_events": 64}
+    only = generator_spec("only", [file_sink("out", tmp_path / "only.jsonl")], count=300)
+    only["spec"]["processors"] = [
+        {"type": "filter", "id": "f", "action": "drop", "where": [{"path": "after.id", "gt": 100}]}
+    ]
     with Supervisor(tmp_path, env={"TG_MASK_KEY": KEY}) as sup:
+        sup.create(only)  # a filter alone: the file gets the kept events' source encodings
         info = sup.create(doc)
         assert info["spec"]["spec"]["processors"][2]["key"] == "***", "the mask key is a secret"
         sup.wait_position("native", "out", 600)
@@ -47,6 +52,9 @@ def test_filter_javascript_mask_to_file(tmp_path: Path) -> None:
         (detail,) = r.json()["error"]["details"]
         assert detail["path"] == "spec.processors[0].where[0].regex"
         assert detail["message"].startswith("invalid regex: missing ), unterminated subpattern")
+        sup.wait_position("only", "out", 300)
+    kept = read_jsonl(tmp_path / "only.jsonl")
+    assert [e["after"]["id"] for e in kept] == list(range(1, 101)) and kept[0]["source"]["position"] == "1"
     lines = wait_until(lambda: read_jsonl(out), message="the file sink's lines")
     assert [e["after"]["id"] for e in lines] == list(range(1, 400, 2)), "orders (odd ids) up to 400, in order"
     for e in lines:

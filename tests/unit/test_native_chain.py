@@ -14,7 +14,7 @@ import structlog
 from shared.errors import ErrorInfo, PipelineFailed
 from shared.spec.model import ProcessorSpec
 from tests.support.native import event
-from worker.processing import ProcessorChain
+from worker.processing import ProcessorChain, unchanged_encodings
 
 ENRICH = "export function process(batch) { for (const e of batch) e.after.js = true; return batch; }"
 
@@ -111,3 +111,17 @@ def test_an_unexpected_failure_in_a_native_step_is_that_processors_error() -> No
     with pytest.raises(PipelineFailed):
         run(chain, BATCH)
     assert errors[0].message.startswith("processor 'ob': ")
+
+
+def test_unchanged_events_keep_their_source_encodings() -> None:
+    events = copy.deepcopy(BATCH)
+    encoded = [msgspec.json.encode(e) for e in events]
+    assert unchanged_encodings(events, encoded, [events[0], events[2]]) == [encoded[0], encoded[2]]
+    assert unchanged_encodings(events, encoded, []) == []
+    assert unchanged_encodings(events, encoded, [dict(events[0])]) is None, "a changed (new) event"
+    assert unchanged_encodings(events, encoded, [events[1], events[1]]) is None, "a repeat"
+    assert unchanged_encodings(events, encoded, [events[2], events[0]]) is None, "out of order"
+    chain, _ = chain_of(FILTER, MASK)
+    assert unchanged_encodings(events, encoded, run(chain, events)) is None
+    chain, _ = chain_of(FILTER)
+    assert unchanged_encodings(events, encoded, run(chain, events)) == [encoded[0], encoded[2]]

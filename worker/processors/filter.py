@@ -18,7 +18,8 @@ every event.
   update with no before image or a before image of key columns only) it is unknown, and
   `unknown_changed` (default true) decides whether unknown counts as changed.
 
-Everything is compiled in `open`; per event the step only reads. Imports: stdlib + shared +
+Everything is compiled in `open` into one generated function (`_Source`); per event the
+step only reads. Imports: stdlib + shared +
 worker.processors.
 """
 
@@ -127,48 +128,72 @@ def _changed(column: tuple[str, ...], want: bool, unknown: bool) -> Match:
     return changed
 
 
-def compile_condition(cond: Any) -> Match:
-    """One `where` item as event -> bool."""
-    (op,) = operators(cond)
-    parts = split_path(cond.path)
-    if op == "changed":
-        # unknown_changed not given (UNSET) means true
-        return _changed(parts[1:], bool(cond.changed), cond.unknown_changed is not False)
-    test = _test(op, operand(cond, op))
-    get = getter(parts)
-    return lambda e: test(get(e))
+class _Source:
+    """The filter as the source of one Python function, `apply(events) -> kept events`: one
+    list comprehension whose condition reads every path inline (`.get` chains) and inlines
+    the simple tests; regexes, sets, bounds and tables are constants or closures beside it.
+    Built once when the processor opens; per event nothing is looked up but the event."""
 
+    def __init__(self) -> None:
+        self.names: dict[str, Any] = {"MISSING": MISSING}
+        self.terms: list[str] = []
 
-def _all(checks: list[Match]) -> Match:
-    if not checks:
-        return lambda _e: True
-    if len(checks) == 1:
-        return checks[0]
+    def const(self, value: Any) -> str:
+        name = f"K{len(self.names)}"
+        self.names[name] = value
+        return name
 
-    def every(e: dict[str, Any]) -> bool:
-        for c in checks:
-            if not c(e):
-                return False
-        return True
+    def path(self, parts: tuple[str, ...]) -> str:
+        if len(parts) == 1:
+            return f"e.get({parts[0]!r}, MISSING)"
+        if len(parts) == 2:
+            y = self.const(None)  # a fresh name for the walrus target
+            return f"({y}.get({parts[1]!r}, MISSING) if ({y} := e.get({parts[0]!r})).__class__ is dict else MISSING)"
+        return f"{self.const(getter(parts))}(e)"
 
-    return every
+    def condition(self, cond: Any) -> str:
+        (op,) = operators(cond)
+        parts = split_path(cond.path)
+        if op == "changed":  # unknown_changed not given (UNSET) means true
+            return f"{self.const(_changed(parts[1:], bool(cond.changed), cond.unknown_changed is not False))}(e)"
+        x, path = self.const(None), self.path(parts)
+        value = operand(cond, op)
+        if op in ("eq", "ne") and (value is None or value.__class__ in (bool, str)):
+            if value.__class__ is str:
+                return f"{path} {'==' if op == 'eq' else '!='} {self.const(value)}"
+            return f"{path} {'is' if op == 'eq' else 'is not'} {self.const(value)}"
+        if op == "exists":
+            return f"(({x} := {path}) is not MISSING and {x} is not None) is {value}"
+        if op == "regex":
+            return f"(({x} := {path}).__class__ is str and {self.const(re.compile(value).search)}({x}) is not None)"
+        if op in _ORDER and bound(value)[0] == "number":
+            c, sym = self.const(None), {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+            slow = self.const(_ordered(op, value))
+            return (  # the test (with the walrus) runs first in `a if test else b`
+                f"{slow}({x}) if ({c} := ({x} := {path}).__class__) is str"
+                f" else ({c} is int or {c} is float) and {x} {sym} {self.const(value)}"
+            )
+        return f"{self.const(_test(op, value))}({path})"
+
+    def build(self, spec: Any) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+        if spec.ops is not None:
+            self.terms.append(f"e.get('op') in {self.const(frozenset(spec.ops))}")
+        if spec.tables is not None:
+            self.terms.append(f"{self.const(TableMatcher(list(spec.tables)))}(e)")
+        self.terms.extend(self.condition(c) for c in spec.where)
+        cond = " and ".join(f"({t})" for t in self.terms) or "True"
+        if spec.action == "drop":
+            cond = f"not ({cond})"
+        code = f"def apply(events):\n    return [e for e in events if {cond}]\n"
+        exec(compile(code, f"<filter {spec.id}>", "exec"), self.names)  # noqa: S102 - our own source
+        fn: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = self.names["apply"]
+        fn.source = code  # type: ignore[attr-defined]  # for tests and debugging
+        return fn
 
 
 class FilterProcessor(NativeProcessor):
     def open(self) -> None:
-        s = self.spec
-        checks: list[Match] = []
-        if s.ops is not None:
-            ops = frozenset(s.ops)
-            checks.append(lambda e: e.get("op") in ops)
-        if s.tables is not None:
-            checks.append(TableMatcher(list(s.tables)))
-        checks.extend(compile_condition(c) for c in s.where)
-        self.match = _all(checks)
-        self.keep = s.action == "keep"
+        self.run = _Source().build(self.spec)
 
     def apply(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        m = self.match
-        if self.keep:
-            return [e for e in events if m(e)]
-        return [e for e in events if not m(e)]
+        return self.run(events)
