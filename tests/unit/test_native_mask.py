@@ -84,3 +84,11 @@ def test_a_whole_object_and_a_field_inside_it() -> None:
     e = event(1, after={"profile": {"ssn": "1", "name": "Ann"}})
     (out,) = masked({"fields": ["after.profile", "after.profile.ssn"]}, [e])
     assert out["after"]["profile"] == "***"
+
+
+def test_the_fast_hmac_is_hmac_sha256() -> None:
+    from worker.processors.mask import hmac_sha256_hex
+
+    for key in (b"", b"k", b"x" * 64, b"y" * 65, "clé".encode() * 40):
+        for msg in (b"", b"ann@example.com", b"z" * 1000):
+            assert hmac_sha256_hex(key)(msg) == hmac.new(key, msg, hashlib.sha256).hexdigest()

@@ -178,8 +178,13 @@ class _Source:
     def build(self, spec: Any) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
         if spec.ops is not None:
             self.terms.append(f"e.get('op') in {self.const(frozenset(spec.ops))}")
-        if spec.tables is not None:
-            self.terms.append(f"{self.const(TableMatcher(list(spec.tables)))}(e)")
+        if spec.tables is not None:  # the matcher's cache read inline; the matcher itself on a miss
+            m = TableMatcher(list(spec.tables))
+            fn, cache, src, hit = self.const(m), self.const(m.cache), self.const(None), self.const(None)
+            self.terms.append(
+                f"{fn}(e) if ({src} := e.get('source')).__class__ is not dict or ({hit} := {cache}.get(("
+                f"{src}.get('db'), {src}.get('schema'), {src}.get('table')))) is None else {hit}"
+            )
         self.terms.extend(self.condition(c) for c in spec.where)
         cond = " and ".join(f"({t})" for t in self.terms) or "True"
         if spec.action == "drop":

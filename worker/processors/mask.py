@@ -17,7 +17,7 @@ Imports: stdlib + msgspec + shared + worker.processors.
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -33,19 +33,36 @@ _encode = msgspec.json.Encoder().encode
 Action = Callable[[Any], Any]
 
 
+def hmac_sha256_hex(key: bytes) -> Callable[[bytes], str]:
+    """HMAC-SHA256 (RFC 2104) hex of a message, with the key's inner and outer pads hashed
+    once: the same digest as `hmac.new(key, msg, "sha256")`, about twice as fast per value."""
+    if len(key) > 64:  # SHA-256's block size
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def mac(msg: bytes) -> str:
+        i = inner.copy()
+        i.update(msg)
+        o = outer.copy()
+        o.update(i.digest())
+        return o.hexdigest()
+
+    return mac
+
+
 def build_action(action: str, key: str | None, length: int | None) -> Action:
     if action == "redact":
         return lambda v: v if v is None else MARKER
     if action == "hash":
         assert key is not None
-        k = key.encode()
-        digest = hmac.digest
+        mac = hmac_sha256_hex(key.encode())
 
         def hashed(v: Any) -> Any:
             if v is None:
                 return None
-            data = v.encode() if v.__class__ is str else _encode(v)
-            return digest(k, data, "sha256").hex()
+            return mac(v.encode() if v.__class__ is str else _encode(v))
 
         return hashed
     assert length is not None
@@ -96,14 +113,49 @@ def mask(obj: dict[str, Any], node: Node, act: Action) -> dict[str, Any]:
     return out if out is not None else obj
 
 
+def two_level(root: Node, act: Action) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """`mask` for the common shape, every field `<image>.<column or glob>`, without recursion."""
+    groups = tuple((top, tuple(n.names), tuple(n.globs)) for top, n in root.children.items())
+
+    def one(e: dict[str, Any]) -> dict[str, Any]:
+        out = None
+        for top, names, globs in groups:
+            row = e.get(top)
+            if row.__class__ is not dict:
+                continue
+            new = None
+            for name in [k for k in row if k in names or any(g(k) for g in globs)] if globs else names:
+                v = row.get(name, MISSING)
+                if v is MISSING:
+                    continue
+                nv = act(v)
+                if nv is not v:
+                    if new is None:
+                        new = dict(row)
+                    new[name] = nv
+            if new is not None:
+                if out is None:
+                    out = dict(e)
+                out[top] = new
+        return e if out is None else out
+
+    return one
+
+
 class MaskProcessor(NativeProcessor):
     def open(self) -> None:
         s = self.spec
         self.root = Node()
-        for f in s.fields:
-            self.root.add(split_path(f))
+        paths = [split_path(f) for f in s.fields]
+        for parts in paths:
+            self.root.add(parts)
         self.act = build_action(s.action, s.key, s.length)
+        if all(len(p) == 2 for p in paths):
+            self.one = two_level(self.root, self.act)
+        else:
+            root, act = self.root, self.act
+            self.one = lambda e: mask(e, root, act)
 
     def apply(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        root, act = self.root, self.act
-        return [mask(e, root, act) for e in events]
+        one = self.one
+        return [one(e) for e in events]

@@ -39,10 +39,13 @@ _decode = msgspec.json.Decoder().decode
 _encode = msgspec.json.Encoder().encode
 
 
+_JSON_FIRST = frozenset('{["-0123456789tfn \t\r\n')  # what JSON text can start with
+
+
 def body_of(payload: Any) -> Any:
     """The message body: JSON text parsed, anything else as it is."""
-    if payload.__class__ is not str:
-        return payload
+    if payload.__class__ is not str or payload[:1] not in _JSON_FIRST:
+        return payload  # (a string that cannot be JSON is not even tried)
     try:
         return _decode(payload)
     except msgspec.DecodeError:
