@@ -110,9 +110,15 @@ def route_parts(template: str) -> list[str | tuple[str]]:
 def _check(errs: list[Error], path: str, fn: Any, *args: Any) -> Any:
     try:
         return fn(*args)
-    except (ValueError, re.error) as exc:
-        errs.append((path, str(exc) if isinstance(exc, ValueError) else f"invalid regex: {exc}"))
-        return None
+    except ValueError as exc:
+        errs.append((path, str(exc)))
+    except re.error as exc:
+        errs.append((path, f"invalid regex: {exc}"))
+    except RecursionError:
+        errs.append((path, "invalid regex: nested too deeply"))
+    except OverflowError as exc:
+        errs.append((path, f"invalid regex: {exc}"))
+    return None
 
 
 def _filter_errors(p: FilterProcessorSpec, at: str, errs: list[Error]) -> None:

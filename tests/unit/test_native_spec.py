@@ -176,3 +176,22 @@ def test_validate_with_the_javascript_checker_skips_native_processors() -> None:
     d = doc({"type": "filter", "id": "f"}, {"type": "javascript", "id": "j", "inline": "function process(b){return b}"})
     validate_document(d, env={}, check_processor=check)
     assert seen == ["function process(b){return b}"]
+
+
+def test_hostile_regexes_are_422_material() -> None:
+    where = [{"path": "after.x", "regex": r} for r in ("(" * 5000 + ")" * 5000, "a{99999999999}", "\\")]
+    errs = errors({"type": "filter", "id": "f", "where": where})
+    assert errs["spec.processors[0].where[0].regex"] == "invalid regex: nested too deeply"
+    assert errs["spec.processors[0].where[1].regex"] == "invalid regex: the repetition number is too large"
+    assert errs["spec.processors[0].where[2].regex"].startswith("invalid regex: bad escape")
+
+
+def test_openapi_knows_the_native_types() -> None:
+    from supervisor.api import openapi
+
+    schemas = openapi.build()["components"]["schemas"]
+    for name in ("FilterProcessorSpec", "FilterConditionSpec", "FlattenProcessorSpec", "OutboxProcessorSpec"):
+        assert name in schemas, name
+    mask = schemas["MaskProcessorSpec"]
+    assert mask["properties"]["type"] == {"enum": ["mask"]} and "key" in mask["properties"]
+    assert set(schemas["FilterConditionSpec"]["properties"]) >= {"path", "in", "not_in", "changed", "unknown_changed"}

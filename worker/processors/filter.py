@@ -12,7 +12,8 @@ every event.
   Anything else (missing, null, not comparable) does not match.
 - `exists: true | false`: the path holds a value that is not null.
 - `regex`: a string value where the (Python) regex matches somewhere (`re.search`; anchor
-  it with ^...$ for the whole value).
+  it with ^...$ for the whole value). It runs in the worker, holding its GIL: a pattern
+  with catastrophic backtracking stalls the worker until the supervisor restarts it as hung.
 - `changed: true | false`: `before` and `after` differ at the path (`after.status` and
   `before.status` are compared). Without both images holding that column (an insert, an
   update with no before image or a before image of key columns only) it is unknown, and
