@@ -181,9 +181,9 @@ class _Source:
             self.terms.append(f"e.get('op') in {self.const(frozenset(spec.ops))}")
         if spec.tables is not None:  # the matcher's cache read inline; the matcher itself on a miss
             m = TableMatcher(list(spec.tables))
-            fn, cache, src, hit = self.const(m), self.const(m.cache), self.const(None), self.const(None)
+            slow, cache, src, hit = self.const(m), self.const(m.cache), self.const(None), self.const(None)
             self.terms.append(
-                f"{fn}(e) if ({src} := e.get('source')).__class__ is not dict or ({hit} := {cache}.get(("
+                f"{slow}(e) if ({src} := e.get('source')).__class__ is not dict or ({hit} := {cache}.get(("
                 f"{src}.get('db'), {src}.get('schema'), {src}.get('table')))) is None else {hit}"
             )
         self.terms.extend(self.condition(c) for c in spec.where)
