@@ -34,6 +34,7 @@ class Batch:
     opened_at: float
     source_ts_ms: int | None = None  # source time of the last event (lag)
     out_events: list[dict[str, Any]] | None = None  # after processors (None: unchanged)
+    out_native: list[bytes] | None = None  # encodings of out_events when each is a source event as it was
 
 
 def _pos(ev: dict[str, Any]) -> str:

@@ -165,7 +165,7 @@ class SinkRunner:
         if ck is not None and position_le(batch.last_position, ck, self.key):
             return None  # everything here was delivered before
         events = batch.out_events if batch.out_events is not None else batch.events
-        native = batch.encoded if batch.out_events is None else None
+        native = batch.encoded if batch.out_events is None else batch.out_native
         if ck is not None and position_le(batch.first_position, ck, self.key):
             events = skip_delivered(events, ck, self.key)
             native = None

@@ -1,5 +1,15 @@
 """Message bodies per sink envelope (CONTRACT section 6) and idempotency keys.
 
+Message events: an event with a top-level `message` object holding `body` (the `outbox`
+processor makes them; a JavaScript processor may too) is delivered as that message, not
+as a change event: its body is `message.body` as JSON in the `native` and `debezium`
+envelopes (`cloudevents`: the envelope with `data` = the body and `subject` = the
+event's `route`), `message.key` is the Kafka message key, and `message.headers`
+(name -> text) become message headers in the sinks that have them (Kafka, NATS,
+RabbitMQ, HTTP with `mode: event`). The event's top-level `route` is what routing
+templates see as `${route}`. `op`, `ts_ms` and `source` stay, so positions,
+idempotency keys and `${source.table}` work as for any event.
+
 Imports: stdlib + msgspec. One Encoder per sink; encoding is msgspec JSON.
 """
 
@@ -12,6 +22,36 @@ import msgspec
 
 _enc = msgspec.json.Encoder()
 encode = _enc.encode
+
+
+MESSAGE = "message"  # the reserved field of a message event
+
+
+def message_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    m = event.get(MESSAGE)
+    return m if m.__class__ is dict and "body" in m else None
+
+
+def messages(events: list[dict[str, Any]]) -> list[dict[str, Any] | None] | None:
+    """The message of each event (None for a change event), or None when the batch has none."""
+    if not any(MESSAGE in e for e in events):
+        return None
+    out = [message_of(e) for e in events]
+    return out if any(m is not None for m in out) else None
+
+
+def message_key(m: dict[str, Any]) -> bytes | None:
+    k = m.get("key")
+    if k is None:
+        return None
+    return k.encode() if k.__class__ is str else encode(k)
+
+
+def message_headers(m: dict[str, Any]) -> dict[str, str]:
+    h = m.get("headers")
+    if h.__class__ is not dict or not h:
+        return {}
+    return {str(k): v if v.__class__ is str else encode(v).decode() for k, v in h.items() if v is not None}
 
 
 def idempotency_keys(pipeline: str, sink_id: str, events: list[dict[str, Any]]) -> list[str]:
@@ -50,6 +90,9 @@ class Encoder:
 
     def wrap(self, event: dict[str, Any], key: str | None = None) -> Any:
         """The envelope object for one event (before JSON encoding)."""
+        m = message_of(event)
+        if m is not None:
+            return self._wrap_message(event, m, key)
         if self.envelope == "native":
             return event
         if self.envelope == "debezium":
@@ -77,10 +120,25 @@ class Encoder:
             "data": event,
         }
 
+    def _wrap_message(self, event: dict[str, Any], m: dict[str, Any], key: str | None) -> Any:
+        if self.envelope != "cloudevents":
+            return m["body"]
+        ce = self.wrap(dict(event, message=None), key)
+        ce["data"] = m["body"]
+        if isinstance(event.get("route"), str):
+            ce["subject"] = event["route"]
+        return ce
+
     def encode_all(
         self, events: list[dict[str, Any]], native: list[bytes] | None = None, keys: list[str] | None = None
     ) -> list[bytes]:
-        """One body per event. `native` (pre-encoded events) is reused when it fits."""
+        """One body per event. `native` (pre-encoded events, given only when no processor ran)
+        is reused when it fits."""
+        if native is None and messages(events) is not None:
+            if self.envelope == "cloudevents" and keys is None:
+                keys = idempotency_keys(self.pipeline, self.sink_id, events)
+            ks: list[str | None] = list(keys) if keys is not None else [None] * len(events)
+            return [encode(self.wrap(e, k)) for e, k in zip(events, ks)]
         if self.envelope == "native":
             return native if native is not None else [encode(e) for e in events]
         if self.envelope == "cloudevents":

@@ -19,6 +19,7 @@ from worker.assembly import Parts, Wiring, open_pipeline
 from worker.backoff import sleep_or_stop
 from worker.batcher import Batch, Batcher
 from worker.health import Health
+from worker.processing import unchanged_encodings
 
 STOP_DRAIN_S = 10.0
 READ_AHEAD_CHUNKS = 4
@@ -89,7 +90,9 @@ class Pipeline:
             c.events_in += len(batch.events)
             if p.chain:
                 try:
-                    batch.out_events = await p.chain.run(batch.encoded, self._sleep_or_stop)
+                    out = await p.chain.run(batch.encoded, self._sleep_or_stop, batch.events)
+                    batch.out_events = out
+                    batch.out_native = unchanged_encodings(batch.events, batch.encoded, out)
                 finally:
                     c.processor_ms = p.chain.busy_ms
             p.commits.track(batch)

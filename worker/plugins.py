@@ -28,6 +28,10 @@ SINKS: dict[str, str] = {
 
 PROCESSORS: dict[str, str] = {
     "javascript": "worker.processors.javascript:JavascriptProcessor",
+    "filter": "worker.processors.filter:FilterProcessor",
+    "flatten": "worker.processors.flatten:FlattenProcessor",
+    "outbox": "worker.processors.outbox:OutboxProcessor",
+    "mask": "worker.processors.mask:MaskProcessor",
 }
 
 

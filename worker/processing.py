@@ -19,10 +19,53 @@ from shared.errors import ErrorInfo, PipelineFailed, ProcessorError
 from shared.spec.model import type_tag
 from worker import plugins
 from worker.health import Health
-from worker.processors.base import Processor, ProcessorContext
+from worker.processors.base import NativeProcessor, Processor, ProcessorContext
 
 RETRY_S = (1.0, 2.0, 4.0)
 _decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+
+
+def _checked(data: bytes, last: str) -> list[dict[str, Any]]:
+    """A processor's JSON output as events: an array of objects, else a ProcessorError naming it."""
+    try:
+        out = _decode(data)
+    except msgspec.DecodeError as exc:
+        raise ProcessorError(last, f"returned invalid JSON: {exc}") from exc
+    if not isinstance(out, list):
+        raise ProcessorError(last, f"process() must return an array, got {type(out).__name__}")
+    for i, e in enumerate(out):
+        if not isinstance(e, dict):
+            raise ProcessorError(last, f"element {i} of the returned array is not an object")
+    return out
+
+
+def unchanged_encodings(
+    events: list[dict[str, Any]], encoded: list[bytes], out: list[dict[str, Any]]
+) -> list[bytes] | None:
+    """The source encodings of `out` when it is a subsequence of the batch's own event objects
+    (native steps that only kept or dropped events): the sinks then write those bytes instead
+    of encoding the events again. None when any event is new or changed (or repeated)."""
+    n, j = len(events), 0
+    picked: list[bytes] = []
+    for o in out:
+        while j < n and events[j] is not o:
+            j += 1
+        if j == n:
+            return None
+        picked.append(encoded[j])
+        j += 1
+    return picked
+
+
+def _apply(p: NativeProcessor, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A native step; any failure is that processor's error (same retry rules as JavaScript)."""
+    try:
+        return p.apply(events)
+    except ProcessorError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an event the step cannot handle (say, from a JS step)
+        raise ProcessorError(p.id, f"{exc.__class__.__name__}: {exc}") from exc
 
 
 class ProcessorChain:
@@ -48,20 +91,32 @@ class ProcessorChain:
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.pool, self._open)
 
-    def _run(self, data: bytes) -> list[dict[str, Any]]:
-        last = self.processors[-1].id
+    def _run(self, encoded: list[bytes], events: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Every processor in order. Consecutive native steps share one list of decoded events
+        (the batch's own objects when the chain starts with one: native steps never mutate
+        them); JSON text is made only for a JavaScript step, and decoded once after it."""
+        objs: list[dict[str, Any]] | None = None
+        data: bytes | None = None
+        made_by: str | None = None  # the processor whose output `data` is (None: the batch itself)
         for p in self.processors:
-            data = p.process(data)
-        try:
-            out = _decode(data)
-        except msgspec.DecodeError as exc:
-            raise ProcessorError(last, f"returned invalid JSON: {exc}") from exc
-        if not isinstance(out, list):
-            raise ProcessorError(last, f"process() must return an array, got {type(out).__name__}")
-        for i, e in enumerate(out):
-            if not isinstance(e, dict):
-                raise ProcessorError(last, f"element {i} of the returned array is not an object")
-        return out
+            if isinstance(p, NativeProcessor):
+                if objs is None:
+                    if data is None:
+                        objs = events if events is not None else _decode(b"[" + b",".join(encoded) + b"]")
+                    else:
+                        objs = _checked(data, made_by or p.id)
+                objs = _apply(p, objs)
+            else:
+                if objs is not None:
+                    data, objs = _encode(objs), None
+                elif data is None:
+                    data = b"[" + b",".join(encoded) + b"]"
+                data = p.process(data)
+                made_by = p.id
+        if objs is not None:
+            return objs if objs is not events else list(objs)
+        assert data is not None
+        return _checked(data, self.processors[-1].id)
 
     def _reset(self, processor_id: str) -> None:
         for p in self.processors:
@@ -69,17 +124,20 @@ class ProcessorChain:
                 p.reset()
 
     async def run(
-        self, encoded: list[bytes], sleep_or_stop: Callable[[float], Awaitable[bool]]
+        self,
+        encoded: list[bytes],
+        sleep_or_stop: Callable[[float], Awaitable[bool]],
+        events: list[dict[str, Any]] | None = None,
     ) -> list[dict[str, Any]]:
-        """The chain's output for one batch (its events as compact JSON). Raises
-        PipelineFailed when retries are exhausted, CancelledError when a stop cuts a wait."""
-        data = b"[" + b",".join(encoded) + b"]"
+        """The chain's output for one batch (its events as compact JSON; `events`, the same
+        events decoded, spare a leading native step the decode). Raises PipelineFailed when
+        retries are exhausted, CancelledError when a stop cuts a wait."""
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
             t0 = time.perf_counter()
             try:
-                out = await loop.run_in_executor(self.pool, self._run, data)
+                out = await loop.run_in_executor(self.pool, self._run, encoded, events)
                 self.busy_ms += (time.perf_counter() - t0) * 1000
                 if attempt:
                     self.log.info("processor_recovered", attempts=attempt)

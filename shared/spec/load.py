@@ -72,7 +72,8 @@ def validate_document(
     errs.extend(semantic_errors(spec))
     if check_processor is not None:
         for i, p in enumerate(spec.spec.processors):
-            problem = check_processor(p.inline)
+            inline = getattr(p, "inline", None)  # javascript only; native ones: semantic_errors
+            problem = check_processor(inline) if inline is not None else None
             if problem:
                 errs.append((f"spec.processors[{i}].inline", f"processor '{p.id}': {problem}"))
     if errs:

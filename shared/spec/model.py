@@ -7,10 +7,10 @@ contract's defaults. Cross-field rules live in `shared.spec.load`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
@@ -97,7 +97,66 @@ class JavascriptProcessorSpec(_Base, tag="javascript", tag_field="type"):
     limits: Limits = msgspec.field(default_factory=Limits)
 
 
-ProcessorSpec = JavascriptProcessorSpec
+# Native processors (CONTRACT section 5) run in the worker itself. Their options are checked
+# (regexes, globs, paths, templates) by shared.spec.native and compiled once when the worker
+# opens them; UNSET marks an operator that a condition does not use.
+Bound = int | float | str  # a number, or an ISO 8601 timestamp
+Column = Annotated[str, Meta(min_length=1)]
+
+
+class FilterConditionSpec(_Base):
+    """One `where` item: `path` and exactly one operator."""
+
+    path: Annotated[str, Meta(min_length=1)]
+    eq: Any | UnsetType = UNSET
+    ne: Any | UnsetType = UNSET
+    in_: list[Any] | UnsetType = msgspec.field(default=UNSET, name="in")
+    not_in: list[Any] | UnsetType = UNSET
+    gt: Bound | UnsetType = UNSET
+    gte: Bound | UnsetType = UNSET
+    lt: Bound | UnsetType = UNSET
+    lte: Bound | UnsetType = UNSET
+    exists: bool | UnsetType = UNSET
+    regex: str | UnsetType = UNSET
+    changed: bool | UnsetType = UNSET
+    unknown_changed: bool | UnsetType = UNSET  # with `changed` only; true when not given
+
+
+class FilterProcessorSpec(_Base, tag="filter", tag_field="type"):
+    id: SinkId
+    action: Literal["keep", "drop"] = "keep"
+    ops: Annotated[list[Literal["c", "u", "d", "r"]], Meta(min_length=1)] | None = None  # None: any op
+    tables: Annotated[list[str], Meta(min_length=1)] | None = None  # `db.table` globs; None: any table
+    where: list[FilterConditionSpec] = []
+
+
+class FlattenProcessorSpec(_Base, tag="flatten", tag_field="type"):
+    id: SinkId
+    separator: Annotated[str, Meta(min_length=1)] = "__"
+    max_depth: PosInt | None = None  # None: unlimited
+    lists: Literal["keep", "index", "json"] = "keep"
+
+
+class OutboxProcessorSpec(_Base, tag="outbox", tag_field="type"):
+    id: SinkId
+    tables: Annotated[list[str], Meta(min_length=1)]
+    payload_column: Column = "payload"
+    route: Annotated[str, Meta(min_length=1)] = "${aggregate_type}"  # a template over columns
+    key_column: Column = "aggregate_id"
+    header_columns: list[Column] = []
+
+
+class MaskProcessorSpec(_Base, tag="mask", tag_field="type"):
+    id: SinkId
+    fields: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
+    action: Literal["redact", "hash", "truncate"] = "redact"
+    key: Annotated[str, Meta(min_length=1)] | None = None  # hash only; a secret
+    length: NonNegInt | None = None  # truncate only
+
+
+ProcessorSpec = (
+    JavascriptProcessorSpec | FilterProcessorSpec | FlattenProcessorSpec | OutboxProcessorSpec | MaskProcessorSpec
+)
 
 
 # ------------------------------------------------------------------------ sinks

@@ -1,8 +1,9 @@
 """Secret redaction for API responses and log lines (CONTRACT section 2).
 
-Secrets: passwords in DSNs/URLs, fields named password/token/secret or
+Secrets: passwords in DSNs/URLs, fields named password/token/secret/key or
 `*_key` at any depth (except `routing_key`, which routes and hides nothing),
-and Authorization header values. Imports: stdlib only.
+and Authorization header values. `key` covers the `mask` processor's HMAC key
+(and client settings such as `ssl.key`). Imports: stdlib only.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def is_secret_key(key: str) -> bool:
     if k in NOT_SECRET:
         return False
     last = _SEP.split(k)[-1]  # client_conf's `sasl.password`, `ssl.key.password` too
-    return last in ("password", "passwd", "token", "secret", "authorization") or k.endswith("_key")
+    return last in ("password", "passwd", "token", "secret", "authorization", "key") or k.endswith("_key")
 
 
 def redact_text(text: str) -> str:

@@ -14,6 +14,7 @@ import msgspec
 from msgspec import inspect as mi
 
 from shared.spec.model import PipelineSpec, type_tag
+from shared.spec.native import native_errors
 
 Error = tuple[str, str]  # (path, message)
 
@@ -191,6 +192,7 @@ def semantic_errors(spec: PipelineSpec) -> list[Error]:
                 (f"spec.processors[{i}].id", f"duplicate processor id {p.id!r} (also spec.processors[{pseen[p.id]}])")
             )
         pseen.setdefault(p.id, i)
+    errs.extend(native_errors(body.processors))
     cp = body.commit_policy
     n = len(body.sinks)
     if cp.mode == "quorum":

@@ -142,7 +142,7 @@ spec:
 """)
     assert errs["spec.source.type"].startswith("unknown type")
     assert errs["spec.sinks[0].type"].startswith("unknown type")
-    assert errs["spec.processors[0].type"] == "must be 'javascript'"
+    assert errs["spec.processors[0].type"] == "unknown type {} (one of: javascript, filter, flatten, outbox, mask)"
 
 
 def test_merge_patch_keeps_masked_secrets_inside_arrays_and_urls() -> None:

@@ -6,7 +6,14 @@ runtime decodes it once at the end. `process` is synchronous and is run by the
 runtime on the processor executor thread, never on the loop. It raises
 `shared.errors.ProcessorError` (naming the processor and, for a breached limit,
 the limit) on any failure. `open` builds the context (once per worker);
-`reset` replaces it after a limit breach. Imports: shared + quickjs.
+`reset` replaces it after a limit breach.
+
+Native processors (`NativeProcessor`: filter, flatten, outbox, mask) run in the
+worker itself on decoded events: `apply(events) -> events`, a pure function
+that never changes what it is given (a changed event is a new dict sharing what
+it did not change), so the chain hands consecutive native steps the batch's own
+objects and encodes once. Their options are compiled in `open` (once), never
+per event. Imports: shared + msgspec + structlog.
 """
 
 from __future__ import annotations
@@ -15,7 +22,11 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import structlog
+
+_decode = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
 
 
 @dataclass(slots=True)
@@ -45,3 +56,19 @@ class Processor(abc.ABC):
 
     def close(self) -> None:
         """Release the sandbox."""
+
+
+class NativeProcessor(Processor):
+    """A processor that runs in the worker on decoded events (CONTRACT section 5)."""
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Compile the options (once)."""
+
+    @abc.abstractmethod
+    def apply(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The batch's events after this step; raises ProcessorError. Never mutates `events`."""
+
+    def process(self, batch_json: bytes) -> bytes:
+        """The same step on JSON text (the chain calls `apply` directly)."""
+        return _encode(self.apply(_decode(batch_json)))

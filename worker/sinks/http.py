@@ -1,6 +1,7 @@
 """HTTP sink: POST a batch as a JSON array (`mode: batch`) or one request per
-event (`mode: event`). 2xx acknowledges; 5xx, 408, 429, connection errors and
-timeouts are retryable; any other status is fatal (retrying cannot help).
+event (`mode: event`, where a message event's headers are request headers).
+2xx acknowledges; 5xx, 408, 429, connection errors and timeouts are retryable;
+any other status is fatal (retrying cannot help).
 `url` may hold routing templates (`${source.table}`): events are grouped by
 URL in order. Imports: stdlib + httpx + shared + worker.
 """
@@ -14,6 +15,7 @@ import httpx
 from shared.errors import SinkError
 from shared.spec.model import HttpSinkConfig
 from shared.spec.redact import redact_text
+from worker.envelope import message_headers, messages
 from worker.routing import compile_template, is_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 
@@ -33,11 +35,11 @@ class HttpSink(Sink[HttpSinkConfig]):
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(t), headers=self._headers)
         return None
 
-    async def _post(self, url: str, body: bytes) -> None:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
         assert self._client is not None
         shown = redact_text(url)
         try:
-            r = await self._client.post(url, content=body)
+            r = await self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             raise SinkError(self.id, f"POST {shown} timed out ({exc.__class__.__name__})") from exc
         except httpx.HTTPError as exc:
@@ -54,8 +56,10 @@ class HttpSink(Sink[HttpSinkConfig]):
             return
         bodies = self.encoder.encode_all(events, batch.native)
         if self.config.mode == "event":
-            for ev, body in zip(events, bodies):
-                await self._post(self._url(ev), body)
+            msgs = messages(events) if batch.native is None else None
+            for i, (ev, body) in enumerate(zip(events, bodies)):
+                m = msgs[i] if msgs is not None else None
+                await self._post(self._url(ev), body, message_headers(m) if m is not None else None)
             return
         if not self._templated:
             await self._post(self.config.url, b"[" + b",".join(bodies) + b"]")

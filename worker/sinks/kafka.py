@@ -2,7 +2,9 @@
 
 The message key is the row's key columns as a JSON object (`{"id": 7}`), so one
 row's changes stay in order on one partition; the value is the event in the
-sink's envelope; `topic` may be a routing template (`${source.table}`...).
+sink's envelope; `topic` may be a routing template (`${source.table}`...). A
+message event (the outbox processor's, worker/envelope.py) goes out with its own
+key, headers and body.
 Default: an idempotent producer, at-least-once (a failed batch is produced again
 on retry). `exactly_once: true`: one transaction per batch with the sink's
 checkpoint inside it (worker/sinks/kafka_eos.py). Batches queued together
@@ -38,6 +40,7 @@ from worker.sinks.kafka_common import (
     message_timeout_s,
     produce_all,
     producer_conf,
+    with_messages,
 )
 from worker.sinks.kafka_eos import EosSettings, ExactlyOnce
 
@@ -141,14 +144,17 @@ class KafkaSink(Sink[KafkaSinkConfig]):
             if not events:
                 continue
             bodies = self.encoder.encode_all(events, batch.native)
-            keys = self.keys_of(events)
+            keys: list[bytes | None] = self.keys_of(events)
+            headers = None
+            if batch.native is None:  # processors ran: message events may carry key and headers
+                keys, headers = with_messages(events, keys)
             if self.static_topic is not None:
                 topics: list[str] | str = self.static_topic
             else:
                 route = self.route
                 topics = [route(e) for e in events]
             try:
-                produce_all(p, topics, bodies, keys)
+                produce_all(p, topics, bodies, keys, headers)
             except Exception as exc:  # noqa: BLE001 - classified
                 self._drop_producer()
                 raise classify(self.id, self.where, exc, "produce") from exc

@@ -15,7 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from shared.errors import SinkError
-from worker.envelope import encode
+from worker.envelope import encode, message_headers, message_key, messages
 
 DEFAULT_MESSAGE_TIMEOUT_MS = 10000
 ID_HEADER = "tidegate-id"
@@ -186,14 +186,37 @@ def build_keys_fn(key_columns: list[str] | None) -> Callable[[list[dict[str, Any
     return keys_of
 
 
+Headers = list[list[tuple[str, str | bytes | None]]]
+
+
+def with_messages(
+    events: list[dict[str, Any]], keys: list[bytes | None], ids: list[str] | None = None
+) -> tuple[list[bytes | None], Headers | None]:
+    """Keys and headers as produced: a message event's own key and headers (worker.envelope)
+    replace the row key; `ids` (exactly-once) adds the `tidegate-id` header to every message.
+    Headers are None when there are neither ids nor message events."""
+    msgs = messages(events)
+    if msgs is None:
+        return keys, None if ids is None else [[(ID_HEADER, i)] for i in ids]
+    keys = [message_key(m) if m is not None else k for m, k in zip(msgs, keys)]
+    headers: Headers = []
+    for j, m in enumerate(msgs):
+        h: list[tuple[str, str | bytes | None]] = [] if ids is None else [(ID_HEADER, ids[j])]
+        if m is not None:
+            h.extend(message_headers(m).items())
+        headers.append(h)
+    return keys, headers
+
+
 def produce_all(
     producer: Producer,
     topics: list[str] | str,
     bodies: list[bytes],
     keys: list[bytes | None],
-    headers: list[str] | None = None,
+    headers: Headers | None = None,
 ) -> None:
-    """produce() every message; waits for room when librdkafka's local queue is full."""
+    """produce() every message (`headers`: each one's list, see `with_messages`); waits for
+    room when librdkafka's local queue is full."""
     produce = producer.produce
     n = len(bodies)
     i = 0
@@ -211,7 +234,7 @@ def produce_all(
                         i += 1
             else:
                 while i < n:
-                    produce(static or topics[i], bodies[i], keys[i], headers=[(ID_HEADER, headers[i])])
+                    produce(static or topics[i], bodies[i], keys[i], headers=headers[i] or None)
                     i += 1
         except BufferError:
             producer.poll(0.05)

@@ -1,27 +1,23 @@
 """Exactly-once delivery for the Kafka sink: one transaction per batch.
 
 Each batch (or group of batches queued together) is one Kafka transaction (`transactional.id` =
-`tidegate-<pipeline>-<sink id>`) holding the batch's messages and this sink's
-checkpoint: a record keyed `<pipeline>/<sink id>` in the compacted topic
-`checkpoint_topic`, value `{"position", "prev", "topics", "updated_at"}`
-(`prev`: the position committed before this transaction began). A
-read_committed reader sees a batch and its checkpoint together or not at all.
-`recover()` (at open and after any failure) makes a fresh producer, whose
-`init_transactions` fences a zombie and aborts its open transaction, then reads
-the checkpoint back, so a replay never writes a committed batch again.
+`tidegate-<pipeline>-<sink id>`) holding the batch's messages and this sink's checkpoint: a
+record keyed `<pipeline>/<sink id>` in the compacted topic `checkpoint_topic`, value
+`{"position", "prev", "topics", "updated_at"}` (`prev`: the position committed before this
+transaction began). A read_committed reader sees a batch and its checkpoint together or not at
+all. `recover()` (at open and after any failure) makes a fresh producer, whose
+`init_transactions` fences a zombie and aborts its open transaction, then reads the checkpoint
+back, so a replay never writes a committed batch again.
 
-Brokers that do not hide aborted records from read_committed readers (tansu
-0.6 returns no aborted-transaction list in fetch responses) show the part of
-a batch whose transaction a crash cut off, and possibly its checkpoint record.
-To stay duplicate-free and lossless there too, every message carries a
-`tidegate-id` header (the idempotency key), and `recover()` trusts only the
-latest record's `prev` (committed for sure), then scans the tail of every
-topic this sink wrote (listed in the checkpoint record; a new topic is
-registered, and flushed, before it is first written) for ids past it: those
-events are already visible and are skipped, the rest are sent again. On a
-broker that filters aborted records this finds exactly the last committed
-batch, whose events are then skipped too.
-Imports: shared, worker.sinks.kafka_common/kafka_eos_scan, confluent-kafka, msgspec.
+Brokers that do not hide aborted records from read_committed readers (tansu 0.6 returns no
+aborted-transaction list in fetch responses) show the part of a batch whose transaction a crash
+cut off, and possibly its checkpoint record. To stay duplicate-free and lossless there too, every message
+carries a `tidegate-id` header (the idempotency key), and `recover()` trusts only the latest
+record's `prev` (committed for sure), then scans the tail of every topic this sink wrote (listed in
+the checkpoint record; a new topic is registered, and flushed, before it is first written) for ids
+past it: those events are already visible and are skipped, the rest are sent again. On a broker
+that filters aborted records this finds exactly the last committed batch, whose events are then
+skipped too. Imports: shared, worker.sinks.kafka_common/kafka_eos_scan, confluent-kafka, msgspec.
 """
 
 from __future__ import annotations
@@ -37,7 +33,15 @@ from confluent_kafka import Consumer, Producer
 from shared.errors import SinkError
 from shared.events import position_of
 from worker.sinks.base import SinkBatch
-from worker.sinks.kafka_common import ID_HEADER, classify, discard, flush_within, produce_all, producer_conf
+from worker.sinks.kafka_common import (
+    ID_HEADER,
+    classify,
+    discard,
+    flush_within,
+    produce_all,
+    producer_conf,
+    with_messages,
+)
 from worker.sinks.kafka_eos_scan import TopicScan
 
 if TYPE_CHECKING:
@@ -240,7 +244,7 @@ class ExactlyOnce:
             ids = [ids[i] for i in keep]
             native = [native[i] for i in keep] if native is not None else None
         bodies = s.encoder.encode_all(events, native, ids)
-        keys = s.keys_of(events)
+        keys, headers = with_messages(events, s.keys_of(events), ids)
         if s.static_topic is not None:
             topics: list[str] | str = s.static_topic
             used = {s.static_topic} if events else set()
@@ -258,7 +262,7 @@ class ExactlyOnce:
                 p.produce(self.ckpt_topic, self._record(self.position, self.position, all_topics), self.record_key)
                 self._flush(p, "registering topics")
             p.produce(self.ckpt_topic, self._record(batch.last_position, self.position, all_topics), self.record_key)
-            produce_all(p, topics, bodies, keys, ids)
+            produce_all(p, topics, bodies, keys, headers)
             p.commit_transaction(s.ack_timeout)
             if s.tracker.failures:
                 raise s.delivery_error(f"{len(bodies)} messages", 0)

@@ -2,7 +2,7 @@
 
 Every event is published to `subject` (a routing template is allowed) with the
 header `Nats-Msg-Id` = its idempotency key, so a replayed batch is dropped by
-the server's duplicate window. A batch is published all at once (publish_async)
+the server's duplicate window (a message event's headers go beside it). A batch is published all at once (publish_async)
 and `write` returns once every PubAck is in. A stream that captures the subject
 must exist (`stream` names it, else it is looked up by subject); with
 `create_stream: true` a missing one is created (subjects: the subject with each
@@ -24,6 +24,7 @@ from nats.js import errors as jerr
 from shared.errors import SinkError
 from shared.spec.model import NatsSinkConfig
 from shared.where import nats_where
+from worker.envelope import message_headers, messages
 from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 
@@ -199,11 +200,12 @@ class NatsSink(Sink[NatsSinkConfig]):
             await self._connect()
         keys = self.encoder.keys(events)
         bodies = self.encoder.encode_all(events, batch.native, keys)
+        msgs = messages(events) if batch.native is None else None
         futs: list[asyncio.Future[Any]] = []
         self._inflight = futs
         try:
             await asyncio.wait_for(
-                self._publish(events, bodies, keys, futs), ACK_TIMEOUT_S + len(events) / ACKS_PER_S_FLOOR
+                self._publish(events, bodies, keys, futs, msgs), ACK_TIMEOUT_S + len(events) / ACKS_PER_S_FLOOR
             )
         except Exception as exc:  # noqa: BLE001 - classified below
             for f in futs:
@@ -215,14 +217,21 @@ class NatsSink(Sink[NatsSinkConfig]):
             self._inflight = []
 
     async def _publish(
-        self, events: list[dict[str, Any]], bodies: list[bytes], keys: list[str], futs: list[asyncio.Future[Any]]
+        self,
+        events: list[dict[str, Any]],
+        bodies: list[bytes],
+        keys: list[str],
+        futs: list[asyncio.Future[Any]],
+        msgs: list[dict[str, Any] | None] | None,
     ) -> None:
         pub = self._js.publish_async
         static = self._static_subject
         subject_of = self._subject_of
-        for ev, body, key in zip(events, bodies, keys):
+        for i, (ev, body, key) in enumerate(zip(events, bodies, keys)):
             subject = static if static is not None else subject_of(ev)
-            futs.append(await pub(subject, body, headers={"Nats-Msg-Id": key}))
+            m = msgs[i] if msgs is not None else None
+            headers = {"Nats-Msg-Id": key} if m is None else {**message_headers(m), "Nats-Msg-Id": key}
+            futs.append(await pub(subject, body, headers=headers))
         results = await asyncio.gather(*futs, return_exceptions=True)
         for i, r in enumerate(results):
             if isinstance(r, BaseException):

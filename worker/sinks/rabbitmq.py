@@ -1,7 +1,8 @@
 """RabbitMQ sink (CONTRACT section 6): aio-pika with publisher confirms.
 
 Each event is one persistent message (`delivery_mode=2`, `message_id` = its
-idempotency key, `content_type: application/json`) published to `exchange`
+idempotency key, `content_type: application/json`; a message event's headers as
+AMQP headers) published to `exchange`
 with `routing_key` (a routing template is allowed; default `${source.table}`).
 The whole batch is published at once and `write` returns when the broker has
 confirmed every message. An exchange the broker already has is used as it is
@@ -26,12 +27,18 @@ from aio_pika import DeliveryMode, Message
 from shared.errors import SinkError
 from shared.spec.model import RabbitmqSinkConfig
 from shared.where import amqp_where
+from worker.envelope import message_headers, messages
 from worker.routing import compile_template
 from worker.sinks.base import Sink, SinkBatch, SinkContext
 
 CONNECT_TIMEOUT_S = 5.0
 CONFIRM_TIMEOUT_S = 30.0  # a whole batch's confirms (plus 1 s per CONFIRMS_PER_S_FLOOR messages)
 CONFIRMS_PER_S_FLOOR = 500
+
+
+def _headers(msgs: list[dict[str, Any] | None] | None, i: int) -> Any:
+    m = msgs[i] if msgs is not None else None
+    return message_headers(m) if m is not None else None
 
 
 class RabbitmqSink(Sink[RabbitmqSinkConfig]):
@@ -129,17 +136,24 @@ class RabbitmqSink(Sink[RabbitmqSinkConfig]):
             await self._connect()
         keys = self.encoder.keys(events)
         bodies = self.encoder.encode_all(events, batch.native, keys)
+        msgs = messages(events) if batch.native is None else None
         publish = self._exchange.publish
         static = self._static_rk
         rk_of = self._rk_of
         persistent = DeliveryMode.PERSISTENT
         futs = [
             publish(
-                Message(body, delivery_mode=persistent, message_id=key, content_type="application/json"),
+                Message(
+                    body,
+                    delivery_mode=persistent,
+                    message_id=key,
+                    content_type="application/json",
+                    headers=_headers(msgs, i),
+                ),
                 routing_key=static if static is not None else rk_of(ev),
                 mandatory=False,
             )
-            for ev, body, key in zip(events, bodies, keys)
+            for i, (ev, body, key) in enumerate(zip(events, bodies, keys))
         ]
         try:
             results = await asyncio.wait_for(
