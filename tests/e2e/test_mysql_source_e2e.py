@@ -27,8 +27,16 @@ from tests.integration.test_mysql_source_helpers import (
     tx,
 )
 from tests.support import port_open, wait_until
+from tests.support.cdc import (
+    DEAD_REDIS,
+    checkpoint,
+    dedupe,
+    gap_after_kill,
+    kill_worker,
+    kill_worker_then_supervisor_under_writes,
+    wait_for_row,
+)
 from tests.support.cdc import Writer as TxWriter
-from tests.support.cdc import checkpoint, dedupe, kill_worker, kill_worker_then_supervisor_under_writes, wait_for_row
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,14 +217,10 @@ def test_a_best_effort_sink_left_behind_by_a_killed_worker_gets_a_gap_of_real_po
     stored by the killed worker; `to` is the committed position."""
     from worker.sources.mysql.source import MysqlSource
 
-    position_key = MysqlSource.position_key
-
     sql(db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)")
     out, name = tmp_path / "out.jsonl", "tg-my-e2e-gap"
     s = spec(name, db, ["t"], out, snapshot="never", max_events=5, max_ms=50)
-    s["spec"]["sinks"].append(
-        {"type": "redis", "config": {"id": "dead", "required": False, "url": "redis://127.0.0.1:1/0", "stream": "x"}}
-    )
+    s["spec"]["sinks"].append(DEAD_REDIS)
     supervisor.create(s)
     wait_until(
         lambda: supervisor.info(name)["ops"]["source"].get("binlog", {}).get("connected"),
@@ -225,20 +229,4 @@ def test_a_best_effort_sink_left_behind_by_a_killed_worker_gets_a_gap_of_real_po
     )
     for i in range(1, 21):
         sql(db, f"INSERT INTO t VALUES ({i}, {i})")
-    events = wait_for_row(out, "t", 20)
-    last = position_key(events[-1]["source"]["position"])
-    wait_until(
-        lambda: (ck := checkpoint(supervisor, name)) is not None and position_key(ck) >= last,
-        timeout=30,
-        message="every row checkpointed by the file sink",
-    )
-    assert supervisor.info(name)["ops"]["sink_gaps"] == {}
-    kill_worker(supervisor, name)
-    gaps = wait_until(
-        lambda: supervisor.info(name)["ops"]["sink_gaps"].get("dead"),
-        timeout=30,
-        message=lambda: f"a gap for the dead sink ({supervisor.info(name)['ops']})",
-    )
-    assert len(gaps) == 1, gaps
-    assert gaps[0]["from"] == events[0]["source"]["position"], (gaps, events[0]["source"])
-    assert position_key(gaps[0]["to"]) >= last, gaps
+    gap_after_kill(supervisor, name, wait_for_row(out, "t", 20), MysqlSource.position_key)

@@ -23,8 +23,16 @@ from tests.integration.test_pg_source import DSN, PG, TYPES_DDL, TYPES_EXPECTED,
 from tests.integration.test_pg_source_resume import PrivateCluster, replay
 from tests.integration.test_pg_source_resume import table_state as state
 from tests.support import wait_until
+from tests.support.cdc import (
+    DEAD_REDIS,
+    checkpoint,
+    dedupe,
+    gap_after_kill,
+    kill_worker,
+    kill_worker_then_supervisor_under_writes,
+    wait_for_row,
+)
 from tests.support.cdc import Writer as TxWriter
-from tests.support.cdc import checkpoint, dedupe, kill_worker, kill_worker_then_supervisor_under_writes, wait_for_row
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 from worker.sources.postgres.position import lsn_to_int, position_key
 
@@ -250,29 +258,9 @@ def test_a_best_effort_sink_left_behind_by_a_killed_worker_gets_a_gap_of_real_po
     t = pg.table("t", "id int PRIMARY KEY, v int")
     out, name = tmp_path / "out.jsonl", f"tg-pg-e2e-gap-{pg.suffix}"
     s = spec(name, [t], out, snapshot="never", max_events=5, max_ms=50)
-    s["spec"]["sinks"].append(
-        {"type": "redis", "config": {"id": "dead", "required": False, "url": "redis://127.0.0.1:1/0", "stream": "x"}}
-    )
+    s["spec"]["sinks"].append(DEAD_REDIS)
     sup.create(s)
     sup.wait_status(name, "running")
     for i in range(1, 21):
         pg.sql(f"INSERT INTO {t} VALUES (%s, %s)", (i, i))
-    events = wait_for_row(out, t, 20)
-    wait_until(
-        lambda: (
-            (ck := checkpoint(sup, name)) is not None
-            and position_key(ck) >= position_key(events[-1]["source"]["position"])
-        ),
-        timeout=30,
-        message="every row checkpointed by the file sink",
-    )
-    assert sup.info(name)["ops"]["sink_gaps"] == {}
-    kill_worker(sup, name)
-    gaps = wait_until(
-        lambda: sup.info(name)["ops"]["sink_gaps"].get("dead"),
-        timeout=30,
-        message=lambda: f"a gap for the dead sink ({sup.info(name)['ops']})",
-    )
-    assert len(gaps) == 1, gaps
-    assert gaps[0]["from"] == events[0]["source"]["position"], (gaps, events[0]["source"])
-    assert position_key(gaps[0]["to"]) >= position_key(events[-1]["source"]["position"]), gaps
+    gap_after_kill(sup, name, wait_for_row(out, t, 20), position_key)

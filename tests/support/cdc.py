@@ -101,3 +101,31 @@ def kill_worker_then_supervisor_under_writes(sup: Supervisor, name: str, writer:
     finally:
         writer.stop.set()
         writer.join()
+
+
+DEAD_REDIS = {
+    "type": "redis",
+    "config": {"id": "dead", "required": False, "url": "redis://127.0.0.1:1/0", "stream": "x"},
+}
+
+
+def gap_after_kill(sup: Supervisor, name: str, events: list[dict[str, Any]], key: Callable[[str], Any]) -> None:
+    """The best-effort sink `dead` never got `events` (the file sink `out` did): once `out` has
+    checkpointed them, SIGKILL the worker; the restarted one records one gap whose `from` is the
+    first event's own position (stored by the killed worker) and whose `to` is past the last."""
+    last = key(events[-1]["source"]["position"])
+    wait_until(
+        lambda: (ck := checkpoint(sup, name)) is not None and key(ck) >= last,
+        timeout=30,
+        message="every row checkpointed by the file sink",
+    )
+    assert sup.info(name)["ops"]["sink_gaps"] == {}
+    kill_worker(sup, name)
+    gaps = wait_until(
+        lambda: sup.info(name)["ops"]["sink_gaps"].get("dead"),
+        timeout=30,
+        message=lambda: f"a gap for the dead sink ({sup.info(name)['ops']})",
+    )
+    assert len(gaps) == 1, gaps
+    assert gaps[0]["from"] == events[0]["source"]["position"], (gaps, events[0]["source"])
+    assert key(gaps[0]["to"]) >= last, gaps

@@ -1,5 +1,5 @@
-"""A pipeline Health that remembers every report in order, for unit tests of the parts that
-report to it (sink runners, the committer, the processor chain)."""
+"""Test doubles for the worker's parts: a pipeline Health that remembers every report in order
+(sink runners, the committer, the processor chain report to it), and a Batch factory."""
 
 from __future__ import annotations
 
@@ -29,3 +29,22 @@ class Recording(Health):
 
     def gap(self, *a: Any) -> None:
         self.gaps.append(a)
+
+
+def batch(seq: int, size: int = 3) -> Any:
+    """A worker Batch of `size` events with positions (seq - 1) * size + 1 .. seq * size."""
+    import time
+
+    from worker.batcher import Batch
+
+    first = (seq - 1) * size + 1
+    evs = [{"op": "c", "source": {"position": str(n)}, "after": {"id": n}} for n in range(first, first + size)]
+    return Batch(
+        seq=seq,
+        events=evs,
+        encoded=[b"{}"] * size,
+        first_position=str(first),
+        last_position=str(first + size - 1),
+        nbytes=2 * size,
+        opened_at=time.monotonic(),
+    )

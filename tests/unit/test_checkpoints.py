@@ -20,25 +20,11 @@ import structlog
 from shared.errors import ErrorInfo
 from shared.spec.model import CommitPolicy, FileSinkConfig
 from shared.store.sqlite import SCHEMA, SqliteStore
-from tests.support.health import Recording
+from tests.support.health import Recording, batch
 from worker.batcher import Batch
 from worker.checkpoints import Committer
 from worker.delivery import SinkRunner
 from worker.sinks.base import Sink, SinkBatch, SinkContext
-
-
-def batch(seq: int, size: int = 3) -> Batch:
-    first = (seq - 1) * size + 1
-    evs = [{"op": "c", "source": {"position": str(n)}} for n in range(first, first + size)]
-    return Batch(
-        seq=seq,
-        events=evs,
-        encoded=[b"{}"] * size,
-        first_position=str(first),
-        last_position=str(first + size - 1),
-        nbytes=2 * size,
-        opened_at=time.monotonic(),
-    )
 
 
 class Null(Sink):

@@ -14,24 +14,9 @@ import structlog
 
 from shared.errors import SinkError
 from shared.spec.model import FileSinkConfig
-from tests.support.health import Recording
-from worker.batcher import Batch
+from tests.support.health import Recording, batch
 from worker.delivery import SinkRunner
 from worker.sinks.base import Sink, SinkBatch, SinkContext
-
-
-def batch(seq: int, size: int = 3) -> Batch:
-    first = (seq - 1) * size + 1
-    evs = [{"op": "c", "source": {"position": str(n)}, "after": {"id": n}} for n in range(first, first + size)]
-    return Batch(
-        seq=seq,
-        events=evs,
-        encoded=[b"{}"] * size,
-        first_position=str(first),
-        last_position=str(first + size - 1),
-        nbytes=2 * size,
-        opened_at=time.monotonic(),
-    )
 
 
 class Recorder(Sink):
