@@ -155,6 +155,76 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _open_state(cfg: ServeConfig, state_dir: str, log: Any) -> tuple[StateStore, Any] | None:
+    """The state store and, with a state URL, the lease keeper; None (logged) when unreachable."""
+    try:
+        store = open_store(state_dir, cfg.state_url)
+        if not cfg.state_url:
+            return store, None
+        from shared.store.postgres import PgStore
+        from supervisor.leases import LeaseKeeper, default_node_id
+
+        return store, LeaseKeeper(PgStore(cfg.state_url).open(), cfg.node_id or default_node_id(), cfg.api_addr)
+    except StoreUnavailable as exc:
+        log.error("state_store_unavailable", error=str(exc))
+        return None
+
+
+def _seed(store: StateStore, specs: list[Any], leases: Any, log: Any) -> None:
+    def held_elsewhere(name: str) -> bool:
+        lease = cast("PgStore", store).lease(name)  # leases: a state URL, so a PgStore
+        if lease is not None and lease.live and lease.owner != leases.node:
+            log.warning("config_spec_skipped", pipeline=name, reason=f"run by node {lease.owner!r}")
+            return True
+        return False
+
+    seed_store(store, specs, skip=held_elsewhere if leases is not None else None)
+
+
+def _hyper_config(addr: str) -> HyperConfig:
+    hc = HyperConfig()
+    hc.bind = [addr]
+    hc.accesslog = None
+    hc.errorlog = None
+    hc.graceful_timeout = 5
+    return hc
+
+
+async def _reload_loop(reload: asyncio.Event, cfg: ServeConfig, manager: PipelineManager, check: Any, log: Any) -> None:
+    """SIGHUP: the --config files again, each applied (created, updated or left as it is)."""
+    while True:
+        await reload.wait()
+        reload.clear()
+        specs, problems = await asyncio.to_thread(load_config_specs, cfg.configs, check)
+        for p in problems:
+            log.error("config_invalid", problem=p)
+        for spec in specs:
+            try:
+                m, what = await manager.apply(msgspec.to_builtins(spec))
+            except Conflict as exc:  # shared state store: another node runs it
+                log.warning("config_not_applied", pipeline=spec.metadata.name, reason=str(exc))
+                continue
+            log.info("config_applied", pipeline=m.name, result=what)
+
+
+def _summary(manager: PipelineManager, addr: str) -> str:
+    counts: dict[str, int] = {}
+    for m in manager.pipelines.values():
+        counts[m.status.value] = counts.get(m.status.value, 0) + 1
+    return "pipelines: " + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none") + f"; API {addr}"
+
+
+async def _ready_notifier(
+    notifier: systemd.StatusNotifier, cfg: ServeConfig, manager: PipelineManager, leases: Any, log: Any, state_dir: str
+) -> None:
+    host, _, port = cfg.api_addr.rpartition(":")
+    while not _port_open(host or "127.0.0.1", int(port)):
+        await asyncio.sleep(0.02)
+    notifier.ready()
+    where = {"state_store": f"postgresql {state_url_where(cfg.state_url or '')}", "node": leases.node} if leases else {}
+    log.info("supervisor_ready", api=cfg.api_addr, state_dir=state_dir, pipelines=len(manager.pipelines), **where)
+
+
 async def run(cfg: ServeConfig) -> int:
     logs.configure(cfg.log_format, cfg.log_level)
     log = structlog.get_logger().bind(component="supervisor", pid=os.getpid())
@@ -166,26 +236,11 @@ async def run(cfg: ServeConfig) -> int:
         return 2
     os.makedirs(cfg.state_dir, exist_ok=True)
     state_dir = os.path.abspath(cfg.state_dir)
-    leases = None
-    try:
-        store = open_store(state_dir, cfg.state_url)
-        if cfg.state_url:
-            from shared.store.postgres import PgStore
-            from supervisor.leases import LeaseKeeper, default_node_id
-
-            leases = LeaseKeeper(PgStore(cfg.state_url).open(), cfg.node_id or default_node_id(), cfg.api_addr)
-    except StoreUnavailable as exc:
-        log.error("state_store_unavailable", error=str(exc))
+    opened = _open_state(cfg, state_dir, log)
+    if opened is None:
         return 2
-
-    def held_elsewhere(name: str) -> bool:
-        lease = cast("PgStore", store).lease(name)  # leases: a state URL, so a PgStore
-        if leases is not None and lease is not None and lease.live and lease.owner != leases.node:
-            log.warning("config_spec_skipped", pipeline=name, reason=f"run by node {lease.owner!r}")
-            return True
-        return False
-
-    seed_store(store, specs, skip=held_elsewhere if leases is not None else None)
+    store, leases = opened
+    _seed(store, specs, leases, log)
     manager = PipelineManager(
         store,
         state_dir=state_dir,
@@ -195,83 +250,32 @@ async def run(cfg: ServeConfig) -> int:
         state_url=cfg.state_url,
         leases=leases,
     )
-    host, _, port = cfg.api_addr.rpartition(":")
-    hc = HyperConfig()
-    hc.bind = [cfg.api_addr]
-    hc.accesslog = None
-    hc.errorlog = None
-    hc.graceful_timeout = 5
     app = build_app(manager, cfg.token)
-
-    stop = asyncio.Event()
+    stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    reload = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, reload.set)
-
     try:
         await manager.start()
     except StoreUnavailable as exc:
         log.error("state_store_unavailable", error=str(exc))
         return 2
-
-    async def reload_loop() -> None:
-        while True:
-            await reload.wait()
-            reload.clear()
-            specs2, problems2 = await asyncio.to_thread(load_config_specs, cfg.configs, check)
-            for p in problems2:
-                log.error("config_invalid", problem=p)
-            for spec in specs2:
-                try:
-                    m, what = await manager.apply(msgspec.to_builtins(spec))
-                except Conflict as exc:  # shared state store: another node runs it
-                    log.warning("config_not_applied", pipeline=spec.metadata.name, reason=str(exc))
-                    continue
-                log.info("config_applied", pipeline=m.name, result=what)
-
-    def summary() -> str:
-        counts: dict[str, int] = {}
-        for m in manager.pipelines.values():
-            counts[m.status.value] = counts.get(m.status.value, 0) + 1
-        return (
-            "pipelines: "
-            + (", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "none")
-            + f"; API {cfg.api_addr}"
-        )
-
-    notifier = systemd.StatusNotifier(summary)
+    notifier = systemd.StatusNotifier(lambda: _summary(manager, cfg.api_addr))
     manager.on_change = notifier.update
 
     def healthy() -> bool:  # the loop answers (we run on it) and the worker monitor is alive
         mon = getattr(manager, "_monitor", None)
         return mon is None or not mon.done()
 
-    async def ready_notifier() -> None:
-        while not _port_open(host or "127.0.0.1", int(port)):
-            await asyncio.sleep(0.02)
-        notifier.ready()
-        log.info(
-            "supervisor_ready",
-            api=cfg.api_addr,
-            state_dir=state_dir,
-            pipelines=len(manager.pipelines),
-            **(
-                {"state_store": f"postgresql {state_url_where(cfg.state_url or '')}", "node": leases.node}
-                if leases
-                else {}
-            ),
-        )
-
     tasks = [
-        loop.create_task(reload_loop(), name="reload_loop"),
-        loop.create_task(ready_notifier(), name="ready_notifier"),
+        loop.create_task(_reload_loop(reload, cfg, manager, check, log), name="reload_loop"),
+        loop.create_task(_ready_notifier(notifier, cfg, manager, leases, log, state_dir), name="ready_notifier"),
     ]
     # the watchdog keeps pinging while workers drain at shutdown; cancelled last
     watchdog = loop.create_task(systemd.watchdog_loop(healthy), name="watchdog_loop")
     try:
-        await serve(app, hc, shutdown_trigger=stop.wait)
+        await serve(app, _hyper_config(cfg.api_addr), shutdown_trigger=stop.wait)
     finally:
         notifier.stopping(f"stopping: draining {len(manager.pipelines)} pipelines")
         log.info("supervisor_stopping")
