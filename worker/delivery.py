@@ -77,6 +77,8 @@ class SinkRunner:
                 break
             del self.queue[head]
             self.queued_events -= len(victim.events)
+            if self.checkpoint is not None and position_le(victim.last_position, self.checkpoint, self.key):
+                continue  # read again after a restart, and the sink has all of it: no gap
             extend = victim.seq == self._last_gap_seq + 1
             self._last_gap_seq = victim.seq
             self.health.gap(self.id, self._first_skipped(victim), victim.last_position, extend)

@@ -168,3 +168,11 @@ def test_a_delivery_trims_what_the_commit_no_longer_needs() -> None:
 
     case = running(body, committed="0")
     assert case.sink.calls == [[1], [2]] and case.r.queued_events == 0
+
+
+def test_a_replayed_batch_the_sink_already_has_is_dropped_without_a_gap() -> None:
+    case = Case()
+    case.r.checkpoint = "6"  # after a restart: batches 1 and 2 (events 1..6) are read again
+    case.submit(1, 2, 3, 4)
+    assert case.gaps == [("rec", "7", "9", False), ("rec", "10", "12", True)]
+    assert case.queued() == [1]
