@@ -86,8 +86,8 @@
       rates.push(dt > 0 ? Math.max(0, h[i][1] - h[i - 1][1]) / dt : 0);
     }
     if (rates.length < 2) return svg;
-    const max = Math.max(...rates, 1);
-    const pts = rates.map((r, i) => ((i / (rates.length - 1)) * 120).toFixed(1) + "," + (23 - (r / max) * 22).toFixed(1));
+    const max = Math.max(...rates, 1) * 1.1;
+    const pts = rates.map((r, i) => ((i / (rates.length - 1)) * 120).toFixed(1) + "," + (22 - (r / max) * 20).toFixed(1));
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
     line.setAttribute("points", pts.join(" "));
     svg.appendChild(line);
