@@ -34,7 +34,9 @@ def chromium_path() -> str:
     for cand in (os.environ.get("TIDEGATE_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
         if cand and os.access(cand, os.X_OK):
             return cand
-    pytest.fail("chromium is not installed; `make browser` installs it (apt-get install -y chromium)")
+    pytest.fail(
+        "chromium is not installed; `make browser` (part of `make test`) installs it: apt-get install -y chromium"
+    )
 
 
 @contextmanager
