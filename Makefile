@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test unit services bench bench-e2e lint clean
+.PHONY: install run test unit services browser bench bench-e2e lint clean
 
 install: $(STAMP)
 
@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/tidegate serve --config specs/demo.yaml --state-dir .tidegate --api-addr 127.0.0.1:8080
 
+# the servers of the tests, and the headless chromium of the console's (scripts/services/chromium.sh)
 services:
 	@set -e; for s in scripts/services/*.sh; do echo "== $$s"; bash $$s; done
+
+browser:
+	bash scripts/services/chromium.sh
 
 test: install services
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

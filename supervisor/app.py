@@ -31,7 +31,7 @@ from shared.states import Desired
 from shared.store import StoreUnavailable, open_store
 from shared.store.base import StateStore
 from shared.where import state_url_where
-from supervisor import metrics, systemd
+from supervisor import console, metrics, systemd
 from supervisor.api import errors, openapi
 from supervisor.api.routes import ROUTES
 from supervisor.manager import Conflict, PipelineManager
@@ -39,7 +39,8 @@ from supervisor.manager import Conflict, PipelineManager
 if TYPE_CHECKING:
     from shared.store.postgres import PgStore
 
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+# the console page and its files are public; every call they make needs the token
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/openapi.json", *console.OPEN_PATHS}
 
 
 @dataclass
@@ -105,7 +106,12 @@ def build_app(manager: PipelineManager, token: str | None) -> Any:
     handlers[NotFound] = errors.handle
     handlers[Conflict] = errors.handle
     app = Starlette(
-        routes=[*ROUTES, Route("/metrics", metrics_route), Route("/openapi.json", openapi_route)],
+        routes=[
+            *ROUTES,
+            Route("/metrics", metrics_route),
+            Route("/openapi.json", openapi_route),
+            *console.build_routes(),
+        ],
         exception_handlers=handlers,
         lifespan=lifespan,
     )

@@ -93,6 +93,27 @@ class PipelineCollector(Collector):
             lat_h,
             pipes,
         )
+        yield from source_health(managed)
+
+
+def source_health(managed: list[Any]) -> list[GaugeMetricFamily]:
+    """What a source's database holds for it (`ops.source`, CONTRACT section 8), where reported."""
+    wal = GaugeMetricFamily(
+        "tidegate_source_retained_wal_bytes", "WAL the PostgreSQL slot retains on the server", labels=["pipeline"]
+    )
+    behind = GaugeMetricFamily(
+        "tidegate_source_binlog_behind_bytes", "Binlog bytes from the reader to the server's end", labels=["pipeline"]
+    )
+    active = GaugeMetricFamily("tidegate_source_slot_active", "1 while the slot has a reader", labels=["pipeline"])
+    for m in managed:
+        src = m.source if isinstance(m.source, dict) else {}
+        if isinstance(src.get("retained_wal_bytes"), int):
+            wal.add_metric([m.name], src["retained_wal_bytes"])
+        if isinstance(src.get("behind_bytes"), int):
+            behind.add_metric([m.name], src["behind_bytes"])
+        if isinstance(src.get("slot_active"), bool):
+            active.add_metric([m.name], 1.0 if src["slot_active"] else 0.0)
+    return [wal, behind, active]
 
 
 def histogram_buckets(counts: list[int], bounds: tuple[float, ...], divisor: float = 1.0) -> list[tuple[str, float]]:

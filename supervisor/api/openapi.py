@@ -142,6 +142,14 @@ def build() -> dict[str, Any]:
         "/openapi.json": {
             "get": _op("openapi", "This document", {"200": _resp("OpenAPI 3.1", {"type": "object"})}, secured=False)
         },
+        "/ui": {
+            "get": _op(
+                "console",
+                "The console page (CONTRACT section 8a); it embeds no data, its script calls this API",
+                {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+                secured=False,
+            )
+        },
         "/pipelines": {
             "get": _op(
                 "listPipelines",
@@ -212,7 +220,7 @@ def build() -> dict[str, Any]:
             "title": "tidegate",
             "version": VERSION,
             "description": "Change-data-capture pipeline runtime: REST API. When TIDEGATE_API_TOKEN "
-            "is set, every route but /healthz, /readyz, /metrics and /openapi.json needs "
+            "is set, every route but /healthz, /readyz, /metrics, /openapi.json and the console (/ui) needs "
             "`Authorization: Bearer <token>`.",
         },
         "paths": paths,

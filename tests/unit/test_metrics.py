@@ -64,6 +64,7 @@ def test_collector_renders_every_family(tmp_path: Path) -> None:
             lag_ms=40,
             batch_size_hist=[0] * (len(BATCH_SIZE_BUCKETS) + 1),
         )
+        m.source = {"slot": "s", "retained_wal_bytes": 52428800, "slot_active": False, "errors": {}}
         mgr.pipelines.add(m)
         store.put_pipeline("m1", b"{}", "running")
         store.save_checkpoints("m1", {"out": "300"})
@@ -87,4 +88,7 @@ def test_collector_renders_every_family(tmp_path: Path) -> None:
     assert samples[("tidegate_batch_latency_seconds_sum", p)] == 0.06
     assert 0 <= samples[("tidegate_checkpoint_age_seconds", (("pipeline", "m1"), ("sink", "out")))] < 60
     assert samples[("tidegate_pipelines", ())] == 1
+    assert samples[("tidegate_source_retained_wal_bytes", p)] == 52428800
+    assert samples[("tidegate_source_slot_active", p)] == 0
+    assert ("tidegate_source_binlog_behind_bytes", p) not in samples  # not a mysql source
     assert fams["tidegate_batch_size_events"].type == "histogram"

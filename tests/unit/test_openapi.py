@@ -15,7 +15,7 @@ from supervisor.api import openapi
 from supervisor.api.models import PipeInfo
 from supervisor.api.routes import ROUTES
 
-OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json"}
+OPEN = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/ui"}
 
 
 def test_valid_openapi_31() -> None:
@@ -48,7 +48,7 @@ def test_paths_match_the_route_table_and_auth() -> None:
     doc = openapi.build()
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     served = {(m, r.path) for r in ROUTES for m in (r.methods or set()) if m != "HEAD"}
-    served |= {("GET", "/metrics"), ("GET", "/openapi.json")}
+    served |= {("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/ui")}
     assert documented == served
     ids = set()
     for path, ops in doc["paths"].items():

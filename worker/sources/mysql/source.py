@@ -1,7 +1,6 @@
 """The `mysql` source: MySQL 8 / MariaDB 10.11+ binlog (row format) with an optional initial snapshot.
 
 Imports: stdlib, shared, worker.sources.base and the sibling modules (pymysql, mysql-replication).
-
 Shape: `open()` checks the server and the tables (on a thread) and starts one reader thread, named
 `mysql-source-<pipeline>`, that runs the snapshot (snapshot) and then the binlog stream
 (stream); chunks reach the loop through the bounded hand-off (worker.sources.handoff), so
@@ -12,7 +11,6 @@ doubling to 10 s) and resumes after the last event it handed over (in a snapshot
 table, see position), so read() just returns None meanwhile; `stats()` shows `connected: false` and
 the error, and the log has `mysql_reconnect`. Errors that a retry cannot fix (binlog purged, missing
 privilege, table gone) are raised from read() as SourceError(retryable=False).
-
 Nothing is acknowledged upstream (a binlog has no consumer state), so commit() only records the
 position; there is no server-side state for drop() to remove.
 """
@@ -32,6 +30,7 @@ from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff, Stopped
 from worker.sources.mysql.binlog import current_point, require_binlog
 from worker.sources.mysql.decode import LibraryNeeded
+from worker.sources.mysql.health import binlog_health, stop_health
 from worker.sources.mysql.position import (
     CONTINUE,
     PLAIN,
@@ -105,6 +104,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
         }
         self._committed: str | None = None
         self._fast = True  # the own binlog decoder, until a table needs mysql-replication's
+        self._health: Any = None  # binlog distance on a slow timer (worker.sources.health)
 
     @staticmethod
     def position_key(position: str) -> Any:
@@ -119,6 +119,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
             target=self._run, args=(dsn, server, tables, start), name=f"mysql-source-{self.ctx.pipeline}", daemon=True
         )
         self._thread.start()
+        self._health = self._health or binlog_health(dsn, self._status, self.ctx.pipeline)
 
     def _prepare(self, position: str | None) -> tuple[Dsn, ServerInfo, list[TableInfo], Any]:
         dsn = parse_dsn(self.config.dsn)
@@ -265,6 +266,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
         self._committed = position
 
     async def close(self) -> None:
+        self._health = stop_health(self._health)
         feed, thread = self._handoff, self._thread
         if feed is not None:
             feed.stop()
@@ -280,6 +282,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"binlog": dict(self._status), "server_id": self.server_id, "committed": self._committed}
+        out.update(self._health.values() if self._health else {})  # binlog_file, behind_bytes, ... (CONTRACT 8)
         if self._progress:
             p = self._progress
             out["snapshot"] = {

@@ -33,7 +33,9 @@ import psycopg2
 from shared.spec.model import PostgresSourceConfig
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff
+from worker.sources.health import HealthPoller
 from worker.sources.postgres import position as pg_position
+from worker.sources.postgres.health import SlotProbe
 from worker.sources.postgres.position import SnapshotPos, StreamPos
 from worker.sources.postgres.setup import (
     check_server,
@@ -65,6 +67,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self._handoff = Handoff(BUFFER_EVENTS)
         self._feedback = Feedback()
         self._thread: StreamThread | None = None
+        self._health: HealthPoller | None = None  # the slot's retained WAL, on a slow timer
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-source-setup")
 
     position_key = staticmethod(pg_position.position_key)
@@ -85,6 +88,9 @@ class PostgresSource(Source[PostgresSourceConfig]):
         thread = await loop.run_in_executor(self._pool, self._prepare, start)
         self._thread = thread
         thread.start()
+        if self._health is None:
+            probe = SlotProbe(self.config.dsn, self.slot, self.ctx.pipeline)
+            self._health = HealthPoller(probe, f"pg-{self.ctx.pipeline}").start()
 
     def _prepare(self, start: SnapshotPos | StreamPos | None) -> StreamThread:
         cfg = self.config
@@ -185,6 +191,9 @@ class PostgresSource(Source[PostgresSourceConfig]):
 
     # ----------------------------------------------------------------- close
     async def _stop_thread(self) -> None:
+        if self._health is not None:
+            self._health.stop()
+            self._health = None
         thread = self._thread
         if thread is not None:
             thread.stop()
@@ -218,10 +227,11 @@ class PostgresSource(Source[PostgresSourceConfig]):
 
     def stats(self) -> dict[str, Any]:
         thread = self._thread
-        if thread is None:
-            return {}
-        out = {k: dict(v) for k, v in thread.stats.items()}
-        out["stream"]["slot"] = self.slot
+        out: dict[str, Any] = {} if thread is None else {k: dict(v) for k, v in thread.stats.items()}
+        if thread is not None:
+            out["stream"]["slot"] = self.slot
+        if self._health is not None:
+            out.update(self._health.values())  # slot, restart_lsn, retained_wal_bytes, ... (CONTRACT section 8)
         return out
 
 

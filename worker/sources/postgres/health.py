@@ -1,0 +1,72 @@
+"""The slot's replication health (CONTRACT section 8, `ops.source` for postgres): how
+much WAL the slot pins on the server, read from pg_replication_slots by
+worker.sources.health.HealthPoller on its own connection.
+Imports: stdlib + psycopg2 + worker.sources.postgres.setup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.sources.postgres.setup import connect_sql
+
+FIELDS = (
+    "slot",
+    "restart_lsn",
+    "confirmed_flush_lsn",
+    "retained_wal_bytes",
+    "wal_status",
+    "safe_wal_size",
+    "slot_active",
+)
+# wal_status and safe_wal_size are PostgreSQL 13+; on a standby the current LSN is the replayed one
+SLOT_SQL = """
+SELECT restart_lsn::text, confirmed_flush_lsn::text,
+       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
+                       restart_lsn)::bigint,
+       {extra}, active
+FROM pg_replication_slots WHERE slot_name = %s
+"""
+
+
+class SlotProbe:
+    fields: tuple[str, ...] = FIELDS
+
+    def __init__(self, dsn: str, slot: str, pipeline: str) -> None:
+        self.dsn, self.slot, self.app = dsn, slot, f"tidegate_{pipeline}_health"
+        self._conn: Any = None
+
+    def read(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"slot": self.slot}
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = connect_sql(self.dsn, self.app)
+            extra = "wal_status, safe_wal_size" if self._conn.server_version >= 130000 else "NULL, NULL"
+            with self._conn.cursor() as cur:
+                cur.execute(SLOT_SQL.format(extra=extra), (self.slot,))
+                row = cur.fetchone()
+        except Exception as exc:
+            self.close()
+            out["errors"] = {"slot": f"{exc.__class__.__name__}: {str(exc).strip()}"}
+            return out
+        if row is None:
+            out["errors"] = {"slot": f"replication slot {self.slot} does not exist"}
+            return out
+        keys = (
+            "restart_lsn",
+            "confirmed_flush_lsn",
+            "retained_wal_bytes",
+            "wal_status",
+            "safe_wal_size",
+            "slot_active",
+        )
+        out.update(zip(keys, row))
+        return out
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
