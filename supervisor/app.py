@@ -248,14 +248,9 @@ async def run(cfg: ServeConfig) -> int:
     store, leases = opened
     _seed(store, specs, leases, log)
     manager = PipelineManager(
-        store,
-        state_dir=state_dir,
-        log_format=cfg.log_format,
-        log_level=cfg.log_level,
-        check_processor=check,
-        state_url=cfg.state_url,
-        leases=leases,
-    )
+        store, state_dir=state_dir, log_format=cfg.log_format, log_level=cfg.log_level, check_processor=check,
+        state_url=cfg.state_url, leases=leases,
+    )  # fmt: skip
     app = build_app(manager, cfg.token)
     stop, reload = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
