@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 DEAD = "127.0.0.1:9"  # discard port: nothing listens on loopback
 ENDPOINTS = {"dsn": f"postgresql://tg_ops_st:x@{DEAD}/none", "url": f"http://{DEAD}/", "brokers": DEAD}
 URL_BY_SINK = {
@@ -96,6 +98,8 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 """
 
 
+# a hang guard, not a speed check: on a loaded 2-core machine one phase took over 2 minutes
+@pytest.mark.timeout(900)
 def test_schemathesis_no_5xx_no_schema_violation(tmp_path: Path, monkeypatch: Any) -> None:
     from tests.support import supervisor as supmod
     from tests.support.supervisor import Supervisor
@@ -141,7 +145,7 @@ def test_schemathesis_no_5xx_no_schema_violation(tmp_path: Path, monkeypatch: An
                 "all",
             ]
             runs.append(
-                (phase, subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120))
+                (phase, subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=420))
             )
         # what the fuzzer created must not outlive the test
         for p in sup.client.get("/pipelines").json():
