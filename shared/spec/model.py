@@ -18,6 +18,7 @@ PosInt = Annotated[int, Meta(ge=1)]
 NonNegInt = Annotated[int, Meta(ge=0)]
 NonNegFloat = Annotated[float, Meta(ge=0)]
 SinkId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+OnError = Literal["fail", "dlq", "skip"]  # CONTRACT section 12: what a bad event does
 
 
 def type_tag(struct: msgspec.Struct) -> str:
@@ -95,6 +96,7 @@ class JavascriptProcessorSpec(_Base, tag="javascript", tag_field="type"):
     id: SinkId
     inline: Annotated[str, Meta(min_length=1)]
     limits: Limits = msgspec.field(default_factory=Limits)
+    on_error: OnError = "fail"
 
 
 # Native processors (CONTRACT section 5) run in the worker itself. Their options are checked
@@ -128,6 +130,7 @@ class FilterProcessorSpec(_Base, tag="filter", tag_field="type"):
     ops: Annotated[list[Literal["c", "u", "d", "r"]], Meta(min_length=1)] | None = None  # None: any op
     tables: Annotated[list[str], Meta(min_length=1)] | None = None  # `db.table` globs; None: any table
     where: list[FilterConditionSpec] = []
+    on_error: OnError = "fail"
 
 
 class FlattenProcessorSpec(_Base, tag="flatten", tag_field="type"):
@@ -135,6 +138,7 @@ class FlattenProcessorSpec(_Base, tag="flatten", tag_field="type"):
     separator: Annotated[str, Meta(min_length=1)] = "__"
     max_depth: PosInt | None = None  # None: unlimited
     lists: Literal["keep", "index", "json"] = "keep"
+    on_error: OnError = "fail"
 
 
 class OutboxProcessorSpec(_Base, tag="outbox", tag_field="type"):
@@ -144,6 +148,7 @@ class OutboxProcessorSpec(_Base, tag="outbox", tag_field="type"):
     route: Annotated[str, Meta(min_length=1)] = "${aggregate_type}"  # a template over columns
     key_column: Column = "aggregate_id"
     header_columns: list[Column] = []
+    on_error: OnError = "fail"
 
 
 class MaskProcessorSpec(_Base, tag="mask", tag_field="type"):
@@ -152,6 +157,7 @@ class MaskProcessorSpec(_Base, tag="mask", tag_field="type"):
     action: Literal["redact", "hash", "truncate"] = "redact"
     key: Annotated[str, Meta(min_length=1)] | None = None  # hash only; a secret
     length: NonNegInt | None = None  # truncate only
+    on_error: OnError = "fail"
 
 
 ProcessorSpec = (
@@ -166,6 +172,7 @@ Envelope = Literal["native", "debezium", "cloudevents"]
 class SinkConfigBase(_Base, kw_only=True):
     id: SinkId
     required: bool = True
+    on_error: OnError = "fail"
     envelope: Envelope = "native"
     backlog_events: PosInt = 100000
 
@@ -280,12 +287,18 @@ class CommitPolicy(_Base):
     quorum: PosInt | None = None
 
 
+class DlqSpec(_Base):
+    max_events: PosInt = 100000
+    max_bytes: PosInt = 268435456
+
+
 class PipelineBody(_Base):
     source: SourceSpec
     sinks: Annotated[list[SinkSpec], Meta(min_length=1)]
     processors: list[ProcessorSpec] = []
     batch: BatchSpec = msgspec.field(default_factory=BatchSpec)
     commit_policy: CommitPolicy = msgspec.field(default_factory=CommitPolicy)
+    dlq: DlqSpec = msgspec.field(default_factory=DlqSpec)
 
 
 class PipelineSpec(_Base):
