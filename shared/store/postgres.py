@@ -30,7 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg2
 
-from shared.store import LeaseLost, StoreUnavailable
+from shared.store import LeaseLost, StoreUnavailable, postgres_dlq
+from shared.store.dlq import DlqFull
+from shared.store.postgres_dlq import PgDlq
 from shared.store.sqlite import PipelineRow, new_epoch, now_iso
 from shared.where import state_url_where
 
@@ -107,7 +109,7 @@ def _row(r: tuple[Any, ...]) -> PipelineRow:
     return PipelineRow(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
 
 
-class PgStore:
+class PgStore(PgDlq):
     def __init__(self, url: str, *, fence: tuple[str, int] | None = None, connect_timeout: int = 5) -> None:
         self.url = url
         self.where = state_url_where(url)
@@ -124,7 +126,7 @@ class PgStore:
     def open(self) -> PgStore:
         def schema(cur: Any) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            cur.execute(SCHEMA)
+            cur.execute(SCHEMA + postgres_dlq.SCHEMA)
 
         self._tx(schema)
         return self
@@ -167,7 +169,7 @@ class PgStore:
                         out = fn(cur)
                     conn.commit()
                     return out
-                except LeaseLost:
+                except (LeaseLost, DlqFull):  # raised by fn: nothing of it is stored
                     conn.rollback()
                     raise
                 except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
@@ -238,6 +240,7 @@ class PgStore:
             cur.execute("DELETE FROM tidegate_checkpoints WHERE pipeline = %s", (name,))
             cur.execute("DELETE FROM tidegate_heads WHERE pipeline = %s", (name,))
             cur.execute("DELETE FROM tidegate_gaps WHERE pipeline = %s", (name,))
+            cur.execute("DELETE FROM tidegate_dlq WHERE pipeline = %s", (name,))
             cur.execute(f"UPDATE tidegate_leases SET {_EXPIRE} WHERE pipeline = %s", (name,))
 
         self._tx(q)
