@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS tidegate_pipelines (
   updated_at TEXT NOT NULL,
   epoch TEXT NOT NULL DEFAULT ''
 );
+ALTER TABLE tidegate_pipelines ADD COLUMN IF NOT EXISTS generation INTEGER NOT NULL DEFAULT 1;
 CREATE TABLE IF NOT EXISTS tidegate_checkpoints (
   pipeline TEXT NOT NULL,
   sink_id TEXT NOT NULL,
@@ -209,7 +210,8 @@ class PgStore(PgDlq):
             lambda cur: cur.execute(
                 "INSERT INTO tidegate_pipelines(name, spec, desired, created_at, updated_at, epoch) "
                 "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, "
-                "desired = EXCLUDED.desired, updated_at = EXCLUDED.updated_at",
+                "desired = EXCLUDED.desired, updated_at = EXCLUDED.updated_at, "
+                "generation = tidegate_pipelines.generation + (tidegate_pipelines.spec <> EXCLUDED.spec)::int",
                 (name, psycopg2.Binary(spec), desired, t, t, new_epoch()),
             )
         )
@@ -221,6 +223,16 @@ class PgStore(PgDlq):
             cur.execute("SELECT epoch FROM tidegate_pipelines WHERE name = %s", (name,))
             r = cur.fetchone()
             return str(r[0]) if r else ""
+
+        return self._tx(q)
+
+    def generation(self, name: str) -> int:
+        """The spec's version: 1 when created, +1 at every change of it."""
+
+        def q(cur: Any) -> int:
+            cur.execute("SELECT generation FROM tidegate_pipelines WHERE name = %s", (name,))
+            r = cur.fetchone()
+            return int(r[0]) if r else 0
 
         return self._tx(q)
 

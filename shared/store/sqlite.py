@@ -90,6 +90,8 @@ class SqliteStore(SqliteDlq):
             cols = {r[1] for r in conn.execute("PRAGMA table_info(pipelines)")}
             if "epoch" not in cols:  # state dirs from before epochs existed
                 conn.execute("ALTER TABLE pipelines ADD COLUMN epoch TEXT NOT NULL DEFAULT ''")
+            if "generation" not in cols:  # the spec's versions (DLQ entries name theirs)
+                conn.execute("ALTER TABLE pipelines ADD COLUMN generation INTEGER NOT NULL DEFAULT 1")
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -134,7 +136,7 @@ class SqliteStore(SqliteDlq):
         self._write(
             "INSERT INTO pipelines(name, spec, desired, created_at, updated_at, epoch) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT(name) DO UPDATE SET spec=excluded.spec, desired=excluded.desired, "
-            "updated_at=excluded.updated_at",
+            "updated_at=excluded.updated_at, generation=generation + (spec IS NOT excluded.spec)",
             (name, spec, desired, t, t, new_epoch()),
         )
 
@@ -144,6 +146,12 @@ class SqliteStore(SqliteDlq):
         with self._lock:
             r = self.conn.execute("SELECT epoch FROM pipelines WHERE name = ?", (name,)).fetchone()
         return str(r[0]) if r else ""
+
+    def generation(self, name: str) -> int:
+        """The spec's version: 1 when created, +1 at every change of it."""
+        with self._lock:
+            r = self.conn.execute("SELECT generation FROM pipelines WHERE name = ?", (name,)).fetchone()
+        return int(r[0]) if r else 0
 
     def set_desired(self, name: str, desired: str, last_error: str | None = None) -> None:
         self._write(

@@ -186,6 +186,16 @@ def test_dlq_park_list_get_delete_counts(make_store: Any) -> None:
     assert s.dlq_counts("b") == {}
 
 
+def test_generation_counts_the_specs_versions(make_store: Any) -> None:
+    s = make_store()
+    assert s.generation("g") == 0
+    s.put_pipeline("g", b"v1", "running")
+    s.put_pipeline("g", b"v1", "paused")  # the same spec: the same version
+    assert s.generation("g") == 1
+    s.put_pipeline("g", b"v2", "running")
+    assert s.generation("g") == 2
+
+
 def test_dlq_is_bounded_and_a_full_one_stores_nothing(make_store: Any) -> None:
     s = make_store()
     assert s.dlq_add("a", [_new("sink:pg", i) for i in range(3)], 4, 10**6, "t") == 3
