@@ -68,6 +68,8 @@ class Counters(msgspec.Struct):
     rss_bytes: int = 0
     sink_events: dict[str, int] = {}
     sink_error_count: dict[str, int] = {}
+    skipped: int = 0  # bad events dropped by `on_error: skip`
+    dlq_parked: dict[str, int] = {}  # stage -> events parked by this worker
     # per-bucket counts (not cumulative); the last slot counts what is above every bound
     batch_size_hist: list[int] = msgspec.field(default_factory=lambda: [0] * (len(BATCH_SIZE_BUCKETS) + 1))
     batch_ms_hist: list[int] = msgspec.field(default_factory=lambda: [0] * (len(BATCH_MS_BUCKETS) + 1))

@@ -19,6 +19,8 @@ from worker.assembly import Parts, Wiring, open_pipeline
 from worker.backoff import sleep_or_stop
 from worker.batcher import Batch, Batcher
 from worker.health import Health
+from worker.narrowing import Poison
+from worker.parking import position_of
 from worker.processing import unchanged_encodings
 
 STOP_DRAIN_S = 10.0
@@ -91,6 +93,9 @@ class Pipeline:
             if p.chain:
                 try:
                     out = await p.chain.run(batch.encoded, self._sleep_or_stop, batch.events)
+                    poison = p.chain.take_poison()
+                    if poison:
+                        await self._poison(batch, poison)
                     batch.out_events = out
                     batch.out_native = unchanged_encodings(batch.events, batch.encoded, out)
                 finally:
@@ -100,6 +105,20 @@ class Pipeline:
                 r.submit(batch)
         finally:
             self.coordinating = False
+
+    async def _poison(self, batch: Batch, poison: list[Poison]) -> None:
+        """Park (durably, before the batch can be checkpointed) or skip a batch's poison events."""
+        parker, chain = self.p.parker, self.p.chain
+        park = [p for p in poison if chain.policy(p.processor_id) == "dlq"]
+        await parker.park(
+            [
+                parker.entry(f"processor:{p.processor_id}", p.error, batch.events[p.index], batch.encoded[p.index])
+                for p in park
+            ]
+        )
+        for p in poison:
+            if chain.policy(p.processor_id) == "skip":
+                parker.skip(f"processor:{p.processor_id}", [position_of(batch.events[p.index])], p.error)
 
     # ---------------------------------------------------------------- loops
     async def _reader_loop(self, queue: asyncio.Queue[Any]) -> None:
