@@ -223,6 +223,7 @@ async def _open_sinks(w: Wiring, parts: Parts) -> dict[str, str | None]:
             log=w.log,
         )
         runner.opened = opened
+        runner.parker = parts.parker
         parts.runners.append(runner)
     return own
 
