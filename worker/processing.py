@@ -143,6 +143,17 @@ class ProcessorChain:
 
             return narrow(len(encoded), part, exc, self.policy, self._reset)
 
+    def run_one(self, encoded: bytes, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """One event through every processor, once (a DLQ replay; on the chain's thread)."""
+        if not self.processors:
+            return [event]
+        try:
+            return self._run([encoded], [event])
+        except ProcessorError as exc:
+            if exc.limit:
+                self._reset(exc.processor_id)
+            raise
+
     def take_poison(self) -> list[Poison]:
         """The poison events of the last batch run (indexes into it), once."""
         out, self._poison = self._poison, []
