@@ -93,6 +93,21 @@ class PipelineCollector(Collector):
             lat_h,
             pipes,
         )
+        yield from dlq_families(self.manager, managed)
+
+
+def dlq_families(manager: Any, managed: list[Any]) -> Iterator[Any]:
+    """`tidegate_dlq_events{pipeline,stage}` (entries in the DLQ now, from the state store) and
+    `tidegate_dlq_parked_total{pipeline,stage}` (events parked, as the workers counted them)."""
+    labels = ["pipeline", "stage"]
+    events = GaugeMetricFamily("tidegate_dlq_events", "Entries in the dead-letter queue", labels=labels)
+    parked = CounterMetricFamily("tidegate_dlq_parked", "Events parked in the dead-letter queue", labels=labels)
+    for m in managed:
+        for stage, n in manager.store.dlq_counts(m.name).items():
+            events.add_metric([m.name, stage], n)
+        for stage, n in m.totals().dlq_parked.items():
+            parked.add_metric([m.name, stage], n)
+    yield from (events, parked)
 
 
 def histogram_buckets(counts: list[int], bounds: tuple[float, ...], divisor: float = 1.0) -> list[tuple[str, float]]:

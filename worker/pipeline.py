@@ -55,6 +55,7 @@ class Pipeline:
         self.coordinating = False
         self._refused = False  # a batch was refused a place in the window by a stop
         self._queue: asyncio.Queue[Any] | None = None  # reader -> batch loop
+        self.pause_requested = start_paused  # a DLQ replay (which holds deliveries) leaves it paused
 
     @property
     def p(self) -> Parts:
@@ -274,12 +275,14 @@ class Pipeline:
     # -------------------------------------------------------------- control
     async def pause(self) -> None:
         """Halt source reading, batch coordination and deliveries; return once still."""
+        self.pause_requested = True
         self.gate.clear()
         runners = self.parts.runners if self.parts else []
         while self.coordinating or any(r.busy for r in runners):
             await asyncio.sleep(0.01)
 
     def resume(self) -> None:
+        self.pause_requested = False
         self.gate.set()
 
     def request_stop(self, drop_source_state: bool = False) -> None:

@@ -116,7 +116,7 @@ async def replay(p: Pipeline, ids: list[str] | None, stage: str | None) -> tuple
             else:
                 failed += 1
     finally:
-        if was_running:
+        if was_running and not p.pause_requested:
             p.gate.set()
     counts = await p.wiring.run_store(p.store.dlq_counts, p.name)
     return done, failed, sum(counts.values())

@@ -77,14 +77,6 @@ class DlqPage(msgspec.Struct):
     next: str | None
 
 
-class DlqReplayRequest(msgspec.Struct):
-    """Exactly one of the three."""
-
-    ids: list[str] | None = None
-    stage: str | None = None
-    all: bool | None = None
-
-
 class DlqReplayResult(msgspec.Struct):
     replayed: int
     failed: int

@@ -20,7 +20,6 @@ from supervisor.api.models import (
     DlqEntry,
     DlqPage,
     DlqPurgeResult,
-    DlqReplayRequest,
     DlqReplayResult,
     ErrorResponse,
     Health,
@@ -91,7 +90,7 @@ def _op(
 def build() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec, Checkpoint, DlqPage, DlqEntry]
-        + [DlqReplayRequest, DlqReplayResult, DlqPurgeResult],
+        + [DlqReplayResult, DlqPurgeResult],
         ref_template=REF,
     )
     name_param = [
@@ -238,6 +237,19 @@ def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
+def _replay_schema() -> dict[str, Any]:
+    def one(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": [key], "properties": {key: schema}, "additionalProperties": False}
+
+    return {
+        "oneOf": [
+            one("ids", {"type": "array", "items": {"type": "string"}}),
+            one("stage", {"type": "string"}),
+            one("all", {"const": True}),
+        ]
+    }
+
+
 def _dlq_paths(name_param: list[dict[str, Any]]) -> dict[str, Any]:
     """The dead-letter queue's routes (CONTRACT section 12)."""
     stage = _query("stage", "only this stage's entries (processor:<id> or sink:<id>)", {"type": "string"})
@@ -250,7 +262,7 @@ def _dlq_paths(name_param: list[dict[str, Any]]) -> dict[str, Any]:
     replay_body = {
         "required": True,
         "description": 'exactly one of {"ids": [...]}, {"stage": "..."} or {"all": true}',
-        "content": {"application/json": {"schema": _ref("DlqReplayRequest")}},
+        "content": {"application/json": {"schema": _replay_schema()}},
     }
     return {
         "/pipelines/{name}/dlq": {

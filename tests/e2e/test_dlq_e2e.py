@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,12 @@ THROWS = (
     "  return batch;\n}\n"
 )
 FIXED = "export function process(batch) { for (const e of batch) e.after.fixed = true; return batch; }\n"
+
+
+def tg(sup: Supervisor, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TIDEGATE_SERVER=sup.url)
+    cmd = [sys.executable, "-m", "supervisor.cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
 
 
 def js_pipeline(name: str, out: Path, on_error: str) -> dict[str, Any]:
@@ -110,9 +119,19 @@ def test_a_postgres_constraint_parks_the_row_for_that_sink_alone(
     [e] = dlq(sup, name)["entries"]
     assert (e["stage"], e["position"]) == ("sink:replica", str(bad)) and "not_1717" in e["error"]
     assert dlq(sup, name, stage="sink:all")["entries"] == []
-    assert replay(sup, name, {"stage": "sink:replica"}) == {"replayed": 0, "failed": 1, "remaining": 1}
+    ls = tg(sup, "dlq", "ls", name)
+    assert ls.returncode == 0 and "sink:replica" in ls.stdout and str(bad) in ls.stdout, ls
+    shown = tg(sup, "dlq", "show", name, e["id"], "-o", "json")
+    assert shown.returncode == 0 and f'"id": {bad}' in shown.stdout.replace('"id":' + str(bad), f'"id": {bad}')
+    failed = tg(sup, "dlq", "replay", name, "--stage", "sink:replica")
+    assert failed.returncode == 1 and "failed 1, remaining 1" in failed.stdout, failed
+    assert sup.client.get(f"/pipelines/{name}/dlq/{e['id']}").json()["attempts"] == 2
+    metrics = sup.client.get("/metrics").text
+    assert f'tidegate_dlq_events{{pipeline="{name}",stage="sink:replica"}} 1.0' in metrics
+    assert f'tidegate_dlq_parked_total{{pipeline="{name}",stage="sink:replica"}} 1.0' in metrics
     query(db, f"ALTER TABLE orders DROP CONSTRAINT not_{bad}")
-    assert replay(sup, name, {"stage": "sink:replica"}) == {"replayed": 1, "failed": 0, "remaining": 0}
+    done = tg(sup, "dlq", "replay", name, "--all")
+    assert done.returncode == 0 and "replayed 1, failed 0, remaining 0" in done.stdout, done
     assert query(db, "SELECT count(*) FROM orders WHERE id = %s", bad) == [(1,)]
     assert len(read_jsonl(out)) == n  # the file sink got no second copy
     assert query(db, "SELECT count(*) FROM orders") == [(n,)]
@@ -147,3 +166,54 @@ def test_a_full_dlq_holds_and_a_purge_lets_it_go_on(supervisor: Supervisor, tmp_
     sup.wait_position(name, "out", 1000, timeout=60)
     assert [e["after"]["id"] for e in read_jsonl(out)] == [i for i in range(1, 1001) if i % 100]
     assert sup.info(name)["ops"]["dlq"] == {"processor:hundreds": 1}
+
+
+def test_sigkill_while_parking_and_while_replaying_loses_nothing_parks_nothing_twice(
+    supervisor: Supervisor, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import threading
+
+    from tests.support.sinks import kill_worker_and_wait_restart
+    from tests.support.supervisor import ids_in, wait_pid_gone
+
+    sup, name, out, n = supervisor, "tg-dlq-kill", tmp_path / "out.jsonl", 6000
+    every = (
+        "export function process(b) {\n"
+        "  for (const e of b) if (e.after.id % 97 === 0) throw new Error('bad ' + e.after.id);\n  return b;\n}\n"
+    )
+    doc = generator_spec(name, [file_sink("out", out)], count=n, rate=2000, payload_bytes=10)
+    doc["spec"]["processors"] = [{"type": "javascript", "id": "p97", "inline": every, "on_error": "dlq"}]
+    sup.create(doc)
+    sup.wait_position(name, "out", 1500, timeout=60)
+    kill_worker_and_wait_restart(sup, name)  # in the middle of the stream: batches with poison in flight
+    sup.wait_position(name, "out", n, timeout=120)
+    poison = [i for i in range(1, n + 1) if i % 97 == 0]
+    assert ids_in(out) == {i for i in range(1, n + 1) if i % 97}  # nothing missing (a replay may repeat)
+    entries = dlq(sup, name, limit=1000)["entries"]
+    assert [int(e["position"]) for e in entries] == poison  # each parked once, oldest first
+    assert sup.info(name)["ops"]["dlq"] == {"processor:p97": len(poison)}
+    patch = {"spec": {"processors": [{"type": "javascript", "id": "p97", "inline": FIXED, "on_error": "dlq"}]}}
+    assert sup.client.patch(f"/pipelines/{name}", json=patch, headers=MERGE).status_code == 200
+    wait_until(lambda: sup.info(name)["status"] == "running" and sup.info(name)["ops"]["pid"], timeout=30)
+    pid = sup.worker_pid(name)
+    answers: list[int] = []
+    t = threading.Thread(
+        target=lambda: answers.append(sup.client.post(f"/pipelines/{name}/dlq/replay", json={"all": True}).status_code)
+    )
+    t.start()
+    wait_until(lambda: bool(ids_in(out) & set(poison)) or answers, timeout=30, message="the replay to start")
+    os.kill(pid, signal.SIGKILL)
+    wait_pid_gone(pid)
+    t.join(60)
+    assert answers and answers[0] in (200, 409), answers
+    wait_until(
+        lambda: sup.info(name)["ops"]["pid"] not in (None, pid) and sup.info(name)["status"] == "running", timeout=60
+    )
+    left = dlq(sup, name, limit=1000)["entries"]
+    assert {int(e["position"]) for e in left} <= set(poison)
+    delivered = ids_in(out) & set(poison)
+    assert delivered | {int(e["position"]) for e in left} == set(poison)  # each one delivered or still parked
+    assert replay(sup, name, {"all": True})["remaining"] == 0
+    assert ids_in(out) == set(range(1, n + 1)) and dlq(sup, name)["entries"] == []
