@@ -217,3 +217,36 @@ def test_sigkill_while_parking_and_while_replaying_loses_nothing_parks_nothing_t
     assert delivered | {int(e["position"]) for e in left} == set(poison)  # each one delivered or still parked
     assert replay(sup, name, {"all": True})["remaining"] == 0
     assert ids_in(out) == set(range(1, n + 1)) and dlq(sup, name)["entries"] == []
+
+
+def test_an_http_400_parks_for_that_sink_and_a_503_is_never_parked(supervisor: Supervisor, tmp_path: Path) -> None:
+    from tests.support.httpserver import RecordingServer
+
+    sup, name, out, n, bad = supervisor, "tg-dlq-http", tmp_path / "all.jsonl", 2000, 777
+    srv = RecordingServer().start()
+    try:
+        srv.refuse_ids = {bad}
+        hook = {"type": "http", "config": {"id": "hook", "url": srv.url, "on_error": "dlq"}}
+        sup.create(generator_spec(name, [hook, file_sink("all", out)], count=n, payload_bytes=10))
+        sup.wait_position(name, "hook", n, timeout=60)
+        assert sorted(srv.ids()) == [i for i in range(1, n + 1) if i != bad]
+        assert [e["after"]["id"] for e in read_jsonl(out)] == list(range(1, n + 1))
+        [e] = dlq(sup, name)["entries"]
+        assert (e["stage"], e["position"]) == ("sink:hook", str(bad)) and "returned 400" in e["error"]
+        # a retryable failure (5xx) holds whatever on_error says: nothing is parked meanwhile
+        srv.refuse_ids, srv.fail_status = set(), 503
+        assert replay(sup, name, {"all": True}) == {"replayed": 0, "failed": 1, "remaining": 1}
+        doc = generator_spec(name, [hook, file_sink("all", out)], count=n + 500, payload_bytes=10)
+        assert sup.client.patch(f"/pipelines/{name}", json=doc, headers=MERGE).status_code == 200
+        wait_until(
+            lambda: "hook" in sup.info(name)["ops"]["sink_errors"], timeout=30, message="the 503 in ops.sink_errors"
+        )
+        assert sup.info(name)["ops"]["dlq"] == {"sink:hook": 1}
+        srv.fail_status = None
+        sup.wait_position(name, "hook", n + 500, timeout=60)
+        assert sorted(srv.ids()) == [i for i in range(1, n + 501) if i != bad]
+        assert replay(sup, name, {"stage": "sink:hook"}) == {"replayed": 1, "failed": 0, "remaining": 0}
+        assert sorted(srv.ids()) == list(range(1, n + 501))
+        assert len(read_jsonl(out)) == n + 500  # the file sink had it already: no second copy
+    finally:
+        srv.stop()
