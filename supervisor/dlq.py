@@ -53,8 +53,8 @@ def selection(body: Any) -> tuple[list[str] | None, str | None, bool]:
     if len(keys) != 1 or extra:
         raise BadRequest('give exactly one of {"ids": [...]}, {"stage": "..."} or {"all": true}')
     ids, stage = body.get("ids"), body.get("stage")
-    if "ids" in keys and not (isinstance(ids, list) and all(isinstance(i, (str, int)) for i in ids)):
-        raise BadRequest("ids must be a list of entry ids")
+    if "ids" in keys and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        raise BadRequest("ids must be a list of entry ids (strings)")
     if "stage" in keys and not isinstance(stage, str):
         raise BadRequest("stage must be a string")
     if "all" in keys and body["all"] is not True:
