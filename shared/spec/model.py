@@ -1,33 +1,46 @@
 """PipelineSpec as msgspec Structs: the document of CONTRACT section 2.
 
-Imports: stdlib + msgspec only. Every Struct forbids unknown fields; sources,
+Imports: stdlib + msgspec + shared.spec.model_base/model_native (the building blocks and
+the native processors' specs, re-exported here). Every Struct forbids unknown fields; sources,
 sinks and processors are tagged unions keyed by `type`. Defaults here are the
 contract's defaults. Cross-field rules live in `shared.spec.load`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType
+from msgspec import Meta
+
+from shared.spec.model_base import NonNegFloat, NonNegInt, OnError, PosInt, SinkId, _Base, type_tag
+from shared.spec.model_native import (
+    Bound,
+    Column,
+    FilterConditionSpec,
+    FilterProcessorSpec,
+    FlattenProcessorSpec,
+    MaskProcessorSpec,
+    OutboxProcessorSpec,
+)
 
 NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
-PosInt = Annotated[int, Meta(ge=1)]
-NonNegInt = Annotated[int, Meta(ge=0)]
-NonNegFloat = Annotated[float, Meta(ge=0)]
-SinkId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
-OnError = Literal["fail", "dlq", "skip"]  # CONTRACT section 12: what a bad event does
-
-
-def type_tag(struct: msgspec.Struct) -> str:
-    """The `type` tag of a source, sink or processor spec ("postgres", "kafka"...)."""
-    return str(type(struct).__struct_config__.tag)
-
-
-class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+__all__ = [
+    "Bound",
+    "Column",
+    "FilterConditionSpec",
+    "FilterProcessorSpec",
+    "FlattenProcessorSpec",
+    "MaskProcessorSpec",
+    "NonNegFloat",
+    "NonNegInt",
+    "OnError",
+    "OutboxProcessorSpec",
+    "PosInt",
+    "SinkId",
+    "type_tag",
+]
 
 
 # --------------------------------------------------------------------- metadata
@@ -96,67 +109,6 @@ class JavascriptProcessorSpec(_Base, tag="javascript", tag_field="type"):
     id: SinkId
     inline: Annotated[str, Meta(min_length=1)]
     limits: Limits = msgspec.field(default_factory=Limits)
-    on_error: OnError = "fail"
-
-
-# Native processors (CONTRACT section 5) run in the worker itself. Their options are checked
-# (regexes, globs, paths, templates) by shared.spec.native and compiled once when the worker
-# opens them; UNSET marks an operator that a condition does not use.
-Bound = int | float | str  # a number, or an ISO 8601 timestamp
-Column = Annotated[str, Meta(min_length=1)]
-
-
-class FilterConditionSpec(_Base):
-    """One `where` item: `path` and exactly one operator."""
-
-    path: Annotated[str, Meta(min_length=1)]
-    eq: Any | UnsetType = UNSET
-    ne: Any | UnsetType = UNSET
-    in_: list[Any] | UnsetType = msgspec.field(default=UNSET, name="in")
-    not_in: list[Any] | UnsetType = UNSET
-    gt: Bound | UnsetType = UNSET
-    gte: Bound | UnsetType = UNSET
-    lt: Bound | UnsetType = UNSET
-    lte: Bound | UnsetType = UNSET
-    exists: bool | UnsetType = UNSET
-    regex: str | UnsetType = UNSET
-    changed: bool | UnsetType = UNSET
-    unknown_changed: bool | UnsetType = UNSET  # with `changed` only; true when not given
-
-
-class FilterProcessorSpec(_Base, tag="filter", tag_field="type"):
-    id: SinkId
-    action: Literal["keep", "drop"] = "keep"
-    ops: Annotated[list[Literal["c", "u", "d", "r"]], Meta(min_length=1)] | None = None  # None: any op
-    tables: Annotated[list[str], Meta(min_length=1)] | None = None  # `db.table` globs; None: any table
-    where: list[FilterConditionSpec] = []
-    on_error: OnError = "fail"
-
-
-class FlattenProcessorSpec(_Base, tag="flatten", tag_field="type"):
-    id: SinkId
-    separator: Annotated[str, Meta(min_length=1)] = "__"
-    max_depth: PosInt | None = None  # None: unlimited
-    lists: Literal["keep", "index", "json"] = "keep"
-    on_error: OnError = "fail"
-
-
-class OutboxProcessorSpec(_Base, tag="outbox", tag_field="type"):
-    id: SinkId
-    tables: Annotated[list[str], Meta(min_length=1)]
-    payload_column: Column = "payload"
-    route: Annotated[str, Meta(min_length=1)] = "${aggregate_type}"  # a template over columns
-    key_column: Column = "aggregate_id"
-    header_columns: list[Column] = []
-    on_error: OnError = "fail"
-
-
-class MaskProcessorSpec(_Base, tag="mask", tag_field="type"):
-    id: SinkId
-    fields: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
-    action: Literal["redact", "hash", "truncate"] = "redact"
-    key: Annotated[str, Meta(min_length=1)] | None = None  # hash only; a secret
-    length: NonNegInt | None = None  # truncate only
     on_error: OnError = "fail"
 
 
