@@ -117,9 +117,12 @@ class Pipeline:
                 for p in park
             ]
         )
+        skipped: dict[str, list[Poison]] = {}
         for p in poison:
             if chain.policy(p.processor_id) == "skip":
-                parker.skip(f"processor:{p.processor_id}", [position_of(batch.events[p.index])], p.error)
+                skipped.setdefault(f"processor:{p.processor_id}", []).append(p)
+        for stage, ps in skipped.items():
+            parker.skip(stage, [position_of(batch.events[p.index]) for p in ps], ps[0].error)
 
     # ---------------------------------------------------------------- loops
     async def _reader_loop(self, queue: asyncio.Queue[Any]) -> None:
