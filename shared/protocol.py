@@ -36,7 +36,17 @@ class Stop(_Msg, frozen=True):
     drop_source_state: bool = False  # DELETE: also drop the slot etc. the source created
 
 
-Command = Pause | Resume | Stop
+class Replay(_Msg, frozen=True):
+    """Replay DLQ entries (CONTRACT section 12): these ids, or this stage's, or all; answered
+    by a ReplayDone with the same `request`."""
+
+    request: int
+    ids: list[str] | None = None
+    stage: str | None = None
+    all: bool = False
+
+
+Command = Pause | Resume | Stop | Replay
 
 
 # ------------------------------------------------------------------ reports
@@ -68,6 +78,8 @@ class Counters(msgspec.Struct):
     rss_bytes: int = 0
     sink_events: dict[str, int] = {}
     sink_error_count: dict[str, int] = {}
+    skipped: int = 0  # bad events dropped by `on_error: skip`
+    dlq_parked: dict[str, int] = {}  # stage -> events parked by this worker
     # per-bucket counts (not cumulative); the last slot counts what is above every bound
     batch_size_hist: list[int] = msgspec.field(default_factory=lambda: [0] * (len(BATCH_SIZE_BUCKETS) + 1))
     batch_ms_hist: list[int] = msgspec.field(default_factory=lambda: [0] * (len(BATCH_MS_BUCKETS) + 1))
@@ -110,7 +122,15 @@ class Stopped(_Msg, frozen=True):
     pass
 
 
-Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped
+class ReplayDone(_Msg, frozen=True):
+    request: int
+    replayed: int = 0
+    failed: int = 0
+    remaining: int = 0
+    error: str | None = None  # the replay could not run (the state store failed...)
+
+
+Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped | ReplayDone
 
 # Named exit codes (gunicorn-style) so a boot error is not restarted forever.
 EXIT_OK = 0

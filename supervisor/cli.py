@@ -13,7 +13,7 @@ import sys
 from shared.spec.load import load_file, spec_files
 
 VERSION = "0.1.0"
-OPS_COMMANDS = {"get", "apply", "pause", "resume", "stop", "restart", "delete"}
+OPS_COMMANDS = {"get", "apply", "pause", "resume", "stop", "restart", "delete", "dlq"}
 
 
 def cmd_validate(paths: list[str]) -> int:
@@ -92,6 +92,7 @@ commands:
   validate SPEC...            check spec files; exit 1 and print every error with its field path
   version
   get [NAME] | apply -f SPEC | pause|resume|stop|restart|delete NAME   (ops client; --server URL, -o table|json|yaml)
+  dlq ls|show|replay|purge NAME [ID...] [--stage S] [--all]   (the dead-letter queue)
 """
 
 

@@ -69,6 +69,8 @@ class Managed:
                 k: b.sink_error_count.get(k, 0) + c.sink_error_count.get(k, 0)
                 for k in {*b.sink_error_count, *c.sink_error_count}
             },
+            skipped=b.skipped + c.skipped,
+            dlq_parked={k: b.dlq_parked.get(k, 0) + c.dlq_parked.get(k, 0) for k in {*b.dlq_parked, *c.dlq_parked}},
             batch_size_hist=[x + y for x, y in zip(b.batch_size_hist, c.batch_size_hist)],
             batch_ms_hist=[x + y for x, y in zip(b.batch_ms_hist, c.batch_ms_hist)],
         )
@@ -90,6 +92,7 @@ class Managed:
             "inflight": t.inflight,
             "lag_ms": t.lag_ms,
             "sink_errors": dict(self.sink_errors),
+            "skipped": t.skipped,
             "source": self.source,
         }
 

@@ -137,6 +137,7 @@ class PipelineManager:
         if stored:
             out["sink_gaps"] = self.store.gaps(m.name)
             out["checkpoints"] = self.checkpoints(m.name)
+            out["dlq"] = self.store.dlq_counts(m.name)
         owner = self.coordinator.owner()
         if owner is not None:
             out["owner"] = owner

@@ -94,6 +94,7 @@ class PipelineCollector(Collector):
             pipes,
         )
         yield from source_health(managed)
+        yield from dlq_families(self.manager, managed)
 
 
 def source_health(managed: list[Any]) -> list[GaugeMetricFamily]:
@@ -114,6 +115,20 @@ def source_health(managed: list[Any]) -> list[GaugeMetricFamily]:
         if isinstance(src.get("slot_active"), bool):
             active.add_metric([m.name], 1.0 if src["slot_active"] else 0.0)
     return [wal, behind, active]
+
+
+def dlq_families(manager: Any, managed: list[Any]) -> Iterator[Any]:
+    """`tidegate_dlq_events{pipeline,stage}` (entries in the DLQ now, from the state store) and
+    `tidegate_dlq_parked_total{pipeline,stage}` (events parked, as the workers counted them)."""
+    labels = ["pipeline", "stage"]
+    events = GaugeMetricFamily("tidegate_dlq_events", "Entries in the dead-letter queue", labels=labels)
+    parked = CounterMetricFamily("tidegate_dlq_parked", "Events parked in the dead-letter queue", labels=labels)
+    for m in managed:
+        for stage, n in manager.store.dlq_counts(m.name).items():
+            events.add_metric([m.name, stage], n)
+        for stage, n in m.totals().dlq_parked.items():
+            parked.add_metric([m.name, stage], n)
+    yield from (events, parked)
 
 
 def histogram_buckets(counts: list[int], bounds: tuple[float, ...], divisor: float = 1.0) -> list[tuple[str, float]]:

@@ -4,6 +4,7 @@ a thin synchronous httpx client of the REST API, for scripts and people.
     tidegate get [NAME] [-o table|json|yaml]
     tidegate apply -f SPEC            (create, or update with the full document; `-f -` reads stdin)
     tidegate pause|resume|stop|restart|delete NAME
+    tidegate dlq ls|show|replay|purge NAME [ID...] [--stage S] [--all]   (supervisor.dlqcli)
 
 `--server URL` (default $TIDEGATE_SERVER or http://127.0.0.1:8080); the bearer
 token comes from $TIDEGATE_API_TOKEN. Exit codes scripts can branch on:
@@ -196,6 +197,10 @@ def run(a: argparse.Namespace) -> int:
             return EXIT_OK
         if a.command == "apply":
             return cmd_apply(c, a.filename, a.output if a.output_given else None)
+        if a.command == "dlq":
+            from supervisor import dlqcli
+
+            return dlqcli.run(c, a)
         if a.command == "delete":
             call(c, "DELETE", f"/pipelines/{a.name}")
             print(f"pipeline/{a.name} deleted")
@@ -227,6 +232,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filename", required=True, metavar="SPEC", help="YAML or JSON spec file, - for stdin")
     for action in ACTIONS:
         sub.add_parser(action, parents=[common], help=f"{action} a pipeline").add_argument("name")
+    from supervisor import dlqcli
+
+    dlqcli.add_parser(sub, common)
     return ap
 
 

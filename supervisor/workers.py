@@ -20,10 +20,11 @@ from typing import Any, assert_never
 
 import structlog
 
-from shared.protocol import Counters, Failed, Heartbeat, Paused, Ready, Resumed, Stop, Stopped
+from shared.protocol import Counters, Failed, Heartbeat, Paused, Ready, ReplayDone, Resumed, Stop, Stopped
 from shared.spec.load import encode_spec
 from shared.spec.model import type_tag
 from shared.states import Desired, Status, initial_status, runs
+from supervisor import dlq
 from supervisor.managed import Managed, Registry
 from supervisor.process import WorkerHandle, describe_exit
 from supervisor.restart import ExitMeaning, crash_error, exit_meaning, given_up_error
@@ -108,6 +109,8 @@ class Workers:
                 m.last_error = err.message
             case Stopped():
                 pass
+            case ReplayDone():
+                dlq.on_done(msg)
             case _:
                 assert_never(msg)
         self.registry.changed(m)

@@ -26,6 +26,7 @@ from worker.checkpoints import Committer
 from worker.commit import starting_point, waited_sinks
 from worker.delivery import SinkRunner
 from worker.health import Health
+from worker.parking import Parker
 from worker.processing import ProcessorChain
 from worker.sinks.base import Sink, SinkContext
 from worker.sources.base import Source, SourceContext
@@ -131,6 +132,7 @@ class Parts:
     source: SourceSlot
     chain: ProcessorChain
     commits: Committer
+    parker: Parker
     runners: list[SinkRunner] = field(default_factory=list)
 
     async def close(self, log: Any, drop_source_state: bool = False) -> None:
@@ -159,8 +161,10 @@ async def open_pipeline(w: Wiring) -> Parts:
         on_commit=source.commit,
         on_lease_lost=w.on_lease_lost,
     )
-    parts = Parts(source, chain, commits)
+    parker = Parker(w.name, w.store, w.store_pool, body.dlq, w.health, w.log, w.stopping)
+    parts = Parts(source, chain, commits, parker)
     try:
+        parker.generation = await w.run_store(w.store.generation, w.name)
         try:
             await chain.open()
         except TidegateError as exc:
@@ -219,6 +223,7 @@ async def _open_sinks(w: Wiring, parts: Parts) -> dict[str, str | None]:
             log=w.log,
         )
         runner.opened = opened
+        runner.parker = parts.parker
         parts.runners.append(runner)
     return own
 

@@ -17,7 +17,9 @@ from worker.backoff import backoff
 from worker.batcher import Batch
 from worker.commit import position_le, skip_delivered
 from worker.health import Health
-from worker.sinks.base import Sink, SinkBatch
+from worker.parking import position_of
+from worker.sink_narrowing import narrow_sink
+from worker.sinks.base import Sink, SinkBatch, merge_batches
 
 
 class SinkRunner:
@@ -57,6 +59,8 @@ class SinkRunner:
         self._last_gap_seq = -1
         # False: the sink's open failed retryably at start; run() keeps opening it first
         self.opened = True
+        self.on_error: str = getattr(sink.config, "on_error", "fail")
+        self.parker: Any = None  # worker.parking.Parker: where refused events go (dlq | skip)
 
     # -------------------------------------------------------------- enqueue
     def submit(self, batch: Batch) -> None:
@@ -196,7 +200,14 @@ class SinkRunner:
             except SinkError as exc:
                 self.busy = False
                 if not exc.retryable:
-                    raise FatalSinkError(exc) from exc
+                    if self.on_error == "fail" or self.parker is None:
+                        raise FatalSinkError(exc) from exc
+                    narrowed = await self._narrow(sbs, exc)
+                    if narrowed is None:
+                        if attempt:
+                            self.health.sink_error(self.id, None)
+                        return
+                    exc = narrowed
                 msg = exc.message
             except asyncio.CancelledError:
                 self.busy = False
@@ -213,3 +224,26 @@ class SinkRunner:
                 )
             attempt += 1
             await asyncio.sleep(delay)
+
+    async def _narrow(self, sbs: list[SinkBatch], exc: SinkError) -> SinkError | None:
+        """`on_error: dlq|skip`: deliver what the sink accepts, park or skip what it refuses
+        for good (durably before the checkpoint moves). A retryable error meanwhile is
+        returned: the whole group is retried (at least once)."""
+        whole = sbs[0] if len(sbs) == 1 else merge_batches(sbs)
+        self.busy = True
+        try:
+            poison = await narrow_sink(whole, self.sink.write, exc, self.checkpoint)
+        except SinkError as again:
+            if not again.retryable:
+                raise FatalSinkError(again) from again
+            return again
+        finally:
+            self.busy = False
+        stage = f"sink:{self.id}"
+        bad = [whole.events[p.index] for p in poison]
+        if self.on_error == "dlq":
+            await self.parker.park([self.parker.entry(stage, p.error, e) for p, e in zip(poison, bad)])
+        elif poison:
+            self.parker.skip(stage, [position_of(e) for e in bad], poison[0].error)
+        self.delivered_events += len(whole.events) - len(poison)
+        return None

@@ -28,6 +28,18 @@ class Health:
         """Something went wrong and is being retried (or ends the pipeline): ops.last_error."""
         self.last_error = info
 
+    def clear_error(self, kind: str) -> None:
+        """What held (a full DLQ) is over: ops.last_error no longer says so."""
+        if self.last_error is not None and self.last_error.kind == kind:
+            self.last_error = None
+
+    def parked(self, stage: str) -> None:
+        c = self.counters.dlq_parked
+        c[stage] = c.get(stage, 0) + 1
+
+    def skipped(self, events: int) -> None:
+        self.counters.skipped += events
+
     def sink_error(self, sink_id: str, message: str | None) -> None:
         """A sink failed to open or write (`message`), or delivers again (None)."""
         if message is None:

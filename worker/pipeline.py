@@ -19,6 +19,8 @@ from worker.assembly import Parts, Wiring, open_pipeline
 from worker.backoff import sleep_or_stop
 from worker.batcher import Batch, Batcher
 from worker.health import Health
+from worker.narrowing import Poison
+from worker.parking import position_of
 from worker.processing import unchanged_encodings
 
 STOP_DRAIN_S = 10.0
@@ -53,6 +55,7 @@ class Pipeline:
         self.coordinating = False
         self._refused = False  # a batch was refused a place in the window by a stop
         self._queue: asyncio.Queue[Any] | None = None  # reader -> batch loop
+        self.pause_requested = start_paused  # a DLQ replay (which holds deliveries) leaves it paused
 
     @property
     def p(self) -> Parts:
@@ -91,6 +94,9 @@ class Pipeline:
             if p.chain:
                 try:
                     out = await p.chain.run(batch.encoded, self._sleep_or_stop, batch.events)
+                    poison = p.chain.take_poison()
+                    if poison:
+                        await self._poison(batch, poison)
                     batch.out_events = out
                     batch.out_native = unchanged_encodings(batch.events, batch.encoded, out)
                 finally:
@@ -100,6 +106,23 @@ class Pipeline:
                 r.submit(batch)
         finally:
             self.coordinating = False
+
+    async def _poison(self, batch: Batch, poison: list[Poison]) -> None:
+        """Park (durably, before the batch can be checkpointed) or skip a batch's poison events."""
+        parker, chain = self.p.parker, self.p.chain
+        park = [p for p in poison if chain.policy(p.processor_id) == "dlq"]
+        await parker.park(
+            [
+                parker.entry(f"processor:{p.processor_id}", p.error, batch.events[p.index], batch.encoded[p.index])
+                for p in park
+            ]
+        )
+        skipped: dict[str, list[Poison]] = {}
+        for p in poison:
+            if chain.policy(p.processor_id) == "skip":
+                skipped.setdefault(f"processor:{p.processor_id}", []).append(p)
+        for stage, ps in skipped.items():
+            parker.skip(stage, [position_of(batch.events[p.index]) for p in ps], ps[0].error)
 
     # ---------------------------------------------------------------- loops
     async def _reader_loop(self, queue: asyncio.Queue[Any]) -> None:
@@ -255,12 +278,14 @@ class Pipeline:
     # -------------------------------------------------------------- control
     async def pause(self) -> None:
         """Halt source reading, batch coordination and deliveries; return once still."""
+        self.pause_requested = True
         self.gate.clear()
         runners = self.parts.runners if self.parts else []
         while self.coordinating or any(r.busy for r in runners):
             await asyncio.sleep(0.01)
 
     def resume(self) -> None:
+        self.pause_requested = False
         self.gate.set()
 
     def request_stop(self, drop_source_state: bool = False) -> None:

@@ -2,7 +2,10 @@
 on ONE long-lived executor thread (sandboxes are spawned from it, and their
 parent-death signal follows that thread), with the retry rule of CONTRACT
 section 5: 3 retries after 1 s, 2 s, 4 s (a fresh context after a breached
-limit), then the pipeline fails. Imports: stdlib + msgspec + shared + worker.
+limit), then the pipeline fails. A failure of a processor with `on_error: dlq|skip`
+is narrowed to its poison events instead (worker.narrowing): the others go on, and
+the poison ones wait in `take_poison()` for the pipeline to park or skip them.
+Imports: stdlib + msgspec + shared + worker.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from shared.errors import ErrorInfo, PipelineFailed, ProcessorError
 from shared.spec.model import type_tag
 from worker import plugins
 from worker.health import Health
+from worker.narrowing import Poison, narrow
 from worker.processors.base import NativeProcessor, Processor, ProcessorContext
 
 RETRY_S = (1.0, 2.0, 4.0)
@@ -77,6 +81,8 @@ class ProcessorChain:
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="processors")
         self.busy_ms = 0.0
         self.health = health  # told of each failed attempt, as it happens (ops.last_error)
+        self.on_error = {getattr(s, "id", ""): getattr(s, "on_error", "fail") for s in specs}
+        self._poison: list[Poison] = []
 
     def __bool__(self) -> bool:
         return bool(self.specs)
@@ -118,6 +124,41 @@ class ProcessorChain:
         assert data is not None
         return _checked(data, self.processors[-1].id)
 
+    def policy(self, processor_id: str) -> str:
+        return self.on_error.get(processor_id, "fail")
+
+    def _run_narrowed(
+        self, encoded: list[bytes], events: list[dict[str, Any]] | None
+    ) -> tuple[list[dict[str, Any]], list[Poison]]:
+        try:
+            return self._run(encoded, events), []
+        except ProcessorError as exc:
+            if self.policy(exc.processor_id) == "fail":
+                raise
+            if exc.limit:
+                self._reset(exc.processor_id)
+
+            def part(lo: int, hi: int) -> list[dict[str, Any]]:
+                return self._run(encoded[lo:hi], None if events is None else events[lo:hi])
+
+            return narrow(len(encoded), part, exc, self.policy, self._reset)
+
+    def run_one(self, encoded: bytes, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """One event through every processor, once (a DLQ replay; on the chain's thread)."""
+        if not self.processors:
+            return [event]
+        try:
+            return self._run([encoded], [event])
+        except ProcessorError as exc:
+            if exc.limit:
+                self._reset(exc.processor_id)
+            raise
+
+    def take_poison(self) -> list[Poison]:
+        """The poison events of the last batch run (indexes into it), once."""
+        out, self._poison = self._poison, []
+        return out
+
     def _reset(self, processor_id: str) -> None:
         for p in self.processors:
             if p.id == processor_id:
@@ -137,7 +178,7 @@ class ProcessorChain:
         while True:
             t0 = time.perf_counter()
             try:
-                out = await loop.run_in_executor(self.pool, self._run, encoded, events)
+                out, self._poison = await loop.run_in_executor(self.pool, self._run_narrowed, encoded, events)
                 self.busy_ms += (time.perf_counter() - t0) * 1000
                 if attempt:
                     self.log.info("processor_recovered", attempts=attempt)

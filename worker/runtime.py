@@ -26,6 +26,8 @@ from shared.protocol import (
     Pause,
     Paused,
     Ready,
+    Replay,
+    ReplayDone,
     Resume,
     Resumed,
     Stop,
@@ -36,6 +38,7 @@ from shared.states import Status
 from shared.store import LeaseLost, StoreUnavailable, open_store
 from worker.assembly import make_source
 from worker.pipeline import Pipeline
+from worker.replay import replay
 
 STATUS_INTERVAL_S = 0.25  # a change is reported within this
 IDLE_HEARTBEAT_S = 2.0  # an unchanged status is sent again after this (well inside the supervisor's timeout)
@@ -89,6 +92,8 @@ class Runtime:
                 self.send(Resumed())
             case Stop(drop_source_state=drop):
                 self.stop(drop)
+            case Replay():
+                asyncio.get_running_loop().create_task(self._replay(cmd), name="dlq_replay")
             case _:
                 assert_never(cmd)
 
@@ -98,6 +103,20 @@ class Runtime:
             self.state = Status.PAUSED.value
             self.send(Paused())
             self.send_status()
+
+    async def _replay(self, cmd: Replay) -> None:
+        try:
+            if self.pipeline.parts is None:
+                raise RuntimeError("the pipeline is not open yet")
+            ids = None if cmd.all or cmd.ids is None else list(cmd.ids)
+            done, failed, left = await replay(self.pipeline, ids, None if cmd.all else cmd.stage)
+            self.log.info("dlq_replayed", replayed=done, failed=failed, remaining=left)
+            self.send(ReplayDone(request=cmd.request, replayed=done, failed=failed, remaining=left))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - answered: the API says why
+            self.log.warning("dlq_replay_failed", error=describe(exc).message)
+            self.send(ReplayDone(request=cmd.request, error=describe(exc).message))
 
     def stop(self, drop: bool = False) -> None:
         self.state = Status.STOPPING.value

@@ -1,32 +1,46 @@
 """PipelineSpec as msgspec Structs: the document of CONTRACT section 2.
 
-Imports: stdlib + msgspec only. Every Struct forbids unknown fields; sources,
+Imports: stdlib + msgspec + shared.spec.model_base/model_native (the building blocks and
+the native processors' specs, re-exported here). Every Struct forbids unknown fields; sources,
 sinks and processors are tagged unions keyed by `type`. Defaults here are the
 contract's defaults. Cross-field rules live in `shared.spec.load`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
-from msgspec import UNSET, Meta, UnsetType
+from msgspec import Meta
+
+from shared.spec.model_base import NonNegFloat, NonNegInt, OnError, PosInt, SinkId, _Base, type_tag
+from shared.spec.model_native import (
+    Bound,
+    Column,
+    FilterConditionSpec,
+    FilterProcessorSpec,
+    FlattenProcessorSpec,
+    MaskProcessorSpec,
+    OutboxProcessorSpec,
+)
 
 NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
-PosInt = Annotated[int, Meta(ge=1)]
-NonNegInt = Annotated[int, Meta(ge=0)]
-NonNegFloat = Annotated[float, Meta(ge=0)]
-SinkId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
-
-
-def type_tag(struct: msgspec.Struct) -> str:
-    """The `type` tag of a source, sink or processor spec ("postgres", "kafka"...)."""
-    return str(type(struct).__struct_config__.tag)
-
-
-class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+__all__ = [
+    "Bound",
+    "Column",
+    "FilterConditionSpec",
+    "FilterProcessorSpec",
+    "FlattenProcessorSpec",
+    "MaskProcessorSpec",
+    "NonNegFloat",
+    "NonNegInt",
+    "OnError",
+    "OutboxProcessorSpec",
+    "PosInt",
+    "SinkId",
+    "type_tag",
+]
 
 
 # --------------------------------------------------------------------- metadata
@@ -95,63 +109,7 @@ class JavascriptProcessorSpec(_Base, tag="javascript", tag_field="type"):
     id: SinkId
     inline: Annotated[str, Meta(min_length=1)]
     limits: Limits = msgspec.field(default_factory=Limits)
-
-
-# Native processors (CONTRACT section 5) run in the worker itself. Their options are checked
-# (regexes, globs, paths, templates) by shared.spec.native and compiled once when the worker
-# opens them; UNSET marks an operator that a condition does not use.
-Bound = int | float | str  # a number, or an ISO 8601 timestamp
-Column = Annotated[str, Meta(min_length=1)]
-
-
-class FilterConditionSpec(_Base):
-    """One `where` item: `path` and exactly one operator."""
-
-    path: Annotated[str, Meta(min_length=1)]
-    eq: Any | UnsetType = UNSET
-    ne: Any | UnsetType = UNSET
-    in_: list[Any] | UnsetType = msgspec.field(default=UNSET, name="in")
-    not_in: list[Any] | UnsetType = UNSET
-    gt: Bound | UnsetType = UNSET
-    gte: Bound | UnsetType = UNSET
-    lt: Bound | UnsetType = UNSET
-    lte: Bound | UnsetType = UNSET
-    exists: bool | UnsetType = UNSET
-    regex: str | UnsetType = UNSET
-    changed: bool | UnsetType = UNSET
-    unknown_changed: bool | UnsetType = UNSET  # with `changed` only; true when not given
-
-
-class FilterProcessorSpec(_Base, tag="filter", tag_field="type"):
-    id: SinkId
-    action: Literal["keep", "drop"] = "keep"
-    ops: Annotated[list[Literal["c", "u", "d", "r"]], Meta(min_length=1)] | None = None  # None: any op
-    tables: Annotated[list[str], Meta(min_length=1)] | None = None  # `db.table` globs; None: any table
-    where: list[FilterConditionSpec] = []
-
-
-class FlattenProcessorSpec(_Base, tag="flatten", tag_field="type"):
-    id: SinkId
-    separator: Annotated[str, Meta(min_length=1)] = "__"
-    max_depth: PosInt | None = None  # None: unlimited
-    lists: Literal["keep", "index", "json"] = "keep"
-
-
-class OutboxProcessorSpec(_Base, tag="outbox", tag_field="type"):
-    id: SinkId
-    tables: Annotated[list[str], Meta(min_length=1)]
-    payload_column: Column = "payload"
-    route: Annotated[str, Meta(min_length=1)] = "${aggregate_type}"  # a template over columns
-    key_column: Column = "aggregate_id"
-    header_columns: list[Column] = []
-
-
-class MaskProcessorSpec(_Base, tag="mask", tag_field="type"):
-    id: SinkId
-    fields: Annotated[list[Annotated[str, Meta(min_length=1)]], Meta(min_length=1)]
-    action: Literal["redact", "hash", "truncate"] = "redact"
-    key: Annotated[str, Meta(min_length=1)] | None = None  # hash only; a secret
-    length: NonNegInt | None = None  # truncate only
+    on_error: OnError = "fail"
 
 
 ProcessorSpec = (
@@ -166,6 +124,7 @@ Envelope = Literal["native", "debezium", "cloudevents"]
 class SinkConfigBase(_Base, kw_only=True):
     id: SinkId
     required: bool = True
+    on_error: OnError = "fail"
     envelope: Envelope = "native"
     backlog_events: PosInt = 100000
 
@@ -280,12 +239,18 @@ class CommitPolicy(_Base):
     quorum: PosInt | None = None
 
 
+class DlqSpec(_Base):
+    max_events: PosInt = 100000
+    max_bytes: PosInt = 268435456
+
+
 class PipelineBody(_Base):
     source: SourceSpec
     sinks: Annotated[list[SinkSpec], Meta(min_length=1)]
     processors: list[ProcessorSpec] = []
     batch: BatchSpec = msgspec.field(default_factory=BatchSpec)
     commit_policy: CommitPolicy = msgspec.field(default_factory=CommitPolicy)
+    dlq: DlqSpec = msgspec.field(default_factory=DlqSpec)
 
 
 class PipelineSpec(_Base):

@@ -3,13 +3,14 @@
 `shared.store.sqlite.SqliteStore` and `shared.store.postgres.PgStore` both satisfy it
 (checked by mypy); code that may get either names this Protocol, never one class. Leases
 are PgStore's alone and are not part of it. Imports: stdlib + shared.store.sqlite
-(PipelineRow).
+(PipelineRow) + shared.store.dlq.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from shared.store.dlq import DlqEntry, DlqNew
 from shared.store.sqlite import PipelineRow
 
 
@@ -30,6 +31,10 @@ class StateStore(Protocol):
 
     def epoch(self, name: str) -> str:
         """Changes when the pipeline starts over as new (created again, checkpoints deleted)."""
+        ...
+
+    def generation(self, name: str) -> int:
+        """The spec's version: 1 when created, +1 at every change of it (0: no such pipeline)."""
         ...
 
     def set_desired(self, name: str, desired: str, last_error: str | None = None) -> None: ...
@@ -62,3 +67,20 @@ class StateStore(Protocol):
     def extend_gap(self, pipeline: str, sink_id: str, to_pos: str) -> None: ...
 
     def gaps(self, pipeline: str) -> dict[str, list[dict[str, str]]]: ...
+
+    # ------------------------------------------------------------------ dlq
+    def dlq_add(self, pipeline: str, new: list[DlqNew], max_events: int, max_bytes: int, now: str) -> int:
+        """Park events (idempotent per stage, position and event); DlqFull when over the bounds."""
+        ...
+
+    def dlq_list(
+        self, pipeline: str, stage: str | None = None, limit: int = 100, after: str | None = None
+    ) -> tuple[list[DlqEntry], str | None]: ...
+
+    def dlq_get(self, pipeline: str, entry_id: str) -> DlqEntry | None: ...
+
+    def dlq_delete(self, pipeline: str, ids: list[str] | None = None, stage: str | None = None) -> int: ...
+
+    def dlq_failed(self, pipeline: str, entry_id: str, error: str, now: str) -> None: ...
+
+    def dlq_counts(self, pipeline: str) -> dict[str, int]: ...

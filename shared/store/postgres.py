@@ -30,7 +30,9 @@ from urllib.parse import unquote, urlsplit
 
 import psycopg2
 
-from shared.store import LeaseLost, StoreUnavailable
+from shared.store import LeaseLost, StoreUnavailable, postgres_dlq
+from shared.store.dlq import DlqFull
+from shared.store.postgres_dlq import PgDlq
 from shared.store.sqlite import PipelineRow, new_epoch, now_iso
 from shared.where import state_url_where
 
@@ -47,6 +49,7 @@ CREATE TABLE IF NOT EXISTS tidegate_pipelines (
   updated_at TEXT NOT NULL,
   epoch TEXT NOT NULL DEFAULT ''
 );
+ALTER TABLE tidegate_pipelines ADD COLUMN IF NOT EXISTS generation INTEGER NOT NULL DEFAULT 1;
 CREATE TABLE IF NOT EXISTS tidegate_checkpoints (
   pipeline TEXT NOT NULL,
   sink_id TEXT NOT NULL,
@@ -107,7 +110,7 @@ def _row(r: tuple[Any, ...]) -> PipelineRow:
     return PipelineRow(r[0], bytes(r[1]), r[2], r[3], r[4], r[5])
 
 
-class PgStore:
+class PgStore(PgDlq):
     def __init__(self, url: str, *, fence: tuple[str, int] | None = None, connect_timeout: int = 5) -> None:
         self.url = url
         self.where = state_url_where(url)
@@ -124,7 +127,7 @@ class PgStore:
     def open(self) -> PgStore:
         def schema(cur: Any) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            cur.execute(SCHEMA)
+            cur.execute(SCHEMA + postgres_dlq.SCHEMA)
 
         self._tx(schema)
         return self
@@ -167,7 +170,7 @@ class PgStore:
                         out = fn(cur)
                     conn.commit()
                     return out
-                except LeaseLost:
+                except (LeaseLost, DlqFull):  # raised by fn: nothing of it is stored
                     conn.rollback()
                     raise
                 except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
@@ -207,7 +210,8 @@ class PgStore:
             lambda cur: cur.execute(
                 "INSERT INTO tidegate_pipelines(name, spec, desired, created_at, updated_at, epoch) "
                 "VALUES (%s,%s,%s,%s,%s,%s) ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, "
-                "desired = EXCLUDED.desired, updated_at = EXCLUDED.updated_at",
+                "desired = EXCLUDED.desired, updated_at = EXCLUDED.updated_at, "
+                "generation = tidegate_pipelines.generation + (tidegate_pipelines.spec <> EXCLUDED.spec)::int",
                 (name, psycopg2.Binary(spec), desired, t, t, new_epoch()),
             )
         )
@@ -219,6 +223,16 @@ class PgStore:
             cur.execute("SELECT epoch FROM tidegate_pipelines WHERE name = %s", (name,))
             r = cur.fetchone()
             return str(r[0]) if r else ""
+
+        return self._tx(q)
+
+    def generation(self, name: str) -> int:
+        """The spec's version: 1 when created, +1 at every change of it."""
+
+        def q(cur: Any) -> int:
+            cur.execute("SELECT generation FROM tidegate_pipelines WHERE name = %s", (name,))
+            r = cur.fetchone()
+            return int(r[0]) if r else 0
 
         return self._tx(q)
 
@@ -238,6 +252,7 @@ class PgStore:
             cur.execute("DELETE FROM tidegate_checkpoints WHERE pipeline = %s", (name,))
             cur.execute("DELETE FROM tidegate_heads WHERE pipeline = %s", (name,))
             cur.execute("DELETE FROM tidegate_gaps WHERE pipeline = %s", (name,))
+            cur.execute("DELETE FROM tidegate_dlq WHERE pipeline = %s", (name,))
             cur.execute(f"UPDATE tidegate_leases SET {_EXPIRE} WHERE pipeline = %s", (name,))
 
         self._tx(q)

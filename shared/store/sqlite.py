@@ -4,7 +4,7 @@
 and recorded sink gaps. Each process opens its own connection; a worker is the
 only writer of its pipeline's checkpoints. synchronous=FULL: a checkpoint is
 durable (survives power loss) before it is reported anywhere.
-Imports: stdlib only.
+The dead-letter queue is in `shared.store.sqlite_dlq`. Imports: stdlib + shared.store.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from shared.store import sqlite_dlq
+from shared.store.sqlite_dlq import SqliteDlq
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pipelines (
@@ -68,7 +71,7 @@ class PipelineRow:
     updated_at: str
 
 
-class SqliteStore:
+class SqliteStore(SqliteDlq):
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.dir = Path(state_dir)
         self.path = self.dir / "tidegate.db"
@@ -83,10 +86,12 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA busy_timeout=30000")
         with self._lock:
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + sqlite_dlq.SCHEMA)
             cols = {r[1] for r in conn.execute("PRAGMA table_info(pipelines)")}
             if "epoch" not in cols:  # state dirs from before epochs existed
                 conn.execute("ALTER TABLE pipelines ADD COLUMN epoch TEXT NOT NULL DEFAULT ''")
+            if "generation" not in cols:  # the spec's versions (DLQ entries name theirs)
+                conn.execute("ALTER TABLE pipelines ADD COLUMN generation INTEGER NOT NULL DEFAULT 1")
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -131,7 +136,7 @@ class SqliteStore:
         self._write(
             "INSERT INTO pipelines(name, spec, desired, created_at, updated_at, epoch) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT(name) DO UPDATE SET spec=excluded.spec, desired=excluded.desired, "
-            "updated_at=excluded.updated_at",
+            "updated_at=excluded.updated_at, generation=generation + (spec IS NOT excluded.spec)",
             (name, spec, desired, t, t, new_epoch()),
         )
 
@@ -141,6 +146,12 @@ class SqliteStore:
         with self._lock:
             r = self.conn.execute("SELECT epoch FROM pipelines WHERE name = ?", (name,)).fetchone()
         return str(r[0]) if r else ""
+
+    def generation(self, name: str) -> int:
+        """The spec's version: 1 when created, +1 at every change of it."""
+        with self._lock:
+            r = self.conn.execute("SELECT generation FROM pipelines WHERE name = ?", (name,)).fetchone()
+        return int(r[0]) if r else 0
 
     def set_desired(self, name: str, desired: str, last_error: str | None = None) -> None:
         self._write(
@@ -157,6 +168,7 @@ class SqliteStore:
                 c.execute("DELETE FROM checkpoints WHERE pipeline = ?", (name,))
                 c.execute("DELETE FROM heads WHERE pipeline = ?", (name,))
                 c.execute("DELETE FROM gaps WHERE pipeline = ?", (name,))
+                c.execute("DELETE FROM dlq WHERE pipeline = ?", (name,))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")

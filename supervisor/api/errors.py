@@ -106,10 +106,12 @@ async def http_exception(request: Request, exc: Any) -> Response:
 
 def _allowed(request: Request) -> str:
     """Every method some route serves on this path (one Route per method, so
-    Starlette's own Allow would name only the first route's methods)."""
-    methods: set[str] = set()
+    Starlette's own Allow would name only the first route's methods). The most literal
+    routes win: /pipelines/x/dlq/replay is that route, not the entry named "replay"."""
+    by_params: dict[int, set[str]] = {}
     for route in getattr(request.app, "routes", []):
         match, _ = route.matches({**request.scope, "method": "GET"})
         if match != Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
-    return ", ".join(sorted(methods))
+            params = str(getattr(route, "path", "")).count("{")
+            by_params.setdefault(params, set()).update(getattr(route, "methods", None) or set())
+    return ", ".join(sorted(by_params[min(by_params)])) if by_params else ""

@@ -56,6 +56,35 @@ class Ops(msgspec.Struct):
     checkpoints: dict[str, Checkpoint]
     source: dict[str, Any] = {}
     owner: Owner | None = None
+    skipped: int = 0  # bad events dropped by `on_error: skip`
+    dlq: dict[str, int] = {}  # DLQ entries per stage
+
+
+class DlqEntry(msgspec.Struct):
+    id: str
+    stage: str  # processor:<id> | sink:<id>
+    error: str
+    position: str
+    event: dict[str, Any]
+    attempts: int
+    first_seen: str
+    last_seen: str
+    generation: int
+
+
+class DlqPage(msgspec.Struct):
+    entries: list[DlqEntry]
+    next: str | None
+
+
+class DlqReplayResult(msgspec.Struct):
+    replayed: int
+    failed: int
+    remaining: int
+
+
+class DlqPurgeResult(msgspec.Struct):
+    purged: int
 
 
 class PipeInfo(msgspec.Struct):

@@ -15,7 +15,17 @@ from typing import Any
 import msgspec
 
 from shared.spec.model import PipelineSpec
-from supervisor.api.models import Checkpoint, ErrorResponse, Health, PipeInfo, Readiness
+from supervisor.api.models import (
+    Checkpoint,
+    DlqEntry,
+    DlqPage,
+    DlqPurgeResult,
+    DlqReplayResult,
+    ErrorResponse,
+    Health,
+    PipeInfo,
+    Readiness,
+)
 
 
 def _version() -> str:
@@ -79,7 +89,9 @@ def _op(
 
 def build() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec, Checkpoint], ref_template=REF
+        [PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec, Checkpoint, DlqPage, DlqEntry]
+        + [DlqReplayResult, DlqPurgeResult],
+        ref_template=REF,
     )
     name_param = [
         {"name": "name", "in": "path", "required": True, "description": "pipeline name", "schema": {"type": "string"}}
@@ -214,6 +226,7 @@ def build() -> dict[str, Any]:
             ),
         },
     }
+    paths.update(_dlq_paths(name_param))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -225,4 +238,70 @@ def build() -> dict[str, Any]:
         },
         "paths": paths,
         "components": {"schemas": components, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+def _replay_schema() -> dict[str, Any]:
+    def one(key: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "required": [key], "properties": {key: schema}, "additionalProperties": False}
+
+    return {
+        "oneOf": [
+            one("ids", {"type": "array", "items": {"type": "string"}}),
+            one("stage", {"type": "string"}),
+            one("all", {"const": True}),
+        ]
+    }
+
+
+def _dlq_paths(name_param: list[dict[str, Any]]) -> dict[str, Any]:
+    """The dead-letter queue's routes (CONTRACT section 12)."""
+    stage = _query("stage", "only this stage's entries (processor:<id> or sink:<id>)", {"type": "string"})
+    page = [
+        stage,
+        _query("limit", "entries per page (default 100)", {"type": "integer", "minimum": 1, "maximum": 10000}),
+        _query("after", "the `next` of the previous page", {"type": "string"}),
+    ]
+    id_param = {"name": "id", "in": "path", "required": True, "description": "entry id", "schema": {"type": "string"}}
+    replay_body = {
+        "required": True,
+        "description": 'exactly one of {"ids": [...]}, {"stage": "..."} or {"all": true}',
+        "content": {"application/json": {"schema": _replay_schema()}},
+    }
+    return {
+        "/pipelines/{name}/dlq": {
+            "get": _op(
+                "listDlq",
+                "DLQ entries, oldest first, paged",
+                {"200": _resp("A page of entries", _ref("DlqPage")), **_errors(400, 404)},
+                params=name_param + page,
+            ),
+            "delete": _op(
+                "purgeDlq",
+                "Purge DLQ entries (all, or one stage's)",
+                {"200": _resp("How many were purged", _ref("DlqPurgeResult")), **_errors(404, 409)},
+                params=name_param + [stage],
+            ),
+        },
+        "/pipelines/{name}/dlq/replay": {
+            "post": _op(
+                "replayDlq",
+                "Replay entries through the current processors into the sink(s) they failed for",
+                {"200": _resp("Outcome", _ref("DlqReplayResult")), **_errors(400, 404, 409, 413, 415, 422)},
+                params=name_param,
+                body=replay_body,
+            )
+        },
+        "/pipelines/{name}/dlq/{id}": {
+            "get": _op(
+                "getDlqEntry",
+                "One DLQ entry",
+                {"200": _resp("The entry", _ref("DlqEntry")), **_errors(404)},
+                params=name_param + [id_param],
+            )
+        },
     }

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from shared.spec.load import SpecMalformed, parse, to_document
 from shared.spec.redact import redact
 from shared.spec.validate import kind_of
+from supervisor import dlq
 from supervisor.api.errors import ApiError
 from supervisor.managed import Managed
 from supervisor.manager import PipelineManager
@@ -152,6 +153,43 @@ async def delete_checkpoints(request: Request) -> Response:
     return Response(status_code=204)
 
 
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+        raise ApiError("bad_request", f"limit must be an integer from 1 to 10000, got {raw!r}")
+    return int(raw)
+
+
+async def list_dlq(request: Request) -> Response:
+    q = request.query_params
+    return json(
+        dlq.entries(manager(request), request.path_params["name"], q.get("stage"), _limit(request), q.get("after"))
+    )
+
+
+async def get_dlq_entry(request: Request) -> Response:
+    return json(dlq.entry(manager(request), request.path_params["name"], request.path_params["id"]))
+
+
+async def replay_dlq(request: Request) -> Response:
+    mgr = manager(request)
+    name = request.path_params["name"]
+    await mgr.owned(name)  # 404 before the body is judged
+    body = await read_body(request)
+    try:
+        return json(await dlq.replay(mgr, name, body))
+    except dlq.BadRequest as exc:
+        raise ApiError("invalid_spec", str(exc), [{"path": "$", "message": str(exc)}]) from None
+
+
+async def purge_dlq(request: Request) -> Response:
+    q = request.query_params
+    ids = q.getlist("id") or None
+    everything = q.get("all") in ("1", "true")
+    stage = None if everything else q.get("stage")
+    return json(dlq.purge(manager(request), request.path_params["name"], stage, ids))
+
+
 ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
@@ -166,4 +204,8 @@ ROUTES = [
     Route("/pipelines/{name}/restart", _action("restart"), methods=["POST"]),
     Route("/pipelines/{name}/checkpoints", get_checkpoints, methods=["GET"]),
     Route("/pipelines/{name}/checkpoints", delete_checkpoints, methods=["DELETE"]),
+    Route("/pipelines/{name}/dlq", list_dlq, methods=["GET"]),
+    Route("/pipelines/{name}/dlq", purge_dlq, methods=["DELETE"]),
+    Route("/pipelines/{name}/dlq/replay", replay_dlq, methods=["POST"]),
+    Route("/pipelines/{name}/dlq/{id}", get_dlq_entry, methods=["GET"]),
 ]

@@ -33,6 +33,9 @@ def _clean(url: str) -> None:
         cur.execute("SELECT to_regclass('tidegate_pipelines')")
         if cur.fetchone()[0] is not None:
             cur.execute("TRUNCATE tidegate_pipelines, tidegate_checkpoints, tidegate_gaps, tidegate_leases")
+        cur.execute("SELECT to_regclass('tidegate_dlq')")
+        if cur.fetchone()[0] is not None:
+            cur.execute("TRUNCATE tidegate_dlq")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -161,6 +164,7 @@ def test_tables_are_prefixed(pg: PgStore, pg_url: str) -> None:
         cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
         assert [r[0] for r in cur.fetchall()] == [
             "tidegate_checkpoints",
+            "tidegate_dlq",
             "tidegate_gaps",
             "tidegate_heads",
             "tidegate_leases",

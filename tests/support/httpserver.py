@@ -11,6 +11,11 @@ from typing import Any
 from tests.support import free_port
 
 
+def _holds(doc: Any, ids: set[int]) -> bool:
+    events = doc if isinstance(doc, list) else [doc]
+    return any(isinstance(e, dict) and (e.get("after") or {}).get("id") in ids for e in events)
+
+
 class RecordingServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -19,6 +24,7 @@ class RecordingServer:
         self.lock = threading.Lock()
         self.fail_status: int | None = None  # answer this status instead of 200
         self.fail_every: int = 0  # flapping: fail every N-th request
+        self.refuse_ids: set[int] = set()  # answer 400 to a body holding an event with one of these after.id
         self.requests = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -35,14 +41,16 @@ class RecordingServer:
             def do_POST(self) -> None:  # noqa: N802
                 n = int(self.headers.get("content-length", "0"))
                 body = self.rfile.read(n)
+                doc = json.loads(body)
                 with outer.lock:
                     outer.requests += 1
                     fail = outer.fail_status is not None or (
                         outer.fail_every and outer.requests % outer.fail_every == 0
                     )
-                    if not fail:
-                        outer.posts.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
-                status = (outer.fail_status or 503) if fail else 200
+                    refused = bool(outer.refuse_ids) and _holds(doc, outer.refuse_ids)
+                    if not fail and not refused:
+                        outer.posts.append({"path": self.path, "headers": dict(self.headers), "body": doc})
+                status = (outer.fail_status or 503) if fail else 400 if refused else 200
                 self.send_response(status)
                 self.send_header("content-length", "2")
                 self.end_headers()

@@ -49,8 +49,9 @@ def test_defaults_and_the_given_operator_only() -> None:
             "ops": None,
             "tables": None,
             "where": [{"path": "after.s", "in": ["a"]}, {"path": "after.s", "eq": None}],
+            "on_error": "fail",
         },
-        {"type": "flatten", "id": "fl", "separator": "__", "max_depth": None, "lists": "keep"},
+        {"type": "flatten", "id": "fl", "separator": "__", "max_depth": None, "lists": "keep", "on_error": "fail"},
         {
             "type": "outbox",
             "id": "ob",
@@ -59,8 +60,17 @@ def test_defaults_and_the_given_operator_only() -> None:
             "route": "${aggregate_type}",
             "key_column": "aggregate_id",
             "header_columns": [],
+            "on_error": "fail",
         },
-        {"type": "mask", "id": "m", "fields": ["after.email"], "action": "redact", "key": None, "length": None},
+        {
+            "type": "mask",
+            "id": "m",
+            "fields": ["after.email"],
+            "action": "redact",
+            "key": None,
+            "length": None,
+            "on_error": "fail",
+        },
     ]
 
 

@@ -68,6 +68,7 @@ def test_ops_of_a_pipeline_with_no_worker() -> None:
             "inflight",
             "lag_ms",
             "sink_errors",
+            "skipped",
             "source",
         ]
 

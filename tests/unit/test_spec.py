@@ -166,3 +166,36 @@ def test_redaction_depth_is_bounded() -> None:
     for _ in range(10_000):
         deep = [deep]
     assert redact({"a": deep})["a"] is not None  # no RecursionError
+
+
+def test_on_error_and_dlq_defaults_and_errors_with_paths() -> None:
+    d = to_document(load_bytes(GOOD))
+    assert d["spec"]["dlq"] == {"max_events": 100000, "max_bytes": 268435456}
+    assert d["spec"]["sinks"][0]["config"]["on_error"] == "fail"
+    ok = to_document(
+        load_bytes(
+            b"""
+metadata: {name: bad-events}
+spec:
+  source: {type: generator}
+  processors: [{type: flatten, id: fl, on_error: skip}]
+  sinks: [{type: file, config: {id: out, path: /tmp/x, on_error: dlq}}]
+  dlq: {max_events: 10, max_bytes: 1000}
+"""
+        )
+    )
+    assert ok["spec"]["processors"][0]["on_error"] == "skip"
+    assert ok["spec"]["sinks"][0]["config"]["on_error"] == "dlq"
+    assert ok["spec"]["dlq"] == {"max_events": 10, "max_bytes": 1000}
+    errs = errors(b"""
+metadata: {name: bad-events}
+spec:
+  source: {type: generator}
+  processors: [{type: javascript, id: js, inline: "function process(b) { return b; }", on_error: park}]
+  sinks: [{type: file, config: {id: out, path: /tmp/x, on_error: drop}}]
+  dlq: {max_events: 0, size: 1}
+""")
+    assert errs["spec.processors[0].on_error"] == "must be one of: dlq, fail, skip"
+    assert errs["spec.sinks[0].config.on_error"] == "must be one of: dlq, fail, skip"
+    assert errs["spec.dlq.max_events"] == "must be >= 1"
+    assert "unknown field" in errs["spec.dlq.size"]

@@ -53,6 +53,8 @@ class SinkBatch:
     events: list[dict[str, Any]]  # the JSON objects to deliver
     last_position: str  # source position of the batch's last source event
     native: list[bytes] | None = None  # compact JSON of each event when unchanged by processors
+    # a DLQ replay: deliver even at or below the sink's own checkpoint, and leave that checkpoint
+    replay: bool = False
 
 
 def merge_batches(batches: list[SinkBatch]) -> SinkBatch:
@@ -71,6 +73,10 @@ C = TypeVar("C", bound=SinkConfigBase)
 class Sink(abc.ABC, Generic[C]):
     # optional: `async (list[SinkBatch]) -> None`, several batches under one acknowledgement wait
     write_many: Callable[[list[SinkBatch]], Awaitable[None]] | None = None
+
+    def can_replay(self) -> str | None:
+        """None when a DLQ replay can be given to this sink, else why not."""
+        return None
 
     def __init__(self, config: C, ctx: SinkContext) -> None:
         self.config = config

@@ -191,10 +191,10 @@ class PostgresSink(Sink[PostgresSinkConfig]):
         if self._conn is None:
             self._connect()  # also re-reads the checkpoint: resolves a commit whose reply was lost
         pk = self.ctx.position_key
-        if self._pos_key is not None and pk(batch.last_position) <= self._pos_key:
+        if not batch.replay and self._pos_key is not None and pk(batch.last_position) <= self._pos_key:
             return
         events = batch.events
-        if self._pos_key is not None and events:
+        if not batch.replay and self._pos_key is not None and events:
             first = position_of(events[0])
             if first is not None and pk(first) <= self._pos_key:
                 events = [e for e in events if not self._at_or_below(position_of(e))]
@@ -219,16 +219,20 @@ class PostgresSink(Sink[PostgresSinkConfig]):
                         parts.append(head + values_literal(rows, mog).encode() + tail)
                     else:
                         parts.append(head + b",".join([mog(tpl, r) for r in rows]) + tail)
-                parts.append(
-                    mog(self._ckpt_sql, (self.ctx.pipeline, self.ctx.checkpoint_scope(self.id), batch.last_position))
-                )
+                if not batch.replay:  # a DLQ replay leaves the checkpoint where it is
+                    parts.append(
+                        mog(
+                            self._ckpt_sql, (self.ctx.pipeline, self.ctx.checkpoint_scope(self.id), batch.last_position)
+                        )
+                    )
                 # one round trip: a multi-statement query runs as one transaction (autocommit mode)
                 cur.execute(b";\n".join(parts))
         except Exception as exc:  # noqa: BLE001 - classified; the next write reconnects
             self._drop()
             raise self._classify(exc) from exc
-        self._position = batch.last_position
-        self._pos_key = pk(batch.last_position)
+        if not batch.replay:
+            self._position = batch.last_position
+            self._pos_key = pk(batch.last_position)
 
     def _statement(self, cols: tuple[str, ...], build: Callable[[], tuple[str, str, str]]) -> tuple[bytes, bytes, str]:
         sql = self._sql.get(cols)
