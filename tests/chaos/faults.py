@@ -27,6 +27,7 @@ KINDS: dict[str, tuple[int, bool]] = {
     "redis_restart": (2, False),
     "redis_proxy_cut": (2, False),
     "redis_proxy_stall": (2, False),
+    "redis_proxy_slow": (1, False),
     "http_outage": (2, False),
     "api_pause_resume": (2, True),
     "api_restart": (2, True),
@@ -160,7 +161,10 @@ class Faults:
 
     def _proxy(self, how: str, p: float) -> str:
         assert self.rig.proxy is not None
-        getattr(self.rig.proxy, how)()
+        if how == "slow":
+            self.rig.proxy.slow(0.02 + p * 0.1)
+        else:
+            getattr(self.rig.proxy, how)()
         time.sleep(2 + p * 6)
         self.rig.proxy.heal()
         return f"{how} {2 + p * 6:.1f}s"
@@ -170,6 +174,9 @@ class Faults:
 
     def redis_proxy_stall(self, p: float) -> str:
         return self._proxy("stall", p)
+
+    def redis_proxy_slow(self, p: float) -> str:
+        return self._proxy("slow", p)
 
     def http_outage(self, p: float) -> str:
         server = self.rig.web if p < 0.5 else self.rig.qweb

@@ -70,8 +70,9 @@ class Rig:
         w.prepare(self.pg.dsn)
         self.redis.start()
         self.proxy = TcpProxy(self.redis.port).start()
-        self.web.start()
-        self.qweb.start()
+        for server in (self.web.start(), self.qweb.start()):
+            assert server._server is not None  # a client killed mid-request is no news here
+            server._server.handle_error = lambda *a: None  # type: ignore[method-assign]
         if port_open("127.0.0.1", 4222):
             self.nats_stream = f"tg_chaos_{self.run_id}"
             stream = self.nats_stream
