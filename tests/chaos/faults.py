@@ -153,7 +153,6 @@ class Faults:
         return f"restarted in {time.monotonic() - t0:.1f}s"
 
     def redis_restart(self, p: float) -> str:
-        time.sleep(0)
         self.rig.redis.stop()
         time.sleep(p * 3)
         self.rig.redis.start()

@@ -1,6 +1,6 @@
 """What the chaos run watches beside the data: /healthz answering while the supervisor is up
-(max response time), RSS of the supervisor and its workers, and orphan processes (anything
-still alive that carries the run's marker in its environment once its supervisor is gone)."""
+(max response time), RSS of the supervisor and its workers, and orphan processes (any
+descendant of a supervisor still alive once that supervisor is gone)."""
 
 from __future__ import annotations
 

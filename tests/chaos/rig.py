@@ -60,7 +60,7 @@ class Rig:
         self.web = RecordingServer()
         self.qweb = RecordingServer()
         self.nats_stream: str | None = None
-        env = {"TIDEGATE_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S), "TIDEGATE_CHAOS_RUN": self.run_id}
+        env = {"TIDEGATE_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S)}
         self.sup = Supervisor(self.dir / "sup", env=env)
         self.writer: w.ChaosWriter | None = None
 
@@ -106,7 +106,12 @@ class Rig:
                 "spec": {
                     "source": {
                         "type": "postgres",
-                        "config": {"dsn": self.pg.dsn, "tables": [w.TABLE], "snapshot": "initial"},
+                        "config": {
+                            "dsn": self.pg.dsn,
+                            "tables": [w.TABLE],
+                            "snapshot": "initial",
+                            "snapshot_chunk": 500,
+                        },
                     },
                     "sinks": [
                         file_sink("out", self.path("pg-redis", "out")),
@@ -137,19 +142,21 @@ class Rig:
             },
         ]
         if self.nats_stream:
-            nats_sink = {"type": "nats", "config": {"id": "bus", "url": NATS_URL, "subject": f"{self.nats_stream}.ev"}}
-            out.append(
-                {
-                    "metadata": {"name": "gen-js-nats"},
-                    "spec": {
-                        "source": _gen(100),
-                        "processors": [{"type": "javascript", "id": "double", "inline": JS_CODE}],
-                        "sinks": [nats_sink],
-                        "batch": batch,
-                    },
-                }
-            )
+            out.append(self._nats_spec(self.nats_stream, batch))
         return out
+
+    @staticmethod
+    def _nats_spec(stream: str, batch: dict[str, Any]) -> dict[str, Any]:
+        nats_sink = {"type": "nats", "config": {"id": "bus", "url": NATS_URL, "subject": f"{stream}.ev"}}
+        return {
+            "metadata": {"name": "gen-js-nats"},
+            "spec": {
+                "source": _gen(100),
+                "processors": [{"type": "javascript", "id": "double", "inline": JS_CODE}],
+                "sinks": [nats_sink],
+                "batch": batch,
+            },
+        }
 
     def pipelines(self) -> list[str]:
         return [s["metadata"]["name"] for s in self.specs()]

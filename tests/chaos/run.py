@@ -32,7 +32,7 @@ def say(msg: str) -> None:
     print(f"[{time.monotonic() - T0:7.1f}s] {msg}", flush=True)
 
 
-def poll(pred: Any, timeout: float, what: str) -> bool:
+def poll(pred: Any, timeout: float, what: str, every: float = 0.5) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -40,7 +40,7 @@ def poll(pred: Any, timeout: float, what: str) -> bool:
                 return True
         except Exception:  # noqa: BLE001 - a server mid-restart: try again
             pass
-        time.sleep(0.2)
+        time.sleep(every)
     say(f"timed out after {timeout:.0f}s waiting for {what}")
     return False
 
@@ -76,11 +76,28 @@ def sentinel(rig: Rig) -> tuple[str, int]:
     raise AssertionError("could not insert the sentinel row")
 
 
-def warm_up(rig: Rig) -> None:
+def warm_up(rig: Rig, faults: Faults) -> None:
+    """Every pipeline running; the PostgreSQL pipeline's worker SIGKILLed in its snapshot and
+    again at its handoff to the stream; the whole snapshot in the file sink."""
     names = rig.pipelines()
     poll(lambda: all(rig.sup.info(n)["status"] == "running" for n in names), 60, "every pipeline running")
     snap = {("r", i) for i in range(1, w.INITIAL_ROWS + 1)}
-    poll(lambda: snap <= {check.ident(e) for e in pg_events(rig)}, 90, "the PostgreSQL snapshot in the file sink")
+
+    def snapshot_read() -> int:
+        return len(snap & {check.ident(e) for e in pg_events(rig)})
+
+    if poll(lambda: snapshot_read() > 0, 60, "the snapshot under way"):
+        say(f"fault worker_kill pg-redis in its snapshot ({snapshot_read()} rows read): {_kill_pg(faults)}")
+    poll(lambda: snapshot_read() == len(snap), 120, "the PostgreSQL snapshot in the file sink")
+    say(f"fault worker_kill pg-redis at its snapshot/stream handoff: {_kill_pg(faults)}")
+
+
+def _kill_pg(faults: Faults) -> str:
+    try:
+        return faults.worker_kill("pg-redis", 0.0)
+    except Exception as exc:  # noqa: BLE001
+        faults.problems.append(f"kill in the snapshot: {exc}")
+        return f"ERROR {exc}"
 
 
 def run_faults(rig: Rig, faults: Faults, plan: list[Any], seconds: float) -> None:
@@ -115,7 +132,6 @@ def finish(rig: Rig, faults: Faults) -> dict[str, dict[str, Any]]:
     faults.repair()
     poll(lambda: mark in {check.ident(e) for e in pg_events(rig)}, 120, "the sentinel in pg-redis/out")
     poll(lambda: mark in {check.ident(e) for e in rig.redis_events()}, 120, "the sentinel in pg-redis/cache")
-    time.sleep(3)  # the generator pipelines' best-effort sinks catch up on their backlog
     infos = {}
     for name in rig.pipelines():
         r = rig.sup.client.post(f"/pipelines/{name}/stop", timeout=90)
@@ -155,10 +171,10 @@ def _run(rig: Rig, seconds: float, seed: int, every: float) -> int:
     health.resume()
     health.start()
     faults = Faults(rig, health, tracker)
-    warm_up(rig)
+    warm_up(rig, faults)
     assert rig.writer is not None
     rig.writer.start()
-    time.sleep(3)
+    poll(lambda: rig.writer is not None and rig.writer.txs > 50, 30, "the writer under way")
     rss_start = rss(rig)
     say(f"rss start (kB): {rss_start}")
     run_faults(rig, faults, plan, seconds)

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg2
 
 TABLE = "public.chaos"
-INITIAL_ROWS = 300
+INITIAL_ROWS = 20000  # the snapshot: long enough to kill a worker in it
 
 Ident = tuple[str, int]
 
