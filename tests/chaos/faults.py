@@ -29,9 +29,13 @@ KINDS: dict[str, tuple[int, bool]] = {
     "redis_proxy_stall": (2, False),
     "redis_proxy_slow": (1, False),
     "http_outage": (2, False),
+    "redis_cut_and_kill": (1, False),
+    "pg_restart_and_kill": (1, False),
+    "http_outage_and_kill": (1, False),
     "api_pause_resume": (2, True),
     "api_restart": (2, True),
     "api_patch": (1, True),
+    "pause_across_supervisor_kill": (1, True),
 }
 
 Fault = tuple[float, str, str | None, float]  # (at s, kind, pipeline, a parameter in [0, 1))
@@ -184,6 +188,37 @@ class Faults:
         server.fail_status = None
         return f"{'web' if p < 0.5 else 'quorum c'} answered 503 for {3 + p * 6:.1f}s"
 
+    # ------------------------------------------------------------------ two at once
+    def redis_cut_and_kill(self, p: float) -> str:
+        """The worker SIGKILLed while its Redis sink is cut off (batches held, unacknowledged)."""
+        assert self.rig.proxy is not None
+        self.rig.proxy.cut()
+        try:
+            time.sleep(1 + p * 2)
+            killed = self.worker_kill("pg-redis", p)
+            time.sleep(1 + p * 2)
+        finally:
+            self.rig.proxy.heal()
+        return f"cut, {killed} in the cut, healed"
+
+    def pg_restart_and_kill(self, p: float) -> str:
+        """The source server restarted, and the worker SIGKILLed as it reconnects."""
+        self.rig.pg.restart()
+        time.sleep(p)
+        return f"restarted; {self.worker_kill('pg-redis', p)} {p:.2f}s later"
+
+    def http_outage_and_kill(self, p: float) -> str:
+        """The best-effort sink falls behind (503s), then its worker is SIGKILLed: the restarted
+        one records the gap from the head the killed one stored."""
+        self.rig.web.fail_status = 503
+        try:
+            time.sleep(2 + p * 3)
+            killed = self.worker_kill("gen-http", p)
+            time.sleep(1 + p * 2)
+        finally:
+            self.rig.web.fail_status = None
+        return f"web 503, {killed} meanwhile"
+
     # ------------------------------------------------------------------ the API
     def api_pause_resume(self, name: str, p: float) -> str:
         st = self.sup.client.post(f"/pipelines/{name}/pause").status_code
@@ -206,6 +241,16 @@ class Faults:
         if code != 200:
             self.problems.append(f"{name}: PATCH answered {code}")
         return f"PATCH batch.max_events={n}: {code}"
+
+    def pause_across_supervisor_kill(self, name: str, p: float) -> str:
+        """CONTRACT 8: every state is persisted; a paused pipeline stays paused across a crash."""
+        st = self.sup.client.post(f"/pipelines/{name}/pause").status_code
+        how = self._down_and_up("kill")
+        now = self.sup.info(name)["status"]
+        if st == 200 and now != "paused":
+            self.problems.append(f"{name}: paused, supervisor SIGKILLed: {now} after the restart")
+        rt = self.sup.client.post(f"/pipelines/{name}/resume").status_code
+        return f"pause {st}; supervisor {how}; {now}; resume {rt}"
 
     # ------------------------------------------------------------------ after each fault
     def repair(self) -> None:
