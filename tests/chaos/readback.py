@@ -55,6 +55,8 @@ def rows_of(rig: Rig, infos: dict[str, dict[str, Any]]) -> list[check.Row]:
         rows.append(
             check.gen_row("gen-js-nats", "bus", "required", [e["after"]["id"] for e in evs], _ck(info, "bus"), [])
         )
+        if rows[-1].dup:  # Nats-Msg-Id dedup (a 2-minute window) covers any replay after a crash
+            rows[-1].notes.append(f"{rows[-1].dup} duplicates despite the Nats-Msg-Id header")
         wrong = sum(1 for e in evs if e["after"].get("js") != e["after"]["id"] * 2)
         if wrong:
             rows[-1].notes.append(f"{wrong} events not processed by the JavaScript processor")
