@@ -175,6 +175,7 @@ def _run(rig: Rig, seconds: float, seed: int, every: float) -> int:
     assert rig.writer is not None
     rig.writer.start()
     poll(lambda: rig.writer is not None and rig.writer.txs > 50, 30, "the writer under way")
+    poll(lambda: all(rig.sup.info(n)["ops"]["pid"] for n in rig.pipelines()), 30, "every worker up")
     rss_start = rss(rig)
     say(f"rss start (kB): {rss_start}")
     run_faults(rig, faults, plan, seconds)
@@ -182,6 +183,7 @@ def _run(rig: Rig, seconds: float, seed: int, every: float) -> int:
         f"writer: {rig.writer.txs} transactions, {rig.writer.rolled_back} rolled back, "
         f"{len(rig.writer.uncertain)} changes uncertain, {rig.writer.reconnects} reconnects, error {rig.writer.error}"
     )
+    poll(lambda: all(rig.sup.info(n)["ops"]["pid"] for n in rig.pipelines()), 30, "every worker up")
     rss_end = rss(rig)
     infos = finish(rig, faults)
     health.pause()
