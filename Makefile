@@ -5,7 +5,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install run test unit services browser bench bench-e2e lint clean
+.PHONY: install run test unit services browser bench bench-e2e chaos lint clean
 
 install: $(STAMP)
 
@@ -37,6 +37,14 @@ bench: install services
 
 bench-e2e: install services
 	$(BIN)/python bench/bench_e2e.py
+
+# seeded fault injection (not part of `make test`); a failing run prints the line that replays it
+CHAOS_MINUTES       ?= 5
+CHAOS_SEED          ?= $(shell date +%s)
+CHAOS_FAULT_EVERY_S ?= 20
+
+chaos: install services
+	$(BIN)/python -m tests.chaos --minutes $(CHAOS_MINUTES) --seed $(CHAOS_SEED) --fault-every $(CHAOS_FAULT_EVERY_S)
 
 LINTED := shared supervisor worker tests bench
 
