@@ -36,7 +36,18 @@ class Stop(_Msg, frozen=True):
     drop_source_state: bool = False  # DELETE: also drop the slot etc. the source created
 
 
-Command = Pause | Resume | Stop
+class SnapshotCommand(_Msg, frozen=True):
+    """An incremental snapshot request (CONTRACT section 13); answered by a SnapshotReply
+    carrying the same `request`. action: start | pause | resume | cancel."""
+
+    request: str
+    action: str
+    id: str
+    tables: list[str] = []
+    chunk_rows: int = 10000
+
+
+Command = Pause | Resume | Stop | SnapshotCommand
 
 
 # ------------------------------------------------------------------ reports
@@ -110,7 +121,17 @@ class Stopped(_Msg, frozen=True):
     pass
 
 
-Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped
+class SnapshotReply(_Msg, frozen=True):
+    """The answer to a SnapshotCommand: `code` is the HTTP status the API answers with
+    (202/200 done, 404, 409, 422), `snapshot` the Snapshot object."""
+
+    request: str
+    code: int
+    message: str = ""
+    snapshot: dict[str, Any] = {}
+
+
+Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped | SnapshotReply
 
 # Named exit codes (gunicorn-style) so a boot error is not restarted forever.
 EXIT_OK = 0

@@ -117,6 +117,12 @@ class PipelineManager:
     async def clear_checkpoints(self, name: str) -> None:
         await self.operations.clear_checkpoints(name)
 
+    async def snapshot(self, name: str, action: str, **kw: Any) -> Any:
+        return await self.operations.snapshot(name, action, **kw)
+
+    def snapshots(self, name: str) -> list[dict[str, Any]]:
+        return self.operations.snapshots(name)
+
     # ------------------------------------------------------------- read side
 
     def foreign(self, name: str) -> ForeignView:

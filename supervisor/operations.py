@@ -11,11 +11,13 @@ Imports: stdlib + shared + supervisor (never worker).
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.protocol import Pause, Resume
+from shared.protocol import Pause, Resume, SnapshotCommand, SnapshotReply
 from shared.spec.load import SpecInvalid, encode_spec, to_document, validate_document
 from shared.spec.model import PipelineSpec
 from shared.spec.patch import merge_patch
@@ -181,6 +183,28 @@ class Operations:
             if m.status != Status.STOPPED:
                 raise Conflict(f"pipeline {name!r} is {m.status.value}; stop it before deleting its checkpoints")
             self.store.clear_checkpoints(name)
+
+    async def snapshot(
+        self, name: str, action: str, snap_id: str = "", tables: list[str] | None = None, chunk_rows: int = 10000
+    ) -> SnapshotReply:
+        """Start, pause, resume or cancel an incremental snapshot (CONTRACT section 13): the
+        worker's answer (its `code` is the HTTP status)."""
+        m = await self.coordinator.owned(name)
+        h = m.handle
+        if h is None or m.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"pipeline {name!r} is {m.status.value}; snapshots are run by a running pipeline")
+        request = secrets.token_hex(8)
+        snap_id = snap_id or "snap-" + secrets.token_hex(6)
+        h.send(SnapshotCommand(request, action, snap_id, list(tables or []), chunk_rows))
+        await self._wait_for(m, lambda: request in m.replies or m.handle is not h)
+        reply: SnapshotReply | None = m.replies.pop(request, None)
+        if reply is None:
+            raise Conflict(f"pipeline {name!r}: the worker did not answer the snapshot request; try again")
+        return reply
+
+    def snapshots(self, name: str) -> list[dict[str, Any]]:
+        self.registry.require(name)  # NotFound
+        return [json.loads(d)["snapshot"] for d in self.store.snapshots(name)]
 
     async def _wait_for(self, m: Managed, pred: Callable[[], bool], timeout: float = ACK_TIMEOUT_S) -> bool:
         deadline = time.monotonic() + timeout

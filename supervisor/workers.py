@@ -20,7 +20,7 @@ from typing import Any, assert_never
 
 import structlog
 
-from shared.protocol import Counters, Failed, Heartbeat, Paused, Ready, Resumed, Stop, Stopped
+from shared.protocol import Counters, Failed, Heartbeat, Paused, Ready, Resumed, SnapshotReply, Stop, Stopped
 from shared.spec.load import encode_spec
 from shared.spec.model import type_tag
 from shared.states import Desired, Status, initial_status, runs
@@ -108,6 +108,8 @@ class Workers:
                 m.last_error = err.message
             case Stopped():
                 pass
+            case SnapshotReply():
+                m.replies[msg.request] = msg
             case _:
                 assert_never(msg)
         self.registry.changed(m)

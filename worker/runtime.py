@@ -28,6 +28,7 @@ from shared.protocol import (
     Ready,
     Resume,
     Resumed,
+    SnapshotCommand,
     Stop,
     Stopped,
 )
@@ -89,8 +90,13 @@ class Runtime:
                 self.send(Resumed())
             case Stop(drop_source_state=drop):
                 self.stop(drop)
+            case SnapshotCommand():
+                asyncio.get_running_loop().create_task(self._snapshot(cmd), name="snapshot")
             case _:
                 assert_never(cmd)
+
+    async def _snapshot(self, cmd: SnapshotCommand) -> None:
+        self.send(await self.pipeline.snapshot_command(cmd))
 
     async def _pause(self) -> None:
         await self.pipeline.pause()

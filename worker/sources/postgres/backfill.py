@@ -1,0 +1,177 @@
+"""The postgres source's incremental snapshots: DBLog watermark chunks on the stream thread.
+
+Imports: stdlib + psycopg2 + worker.backfill + worker.sources.postgres.*. Blocking; runs on the
+stream thread between bursts. One chunk at a time (``Window``):
+
+1. a low watermark ``pg_logical_emit_message(false, 'tidegate-wm', 'L:<token>')``;
+2. the chunk: ``SELECT ... WHERE (pk) > (last key) ORDER BY pk LIMIT chunk_rows + 1`` (autocommit);
+3. a high watermark (``H:<token>``).
+
+The stream (pgoutput with messages=true) carries both watermarks in WAL order. Every key a
+change of that table carries between them (the new and the old key) is dropped from the chunk:
+the stream has emitted a value at least as new. At the high watermark the rest of the chunk is
+handed over as ``op: "r"`` events positioned at the high watermark's LSN (``<lsn>:<i>``), so
+they sort between the stream's changes. The token carries a per-thread nonce: watermarks of an
+earlier process (read again after a restart) are ignored, and so is an open window after a
+reconnect (the chunk is read again; its progress was never made durable).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+
+from worker.backfill import Backfills, Work
+from worker.sources.handoff import Handoff
+from worker.sources.postgres.position import StreamPos
+from worker.sources.postgres.setup import TableInfo, connect_sql
+from worker.sources.postgres.snapshot import raw_text
+from worker.sources.postgres.values import Types
+
+PREFIX = "tidegate-wm"
+
+
+@dataclass
+class Window:
+    token: str
+    work: Work
+    table: TableInfo
+    events: list[dict[str, Any]]
+    keys: list[tuple[Any, ...]]
+    last_key: dict[str, str] | None
+    done: bool  # the chunk reached the table's end
+    open: bool = False  # the low watermark was seen
+    changed: set[tuple[Any, ...]] = field(default_factory=set)
+
+
+def chunk_query(table: TableInfo, first: bool) -> sql.Composed:
+    cols = [sql.Identifier(n) for n, _ in table.columns] + [sql.Identifier(n) for n, _ in table.pk]
+    keys = sql.SQL(", ").join(sql.Identifier(n) for n, _ in table.pk)
+    params = sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(t)) for _, t in table.pk)
+    where = sql.SQL("") if first else sql.SQL("WHERE ({}) > ({}) ").format(keys, params)
+    return sql.SQL("SELECT {} FROM {} {}ORDER BY {} LIMIT %s").format(
+        sql.SQL(", ").join(cols), table.ident, where, keys
+    )
+
+
+class PgBackfill:
+    def __init__(self, *, dsn: str, pipeline: str, db: str, tables: list[TableInfo], types: Types, jobs: Backfills):
+        self.dsn, self.pipeline, self.db, self.types, self.jobs = dsn, pipeline, db, types, jobs
+        self.by_name = {t.full: t for t in tables}
+        self.nonce = secrets.token_hex(4)
+        self.seq = 0
+        self.window: Window | None = None
+        self._conn: Any = None
+        self.buf: Handoff | None = None
+        self.runs: Any = ()
+
+    def bind(self, buf: Handoff, runs: Any) -> Callable[[str, bytes, int], None]:
+        """A new replication connection (an open window's watermarks may be gone: its chunk is
+        read again): the decoder's callback for logical messages."""
+        self.window, self.buf, self.runs = None, buf, runs
+        return self.on_message
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg2.Error:
+                pass
+            self._conn = None
+
+    def _cursor(self) -> Any:
+        if self._conn is None or self._conn.closed:
+            conn = connect_sql(self.dsn, f"tidegate_{self.pipeline}_backfill")
+            conn.autocommit = True
+            raw_text(conn, self.types.oids())
+            self._conn = conn
+        return self._conn.cursor()
+
+    # ------------------------------------------------------------- reading
+    def step(self) -> bool:
+        """Read the next chunk between two watermarks, if one is due; True when one was read."""
+        buf = self.buf
+        if self.window is not None or buf is None or buf.count >= buf.limit // 2:
+            return False
+        work = self.jobs.next_work()
+        if work is None:
+            return False
+        table = self.by_name[work.table]
+        self.seq += 1
+        token = f"{self.nonce}-{self.seq}"
+        cur = self._cursor()
+        try:
+            cur.execute("SELECT pg_logical_emit_message(false, %s, %s)", (PREFIX, "L:" + token))
+            args = [] if work.after is None else [work.after[n] for n, _ in table.pk]
+            cur.execute(chunk_query(table, work.after is None), (*args, work.chunk_rows + 1))
+            rows = cur.fetchall()
+            cur.execute("SELECT pg_logical_emit_message(false, %s, %s)", (PREFIX, "H:" + token))
+        except BaseException:
+            self.close()
+            raise
+        done = len(rows) <= work.chunk_rows
+        rows = rows[: work.chunk_rows]
+        events, keys, last = self._events(table, rows)
+        self.window = Window(token, work, table, events, keys, last, done)
+        return True
+
+    def _events(
+        self, table: TableInfo, rows: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]], dict[str, str] | None]:
+        convs = [(name, self.types.str_conv(oid)) for name, oid in table.columns]
+        n, pk = len(convs), [name for name, _ in table.pk]
+        now = int(time.time() * 1000)
+        events, keys = [], []
+        for r in rows:
+            after = {c: (None if v is None else conv(v)) for (c, conv), v in zip(convs, r)}
+            keys.append(tuple(after[k] for k in pk))
+            src: dict[str, Any] = {"connector": "postgres", "db": self.db, "schema": table.schema}
+            src.update(table=table.name, position="", tx_id=None, ts_ms=now, lsn=0, snapshot="incremental")
+            events.append({"op": "r", "ts_ms": now, "source": src, "before": None, "after": after})
+        last = dict(zip(pk, rows[-1][n:])) if rows else None
+        return events, keys, last
+
+    # ------------------------------------------------------------ the stream
+    def observe(self, events: list[dict[str, Any]]) -> None:
+        """Changes the stream emits: inside an open window, their keys leave the chunk."""
+        w = self.window
+        if w is None or not w.open:
+            return
+        schema, name = w.table.schema, w.table.name
+        pk = [k for k, _ in w.table.pk]
+        for e in events:
+            s = e["source"]
+            if s["table"] != name or s["schema"] != schema:
+                continue
+            for row in (e["before"], e["after"]):
+                if row is not None and all(k in row for k in pk):
+                    w.changed.add(tuple(row[k] for k in pk))
+
+    def on_message(self, prefix: str, content: bytes, lsn: int) -> None:
+        """A logical message: at the chunk's high watermark, what is left of it is handed over."""
+        w, buf, runs = self.window, self.buf, self.runs
+        if prefix != PREFIX or w is None or buf is None:
+            return
+        text = content.decode()
+        if text == "L:" + w.token:
+            w.open = True
+            return
+        if text != "H:" + w.token:
+            return  # an earlier process's watermark
+        self.window = None
+        if not self.jobs.is_current(w.work):
+            return  # paused or cancelled meanwhile
+        kept = [e for e, k in zip(w.events, w.keys) if k not in w.changed]
+        for i, e in enumerate(kept):
+            e["source"]["position"] = StreamPos(lsn, i, runs).format()
+            e["source"]["lsn"] = lsn
+        key = (1, lsn, len(kept) - 1) if kept else None
+        self.jobs.emitted(w.work, w.last_key, len(w.events), w.done, key)  # first: its commit may come at once
+        if kept:
+            buf.put(kept, True, StreamPos(lsn, len(kept) - 1, runs), key)
