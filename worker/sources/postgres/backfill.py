@@ -4,16 +4,21 @@ Imports: stdlib + psycopg2 + worker.backfill + worker.sources.postgres.*. Blocki
 stream thread between bursts. One chunk at a time (``Window``):
 
 1. a low watermark ``pg_logical_emit_message(false, 'tidegate-wm', 'L:<token>')``;
-2. the chunk: ``SELECT ... WHERE (pk) > (last key) ORDER BY pk LIMIT chunk_rows + 1`` (autocommit);
+2. the chunk: ``SELECT ... WHERE (pk) > (last key) ORDER BY pk LIMIT chunk_rows + 1``, in a
+   REPEATABLE READ transaction whose ``pg_current_snapshot()`` names the transactions in progress;
 3. a high watermark (``H:<token>``).
 
 The stream (pgoutput with messages=true) carries both watermarks in WAL order. Every key a
 change of that table carries between them (the new and the old key) is dropped from the chunk:
-the stream has emitted a value at least as new. At the high watermark the rest of the chunk is
-handed over as ``op: "r"`` events positioned at the high watermark's LSN (``<lsn>:<i>``), so
-they sort between the stream's changes. The token carries a per-thread nonce: watermarks of an
-earlier process (read again after a restart) are ignored, and so is an open window after a
-reconnect (the chunk is read again; its progress was never made durable).
+the stream has emitted a value at least as new. So is every key changed by a transaction the
+chunk's snapshot saw in progress, even when the stream carries it before the low watermark (its
+commit record was written before the watermark, but it became visible only after the snapshot).
+At the high watermark the rest of the chunk is handed over as ``op: "r"`` events positioned at
+the high watermark's LSN - 1 (``<lsn>:<i>``: a message's LSN is its record's end, which may be
+where the next transaction's commit starts), so they sort between the stream's changes. The
+token carries a per-thread nonce: watermarks of an earlier process (read again after a restart)
+are ignored, and so is an open window after a reconnect (the chunk is read again; its progress
+was never made durable).
 """
 
 from __future__ import annotations
@@ -46,8 +51,15 @@ class Window:
     keys: list[tuple[Any, ...]]
     last_key: dict[str, str] | None
     done: bool  # the chunk reached the table's end
+    invisible: set[str]  # transactions in progress for the chunk's snapshot (tx_id form)
     open: bool = False  # the low watermark was seen
     changed: set[tuple[Any, ...]] = field(default_factory=set)
+
+
+def in_progress(snapshot: str) -> set[str]:
+    """The xids (32-bit, as pgoutput's tx_id) a pg_current_snapshot() text lists as in progress."""
+    xip = snapshot.split(":")[2]
+    return {str(int(x) & 0xFFFFFFFF) for x in xip.split(",") if x}
 
 
 def chunk_query(table: TableInfo, first: bool) -> sql.Composed:
@@ -108,9 +120,13 @@ class PgBackfill:
         cur = self._cursor()
         try:
             cur.execute("SELECT pg_logical_emit_message(false, %s, %s)", (PREFIX, "L:" + token))
+            cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            cur.execute("SELECT pg_current_snapshot()::text")
+            invisible = in_progress(cur.fetchone()[0])
             args = [] if work.after is None else [work.after[n] for n, _ in table.pk]
             cur.execute(chunk_query(table, work.after is None), (*args, work.chunk_rows + 1))
             rows = cur.fetchall()
+            cur.execute("COMMIT")
             cur.execute("SELECT pg_logical_emit_message(false, %s, %s)", (PREFIX, "H:" + token))
         except BaseException:
             self.close()
@@ -118,7 +134,7 @@ class PgBackfill:
         done = len(rows) <= work.chunk_rows
         rows = rows[: work.chunk_rows]
         events, keys, last = self._events(table, rows)
-        self.window = Window(token, work, table, events, keys, last, done)
+        self.window = Window(token, work, table, events, keys, last, done, invisible)
         return True
 
     def _events(
@@ -141,13 +157,13 @@ class PgBackfill:
     def observe(self, events: list[dict[str, Any]]) -> None:
         """Changes the stream emits: inside an open window, their keys leave the chunk."""
         w = self.window
-        if w is None or not w.open:
+        if w is None:
             return
         schema, name = w.table.schema, w.table.name
         pk = [k for k, _ in w.table.pk]
         for e in events:
             s = e["source"]
-            if s["table"] != name or s["schema"] != schema:
+            if s["table"] != name or s["schema"] != schema or not (w.open or s["tx_id"] in w.invisible):
                 continue
             for row in (e["before"], e["after"]):
                 if row is not None and all(k in row for k in pk):
@@ -167,6 +183,7 @@ class PgBackfill:
         self.window = None
         if not self.jobs.is_current(w.work):
             return  # paused or cancelled meanwhile
+        lsn -= 1  # the message's LSN is its record's end: the next record (a commit) may start there
         kept = [e for e, k in zip(w.events, w.keys) if k not in w.changed]
         for i, e in enumerate(kept):
             e["source"]["position"] = StreamPos(lsn, i, runs).format()
