@@ -143,6 +143,7 @@ class PipelineManager:
         if stored:
             out["sink_gaps"] = self.store.gaps(m.name)
             out["checkpoints"] = self.checkpoints(m.name)
+            out["snapshots"] = self.snapshots(m.name)
         owner = self.coordinator.owner()
         if owner is not None:
             out["owner"] = owner

@@ -118,6 +118,9 @@ class Backfills:
             return 200, "", dict(job.doc)
 
     # ---------------------------------------------------------------- source
+    def running(self) -> bool:
+        return any(j.doc["status"] == "running" for j in list(self.jobs.values()))
+
     def next_work(self) -> Work | None:
         with self.lock:
             for job in self.jobs.values():

@@ -41,6 +41,21 @@ class Owner(msgspec.Struct):
     live: bool
 
 
+class Snapshot(msgspec.Struct):
+    """An incremental snapshot (CONTRACT section 13)."""
+
+    id: str
+    tables: list[str]
+    status: Literal["running", "paused", "done", "cancelled", "failed"]
+    rows_read: int
+    rows_total_estimate: int
+    table: str | None
+    last_key: dict[str, str] | None
+    started_at: str
+    finished_at: str | None
+    error: str | None
+
+
 class Ops(msgspec.Struct):
     pid: int | None
     restarts: int
@@ -56,6 +71,12 @@ class Ops(msgspec.Struct):
     checkpoints: dict[str, Checkpoint]
     source: dict[str, Any] = {}
     owner: Owner | None = None
+    snapshots: list[Snapshot] = []  # incremental snapshots (CONTRACT section 13)
+
+
+class SnapshotRequest(msgspec.Struct):
+    tables: list[str]
+    chunk_rows: int = 10000
 
 
 class PipeInfo(msgspec.Struct):

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from shared.spec.model import PipelineSpec
-from supervisor.api.models import Checkpoint, ErrorResponse, Health, PipeInfo, Readiness
+from supervisor.api.models import Checkpoint, ErrorResponse, Health, PipeInfo, Readiness, Snapshot, SnapshotRequest
 
 
 def _version() -> str:
@@ -36,7 +36,7 @@ ERROR_TEXT = {
     "node runs it: the message names that node and its API address",
     413: "Body over 10 MiB",
     415: "Unsupported Content-Type",
-    422: "Invalid spec (every error with its field path)",
+    422: "Invalid spec (every error with its field path); snapshots: a table not captured or without a primary key",
 }
 
 
@@ -77,9 +77,45 @@ def _op(
     return out
 
 
+def _snapshot_paths(name_param: list[dict[str, Any]]) -> dict[str, Any]:
+    """Incremental snapshots (CONTRACT section 13)."""
+    snap = _ref("Snapshot")
+    id_param = [*name_param, {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    body = {"required": True, "content": {"application/json": {"schema": _ref("SnapshotRequest")}}}
+
+    def action(op: str, summary: str) -> dict[str, Any]:
+        return {
+            "post": _op(
+                f"{op}Snapshot", summary, {"200": _resp("The snapshot", snap), **_errors(404, 409)}, params=id_param
+            )
+        }
+
+    return {
+        "/pipelines/{name}/snapshots": {
+            "get": _op(
+                "listSnapshots",
+                "The pipeline's incremental snapshots",
+                {"200": _resp("Snapshots", {"type": "array", "items": snap}), **_errors(404)},
+                params=name_param,
+            ),
+            "post": _op(
+                "startSnapshot",
+                "Start an incremental snapshot of tables while the pipeline streams",
+                {"202": _resp("Started", snap), **_errors(400, 404, 409, 413, 415, 422)},
+                params=name_param,
+                body=body,
+            ),
+        },
+        "/pipelines/{name}/snapshots/{id}/pause": action("pause", "Pause a snapshot"),
+        "/pipelines/{name}/snapshots/{id}/resume": action("resume", "Resume a snapshot"),
+        "/pipelines/{name}/snapshots/{id}/cancel": action("cancel", "Cancel a snapshot"),
+    }
+
+
 def build() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
-        [PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec, Checkpoint], ref_template=REF
+        [PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec, Checkpoint, Snapshot, SnapshotRequest],
+        ref_template=REF,
     )
     name_param = [
         {"name": "name", "in": "path", "required": True, "description": "pipeline name", "schema": {"type": "string"}}
@@ -206,6 +242,7 @@ def build() -> dict[str, Any]:
             ),
         },
     }
+    paths.update(_snapshot_paths(name_param))
     return {
         "openapi": "3.1.0",
         "info": {

@@ -200,5 +200,6 @@ def test_snapshot_api_404_409_422_pause_resume_cancel(pg: PG, sup: Supervisor, t
     assert r.status_code == 202, r.text
     done = wait_done(sup, name, r.json()["id"], timeout=60)
     assert done["rows_read"] == 3000
+    assert [s["status"] for s in sup.info(name)["ops"]["snapshots"]] == ["cancelled", "done"]
     events = dedupe(read_jsonl(out))
     assert replay(events) == state(pg, t)

@@ -40,6 +40,7 @@ from worker.sources.postgres.snapshot import raw_text
 from worker.sources.postgres.values import Types
 
 PREFIX = "tidegate-wm"
+RECENT_TXS = 5000
 
 
 @dataclass
@@ -51,15 +52,25 @@ class Window:
     keys: list[tuple[Any, ...]]
     last_key: dict[str, str] | None
     done: bool  # the chunk reached the table's end
-    invisible: set[str]  # transactions in progress for the chunk's snapshot (tx_id form)
+    invisible: Invisible  # transactions the chunk's snapshot did not see
     open: bool = False  # the low watermark was seen
     changed: set[tuple[Any, ...]] = field(default_factory=set)
 
 
-def in_progress(snapshot: str) -> set[str]:
-    """The xids (32-bit, as pgoutput's tx_id) a pg_current_snapshot() text lists as in progress."""
-    xip = snapshot.split(":")[2]
-    return {str(int(x) & 0xFFFFFFFF) for x in xip.split(",") if x}
+class Invisible:
+    """The transactions a snapshot (pg_current_snapshot() text) does not see: those it lists in
+    progress and every xid from its xmax on (the newest may be committing: its commit record is
+    written, but it is not visible yet). Holds pgoutput tx_ids (32-bit xids, as text)."""
+
+    def __init__(self, snapshot: str) -> None:
+        _xmin, xmax, xip = snapshot.split(":")
+        self.xmax = int(xmax) & 0xFFFFFFFF
+        self.xip = {str(int(x) & 0xFFFFFFFF) for x in xip.split(",") if x}
+
+    def __contains__(self, tx_id: object) -> bool:
+        if not isinstance(tx_id, str) or not tx_id.isdigit():
+            return False
+        return tx_id in self.xip or (int(tx_id) - self.xmax) % (1 << 32) < (1 << 31)
 
 
 def chunk_query(table: TableInfo, first: bool) -> sql.Composed:
@@ -80,6 +91,7 @@ class PgBackfill:
         self.seq = 0
         self.window: Window | None = None
         self._conn: Any = None
+        self.recent: dict[str, set[tuple[str, tuple[Any, ...]]]] = {}  # tx_id -> (table, key) changed
         self.buf: Handoff | None = None
         self.runs: Any = ()
 
@@ -122,7 +134,7 @@ class PgBackfill:
             cur.execute("SELECT pg_logical_emit_message(false, %s, %s)", (PREFIX, "L:" + token))
             cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             cur.execute("SELECT pg_current_snapshot()::text")
-            invisible = in_progress(cur.fetchone()[0])
+            invisible = Invisible(cur.fetchone()[0])
             args = [] if work.after is None else [work.after[n] for n, _ in table.pk]
             cur.execute(chunk_query(table, work.after is None), (*args, work.chunk_rows + 1))
             rows = cur.fetchall()
@@ -135,6 +147,9 @@ class PgBackfill:
         rows = rows[: work.chunk_rows]
         events, keys, last = self._events(table, rows)
         self.window = Window(token, work, table, events, keys, last, done, invisible)
+        for xid, changed in self.recent.items():  # streamed before the snapshot could see them
+            if xid in invisible:
+                self.window.changed.update(k for name, k in changed if name == table.full)
         return True
 
     def _events(
@@ -155,19 +170,30 @@ class PgBackfill:
 
     # ------------------------------------------------------------ the stream
     def observe(self, events: list[dict[str, Any]]) -> None:
-        """Changes the stream emits: inside an open window, their keys leave the chunk."""
-        w = self.window
-        if w is None:
+        """Changes the stream emits: inside an open window (or made by a transaction the chunk's
+        snapshot saw in progress) their keys leave the chunk. While a snapshot runs, the keys of
+        the last RECENT_TXS transactions are kept: one the next chunk's snapshot sees in progress
+        may have been streamed already (its commit record came before the low watermark)."""
+        w, recent = self.window, self.recent
+        if w is None and not self.jobs.running():
+            recent.clear()
             return
-        schema, name = w.table.schema, w.table.name
-        pk = [k for k, _ in w.table.pk]
         for e in events:
             s = e["source"]
-            if s["table"] != name or s["schema"] != schema or not (w.open or s["tx_id"] in w.invisible):
+            t = self.by_name.get(f"{s['schema']}.{s['table']}")
+            if t is None or not t.pk:
                 continue
-            for row in (e["before"], e["after"]):
-                if row is not None and all(k in row for k in pk):
-                    w.changed.add(tuple(row[k] for k in pk))
+            pk = [k for k, _ in t.pk]
+            keys = {
+                (t.full, tuple(row[k] for k in pk))
+                for row in (e["before"], e["after"])
+                if row is not None and all(k in row for k in pk)
+            }
+            if w is not None and t is w.table and (w.open or s["tx_id"] in w.invisible):
+                w.changed.update(k for _, k in keys)
+            recent.setdefault(s["tx_id"], set()).update(keys)
+        while len(recent) > RECENT_TXS:
+            del recent[next(iter(recent))]
 
     def on_message(self, prefix: str, content: bytes, lsn: int) -> None:
         """A logical message: at the chunk's high watermark, what is left of it is handed over."""
