@@ -4,7 +4,7 @@ generated from these same types. Imports: stdlib + msgspec + shared.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -75,8 +75,8 @@ class Ops(msgspec.Struct):
 
 
 class SnapshotRequest(msgspec.Struct):
-    tables: list[str]
-    chunk_rows: int = 10000
+    tables: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)]
+    chunk_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10000
 
 
 class PipeInfo(msgspec.Struct):
