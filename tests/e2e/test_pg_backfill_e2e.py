@@ -203,3 +203,35 @@ def test_snapshot_api_404_409_422_pause_resume_cancel(pg: PG, sup: Supervisor, t
     assert [s["status"] for s in sup.info(name)["ops"]["snapshots"]] == ["cancelled", "done"]
     events = dedupe(read_jsonl(out))
     assert replay(events) == state(pg, t)
+
+
+def test_patch_adding_a_table_snapshots_only_that_table(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
+    a = pg.table("bfa", "id int PRIMARY KEY, v int")
+    b = pg.table("bfb", "id int PRIMARY KEY, v int")
+    pg.sql(f"INSERT INTO {a} SELECT g, g FROM generate_series(1, 2000) g")
+    pg.sql(f"INSERT INTO {b} SELECT g, g FROM generate_series(1, 3000) g")
+    out, name = tmp_path / "out.jsonl", f"tg-pg-bfadd-{pg.suffix}"
+    sup.create(spec(name, [a], out))
+    wait_until(lambda: len(read_jsonl(out)) >= 2000, timeout=60, message="the initial snapshot of a")
+    pg.sql(f"INSERT INTO {a} VALUES (5000, 0)")
+    wait_for_row(out, a, 5000)
+    r = sup.client.patch(
+        f"/pipelines/{name}",
+        json={"spec": {"source": {"config": {"tables": [f"public.{a}", f"public.{b}"]}}}},
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200, r.text
+    snap = wait_until(
+        lambda: next((s for s in snapshots(sup, name) if s["status"] == "done"), None),
+        timeout=90,
+        message="the added table's snapshot done",
+    )
+    assert snap["tables"] == [f"public.{b}"] and snap["rows_read"] == 3000, snap
+    pg.sql(f"UPDATE {b} SET v = -1 WHERE id = 7")
+    pg.sql(f"INSERT INTO {b} VALUES (99999999, 0)")
+    events = dedupe(wait_for_row(out, b, 99999999))
+    mark = next(i for i, e in enumerate(events) if e["source"]["table"] == a and e["after"]["id"] == 5000)
+    later = events[mark + 1 :]
+    assert not [e for e in later if e["source"]["table"] == a], "rows of the other table were emitted again"
+    assert sorted(e["after"]["id"] for e in later if e["op"] == "r") == list(range(1, 3001))
+    assert replay([e for e in events if e["source"]["table"] == b]) == state(pg, b)
