@@ -20,6 +20,7 @@ from typing import Any
 import psycopg2
 import pytest
 
+from supervisor import opscli
 from tests.e2e.test_pg_source_e2e import spec
 from tests.integration.test_pg_source import DSN, PG, pg  # noqa: F401 - fixture
 from tests.integration.test_pg_source_resume import replay
@@ -196,9 +197,12 @@ def test_snapshot_api_404_409_422_pause_resume_cancel(pg: PG, sup: Supervisor, t
     assert r.status_code == 200 and r.json()["status"] == "cancelled" and r.json()["finished_at"], r.text
     assert sup.client.post(f"/pipelines/{name}/snapshots/{sid}/resume").status_code == 409
     sup.action(name, "resume")
-    r = start(sup, name, [t], chunk_rows=1000)  # the table is free again
-    assert r.status_code == 202, r.text
-    done = wait_done(sup, name, r.json()["id"], timeout=60)
+    cli = ["--server", sup.url, "-o", "json"]
+    assert opscli.main(["snapshot", "start", name, "nope_table", *cli]) == 1
+    assert opscli.main(["snapshot", "start", name, t, "--chunk-rows", "1000", *cli]) == 0  # the table is free again
+    sid2 = snapshots(sup, name)[-1]["id"]
+    assert opscli.main(["snapshot", "ls", name, *cli]) == 0
+    done = wait_done(sup, name, sid2, timeout=60)
     assert done["rows_read"] == 3000
     assert [s["status"] for s in sup.info(name)["ops"]["snapshots"]] == ["cancelled", "done"]
     events = dedupe(read_jsonl(out))
