@@ -239,3 +239,18 @@ def test_patch_adding_a_table_snapshots_only_that_table(pg: PG, sup: Supervisor,
     assert not [e for e in later if e["source"]["table"] == a], "rows of the other table were emitted again"
     assert sorted(e["after"]["id"] for e in later if e["op"] == "r") == list(range(1, 3001))
     assert replay([e for e in events if e["source"]["table"] == b]) == state(pg, b)
+
+
+def test_composite_text_and_uuid_key_is_chunked_exactly(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
+    t = pg.table("bfcomp", "k text, u uuid, v int, PRIMARY KEY (k, u)")
+    pg.sql(f"INSERT INTO {t} SELECT 'k' || (g % 7), md5(g::text)::uuid, g FROM generate_series(1, 1500) g")
+    out, name = tmp_path / "out.jsonl", f"tg-pg-bfcomp-{pg.suffix}"
+    sup.create(spec(name, [t], out, snapshot="never"))
+    sup.wait_status(name, "running")
+    r = start(sup, name, [t], chunk_rows=64)
+    assert r.status_code == 202, r.text
+    done = wait_done(sup, name, r.json()["id"], timeout=60)
+    assert done["rows_read"] == 1500
+    reads = [e["after"] for e in dedupe(read_jsonl(out)) if e["op"] == "r"]
+    got = sorted((a["k"], a["u"], a["v"]) for a in reads)
+    assert got == sorted((k, u, v) for k, u, v in pg.sql(f"SELECT k, u::text, v FROM {t}"))
