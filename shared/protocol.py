@@ -46,7 +46,18 @@ class Replay(_Msg, frozen=True):
     all: bool = False
 
 
-Command = Pause | Resume | Stop | Replay
+class SnapshotCommand(_Msg, frozen=True):
+    """An incremental snapshot request (CONTRACT section 13); answered by a SnapshotReply
+    carrying the same `request`. action: start | pause | resume | cancel."""
+
+    request: str
+    action: str
+    id: str
+    tables: list[str] = []
+    chunk_rows: int = 10000
+
+
+Command = Pause | Resume | Stop | Replay | SnapshotCommand
 
 
 # ------------------------------------------------------------------ reports
@@ -130,7 +141,17 @@ class ReplayDone(_Msg, frozen=True):
     error: str | None = None  # the replay could not run (the state store failed...)
 
 
-Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped | ReplayDone
+class SnapshotReply(_Msg, frozen=True):
+    """The answer to a SnapshotCommand: `code` is the HTTP status the API answers with
+    (202/200 done, 404, 409, 422), `snapshot` the Snapshot object."""
+
+    request: str
+    code: int
+    message: str = ""
+    snapshot: dict[str, Any] = {}
+
+
+Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped | ReplayDone | SnapshotReply
 
 # Named exit codes (gunicorn-style) so a boot error is not restarted forever.
 EXIT_OK = 0

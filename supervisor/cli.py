@@ -1,5 +1,5 @@
 """The `tidegate` console script: serve, validate, version, and the ops
-commands (get, apply, pause, resume, stop, restart, delete) in `supervisor.opscli`.
+commands (get, apply, pause, resume, stop, restart, delete, snapshot) in `supervisor.opscli`.
 Imports: stdlib + shared + supervisor.
 """
 
@@ -13,7 +13,7 @@ import sys
 from shared.spec.load import load_file, spec_files
 
 VERSION = "0.1.0"
-OPS_COMMANDS = {"get", "apply", "pause", "resume", "stop", "restart", "delete", "dlq"}
+OPS_COMMANDS = {"get", "apply", "pause", "resume", "stop", "restart", "delete", "dlq", "snapshot"}
 
 
 def cmd_validate(paths: list[str]) -> int:
@@ -93,6 +93,7 @@ commands:
   version
   get [NAME] | apply -f SPEC | pause|resume|stop|restart|delete NAME   (ops client; --server URL, -o table|json|yaml)
   dlq ls|show|replay|purge NAME [ID...] [--stage S] [--all]   (the dead-letter queue)
+  snapshot start NAME TABLE... [--chunk-rows N] | snapshot ls NAME | snapshot pause|resume|cancel NAME ID
 """
 
 

@@ -49,6 +49,7 @@ class Managed:
     failed_by_worker: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    replies: dict[str, Any] = field(default_factory=dict)  # SnapshotReply by request id, until taken
 
     def totals(self) -> Counters:
         b, c = self.base, self.cur

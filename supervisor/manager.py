@@ -117,6 +117,12 @@ class PipelineManager:
     async def clear_checkpoints(self, name: str) -> None:
         await self.operations.clear_checkpoints(name)
 
+    async def snapshot(self, name: str, action: str, **kw: Any) -> Any:
+        return await self.operations.snapshot(name, action, **kw)
+
+    def snapshots(self, name: str) -> list[dict[str, Any]]:
+        return self.operations.snapshots(name)
+
     # ------------------------------------------------------------- read side
 
     def foreign(self, name: str) -> ForeignView:
@@ -138,6 +144,7 @@ class PipelineManager:
             out["sink_gaps"] = self.store.gaps(m.name)
             out["checkpoints"] = self.checkpoints(m.name)
             out["dlq"] = self.store.dlq_counts(m.name)
+            out["snapshots"] = self.snapshots(m.name)
         owner = self.coordinator.owner()
         if owner is not None:
             out["owner"] = owner

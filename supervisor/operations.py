@@ -11,13 +11,17 @@ Imports: stdlib + shared + supervisor (never worker).
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
 
-from shared.protocol import Pause, Resume
+import structlog
+
+from shared.protocol import Pause, Resume, SnapshotCommand, SnapshotReply
 from shared.spec.load import SpecInvalid, encode_spec, to_document, validate_document
-from shared.spec.model import PipelineSpec
+from shared.spec.model import PipelineSpec, PostgresSourceConfig
 from shared.spec.patch import merge_patch
 from shared.states import Desired, Status
 from shared.store import StoreUnavailable
@@ -26,6 +30,19 @@ from supervisor.managed import Conflict, Managed, Registry
 from supervisor.workers import Workers
 
 ACK_TIMEOUT_S = 10.0
+ADDED_TABLE_WAIT_S = 60.0  # a pipeline PATCHed with a new table: how long its snapshot waits for the worker
+
+
+def added_tables(old: PipelineSpec, new: PipelineSpec) -> list[str]:
+    """Tables a spec change adds to a postgres source with `snapshot: initial` (CONTRACT section 13:
+    they are snapshotted incrementally, the others are not read again)."""
+    a, b = old.spec.source.config, new.spec.source.config
+    if not isinstance(a, PostgresSourceConfig) or not isinstance(b, PostgresSourceConfig) or b.snapshot != "initial":
+        return []
+    before = {t if "." in t else f"public.{t}" for t in a.tables}
+    if not before:  # FOR ALL TABLES: nothing is added
+        return []
+    return [t for t in b.tables if (t if "." in t else f"public.{t}") not in before]
 
 
 class Operations:
@@ -98,6 +115,7 @@ class Operations:
             if m.desired == Desired.FAILED:
                 m.desired = Desired.RUNNING
                 m.policy.reset()
+            added = added_tables(m.spec, spec) if self.store.checkpoints(m.name) else []
             m.spec = spec
             self.store.put_pipeline(m.name, encode_spec(spec), m.desired.value)
             self.store.drop_sink_checkpoints(m.name, {s.config.id for s in spec.spec.sinks})
@@ -106,6 +124,24 @@ class Operations:
             self.workers.cancel_restart(m)
             await self.workers.stop(m, "restart")
             self.workers.spawn(m)
+        if added:
+            asyncio.get_running_loop().create_task(self._snapshot_added(m, added), name=f"snapshot-added[{m.name}]")
+
+    async def _snapshot_added(self, m: Managed, tables: list[str]) -> None:
+        """Once the restarted worker runs, snapshot the added tables (and only those)."""
+        log = structlog.get_logger().bind(component="manager", pipeline=m.name)
+        await self._wait_for(m, lambda: m.status == Status.RUNNING, ADDED_TABLE_WAIT_S)
+        try:
+            cfg = m.spec.spec.source.config
+            chunk = cfg.snapshot_chunk if isinstance(cfg, PostgresSourceConfig) else 10000
+            reply = await self.snapshot(m.name, "start", tables=tables, chunk_rows=chunk)
+        except Exception as exc:  # noqa: BLE001 - logged; the user can POST the snapshot
+            log.warning("added_table_snapshot_failed", tables=tables, error=str(exc))
+            return
+        if reply.code >= 400:
+            log.warning("added_table_snapshot_failed", tables=tables, error=reply.message)
+        else:
+            log.info("added_table_snapshot_started", tables=tables, snapshot=reply.snapshot.get("id"))
 
     async def delete(self, name: str) -> None:
         m = await self.coordinator.owned(name)
@@ -181,6 +217,28 @@ class Operations:
             if m.status != Status.STOPPED:
                 raise Conflict(f"pipeline {name!r} is {m.status.value}; stop it before deleting its checkpoints")
             self.store.clear_checkpoints(name)
+
+    async def snapshot(
+        self, name: str, action: str, snap_id: str = "", tables: list[str] | None = None, chunk_rows: int = 10000
+    ) -> SnapshotReply:
+        """Start, pause, resume or cancel an incremental snapshot (CONTRACT section 13): the
+        worker's answer (its `code` is the HTTP status)."""
+        m = await self.coordinator.owned(name)
+        h = m.handle
+        if h is None or m.status not in (Status.RUNNING, Status.PAUSED):
+            raise Conflict(f"pipeline {name!r} is {m.status.value}; snapshots are run by a running pipeline")
+        request = secrets.token_hex(8)
+        snap_id = snap_id or "snap-" + secrets.token_hex(6)
+        h.send(SnapshotCommand(request, action, snap_id, list(tables or []), chunk_rows))
+        await self._wait_for(m, lambda: request in m.replies or m.handle is not h)
+        reply: SnapshotReply | None = m.replies.pop(request, None)
+        if reply is None:
+            raise Conflict(f"pipeline {name!r}: the worker did not answer the snapshot request; try again")
+        return reply
+
+    def snapshots(self, name: str) -> list[dict[str, Any]]:
+        self.registry.require(name)  # NotFound
+        return [json.loads(d)["snapshot"] for d in self.store.snapshots(name)]
 
     async def _wait_for(self, m: Managed, pred: Callable[[], bool], timeout: float = ACK_TIMEOUT_S) -> bool:
         deadline = time.monotonic() + timeout

@@ -20,7 +20,18 @@ from typing import Any, assert_never
 
 import structlog
 
-from shared.protocol import Counters, Failed, Heartbeat, Paused, Ready, ReplayDone, Resumed, Stop, Stopped
+from shared.protocol import (
+    Counters,
+    Failed,
+    Heartbeat,
+    Paused,
+    Ready,
+    ReplayDone,
+    Resumed,
+    SnapshotReply,
+    Stop,
+    Stopped,
+)
 from shared.spec.load import encode_spec
 from shared.spec.model import type_tag
 from shared.states import Desired, Status, initial_status, runs
@@ -111,6 +122,8 @@ class Workers:
                 pass
             case ReplayDone():
                 dlq.on_done(msg)
+            case SnapshotReply():
+                m.replies[msg.request] = msg
             case _:
                 assert_never(msg)
         self.registry.changed(m)

@@ -32,10 +32,12 @@ from worker.sinks.base import Sink, SinkContext
 from worker.sources.base import Source, SourceContext
 
 
-def make_source(spec: PipelineSpec, log: Any, state_dir: str) -> Source:
+def make_source(spec: PipelineSpec, log: Any, state_dir: str, backfills: Any = None) -> Source:
     src = spec.spec.source
     cls = plugins.resolve(plugins.SOURCES, type_tag(src))
-    ctx = SourceContext(pipeline=spec.metadata.name, log=log.bind(source=type_tag(src)), state_dir=state_dir)
+    ctx = SourceContext(
+        pipeline=spec.metadata.name, log=log.bind(source=type_tag(src)), state_dir=state_dir, backfills=backfills
+    )
     return cls(src.config, ctx)
 
 
@@ -52,6 +54,7 @@ class Wiring:
     stopping: asyncio.Event
     health: Health
     on_lease_lost: Callable[[LeaseLost], None]
+    backfills: Any = None  # worker.backfill.Backfills: the incremental snapshots
 
     @property
     def name(self) -> str:
@@ -68,7 +71,7 @@ class SourceSlot:
 
     def __init__(self, w: Wiring) -> None:
         self.w = w
-        self.current = make_source(w.spec, w.log, w.state_dir)
+        self.current = make_source(w.spec, w.log, w.state_dir, w.backfills)
         self.key = self.current.position_key
         self.position_after = self.current.position_after
 
@@ -89,7 +92,7 @@ class SourceSlot:
                 attempt += 1
                 if self.w.stopping.is_set():
                     raise asyncio.CancelledError from exc
-                self.current = make_source(self.w.spec, self.w.log, self.w.state_dir)
+                self.current = make_source(self.w.spec, self.w.log, self.w.state_dir, self.w.backfills)
             except ConfigError as exc:
                 await self._close_quietly()
                 raise PipelineFailed(exc.info()) from exc
@@ -97,10 +100,12 @@ class SourceSlot:
     async def reopen(self, position: str | None) -> None:
         await self._close_quietly()
         await sleep_or_stop(self.w.stopping, backoff(0, 0.5, 10.0))
-        self.current = make_source(self.w.spec, self.w.log, self.w.state_dir)
+        self.current = make_source(self.w.spec, self.w.log, self.w.state_dir, self.w.backfills)
         await self.open(position)
 
     async def commit(self, position: str) -> None:
+        if self.w.backfills is not None:
+            self.w.backfills.commit(position)  # chunks committed: their progress becomes durable
         try:
             await self.current.commit(position)
         except Exception as exc:  # noqa: BLE001 - acknowledging upstream is retried at the next commit
@@ -190,6 +195,9 @@ async def open_pipeline(w: Wiring) -> Parts:
         commits.start(parts.runners, source.key)
         for skip in start.skips:
             commits.store_later(skip.sink_id, skip.to_pos)  # the skip is durable like a delivery
+        if w.backfills is not None:  # active incremental snapshots resume from their durable progress
+            w.backfills.load(await w.run_store(w.store.snapshots, w.name))
+            w.backfills.key = source.key
         await source.open(commits.committed)
     except BaseException:
         await parts.close(w.log)

@@ -16,6 +16,7 @@ from shared.errors import ConfigError, ErrorInfo, FatalSinkError, PipelineFailed
 from shared.spec.model import PipelineSpec
 from shared.store import LeaseLost
 from worker.assembly import Parts, Wiring, open_pipeline
+from worker.backfill import Backfills, answer
 from worker.backoff import sleep_or_stop
 from worker.batcher import Batch, Batcher
 from worker.health import Health
@@ -46,8 +47,18 @@ class Pipeline:
             self.gate.set()
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
+        self.backfills = Backfills(self._save_snapshot, log)
         self.wiring = Wiring(
-            spec, store, self.store_pool, log, state_dir, self.gate, self.stopping, self.health, self._on_lease_lost
+            spec,
+            store,
+            self.store_pool,
+            log,
+            state_dir,
+            self.gate,
+            self.stopping,
+            self.health,
+            self._on_lease_lost,
+            self.backfills,
         )
         self.parts: Parts | None = None
         self.drop_source_state = False
@@ -67,6 +78,22 @@ class Pipeline:
         self.lease_lost = exc
         self.health.error(ErrorInfo(kind="state", message=str(exc), retryable=True))
         self.request_stop()
+
+    def _save_snapshot(self, snap_id: str, doc: str) -> Any:
+        def done(fut: Any) -> None:
+            if fut.exception() is not None:
+                self.log.warning("backfill_store_failed", snapshot=snap_id, error=str(fut.exception()))
+
+        fut = self.store_pool.submit(self.store.save_snapshot, self.name, snap_id, doc)
+        fut.add_done_callback(done)
+        return fut
+
+    async def snapshot_command(self, cmd: Any) -> Any:
+        """An incremental snapshot request from the supervisor: the SnapshotReply, once stored."""
+        source = self.parts.source.current if self.parts is not None and self.ready.is_set() else None
+        reply = answer(cmd, self.backfills, source)
+        await asyncio.wrap_future(self.store_pool.submit(lambda: None))  # after its own write (one thread)
+        return reply
 
     def _queue_gap(self, sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
         self.store_pool.submit(self._store_gap, sink_id, from_pos, to_pos, extend)

@@ -30,6 +30,7 @@ from shared.protocol import (
     ReplayDone,
     Resume,
     Resumed,
+    SnapshotCommand,
     Stop,
     Stopped,
 )
@@ -94,8 +95,13 @@ class Runtime:
                 self.stop(drop)
             case Replay():
                 asyncio.get_running_loop().create_task(self._replay(cmd), name="dlq_replay")
+            case SnapshotCommand():
+                asyncio.get_running_loop().create_task(self._snapshot(cmd), name="snapshot")
             case _:
                 assert_never(cmd)
+
+    async def _snapshot(self, cmd: SnapshotCommand) -> None:
+        self.send(await self.pipeline.snapshot_command(cmd))
 
     async def _pause(self) -> None:
         await self.pipeline.pause()

@@ -61,6 +61,15 @@ class StateStore(Protocol):
 
     def drop_sink_checkpoints(self, pipeline: str, keep: set[str]) -> None: ...
 
+    # ------------------------------------------------------------ snapshots
+    def save_snapshot(self, pipeline: str, snap_id: str, doc: str) -> None:
+        """Store an incremental snapshot's state document (JSON, CONTRACT section 13)."""
+        ...
+
+    def snapshots(self, pipeline: str) -> list[str]:
+        """The pipeline's incremental snapshots' documents, oldest first."""
+        ...
+
     # ----------------------------------------------------------------- gaps
     def add_gap(self, pipeline: str, sink_id: str, from_pos: str, to_pos: str) -> None: ...
 

@@ -72,6 +72,13 @@ CREATE TABLE IF NOT EXISTS tidegate_gaps (
   at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tidegate_gaps_pipeline ON tidegate_gaps (pipeline, sink_id, id);
+CREATE TABLE IF NOT EXISTS tidegate_snapshots (
+  seq BIGSERIAL,
+  pipeline TEXT NOT NULL,
+  id TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (pipeline, id)
+);
 CREATE TABLE IF NOT EXISTS tidegate_leases (
   pipeline TEXT PRIMARY KEY,
   owner TEXT NOT NULL,
@@ -253,6 +260,7 @@ class PgStore(PgDlq):
             cur.execute("DELETE FROM tidegate_heads WHERE pipeline = %s", (name,))
             cur.execute("DELETE FROM tidegate_gaps WHERE pipeline = %s", (name,))
             cur.execute("DELETE FROM tidegate_dlq WHERE pipeline = %s", (name,))
+            cur.execute("DELETE FROM tidegate_snapshots WHERE pipeline = %s", (name,))
             cur.execute(f"UPDATE tidegate_leases SET {_EXPIRE} WHERE pipeline = %s", (name,))
 
         self._tx(q)
@@ -325,6 +333,7 @@ class PgStore(PgDlq):
             cur.execute("DELETE FROM tidegate_checkpoints WHERE pipeline = %s", (pipeline,))
             cur.execute("DELETE FROM tidegate_heads WHERE pipeline = %s", (pipeline,))
             cur.execute("DELETE FROM tidegate_gaps WHERE pipeline = %s", (pipeline,))
+            cur.execute("DELETE FROM tidegate_snapshots WHERE pipeline = %s", (pipeline,))
             cur.execute("UPDATE tidegate_pipelines SET epoch = %s WHERE name = %s", (new_epoch(), pipeline))
 
         self._tx(q)
@@ -340,6 +349,27 @@ class PgStore(PgDlq):
         )
 
     # ----------------------------------------------------------------- gaps
+    # ------------------------------------------------------------ snapshots
+    def save_snapshot(self, pipeline: str, snap_id: str, doc: str) -> None:
+        """Store an incremental snapshot's state (fenced like a checkpoint)."""
+
+        def q(cur: Any) -> None:
+            self._check_fence(cur, pipeline)
+            cur.execute(
+                "INSERT INTO tidegate_snapshots(pipeline, id, doc) VALUES (%s,%s,%s) "
+                "ON CONFLICT (pipeline, id) DO UPDATE SET doc = EXCLUDED.doc",
+                (pipeline, snap_id, doc),
+            )
+
+        self._tx(q)
+
+    def snapshots(self, pipeline: str) -> list[str]:
+        def q(cur: Any) -> list[str]:
+            cur.execute("SELECT doc FROM tidegate_snapshots WHERE pipeline = %s ORDER BY seq", (pipeline,))
+            return [r[0] for r in cur.fetchall()]
+
+        return self._tx(q)
+
     def add_gap(self, pipeline: str, sink_id: str, from_pos: str, to_pos: str) -> None:
         def q(cur: Any) -> None:
             self._check_fence(cur, pipeline)

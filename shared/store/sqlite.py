@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS gaps (
   to_pos TEXT NOT NULL,
   at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+  pipeline TEXT NOT NULL,
+  id TEXT NOT NULL,
+  doc TEXT NOT NULL,
+  PRIMARY KEY (pipeline, id)
+);
 """
 
 
@@ -169,6 +175,7 @@ class SqliteStore(SqliteDlq):
                 c.execute("DELETE FROM heads WHERE pipeline = ?", (name,))
                 c.execute("DELETE FROM gaps WHERE pipeline = ?", (name,))
                 c.execute("DELETE FROM dlq WHERE pipeline = ?", (name,))
+                c.execute("DELETE FROM snapshots WHERE pipeline = ?", (name,))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -229,6 +236,7 @@ class SqliteStore(SqliteDlq):
             c.execute("DELETE FROM checkpoints WHERE pipeline = ?", (pipeline,))
             c.execute("DELETE FROM heads WHERE pipeline = ?", (pipeline,))
             c.execute("DELETE FROM gaps WHERE pipeline = ?", (pipeline,))
+            c.execute("DELETE FROM snapshots WHERE pipeline = ?", (pipeline,))
             c.execute("UPDATE pipelines SET epoch = ? WHERE name = ?", (new_epoch(), pipeline))
             c.execute("COMMIT")
 
@@ -243,6 +251,22 @@ class SqliteStore(SqliteDlq):
             for (sid,) in rows:
                 if sid not in keep:
                     self.conn.execute("DELETE FROM heads WHERE pipeline = ? AND sink_id = ?", (pipeline, sid))
+
+    # ------------------------------------------------------------ snapshots
+    def save_snapshot(self, pipeline: str, snap_id: str, doc: str) -> None:
+        """Store an incremental snapshot's state (a JSON document, CONTRACT section 13)."""
+        self._write(
+            "INSERT INTO snapshots(pipeline, id, doc) VALUES (?,?,?) "
+            "ON CONFLICT(pipeline, id) DO UPDATE SET doc=excluded.doc",
+            (pipeline, snap_id, doc),
+        )
+
+    def snapshots(self, pipeline: str) -> list[str]:
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT doc FROM snapshots WHERE pipeline = ? ORDER BY rowid", (pipeline,)
+            ).fetchall()
+        return [r[0] for r in rows]
 
     # ----------------------------------------------------------------- gaps
     def add_gap(self, pipeline: str, sink_id: str, from_pos: str, to_pos: str) -> None:

@@ -4,7 +4,7 @@ generated from these same types. Imports: stdlib + msgspec + shared.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -41,6 +41,21 @@ class Owner(msgspec.Struct):
     live: bool
 
 
+class Snapshot(msgspec.Struct):
+    """An incremental snapshot (CONTRACT section 13)."""
+
+    id: str
+    tables: list[str]
+    status: Literal["running", "paused", "done", "cancelled", "failed"]
+    rows_read: int
+    rows_total_estimate: int
+    table: str | None
+    last_key: dict[str, str] | None
+    started_at: str
+    finished_at: str | None
+    error: str | None
+
+
 class Ops(msgspec.Struct):
     pid: int | None
     restarts: int
@@ -58,6 +73,7 @@ class Ops(msgspec.Struct):
     owner: Owner | None = None
     skipped: int = 0  # bad events dropped by `on_error: skip`
     dlq: dict[str, int] = {}  # DLQ entries per stage
+    snapshots: list[Snapshot] = []  # incremental snapshots (CONTRACT section 13)
 
 
 class DlqEntry(msgspec.Struct):
@@ -85,6 +101,11 @@ class DlqReplayResult(msgspec.Struct):
 
 class DlqPurgeResult(msgspec.Struct):
     purged: int
+
+
+class SnapshotRequest(msgspec.Struct):
+    tables: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]], msgspec.Meta(min_length=1)]
+    chunk_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10000
 
 
 class PipeInfo(msgspec.Struct):

@@ -25,6 +25,8 @@ from supervisor.api.models import (
     Health,
     PipeInfo,
     Readiness,
+    Snapshot,
+    SnapshotRequest,
 )
 
 
@@ -46,7 +48,7 @@ ERROR_TEXT = {
     "node runs it: the message names that node and its API address",
     413: "Body over 10 MiB",
     415: "Unsupported Content-Type",
-    422: "Invalid spec (every error with its field path)",
+    422: "Invalid spec (every error with its field path); snapshots: a table not captured or without a primary key",
 }
 
 
@@ -87,10 +89,45 @@ def _op(
     return out
 
 
+def _snapshot_paths(name_param: list[dict[str, Any]]) -> dict[str, Any]:
+    """Incremental snapshots (CONTRACT section 13)."""
+    snap = _ref("Snapshot")
+    id_param = [*name_param, {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    body = {"required": True, "content": {"application/json": {"schema": _ref("SnapshotRequest")}}}
+
+    def action(op: str, summary: str) -> dict[str, Any]:
+        return {
+            "post": _op(
+                f"{op}Snapshot", summary, {"200": _resp("The snapshot", snap), **_errors(404, 409)}, params=id_param
+            )
+        }
+
+    return {
+        "/pipelines/{name}/snapshots": {
+            "get": _op(
+                "listSnapshots",
+                "The pipeline's incremental snapshots",
+                {"200": _resp("Snapshots", {"type": "array", "items": snap}), **_errors(404)},
+                params=name_param,
+            ),
+            "post": _op(
+                "startSnapshot",
+                "Start an incremental snapshot of tables while the pipeline streams",
+                {"202": _resp("Started", snap), **_errors(400, 404, 409, 413, 415, 422)},
+                params=name_param,
+                body=body,
+            ),
+        },
+        "/pipelines/{name}/snapshots/{id}/pause": action("pause", "Pause a snapshot"),
+        "/pipelines/{name}/snapshots/{id}/resume": action("resume", "Resume a snapshot"),
+        "/pipelines/{name}/snapshots/{id}/cancel": action("cancel", "Cancel a snapshot"),
+    }
+
+
 def build() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         [PipeInfo, ErrorResponse, Health, Readiness, PipelineSpec, Checkpoint, DlqPage, DlqEntry]
-        + [DlqReplayResult, DlqPurgeResult],
+        + [DlqReplayResult, DlqPurgeResult, Snapshot, SnapshotRequest],
         ref_template=REF,
     )
     name_param = [
@@ -227,6 +264,7 @@ def build() -> dict[str, Any]:
         },
     }
     paths.update(_dlq_paths(name_param))
+    paths.update(_snapshot_paths(name_param))
     return {
         "openapi": "3.1.0",
         "info": {

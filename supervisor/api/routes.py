@@ -190,6 +190,46 @@ async def purge_dlq(request: Request) -> Response:
     return json(dlq.purge(manager(request), request.path_params["name"], stage, ids))
 
 
+def _reply(reply: Any) -> Response:
+    """A worker's SnapshotReply as the HTTP answer."""
+    if reply.code >= 400:
+        code = {404: "not_found", 409: "conflict", 422: "invalid_spec"}.get(reply.code, "internal")
+        raise ApiError(code, reply.message, status=reply.code)
+    return json(reply.snapshot, reply.code)
+
+
+async def start_snapshot(request: Request) -> Response:
+    mgr = manager(request)
+    name = request.path_params["name"]
+    await mgr.owned(name)
+    body = await read_body(request)
+    tables, chunk = body.get("tables"), body.get("chunk_rows", 10000)
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, str) and t for t in tables):
+        raise ApiError(
+            "invalid_spec", "tables: a non-empty list of table names", [{"path": "tables", "message": "required"}]
+        )
+    if not isinstance(chunk, int) or isinstance(chunk, bool) or not 1 <= chunk <= 1_000_000:
+        raise ApiError(
+            "invalid_spec",
+            "chunk_rows: an integer from 1 to 1000000",
+            [{"path": "chunk_rows", "message": "out of range"}],
+        )
+    return _reply(await mgr.snapshot(name, "start", tables=tables, chunk_rows=chunk))
+
+
+async def list_snapshots(request: Request) -> Response:
+    return json(manager(request).snapshots(request.path_params["name"]))
+
+
+def _snapshot_action(action: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        p = request.path_params
+        return _reply(await manager(request).snapshot(p["name"], action, snap_id=p["id"]))
+
+    endpoint.__name__ = f"{action}_snapshot"
+    return endpoint
+
+
 ROUTES = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
@@ -208,4 +248,9 @@ ROUTES = [
     Route("/pipelines/{name}/dlq", purge_dlq, methods=["DELETE"]),
     Route("/pipelines/{name}/dlq/replay", replay_dlq, methods=["POST"]),
     Route("/pipelines/{name}/dlq/{id}", get_dlq_entry, methods=["GET"]),
+    Route("/pipelines/{name}/snapshots", list_snapshots, methods=["GET"]),
+    Route("/pipelines/{name}/snapshots", start_snapshot, methods=["POST"]),
+    Route("/pipelines/{name}/snapshots/{id}/pause", _snapshot_action("pause"), methods=["POST"]),
+    Route("/pipelines/{name}/snapshots/{id}/resume", _snapshot_action("resume"), methods=["POST"]),
+    Route("/pipelines/{name}/snapshots/{id}/cancel", _snapshot_action("cancel"), methods=["POST"]),
 ]

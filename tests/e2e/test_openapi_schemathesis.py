@@ -100,6 +100,12 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "422"]
 [[operations]]
 include-operation-id = "getDlqEntry"
 warnings = false
+# Incremental snapshots: no pipeline the fuzzer can make has a source that supports them (every
+# database endpoint is a dead port), so each schema-valid request is answered 404, 409 or 422 by
+# design; the checks still run, only the "mostly rejected" and "no test data" notes are left out.
+[[operations]]
+include-path-regex = '^/pipelines/.+/snapshots'
+warnings = ["missing_auth", "base_url_mismatch", "missing_deserializer", "unsupported_regex", "method_not_allowed"]
 """
 
 

@@ -169,6 +169,7 @@ def test_tables_are_prefixed(pg: PgStore, pg_url: str) -> None:
             "tidegate_heads",
             "tidegate_leases",
             "tidegate_pipelines",
+            "tidegate_snapshots",
         ]
 
 

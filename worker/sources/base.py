@@ -43,6 +43,7 @@ class SourceContext:
     pipeline: str
     log: Any = field(default_factory=lambda: structlog.get_logger())
     state_dir: str = "."
+    backfills: Any = None  # worker.backfill.Backfills (incremental snapshots), shared by every instance
 
 
 C = TypeVar("C", bound=msgspec.Struct)
@@ -80,6 +81,11 @@ class Source(abc.ABC, Generic[C]):
         """The position of the event right after `position` when a source can name it
         without reading (positions are opaque: None, the default, means it cannot)."""
         return None
+
+    def backfill_check(self, tables: list[str]) -> tuple[list[str], int, str | None]:
+        """Incremental snapshots (CONTRACT section 13) of these tables: their canonical names, the
+        rows estimated, and why they cannot be snapshotted (None: they can)."""
+        return [], 0, f"the {type(self).__name__} does not support incremental snapshots"
 
     def stats(self) -> dict[str, Any]:
         """Extra facts for `ops.source` (for example snapshot progress)."""

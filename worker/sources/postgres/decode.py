@@ -59,10 +59,12 @@ class Decoder:
         runs: Runs = (),
         resume: StreamPos | None = None,
         piece: int = 1000,
+        on_message: Callable[[str, bytes, int], None] | None = None,
     ) -> None:
         self.types, self.db, self.publish, self.log = types, db, publish, log
         self.filter, self.table_index = tables, table_index or {}
         self.runs, self.piece = runs, piece
+        self.on_message = on_message  # logical messages (prefix, content, LSN): backfill watermarks
         self._max_epoch = max_epoch(runs)
         self._suffix_runs = ":" + format_runs(runs) if runs else ""
         self.rels: dict[int, Relation] = {}
@@ -128,6 +130,10 @@ class Decoder:
             self._truncate(buf)
         elif t == 77:  # 'M'
             self.last_message_lsn = _MSG(buf, 1)[1]
+            if self.on_message is not None:
+                prefix, p = _cstring(buf, 10)
+                n = _U32(buf, p)[0]
+                self.on_message(prefix, buf[p + 4 : p + 4 + n], self.last_message_lsn)
         elif t in (89, 79):  # 'Y' type, 'O' origin
             pass
         else:

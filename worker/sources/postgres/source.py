@@ -35,6 +35,7 @@ from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff
 from worker.sources.health import HealthPoller
 from worker.sources.postgres import position as pg_position
+from worker.sources.postgres.backfill import PgBackfill
 from worker.sources.postgres.health import SlotProbe
 from worker.sources.postgres.position import SnapshotPos, StreamPos
 from worker.sources.postgres.setup import (
@@ -44,6 +45,7 @@ from worker.sources.postgres.setup import (
     drop_publication_if_ours,
     ensure_publication,
     fail,
+    split_table,
 )
 from worker.sources.postgres.slot import check_slot, create_slot, drop_slot, slot_info, wait_slot_free
 from worker.sources.postgres.stream import Feedback, StreamParams, StreamThread
@@ -68,6 +70,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
         self._feedback = Feedback()
         self._thread: StreamThread | None = None
         self._health: HealthPoller | None = None  # the slot's retained WAL, on a slow timer
+        self._tables: dict[str, Any] = {}  # the captured tables (TableInfo), once open
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-source-setup")
 
     position_key = staticmethod(pg_position.position_key)
@@ -116,6 +119,12 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 db=db,
             )
             filter_ = {t.full for t in tables} if cfg.tables else None
+            self._tables = {t.full: t for t in tables}
+            backfill = None
+            if self.ctx.backfills is not None and conn.server_version >= 140000:  # pgoutput messages: 14+
+                backfill = PgBackfill(
+                    dsn=cfg.dsn, pipeline=self.ctx.pipeline, db=db, tables=tables, types=types, jobs=self.ctx.backfills
+                )
             return StreamThread(
                 params=params,
                 handoff=self._handoff,
@@ -126,6 +135,7 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 filter_=filter_,
                 types=types,
                 log=self.log,
+                backfill=backfill,
             )
         except psycopg2.Error as exc:
             if exported is not None:
@@ -174,6 +184,22 @@ class PostgresSource(Source[PostgresSourceConfig]):
                 "(DELETE /pipelines/<name>/checkpoints) to start over with a new snapshot"
             )
         return start, exported
+
+    def backfill_check(self, tables: list[str]) -> tuple[list[str], int, str | None]:
+        thread = self._thread
+        if thread is None or thread.backfill is None:
+            return [], 0, "incremental snapshots need PostgreSQL 14 or later (logical messages in pgoutput)"
+        names, estimate = [], 0
+        for name in tables:
+            full = "{}.{}".format(*split_table(name))
+            t = self._tables.get(full)
+            if t is None:
+                return [], 0, f"table {name!r} is not captured by this pipeline's source"
+            if not t.pk:
+                return [], 0, f"table {full} has no primary key, so it cannot be read in key chunks"
+            names.append(full)
+            estimate += max(0, t.estimate)
+        return names, estimate, None
 
     # ------------------------------------------------------------------ read
     async def read(self) -> Chunk | None:

@@ -38,6 +38,7 @@ from typing import Any
 
 from worker.backoff import backoff
 from worker.sources.handoff import Handoff
+from worker.sources.postgres.backfill import PgBackfill
 from worker.sources.postgres.decode import Decoder
 from worker.sources.postgres.heartbeat import Heartbeat
 from worker.sources.postgres.position import SnapshotPos, StreamPos, lsn_str
@@ -84,6 +85,7 @@ class StreamThread(threading.Thread):
         filter_: set[str] | None,
         types: Types,
         log: Any,
+        backfill: PgBackfill | None = None,
     ) -> None:
         super().__init__(name=f"pg-source-{params.pipeline}", daemon=True)
         self.p, self.buf, self.fb, self.start_pos = params, handoff, feedback, start
@@ -108,6 +110,7 @@ class StreamThread(threading.Thread):
         self.snapshot.exported = exported
         self.heartbeat = Heartbeat(params.dsn, params.pipeline, log)
         self._decoder: Decoder | None = None
+        self.backfill = backfill  # incremental snapshots (None: not supported here)
 
     # ------------------------------------------------------------------ main
     def run(self) -> None:
@@ -132,6 +135,8 @@ class StreamThread(threading.Thread):
             finally:
                 self.snapshot.close_exported()
                 self.heartbeat.close()
+                if self.backfill is not None:
+                    self.backfill.close()
             pos = self.buf.published or pos
             delay = backoff(attempt, 0.5, 10.0, jitter=0.0)
             attempt += 1
@@ -151,6 +156,8 @@ class StreamThread(threading.Thread):
 
     # ----------------------------------------------------------------- stream
     def _publish(self, events: list[dict[str, Any]], tx_end: bool, pos: StreamPos) -> None:
+        if self.backfill is not None:
+            self.backfill.observe(events)
         self.buf.put(events, tx_end, pos, (1, pos.lsn, pos.index))
 
     def _stream(self, runs: tuple[tuple[int, int], ...], resume: StreamPos | None) -> None:
@@ -192,6 +199,7 @@ class StreamThread(threading.Thread):
                 table_index=self.table_index,
                 runs=runs,
                 resume=resume,
+                on_message=self.backfill.bind(self.buf, runs) if self.backfill is not None else None,
             )
             return self._loop(conn, CopyBoth(conn), decoder, resume.lsn if resume else 0)
         finally:
@@ -229,6 +237,8 @@ class StreamThread(threading.Thread):
                 continue
             blocked_since = None
             buf.thread_blocked = False
+            if self.backfill is not None:
+                self.backfill.step()  # a chunk between two watermarks, handed over at the high one
             more, wal_end, replied = burst(wire, feed, wal_end)
             if replied:
                 last_status = time.monotonic()
