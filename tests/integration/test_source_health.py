@@ -45,7 +45,8 @@ def test_pg_retained_wal_matches_the_slot_and_falls_after_commit(pg: PG) -> None
     async def main() -> None:
         src = pg.source([t])
         await src.open(None)
-        st = await health_until(src, lambda s: s.get("retained_wal_bytes") is not None)
+        # right after open the stream may not have attached to the slot yet: wait until it has
+        st = await health_until(src, lambda s: s.get("retained_wal_bytes") is not None and s.get("slot_active"))
         assert st["slot"] == pg.slot and st["slot_active"] is True and st["errors"] == {}
         assert st["wal_status"] in ("reserved", "extended") and st["restart_lsn"]
         for i in range(50):  # 50 MB of rows, not consumed
