@@ -76,7 +76,17 @@ def test_metrics_move_with_traffic(tmp_path: Path) -> None:
             timeout=20,
             message="sink errors for web",
         )
-        second = scrape(sup)
+        # /metrics follows the workers' heartbeats, a little behind the stored checkpoints
+        first_in = value(first, "tidegate_events_in", "tidegate_events_in_total", pipeline=NAME) or 0
+        second = wait_until(
+            lambda: (
+                (m := scrape(sup))
+                and (value(m, "tidegate_events_in", "tidegate_events_in_total", pipeline=NAME) or 0) > first_in
+                and m
+            ),
+            timeout=20,
+            message="a heartbeat since the first scrape",
+        )
 
         # counters move
         for fam, sample in (
