@@ -61,3 +61,15 @@ class Health:
 
     def delivered(self, sink_id: str, events: int) -> None:
         self.counters.sink_events[sink_id] = events
+
+
+def gap_writer(store: Any, pool: Any, pipeline: str) -> GapStore:
+    """A GapStore that records gaps in the state store, on its one thread (off the loop)."""
+
+    def write(sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
+        if extend:
+            store.extend_gap(pipeline, sink_id, to_pos)
+        else:
+            store.add_gap(pipeline, sink_id, from_pos, to_pos)
+
+    return lambda *gap: pool.submit(write, *gap) and None

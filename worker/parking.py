@@ -96,3 +96,21 @@ class Parker:
     def skip(self, stage: str, positions: list[str], error: str) -> None:
         self.health.skipped(len(positions))
         self.log.warning("events_skipped", stage=stage, positions=positions[:100], count=len(positions), error=error)
+
+
+async def park_poison(parker: Parker, chain: Any, batch: Any, poison: list[Any]) -> None:
+    """Park (durably, before the batch can be checkpointed) or skip a batch's poison events,
+    each as its processor's `on_error` says."""
+    park = [p for p in poison if chain.policy(p.processor_id) == "dlq"]
+    await parker.park(
+        [
+            parker.entry(f"processor:{p.processor_id}", p.error, batch.events[p.index], batch.encoded[p.index])
+            for p in park
+        ]
+    )
+    skipped: dict[str, list[Any]] = {}
+    for p in poison:
+        if chain.policy(p.processor_id) == "skip":
+            skipped.setdefault(f"processor:{p.processor_id}", []).append(p)
+    for stage, ps in skipped.items():
+        parker.skip(stage, [position_of(batch.events[p.index]) for p in ps], ps[0].error)

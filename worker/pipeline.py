@@ -19,9 +19,8 @@ from worker.assembly import Parts, Wiring, open_pipeline
 from worker.backfill import Backfills, answer
 from worker.backoff import sleep_or_stop
 from worker.batcher import Batch, Batcher
-from worker.health import Health
-from worker.narrowing import Poison
-from worker.parking import position_of
+from worker.health import Health, gap_writer
+from worker.parking import park_poison
 from worker.processing import unchanged_encodings
 
 STOP_DRAIN_S = 10.0
@@ -41,7 +40,7 @@ class Pipeline:
         self.log = log
         self.batch_spec = spec.spec.batch
         self.store_pool = ThreadPoolExecutor(1, thread_name_prefix="store")
-        self.health = Health(log, self._queue_gap)
+        self.health = Health(log, gap_writer(store, self.store_pool, self.name))
         self.gate = asyncio.Event()  # set = running, clear = paused
         if not start_paused:
             self.gate.set()
@@ -95,15 +94,6 @@ class Pipeline:
         await asyncio.wrap_future(self.store_pool.submit(lambda: None))  # after its own write (one thread)
         return reply
 
-    def _queue_gap(self, sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
-        self.store_pool.submit(self._store_gap, sink_id, from_pos, to_pos, extend)
-
-    def _store_gap(self, sink_id: str, from_pos: str, to_pos: str, extend: bool) -> None:
-        if extend:
-            self.store.extend_gap(self.name, sink_id, to_pos)
-        else:
-            self.store.add_gap(self.name, sink_id, from_pos, to_pos)
-
     async def _sleep_or_stop(self, seconds: float) -> bool:
         return await sleep_or_stop(self.stopping, seconds)
 
@@ -123,7 +113,7 @@ class Pipeline:
                     out = await p.chain.run(batch.encoded, self._sleep_or_stop, batch.events)
                     poison = p.chain.take_poison()
                     if poison:
-                        await self._poison(batch, poison)
+                        await park_poison(p.parker, p.chain, batch, poison)
                     batch.out_events = out
                     batch.out_native = unchanged_encodings(batch.events, batch.encoded, out)
                 finally:
@@ -133,23 +123,6 @@ class Pipeline:
                 r.submit(batch)
         finally:
             self.coordinating = False
-
-    async def _poison(self, batch: Batch, poison: list[Poison]) -> None:
-        """Park (durably, before the batch can be checkpointed) or skip a batch's poison events."""
-        parker, chain = self.p.parker, self.p.chain
-        park = [p for p in poison if chain.policy(p.processor_id) == "dlq"]
-        await parker.park(
-            [
-                parker.entry(f"processor:{p.processor_id}", p.error, batch.events[p.index], batch.encoded[p.index])
-                for p in park
-            ]
-        )
-        skipped: dict[str, list[Poison]] = {}
-        for p in poison:
-            if chain.policy(p.processor_id) == "skip":
-                skipped.setdefault(f"processor:{p.processor_id}", []).append(p)
-        for stage, ps in skipped.items():
-            parker.skip(stage, [position_of(batch.events[p.index]) for p in ps], ps[0].error)
 
     # ---------------------------------------------------------------- loops
     async def _reader_loop(self, queue: asyncio.Queue[Any]) -> None:
