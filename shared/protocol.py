@@ -89,6 +89,9 @@ class Counters(msgspec.Struct):
     rss_bytes: int = 0
     sink_events: dict[str, int] = {}
     sink_error_count: dict[str, int] = {}
+    # per sink, now: events read and not yet acknowledged, and the age of the oldest of them
+    sink_lag_events: dict[str, int] = {}
+    sink_lag_ms: dict[str, int] = {}
     skipped: int = 0  # bad events dropped by `on_error: skip`
     dlq_parked: dict[str, int] = {}  # stage -> events parked by this worker
     # per-bucket counts (not cumulative); the last slot counts what is above every bound

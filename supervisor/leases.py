@@ -135,6 +135,7 @@ _IDLE_OPS: dict[str, Any] = {
     "lag_ms": None,
     "sink_errors": {},
     "source": {},
+    "sink_lag": {},
 }
 
 

@@ -95,7 +95,15 @@ class Managed:
             "sink_errors": dict(self.sink_errors),
             "skipped": t.skipped,
             "source": self.source,
+            "sink_lag": self.sink_lag(),
         }
+
+    def sink_lag(self) -> dict[str, dict[str, int]]:
+        """Per sink, how far the running worker's sink is behind the source (none when no worker runs)."""
+        if self.handle is None or self.ready_at is None:
+            return {}
+        c = self.cur
+        return {k: {"events": n, "ms": c.sink_lag_ms.get(k, 0)} for k, n in c.sink_lag_events.items()}
 
 
 class Registry:

@@ -94,6 +94,7 @@ class PipelineCollector(Collector):
             pipes,
         )
         yield from source_health(managed)
+        yield from sink_lag(managed)
         yield from dlq_families(self.manager, managed)
 
 
@@ -115,6 +116,19 @@ def source_health(managed: list[Any]) -> list[GaugeMetricFamily]:
         if isinstance(src.get("slot_active"), bool):
             active.add_metric([m.name], 1.0 if src["slot_active"] else 0.0)
     return [wal, behind, active]
+
+
+def sink_lag(managed: list[Any]) -> list[GaugeMetricFamily]:
+    """Each sink's distance behind the source (`ops.sink_lag`): events read and not
+    acknowledged, and the source age of the oldest of them."""
+    labels = ["pipeline", "sink"]
+    events = GaugeMetricFamily("tidegate_sink_lag_events", "Events read, not acknowledged by the sink", labels=labels)
+    secs = GaugeMetricFamily("tidegate_sink_lag_seconds", "Source age of the oldest event it lacks", labels=labels)
+    for m in managed:
+        for sid, lag in m.sink_lag().items():
+            events.add_metric([m.name, sid], lag["events"])
+            secs.add_metric([m.name, sid], lag["ms"] / 1000.0)
+    return [events, secs]
 
 
 def dlq_families(manager: Any, managed: list[Any]) -> Iterator[Any]:

@@ -109,6 +109,14 @@ class SinkRunner:
                 return self._first_skipped(batch)
         return None
 
+    def lag(self, now_ms: int) -> tuple[int, int]:
+        """(events, ms) this sink is behind the source: the events read and not acknowledged
+        by it, and how old the source time of the oldest of them is (0, 0 when it has all)."""
+        if not self.queue:
+            return 0, 0
+        ts = self.queue[0].source_ts_ms
+        return self.queued_events, max(0, now_ms - int(ts)) if ts else 0
+
     @property
     def idle(self) -> bool:
         return not self.queue and not self.busy

@@ -133,6 +133,9 @@ class Runtime:
         p = self.pipeline
         h = p.health
         source = msgspec.json.decode(_enc.encode(p.source_stats()))  # plain values only
+        now_ms, c = int(time.time() * 1000), h.counters
+        for r in p.parts.runners if p.parts else ():  # each sink's distance behind the source
+            c.sink_lag_events[r.id], c.sink_lag_ms[r.id] = r.lag(now_ms)
         state, errors = self.state, dict(h.sink_errors)
         return Heartbeat(state=state, counters=h.counters, last_error=h.last_error, sink_errors=errors, source=source)
 

@@ -28,6 +28,11 @@ class Checkpoint(msgspec.Struct):
     updated_at: str
 
 
+class SinkLag(msgspec.Struct):
+    events: int  # read from the source, not yet acknowledged by the sink
+    ms: int  # source age of the oldest of them (0 when the sink has everything)
+
+
 class GapRange(msgspec.Struct):
     from_: str = msgspec.field(name="from")
     to: str = ""
@@ -74,6 +79,7 @@ class Ops(msgspec.Struct):
     skipped: int = 0  # bad events dropped by `on_error: skip`
     dlq: dict[str, int] = {}  # DLQ entries per stage
     snapshots: list[Snapshot] = []  # incremental snapshots (CONTRACT section 13)
+    sink_lag: dict[str, SinkLag] = {}  # per sink, while a worker runs
 
 
 class DlqEntry(msgspec.Struct):

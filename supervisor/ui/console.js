@@ -163,7 +163,9 @@
       const gap = (o.sink_gaps || {})[id];
       const tr = el("tr");
       tr.dataset.sink = id;
+      const lag = (o.sink_lag || {})[id];
       for (const t of [id, ck ? ck.position : "—", ck ? ck.updated_at : "—", fmtMs(age),
+        lag ? fmtNum(lag.events) : "—", lag ? fmtMs(lag.ms) : "—",
         err ? (typeof err === "string" ? err : JSON.stringify(err)) : "", gap ? JSON.stringify(gap) : ""]) tr.appendChild(el("td", t));
       body.appendChild(tr);
     }

@@ -70,6 +70,8 @@ def test_ops_of_a_pipeline_with_no_worker() -> None:
             "sink_errors",
             "skipped",
             "source",
+            "sink_lag",
         ]
+        assert ops["sink_lag"] == {}
 
     asyncio.run(go())
