@@ -154,7 +154,13 @@ class SnapshotReply(_Msg, frozen=True):
     snapshot: dict[str, Any] = {}
 
 
-Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped | ReplayDone | SnapshotReply
+class SourceProbed(_Msg, frozen=True):
+    """A probe-mode worker's one reading of the source's health (no worker runs the pipeline)."""
+
+    source: dict[str, Any] = {}
+
+
+Report = Ready | Heartbeat | Paused | Resumed | Failed | Stopped | ReplayDone | SnapshotReply | SourceProbed
 
 # Named exit codes (gunicorn-style) so a boot error is not restarted forever.
 EXIT_OK = 0

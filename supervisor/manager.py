@@ -23,6 +23,7 @@ from supervisor.coordinator import LeaseCoordinator
 from supervisor.leases import ForeignView
 from supervisor.managed import Conflict, Managed, NotFound, Registry
 from supervisor.operations import Operations
+from supervisor.probes import SourceProbes
 from supervisor.workers import WorkerConfig, Workers
 
 if TYPE_CHECKING:
@@ -47,8 +48,10 @@ class PipelineManager:
         self.pipelines = Registry()
         self.ready = False
         self._monitor: asyncio.Task[None] | None = None
+        self._probes: asyncio.Task[None] | None = None
         config = WorkerConfig(state_dir, log_format, log_level, state_url)
         self.workers = Workers(self.pipelines, store, config, fence=None if leases is None else leases.fence)
+        self.probes = SourceProbes(self.pipelines, config)
         self.coordinator = LeaseCoordinator(self.pipelines, store, self.workers, leases)
         self.operations = Operations(self.pipelines, store, self.workers, self.coordinator, check_processor)
 
@@ -65,11 +68,14 @@ class PipelineManager:
         await self.coordinator.start()
         self.ready = True
         self._monitor = asyncio.get_running_loop().create_task(self.workers.monitor_loop(), name="monitor_loop")
+        self._probes = asyncio.get_running_loop().create_task(self.probes.loop(), name="source_probes")
 
     async def shutdown(self) -> None:
         self.coordinator.stopping = True
         if self._monitor:
             self._monitor.cancel()
+        if self._probes:
+            self._probes.cancel()
         # leases are still renewed while the workers drain, then given up at once
         await self.workers.stop_all()
         await self.coordinator.release()

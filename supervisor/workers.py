@@ -29,6 +29,7 @@ from shared.protocol import (
     ReplayDone,
     Resumed,
     SnapshotReply,
+    SourceProbed,
     Stop,
     Stopped,
 )
@@ -124,6 +125,8 @@ class Workers:
                 dlq.on_done(msg)
             case SnapshotReply():
                 m.replies[msg.request] = msg
+            case SourceProbed():
+                pass  # probe-mode workers answer supervisor.probes, not this
             case _:
                 assert_never(msg)
         self.registry.changed(m)

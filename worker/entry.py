@@ -109,7 +109,7 @@ def main(
     try:
         import setproctitle
 
-        setproctitle.setproctitle(f"tidegate: pipeline {name}")
+        setproctitle.setproctitle(f"tidegate: {'probe' if mode == 'probe' else 'pipeline'} {name}")
     except ImportError:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the supervisor, which stops us
@@ -122,6 +122,13 @@ def main(
 
     if mode == "drop":  # the pipeline is being deleted while no worker runs: drop its source state only
         os._exit(asyncio.run(runtime.drop_source(spec_bytes, state_dir, state_url)))
+    if mode == "probe":  # no worker runs the pipeline: one reading of its source's health
+        from shared.channel import worker_channel
+        from shared.protocol import SourceProbed
+        from worker.probe import probe_source
+
+        worker_channel(conn).send(SourceProbed(source=probe_source(spec_bytes, state_dir, state_url)))
+        os._exit(0)
     lock_pipeline(state_dir, name)
     set_rlimits(spec)
     # The data path allocates many short-lived dicts: keep start-up objects out of

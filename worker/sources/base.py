@@ -91,5 +91,11 @@ class Source(abc.ABC, Generic[C]):
         """Extra facts for `ops.source` (for example snapshot progress)."""
         return {}
 
+    def health_probe(self, committed: str | None) -> Any:
+        """A worker.sources.health.Probe of what the database holds for this pipeline while
+        no worker reads it (a stopped pipeline's slot still pins WAL), built from the config
+        and the committed position without opening the source; None when there is nothing."""
+        return None
+
 
 PositionKey = Callable[[str], Any]

@@ -11,7 +11,8 @@ from typing import Any
 
 from worker.sources.health import HealthPoller
 from worker.sources.mysql.binlog import current_point
-from worker.sources.mysql.setup import Dsn, connect
+from worker.sources.mysql.position import BinlogPos, parse
+from worker.sources.mysql.setup import Dsn, connect, parse_dsn
 
 FIELDS = ("binlog_file", "binlog_pos", "server_binlog_file", "server_binlog_pos", "behind_bytes")
 
@@ -77,3 +78,11 @@ def stop_health(poller: HealthPoller | None) -> HealthPoller | None:
     if poller is not None:
         poller.stop()
     return None
+
+
+def committed_probe(dsn: str, committed: str | None) -> BinlogProbe:
+    """The probe of a pipeline no worker runs: its distance from the committed position
+    (a snapshot position has no binlog point yet: only the server's is reported)."""
+    at = parse(committed) if committed else None
+    point = (at.file, at.txpos) if isinstance(at, BinlogPos) else (None, None)
+    return BinlogProbe(parse_dsn(dsn), lambda: point)

@@ -1,18 +1,15 @@
 """The `mysql` source: MySQL 8 / MariaDB 10.11+ binlog (row format) with an optional initial snapshot.
 
 Imports: stdlib, shared, worker.sources.base and the sibling modules (pymysql, mysql-replication).
-Shape: `open()` checks the server and the tables (on a thread) and starts one reader thread, named
-`mysql-source-<pipeline>`, that runs the snapshot (snapshot) and then the binlog stream
-(stream); chunks reach the loop through the bounded hand-off (worker.sources.handoff), so
-back-pressure stops the binlog read. Positions and their order: position. Values: values.
-
-Reconnects are internal: when the server restarts or the link drops, the reader backs off (0.5 s
-doubling to 10 s) and resumes after the last event it handed over (in a snapshot: at the interrupted
-table, see position), so read() just returns None meanwhile; `stats()` shows `connected: false` and
-the error, and the log has `mysql_reconnect`. Errors that a retry cannot fix (binlog purged, missing
-privilege, table gone) are raised from read() as SourceError(retryable=False).
-Nothing is acknowledged upstream (a binlog has no consumer state), so commit() only records the
-position; there is no server-side state for drop() to remove.
+Shape: `open()` checks the server and the tables (on a thread) and starts one reader thread,
+`mysql-source-<pipeline>`, that runs the snapshot (snapshot) and then the binlog stream (stream);
+chunks reach the loop through the bounded hand-off (worker.sources.handoff): back-pressure stops it.
+Positions and their order: position. Values: values. Reconnects are internal: when the server
+restarts or the link drops, the reader backs off (0.5 s to 10 s) and resumes after the last event it
+handed over (in a snapshot: at the interrupted table), so read() returns None meanwhile; `stats()`
+shows `connected: false` and the error, and the log has `mysql_reconnect`. Errors that a retry cannot
+fix (binlog purged, missing privilege, table gone) are raised from read() as SourceError(retryable=False).
+Nothing is acknowledged upstream (a binlog has no consumer state): commit() records the position.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff, Stopped
 from worker.sources.mysql.binlog import current_point, require_binlog
 from worker.sources.mysql.decode import LibraryNeeded
-from worker.sources.mysql.health import binlog_health, stop_health
+from worker.sources.mysql.health import binlog_health, committed_probe, stop_health
 from worker.sources.mysql.position import (
     CONTINUE,
     PLAIN,
@@ -279,6 +276,9 @@ class MysqlSource(Source[MysqlSourceConfig]):
                 return  # it may still wait on the hand-off's pipe
         if feed is not None:
             feed.close()
+
+    def health_probe(self, committed: str | None) -> Any:  # while no worker runs (CONTRACT 8)
+        return committed_probe(self.config.dsn, committed)
 
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"binlog": dict(self._status), "server_id": self.server_id, "committed": self._committed}

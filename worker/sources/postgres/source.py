@@ -95,6 +95,9 @@ class PostgresSource(Source[PostgresSourceConfig]):
             probe = SlotProbe(self.config.dsn, self.slot, self.ctx.pipeline)
             self._health = HealthPoller(probe, f"pg-{self.ctx.pipeline}").start()
 
+    def health_probe(self, committed: str | None) -> SlotProbe:
+        return SlotProbe(self.config.dsn, self.slot, self.ctx.pipeline)
+
     def _prepare(self, start: SnapshotPos | StreamPos | None) -> StreamThread:
         cfg = self.config
         conn = connect_sql(cfg.dsn, f"tidegate_{self.ctx.pipeline}_setup")
