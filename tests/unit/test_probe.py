@@ -12,7 +12,8 @@ from worker.probe import probe_source
 
 
 def spec(source: dict) -> bytes:
-    doc = {"metadata": {"name": "probe-p"}, "spec": {"source": source, "sinks": [{"type": "stdout", "config": {"id": "o"}}]}}
+    sinks = [{"type": "stdout", "config": {"id": "o"}}]
+    doc = {"metadata": {"name": "probe-p"}, "spec": {"source": source, "sinks": sinks}}
     return encode_spec(load_bytes(json.dumps(doc)))
 
 
