@@ -41,16 +41,18 @@ def sup(pg: PG, tmp_path: Path) -> Iterator[Supervisor]:
 
 
 class RandomWriter(threading.Thread):
-    """Updates and deletes random rows of ids 1..n, and inserts new ones, until stopped."""
+    """Updates and deletes random rows of ids 1..n, and inserts new ones, until stopped: 7 rows
+    per transaction, at most `rows_per_s` rows a second (None: as fast as it goes, 5 ms apart)."""
 
-    def __init__(self, table: str, n: int) -> None:
+    def __init__(self, table: str, n: int, rows_per_s: float | None = None) -> None:
         super().__init__(daemon=True)
         self.table, self.n, self.stop, self.txs = table, n, threading.Event(), 0
         self.rng = random.Random(16)
+        self.gap = 7 / rows_per_s if rows_per_s else None
 
     def run(self) -> None:
         c = psycopg2.connect(DSN)
-        new = 10_000_000
+        new, due = 10_000_000, time.monotonic()
         with c.cursor() as cur:
             while not self.stop.is_set():
                 for _ in range(5):
@@ -60,7 +62,11 @@ class RandomWriter(threading.Thread):
                 cur.execute(f"INSERT INTO {self.table} VALUES (%s, 0)", (new,))
                 c.commit()
                 self.txs += 1
-                time.sleep(0.005)
+                if self.gap is None:
+                    time.sleep(0.005)
+                else:  # on a schedule: a slow moment is made up, never exceeded on average
+                    due += self.gap
+                    self.stop.wait(max(0.0, due - time.monotonic()))
         c.close()
 
 
@@ -133,33 +139,38 @@ def test_backfill_while_a_writer_changes_the_rows_equals_the_table(pg: PG, sup: 
     assert untouched <= {e["after"]["id"] for e in reads}, "a row the writer never touched did not arrive as r"
 
 
-def test_sigkill_mid_backfill_resumes_from_the_last_chunk(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
-    n = 30_000
+def test_200k_rows_under_a_500_rows_per_s_writer_and_three_sigkills(pg: PG, sup: Supervisor, tmp_path: Path) -> None:
+    """Issue scale: 200,000 rows backfilled while a writer updates and deletes random rows at 500
+    rows/s; the worker SIGKILLed three times during the backfill resumes from its last chunk each
+    time (rows read stay under 1.2x the table) and the file folded by key equals the table."""
+    n = 200_000
     t = pg.table("bfkill", "id int PRIMARY KEY, v int")
     pg.sql(f"INSERT INTO {t} SELECT g, g FROM generate_series(1, {n}) g")
     out, name = tmp_path / "out.jsonl", f"tg-pg-bfk-{pg.suffix}"
     sup.create(spec(name, [t], out, snapshot="never"))
     sup.wait_status(name, "running")
-    writer = RandomWriter(t, n)
+    writer = RandomWriter(t, n, rows_per_s=500)
     writer.start()
     try:
-        r = start(sup, name, [t], chunk_rows=300)
+        r = start(sup, name, [t], chunk_rows=1000)
         assert r.status_code == 202, r.text
         snap_id = r.json()["id"]
-        for frac in (0.25, 0.55):
+        for frac in (0.2, 0.45, 0.7):
             wait_until(
                 lambda: next(s for s in snapshots(sup, name) if s["id"] == snap_id)["rows_read"] >= n * frac,  # noqa: B023
-                timeout=120,
+                timeout=180,
                 interval=0.05,
                 message=f"backfill past {frac:.0%}",
             )
             before = next(s for s in snapshots(sup, name) if s["id"] == snap_id)
             assert before["status"] == "running" and before["last_key"] is not None, before
             kill_worker(sup, name)
-        done = wait_done(sup, name, snap_id)
+        done = wait_done(sup, name, snap_id, timeout=300)
+        during = writer.txs
     finally:
         events = finish(pg, out, t, writer)
-    assert sup.info(name)["ops"]["restarts"] >= 2
+    assert during * 7 > 1000, f"the writer changed only {during * 7} rows during the backfill"
+    assert sup.info(name)["ops"]["restarts"] >= 3
     assert done["rows_read"] <= n * 1.2, f"read {done['rows_read']} rows of {n}: not resumed from the last chunk"
     reads = [e for e in events if e["op"] == "r"]
     assert len(reads) <= n * 1.2, f"{len(reads)} r events for {n} rows: not resumed from the last chunk"
