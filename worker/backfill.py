@@ -117,6 +117,18 @@ class Backfills:
                 self._persist(job)
             return 200, "", dict(job.doc)
 
+    def fail(self, snap_id: str, error: str) -> None:
+        """The source cannot read this snapshot's table any more (dropped, no privilege): the
+        snapshot is `failed` with the reason; the pipeline and its stream go on."""
+        with self.lock:
+            job = self.jobs.get(snap_id)
+            if job is None or job.doc["status"] not in ACTIVE:
+                return
+            job.doc.update(status="failed", error=error, finished_at=now_iso())
+            self.pending = [p for p in self.pending if p[1] != snap_id]
+            self._persist(job)
+        self.log.warning("backfill_failed", snapshot=snap_id, error=error)
+
     # ---------------------------------------------------------------- source
     def running(self) -> bool:
         return any(j.doc["status"] == "running" for j in list(self.jobs.values()))

@@ -265,3 +265,31 @@ def test_composite_text_and_uuid_key_is_chunked_exactly(pg: PG, sup: Supervisor,
     reads = [e["after"] for e in dedupe(read_jsonl(out)) if e["op"] == "r"]
     got = sorted((a["k"], a["u"], a["v"]) for a in reads)
     assert got == sorted((k, u, v) for k, u, v in pg.sql(f"SELECT k, u::text, v FROM {t}"))
+
+
+def test_a_table_dropped_mid_backfill_fails_the_snapshot_not_the_pipeline(
+    pg: PG, sup: Supervisor, tmp_path: Path
+) -> None:
+    t = pg.table("bfdrop", "id int PRIMARY KEY, v int")
+    other = pg.table("bfkeep", "id int PRIMARY KEY")
+    pg.sql(f"INSERT INTO {t} SELECT g, g FROM generate_series(1, 100000) g")
+    out, name = tmp_path / "out.jsonl", f"tg-pg-bfdrop-{pg.suffix}"
+    sup.create(spec(name, [t, other], out, snapshot="never"))
+    sup.wait_status(name, "running")
+    sup.action(name, "pause")  # nothing is delivered, so the first chunks are read and then it waits
+    r = start(sup, name, [t], chunk_rows=100)
+    assert r.status_code == 202, r.text
+    sid = r.json()["id"]
+    pg.sql(f"DROP TABLE {t}")
+    sup.action(name, "resume")
+    failed = wait_until(
+        lambda: (s := next(x for x in snapshots(sup, name) if x["id"] == sid))["status"] == "failed" and s,
+        timeout=60,
+        message=lambda: f"the snapshot failed ({snapshots(sup, name)})",
+    )
+    assert t in failed["error"] and "does not exist" in failed["error"] and failed["finished_at"], failed
+    info = sup.info(name)
+    assert info["status"] == "running", info
+    pg.sql(f"INSERT INTO {other} VALUES (42)")
+    wait_for_row(out, other, 42)
+    assert sup.info(name)["status"] == "running" and sup.info(name)["ops"]["restarts"] == 0

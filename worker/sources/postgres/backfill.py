@@ -73,6 +73,10 @@ class Invisible:
         return tx_id in self.xip or (int(tx_id) - self.xmax) % (1 << 32) < (1 << 31)
 
 
+# a chunk's table is gone or may no longer be read: the snapshot fails, not the pipeline
+UNREADABLE = (psycopg2.errors.UndefinedTable, psycopg2.errors.InsufficientPrivilege, psycopg2.errors.UndefinedColumn)
+
+
 def chunk_query(table: TableInfo, first: bool) -> sql.Composed:
     cols = [sql.Identifier(n) for n, _ in table.columns] + [sql.Identifier(n) for n, _ in table.pk]
     keys = sql.SQL(", ").join(sql.Identifier(n) for n, _ in table.pk)
@@ -140,6 +144,10 @@ class PgBackfill:
             rows = cur.fetchall()
             cur.execute("COMMIT")
             cur.execute("SELECT pg_logical_emit_message(false, %s, %s)", (PREFIX, "H:" + token))
+        except UNREADABLE as exc:  # the table was dropped or its privilege revoked: the snapshot fails
+            self.close()
+            self.jobs.fail(work.snap_id, f"cannot read {work.table}: {str(exc).strip()}")
+            return False
         except BaseException:
             self.close()
             raise
