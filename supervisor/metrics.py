@@ -96,6 +96,7 @@ class PipelineCollector(Collector):
         yield from source_health(managed)
         yield from sink_lag(managed)
         yield from dlq_families(self.manager, managed)
+        yield from snapshot_families(self.manager, managed)
 
 
 def source_health(managed: list[Any]) -> list[GaugeMetricFamily]:
@@ -143,6 +144,28 @@ def dlq_families(manager: Any, managed: list[Any]) -> Iterator[Any]:
         for stage, n in m.totals().dlq_parked.items():
             parked.add_metric([m.name, stage], n)
     yield from (events, parked)
+
+
+SNAPSHOT_STATES = ("running", "paused", "done", "cancelled", "failed")
+
+
+def snapshot_families(manager: Any, managed: list[Any]) -> Iterator[Any]:
+    """Incremental snapshots (CONTRACT 13, as `GET .../snapshots` shows them): rows read and the
+    estimate per snapshot, and how many of a pipeline's snapshots are in each status."""
+    labels = ["pipeline", "snapshot"]
+    rows = GaugeMetricFamily("tidegate_snapshot_rows_read", "Rows a snapshot has read and committed", labels=labels)
+    est = GaugeMetricFamily("tidegate_snapshot_rows_total_estimate", "Rows of a snapshot's tables", labels=labels)
+    states = GaugeMetricFamily("tidegate_snapshots", "Snapshots by status", labels=["pipeline", "status"])
+    for m in managed:
+        count = dict.fromkeys(SNAPSHOT_STATES, 0)
+        for snap in manager.snapshots(m.name):
+            rows.add_metric([m.name, snap["id"]], snap.get("rows_read") or 0)
+            est.add_metric([m.name, snap["id"]], snap.get("rows_total_estimate") or 0)
+            count[snap["status"]] = count.get(snap["status"], 0) + 1
+        if any(count.values()):
+            for status, n in count.items():
+                states.add_metric([m.name, status], n)
+    yield from (rows, est, states)
 
 
 def histogram_buckets(counts: list[int], bounds: tuple[float, ...], divisor: float = 1.0) -> list[tuple[str, float]]:

@@ -21,6 +21,7 @@ import psycopg2
 import pytest
 
 from supervisor import opscli
+from tests.e2e.test_metrics_e2e import scrape, value
 from tests.e2e.test_pg_source_e2e import spec
 from tests.integration.test_pg_source import DSN, PG, pg  # noqa: F401 - fixture
 from tests.integration.test_pg_source_resume import replay
@@ -216,6 +217,11 @@ def test_snapshot_api_404_409_422_pause_resume_cancel(pg: PG, sup: Supervisor, t
     done = wait_done(sup, name, sid2, timeout=60)
     assert done["rows_read"] == 3000
     assert [s["status"] for s in sup.info(name)["ops"]["snapshots"]] == ["cancelled", "done"]
+    fams = scrape(sup)
+    assert value(fams, "tidegate_snapshot_rows_read", pipeline=name, snapshot=sid2) == 3000
+    assert value(fams, "tidegate_snapshot_rows_total_estimate", pipeline=name, snapshot=sid2) is not None
+    assert value(fams, "tidegate_snapshots", pipeline=name, status="done") == 1
+    assert value(fams, "tidegate_snapshots", pipeline=name, status="cancelled") == 1
     events = dedupe(read_jsonl(out))
     assert replay(events) == state(pg, t)
 
