@@ -11,6 +11,8 @@ run in the same invocation that shares no code with tidegate:
   PostgreSQL -> file latency   commit -> line in the file at a steady rate; `pg_recvlogical`
   N idle pipelines             CPU % of one core (supervisor + workers), worker RSS
   one big transaction          worker peak RSS (VmHWM), only with BENCH_BIG_TX=1
+  incremental snapshot         rows/s beside a psycopg2 keyset SELECT loop; stream latency during
+                               the backfill vs without (bench/_e2e_backfill.py)
 
 Each row is the median of BENCH_RUNS runs (default 3) with the 1-minute load average read at the
 start of each run; one markdown table at the end. The references run in their own process
@@ -21,7 +23,8 @@ Knobs (environment): BENCH_RUNS=3, BENCH_EVENTS=1000000 (generator rows), BENCH_
 backlog transaction), BENCH_LAT_RATE=2000 (rows/s), BENCH_LAT_SECONDS=10, BENCH_LAT_TX=10 (rows per
 transaction), BENCH_IDLE=20,50, BENCH_IDLE_SECONDS=20 (window), BENCH_IDLE_SETTLE=10,
 BENCH_BIG_TX=1 (row 7, off by default), BENCH_BIG_TX_ROWS=2000000, BENCH_BIG_TX_LIMIT_MB=4096
-(abort above that RSS), BENCH_ONLY=file,inflight4,js,pg,mysql,latency,idle,bigtx (a subset).
+(abort above that RSS), BENCH_BF_ROWS=200000, BENCH_BF_LAT_RATE=500, BENCH_BF_LAT_SECONDS=10,
+BENCH_ONLY=file,inflight4,js,pg,mysql,latency,idle,bigtx,backfill (a subset).
 
     .venv/bin/python bench/bench_e2e.py
     BENCH_RUNS=1 BENCH_EVENTS=50000 BENCH_ONLY=file,js .venv/bin/python bench/bench_e2e.py
@@ -37,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _e2e_util import Row, knob, knob_list, print_table, say  # noqa: E402
 
-ROWS = ["file", "inflight4", "js", "pg", "mysql", "latency", "idle", "bigtx"]
+ROWS = ["file", "inflight4", "js", "pg", "mysql", "latency", "idle", "bigtx", "backfill"]
 
 
 def plan(runs: int) -> dict[str, Callable[[], list[Row]]]:
@@ -73,6 +76,12 @@ def plan(runs: int) -> dict[str, Callable[[], list[Row]]]:
         rows = knob("BENCH_BIG_TX_ROWS", 2_000_000)
         return [big_tx_row(runs, rows, knob("BENCH_BIG_TX_LIMIT_MB", 4096), enabled=knob("BENCH_BIG_TX", 0) > 0)]
 
+    def backfill() -> list[Row]:
+        from _e2e_backfill import backfill_rows
+
+        rate, secs = knob("BENCH_BF_LAT_RATE", 500), knob("BENCH_BF_LAT_SECONDS", 10)
+        return backfill_rows(runs, knob("BENCH_BF_ROWS", 200_000), rate, secs)
+
     return {
         "file": lambda: [file_row(f"generator -> file, {n:,} events", runs, n, check=True)],
         "inflight4": lambda: [file_row("same, `max_inflight: 4`", runs, n, batch={"max_inflight": 4})],
@@ -82,6 +91,7 @@ def plan(runs: int) -> dict[str, Callable[[], list[Row]]]:
         "latency": latency,
         "idle": idle,
         "bigtx": bigtx,
+        "backfill": backfill,
     }
 
 
