@@ -125,10 +125,15 @@ class PgBackfill:
     def step(self) -> bool:
         """Read the next chunk between two watermarks, if one is due; True when one was read."""
         buf = self.buf
-        if self.window is not None or buf is None or buf.count >= buf.limit // 2:
+        if self.window is not None or buf is None:
             return False
         work = self.jobs.next_work()
         if work is None:
+            return False
+        if buf.count and buf.count + work.chunk_rows > buf.limit:
+            # room for this chunk beside what waits (read while the pipeline delivers the last
+            # one), or an empty hand-off; the loop wakes this thread when it has taken half
+            buf.thread_blocked = True
             return False
         table = self.by_name[work.table]
         self.seq += 1
@@ -144,6 +149,12 @@ class PgBackfill:
             rows = cur.fetchall()
             cur.execute("COMMIT")
             cur.execute("SELECT pg_logical_emit_message(false, %s, %s)", (PREFIX, "H:" + token))
+            # a non-transactional message is not flushed (PostgreSQL < 17 has no `flush` argument):
+            # the walsender would send it only once the WAL writer flushes, up to 200 ms later, per
+            # chunk. A transaction with an xid flushes the WAL up to its commit, the watermark with it.
+            cur.execute("BEGIN")
+            cur.execute("SELECT pg_current_xact_id()")
+            cur.execute("COMMIT")
         except UNREADABLE as exc:  # the table was dropped or its privilege revoked: the snapshot fails
             self.close()
             self.jobs.fail(work.snap_id, f"cannot read {work.table}: {str(exc).strip()}")
