@@ -61,6 +61,17 @@ class Faults:
         self.problems: list[str] = []
         self.orphans: list[str] = []
         self.resumed: list[str] = []
+        self.marks: dict[tuple[str, str], list[int]] = {}  # (pipeline, sink) -> checkpoint before each fault
+
+    def mark(self) -> None:
+        """Each generator sink's stored checkpoint now, right before a fault: what a crash may
+        re-deliver lies after it (tests.chaos.check.DUP_WINDOW)."""
+        for name in self.rig.pipelines():
+            if not name.startswith("gen-"):
+                continue
+            r = self.sup.client.get(f"/pipelines/{name}/checkpoints")
+            for sid, ck in (r.json() if r.status_code == 200 else {}).items():
+                self.marks.setdefault((name, sid), [0]).append(int(ck["position"]))
 
     def do(self, kind: str, target: str | None, p: float) -> str:
         fn = getattr(self, kind)

@@ -25,16 +25,22 @@ def _file_ids(rig: Rig, name: str, sid: str, notes: list[str]) -> list[int]:
     return [e["after"]["id"] for e in events]
 
 
-def rows_of(rig: Rig, infos: dict[str, dict[str, Any]]) -> list[check.Row]:
+def rows_of(
+    rig: Rig, infos: dict[str, dict[str, Any]], marks: dict[tuple[str, str], list[int]] | None = None
+) -> list[check.Row]:
+    """`marks`: each generator sink's stored checkpoint before each fault (Faults.mark)."""
+    m = marks or {}
     rows: list[check.Row] = []
     # generator -> file (required) + http (best-effort)
     info = infos["gen-http"]
     notes: list[str] = []
     ids = _file_ids(rig, "gen-http", "out", notes)
-    rows.append(check.gen_row("gen-http", "out", "required", ids, _ck(info, "out"), []))
+    marks_out = m.get(("gen-http", "out"), [0])
+    rows.append(check.gen_row("gen-http", "out", "required", ids, _ck(info, "out"), [], marks_out))
     rows[-1].notes += notes
     web = [e["after"]["id"] for e in rig.web.events()]
-    rows.append(check.gen_row("gen-http", "web", "best-effort", web, _ck(info, "web"), _gaps(info, "web")))
+    marks_web = m.get(("gen-http", "web"), [0])
+    rows.append(check.gen_row("gen-http", "web", "best-effort", web, _ck(info, "web"), _gaps(info, "web"), marks_web))
     # quorum 2 of three
     info = infos["gen-quorum"]
     sets = []
@@ -42,7 +48,8 @@ def rows_of(rig: Rig, infos: dict[str, dict[str, Any]]) -> list[check.Row]:
     for sid in ("a", "b", "c"):
         notes = []
         ids = _file_ids(rig, "gen-quorum", sid, notes) if sid != "c" else [e["after"]["id"] for e in rig.qweb.events()]
-        rows.append(check.gen_row("gen-quorum", sid, "quorum-2", ids, _ck(info, sid), _gaps(info, sid)))
+        marks_q = m.get(("gen-quorum", sid), [0])
+        rows.append(check.gen_row("gen-quorum", sid, "quorum-2", ids, _ck(info, sid), _gaps(info, sid), marks_q))
         rows[-1].notes += notes
         sets.append(set(ids))
     short = check.under_quorum(sets, cks[1], 2)
@@ -53,7 +60,15 @@ def rows_of(rig: Rig, infos: dict[str, dict[str, Any]]) -> list[check.Row]:
         info = infos["gen-js-nats"]
         evs = rig.nats_events()
         rows.append(
-            check.gen_row("gen-js-nats", "bus", "required", [e["after"]["id"] for e in evs], _ck(info, "bus"), [])
+            check.gen_row(
+                "gen-js-nats",
+                "bus",
+                "required",
+                [e["after"]["id"] for e in evs],
+                _ck(info, "bus"),
+                [],
+                m.get(("gen-js-nats", "bus"), [0]),
+            )
         )
         if rows[-1].dup:  # Nats-Msg-Id dedup (a 2-minute window) covers any replay after a crash
             rows[-1].notes.append(f"{rows[-1].dup} duplicates despite the Nats-Msg-Id header")

@@ -108,6 +108,7 @@ def run_faults(rig: Rig, faults: Faults, plan: list[Any], seconds: float) -> Non
             time.sleep(wait)
         t0 = time.monotonic()
         try:
+            faults.mark()
             outcome = faults.do(kind, target, p)
         except Exception as exc:  # noqa: BLE001 - a fault that could not be applied is a problem
             outcome = f"ERROR {type(exc).__name__}: {exc}"
@@ -195,7 +196,7 @@ def _run(rig: Rig, seconds: float, seed: int, every: float) -> int:
         faults.orphans.append(f"after the final stop: pid {pid} ({cmd})")
     health.stop.set()
     tracker.stop.set()
-    rows = rows_of(rig, infos)
+    rows = rows_of(rig, infos, faults.marks)
     print(check.table(rows))
     print(f"healthz: {health.polls} polls, max {health.max_s * 1000:.0f} ms, {len(health.failures)} failures")
     for f in health.failures[:10]:
