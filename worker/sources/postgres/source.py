@@ -30,6 +30,7 @@ from typing import Any
 
 import psycopg2
 
+from shared.errors import SourceError
 from shared.spec.model import PostgresSourceConfig
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff
@@ -37,6 +38,7 @@ from worker.sources.health import HealthPoller
 from worker.sources.postgres import position as pg_position
 from worker.sources.postgres.backfill import PgBackfill
 from worker.sources.postgres.health import SlotProbe
+from worker.sources.postgres.health import slot_lost as health_slot_lost
 from worker.sources.postgres.position import SnapshotPos, StreamPos
 from worker.sources.postgres.setup import (
     check_server,
@@ -45,6 +47,7 @@ from worker.sources.postgres.setup import (
     drop_publication_if_ours,
     ensure_publication,
     fail,
+    slot_lost,
     split_table,
 )
 from worker.sources.postgres.slot import check_slot, create_slot, drop_slot, slot_info, wait_slot_free
@@ -158,6 +161,12 @@ class PostgresSource(Source[PostgresSourceConfig]):
         if info is not None:
             check_slot(info, self.slot, db)
             info = wait_slot_free(cur, self.slot, info)
+        if info is not None and info.lost:
+            if start is not None:  # the checkpoint's changes are gone with the slot's WAL
+                raise slot_lost(self.slot, self.ctx.pipeline)
+            drop_slot(cur, self.slot)  # no checkpoint: start over with a new slot
+            info = None
+            self.log.warning("pg_slot_dropped", reason="invalidated by the server (wal_status=lost), no checkpoint")
         if (start is None and cfg.snapshot == "initial") or (isinstance(start, SnapshotPos) and info is None):
             if info is not None:
                 drop_slot(cur, self.slot)
@@ -250,6 +259,12 @@ class PostgresSource(Source[PostgresSourceConfig]):
             raise fail(f"dropping slot {self.slot}: {str(exc).strip()}", retryable=True) from exc
         finally:
             conn.close()
+
+    def failed(self) -> SourceError | None:
+        """The slot health poll found the slot invalidated by the server (wal_status lost)."""
+        if self._health is not None and health_slot_lost(self._health.values()):
+            return slot_lost(self.slot, self.ctx.pipeline)
+        return None
 
     def stats(self) -> dict[str, Any]:
         thread = self._thread
