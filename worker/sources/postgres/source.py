@@ -17,6 +17,10 @@ Behaviour (see position, stream, decode, values for details):
   since it was created are not lost).
 - open(snapshot position): resumes the snapshot at table granularity (see
   stream). open(stream position): the slot must still exist.
+- A slot the server invalidated (wal_status ``lost``, past ``max_slot_wal_keep_size``): open()
+  at a checkpoint fails for good (``setup.slot_lost``: names the slot and the way back); with no
+  checkpoint the slot is dropped and made anew. While streaming, ``failed()`` reports it from the
+  slot health poll and ``worker.walguard`` fails the pipeline; START_REPLICATION says it too.
 - ``commit(position)`` is the only source of flush feedback: the commit LSN of the
   committed event (so a transaction committed only in part is sent again and its
   delivered prefix skipped by index).
