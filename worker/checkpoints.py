@@ -21,7 +21,7 @@ from shared.store import LeaseLost, StoreUnavailable
 from shared.store.base import StateStore
 from worker.backoff import backoff
 from worker.batcher import Batch
-from worker.commit import committed_position, position_le
+from worker.commit import committed_position, holders, position_le
 from worker.delivery import SinkRunner
 from worker.health import Health
 
@@ -80,6 +80,21 @@ class Committer:
             if r.id not in self._heads or self._heads[r.id] != h:
                 out[r.id] = h
         return out
+
+    def detach_holders(self) -> list[str]:
+        """The best-effort sinks that hold the committed position back (so the source cannot
+        confirm, and the slot keeps WAL) skip their backlog ahead, gaps recorded; their new
+        checkpoints are stored and the committed position moves on. Returns their ids."""
+        lagging = {r.id: r.queue[-1].last_position for r in self.unwaited if r.queue}
+        ids = holders(self.policy.mode, self.policy.quorum, self.sinks, self.durable, lagging, self.key)
+        done = []
+        for r in self.unwaited:
+            if r.id in ids:
+                position = r.skip_ahead()
+                if position is not None:
+                    self.store_later(r.id, position)
+                    done.append(r.id)
+        return done
 
     def policy_position(self) -> str | None:
         return committed_position(self.policy.mode, self.policy.quorum, self.sinks, self.durable, self.key)

@@ -53,6 +53,33 @@ def position_le(a: str | None, b: str | None, key: Key) -> bool:
     return bool(key(a) <= key(b))
 
 
+def holders(
+    mode: str,
+    quorum: int | None,
+    sinks: Sequence[tuple[str, bool]],
+    checkpoints: dict[str, str | None],
+    lagging: Mapping[str, str],
+    key: Key,
+) -> list[str]:
+    """Which of the `lagging` sinks (id -> the newest position it was given) hold the committed
+    position back: moving their checkpoints there moves it on. One sink if one is enough (the one
+    furthest behind, None first); else all of them together (a quorum that needs several); else none (the policy's
+    waited-for sinks hold it: `required` and `all` never wait for a best-effort sink)."""
+    now = committed_position(mode, quorum, sinks, checkpoints, key)
+
+    def moves(ids: Sequence[str]) -> bool:
+        trial = {**checkpoints, **{s: lagging[s] for s in ids}}
+        new = committed_position(mode, quorum, sinks, trial, key)
+        return new is not None and not position_le(new, now, key)
+
+    ids = [s for s in lagging if not position_le(lagging[s], checkpoints.get(s), key)]
+    single = [s for s in ids if moves([s])]
+    if single:
+        behind = [s for s in single if checkpoints.get(s) is None]
+        return behind[:1] or [min(single, key=lambda s: key(checkpoints[s]))]  # type: ignore[arg-type]
+    return ids if ids and moves(ids) else []
+
+
 def skip_delivered(events: list[dict[str, Any]], checkpoint: str | None, key: Key) -> list[dict[str, Any]]:
     """Events strictly after a sink's checkpoint (events without a position are kept)."""
     if checkpoint is None:

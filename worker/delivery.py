@@ -57,6 +57,7 @@ class SinkRunner:
         self.error_count = 0
         self._wake = asyncio.Event()
         self._last_gap_seq = -1
+        self._skipped_seq = -1  # batches up to this seq were skipped whole (skip_ahead): never written
         # False: the sink's open failed retryably at start; run() keeps opening it first
         self.opened = True
         self.on_error: str = getattr(sink.config, "on_error", "fail")
@@ -98,6 +99,23 @@ class SinkRunner:
             if pos is not None:
                 return str(pos)
         return victim.first_position
+
+    def skip_ahead(self) -> str | None:
+        """Drop the whole backlog of a best-effort sink (source.config.on_retained_wal:
+        pause_best_effort), a write being retried included, and move its checkpoint to the last
+        dropped position: a gap from its head, never silent. It goes on from the live position.
+        Returns the new checkpoint (None: it had nothing to skip)."""
+        first = self.head()
+        if first is None or not self.queue:
+            return None
+        last = self.queue[-1]
+        extend = self.queue[0].seq == self._last_gap_seq + 1
+        self.queue.clear()
+        self.queued_events = 0
+        self._skipped_seq = self._last_gap_seq = last.seq
+        self.checkpoint = last.last_position
+        self.health.gap(self.id, first, last.last_position, extend)
+        return last.last_position
 
     def head(self) -> str | None:
         """The own position of the first event this sink was given and has not acknowledged
@@ -141,6 +159,8 @@ class SinkRunner:
                 if self.queue and self.queue[0] is batch:
                     self.queue.popleft()
                     self.queued_events -= len(batch.events)
+                if batch.seq <= self._skipped_seq:
+                    continue  # skipped ahead while it was being written: the checkpoint is past it
                 self.checkpoint = batch.last_position  # delivered; the pipeline stores it durably
                 self.on_delivered(self, batch)
             if not self.waited:
@@ -192,6 +212,8 @@ class SinkRunner:
         attempt = 0
         while True:
             await self.gate.wait()
+            if group[-1].seq <= self._skipped_seq:
+                return  # skipped ahead meanwhile (skip_ahead): give up this write
             self.busy = True
             try:
                 if len(sbs) == 1:

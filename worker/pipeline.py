@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 from shared.errors import ConfigError, ErrorInfo, FatalSinkError, PipelineFailed, SourceError
@@ -22,6 +23,7 @@ from worker.batcher import Batch, Batcher
 from worker.health import Health, gap_writer
 from worker.parking import park_poison
 from worker.processing import unchanged_encodings
+from worker.walguard import WalGuard
 
 STOP_DRAIN_S = 10.0
 READ_AHEAD_CHUNKS = 4
@@ -94,9 +96,6 @@ class Pipeline:
         await asyncio.wrap_future(self.store_pool.submit(lambda: None))  # after its own write (one thread)
         return reply
 
-    async def _sleep_or_stop(self, seconds: float) -> bool:
-        return await sleep_or_stop(self.stopping, seconds)
-
     async def _dispatch(self, batch: Batch) -> None:
         p = self.p
         if self._refused or not await p.commits.acquire(self.stopping):
@@ -110,7 +109,7 @@ class Pipeline:
             c.events_in += len(batch.events)
             if p.chain:
                 try:
-                    out = await p.chain.run(batch.encoded, self._sleep_or_stop, batch.events)
+                    out = await p.chain.run(batch.encoded, partial(sleep_or_stop, self.stopping), batch.events)
                     poison = p.chain.take_poison()
                     if poison:
                         await park_poison(p.parker, p.chain, batch, poison)
@@ -233,6 +232,8 @@ class Pipeline:
             async with asyncio.TaskGroup() as tg:
                 sink_tasks = [tg.create_task(self._guard(r.run()), name=f"sink_loop[{r.id}]") for r in p.runners]
                 sink_tasks.append(tg.create_task(self._guard(p.commits.loop()), name="checkpoint_loop"))
+                guard = WalGuard(self.spec, p, self.health, self.log).run(self.stopping)  # slot lost, WAL retained
+                sink_tasks.append(tg.create_task(self._guard(guard), name="wal_guard"))
                 await self._batch_loop(tg)
                 # stopping: let in-flight batches reach their sinks and be checkpointed
                 self.gate.set()

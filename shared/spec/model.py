@@ -73,6 +73,9 @@ class PostgresSourceConfig(_Base):
     heartbeat_ms: NonNegInt = 10000  # 0 disables
     drop_slot_on_delete: bool = True
     status_interval_ms: PosInt = 10000
+    # the WAL the slot may pin on the server before tidegate acts (shared.spec.sizes: 4096, "50GiB")
+    max_retained_wal: int | str | None = None
+    on_retained_wal: Literal["warn", "pause_best_effort"] = "warn"
 
 
 class MysqlSourceConfig(_Base):

@@ -2,7 +2,7 @@
 
 msgspec stops at the first error; this walker follows msgspec's own type info
 (`msgspec.inspect`) and reports each problem with its field path
-(`spec.sinks[0].config.id: required field missing`). Imports: stdlib + msgspec.
+(`spec.sinks[0].config.id: required field missing`). Imports: stdlib + msgspec + shared.spec.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from msgspec import inspect as mi
 
 from shared.spec.model import PipelineSpec, type_tag
 from shared.spec.native import native_errors
+from shared.spec.sizes import parse_bytes
 
 Error = tuple[str, str]  # (path, message)
 
@@ -209,6 +210,8 @@ def semantic_errors(spec: PipelineSpec) -> list[Error]:
     dsn = getattr(cfg, "dsn", None)
     if type_tag(src) == "postgres" and dsn is not None and not dsn.startswith(("postgresql://", "postgres://")):
         errs.append(("spec.source.config.dsn", "must be a postgresql:// URL"))
+    if type_tag(src) == "postgres":
+        errs.extend(_retained_wal_errors(cfg))
     if type_tag(src) == "mysql" and dsn is not None and not dsn.startswith(("mysql://", "mariadb://")):
         errs.append(("spec.source.config.dsn", "must be a mysql:// URL"))
     for i, t in enumerate(getattr(cfg, "tables", []) or []):
@@ -216,6 +219,18 @@ def semantic_errors(spec: PipelineSpec) -> list[Error]:
             what = "schema.table" if type_tag(src) == "postgres" else "db.table"
             errs.append((f"spec.source.config.tables[{i}]", f"must be {what}, got {t!r}"))
     return errs
+
+
+def _retained_wal_errors(cfg: Any) -> list[Error]:
+    if cfg.max_retained_wal is None:
+        if cfg.on_retained_wal != "warn":
+            return [("spec.source.config.on_retained_wal", f"{cfg.on_retained_wal} needs max_retained_wal")]
+        return []
+    try:
+        parse_bytes(cfg.max_retained_wal)
+    except ValueError as exc:
+        return [("spec.source.config.max_retained_wal", str(exc))]
+    return []
 
 
 def convert(doc: Any) -> PipelineSpec:

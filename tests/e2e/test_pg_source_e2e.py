@@ -20,7 +20,7 @@ import psycopg2
 import pytest
 
 from tests.integration.test_pg_source import DSN, PG, TYPES_DDL, TYPES_EXPECTED, TYPES_ROW, pg  # noqa: F401 - fixture
-from tests.integration.test_pg_source_resume import PrivateCluster, replay
+from tests.integration.test_pg_source_resume import replay
 from tests.integration.test_pg_source_resume import table_state as state
 from tests.support import wait_until
 from tests.support.cdc import (
@@ -33,6 +33,7 @@ from tests.support.cdc import (
     wait_for_row,
 )
 from tests.support.cdc import Writer as TxWriter
+from tests.support.pgcluster import PrivateCluster
 from tests.support.supervisor import Supervisor, file_sink, read_jsonl
 from worker.sources.postgres.position import lsn_to_int, position_key
 

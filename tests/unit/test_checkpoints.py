@@ -223,3 +223,38 @@ def test_a_failed_store_write_is_reported_kept_and_retried(tmp_path: Path) -> No
             assert h.commits == ["3"] and h.stored() == {"a": "3"} and not h.c.inflight
 
     asyncio.run(go())
+
+
+def test_detach_holders_skips_the_best_effort_sink_a_quorum_waits_for(tmp_path: Path) -> None:
+    """on_retained_wal: pause_best_effort (worker.walguard): the committed position moves on."""
+
+    async def go() -> None:
+        async with committer(tmp_path, {"a": (True, None), "b": (False, None)}, "quorum", quorum=2) as h:
+            b1, b2 = batch(1), batch(2)
+            await h.dispatch(b1, b2)
+            for b in (b1, b2):
+                await h.deliver("a", b)
+                h.runners["b"].submit(b)  # b is down: its writes never return
+            assert h.c.committed is None
+            assert h.c.detach_holders() == ["b"]
+            await until(lambda: h.c.committed == "6", "the committed position past b's skipped backlog")
+            rb = h.runners["b"]
+            assert rb.checkpoint == "6" and not rb.queue and h.stored() == {"a": "6", "b": "6"}
+            assert rb.health.gaps == [("b", "1", "6", False)]  # type: ignore[attr-defined]
+            assert not h.c.inflight and h.commits == ["6"]
+            assert h.c.detach_holders() == []  # nothing left behind
+
+    asyncio.run(go())
+
+
+def test_detach_holders_leaves_a_best_effort_sink_alone_under_required(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with committer(tmp_path, {"a": (True, None), "b": (False, None)}, "required") as h:
+            b1 = batch(1)
+            await h.dispatch(b1)
+            await h.deliver("a", b1)
+            h.runners["b"].submit(b1)
+            assert h.c.committed == "3"  # b does not hold it: nothing to detach
+            assert h.c.detach_holders() == [] and len(h.runners["b"].queue) == 1
+
+    asyncio.run(go())

@@ -87,6 +87,11 @@ class Source(abc.ABC, Generic[C]):
         rows estimated, and why they cannot be snapshotted (None: they can)."""
         return [], 0, f"the {type(self).__name__} does not support incremental snapshots"
 
+    def failed(self) -> Exception | None:
+        """A permanent problem the source's health poll found while the pipeline runs (postgres:
+        the server invalidated the slot): the pipeline fails with it (worker.walguard)."""
+        return None
+
     def stats(self) -> dict[str, Any]:
         """Extra facts for `ops.source` (for example snapshot progress)."""
         return {}

@@ -29,6 +29,14 @@ FROM pg_replication_slots WHERE slot_name = %s
 """
 
 
+def slot_lost(values: dict[str, Any]) -> bool:
+    """The probe read the slot and the server has invalidated it: wal_status `lost`, or (before
+    PostgreSQL 13) a logical slot without a restart_lsn. Not before the first read (all null)."""
+    if values.get("wal_status") == "lost":
+        return True
+    return values.get("slot_active") is not None and values.get("restart_lsn") is None
+
+
 class SlotProbe:
     fields: tuple[str, ...] = FIELDS
 

@@ -221,11 +221,27 @@ def slot_in_use(slot: str, pid: Any) -> SourceError:
     )
 
 
-def classify(exc: BaseException, slot: str) -> SourceError:
+# what the server says when it invalidated a slot (max_slot_wal_keep_size) and it is asked to stream
+_LOST = ("can no longer get changes", "has been invalidated")
+
+
+def slot_lost(slot: str, pipeline: str) -> SourceError:
+    """The server invalidated the slot: never retried, the message says how to start over."""
+    n = pipeline or "<name>"
+    return fail(
+        f"replication slot {slot} was invalidated by the server (wal_status=lost): its WAL is gone, events "
+        f"were lost upstream. To recover: POST /pipelines/{n}/stop, DELETE /pipelines/{n}/checkpoints "
+        f"(drops the slot state), then POST /pipelines/{n}/resume to re-snapshot"
+    )
+
+
+def classify(exc: BaseException, slot: str, pipeline: str = "") -> SourceError:
     """Any failure of the stream thread as a SourceError; retryable = reconnect with backoff."""
     if isinstance(exc, SourceError):
         return exc
     text = str(exc).strip()
+    if any(s in text for s in _LOST):
+        return slot_lost(slot, pipeline)
     if isinstance(exc, psycopg2.errors.ObjectInUse):
         return slot_in_use(slot, text.rsplit(" ", 1)[-1] if "PID" in text else "?")
     if isinstance(exc, psycopg2.errors.UndefinedObject):

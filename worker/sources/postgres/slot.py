@@ -23,12 +23,20 @@ class SlotInfo:
     database: str
     active_pid: int | None
     confirmed_flush: str | None
+    restart_lsn: str | None = None
+    wal_status: str | None = None
+
+    @property
+    def lost(self) -> bool:
+        """Invalidated by the server (max_slot_wal_keep_size): it can never stream again."""
+        return self.wal_status == "lost" or self.restart_lsn is None
 
 
 def slot_info(cur: Any, slot: str) -> SlotInfo | None:
+    status = "wal_status" if cur.connection.server_version >= 130000 else "NULL"
     cur.execute(
-        """SELECT plugin, database, active_pid, confirmed_flush_lsn::text FROM pg_replication_slots
-                   WHERE slot_name = %s""",
+        f"""SELECT plugin, database, active_pid, confirmed_flush_lsn::text, restart_lsn::text, {status}
+            FROM pg_replication_slots WHERE slot_name = %s""",
         (slot,),
     )
     row = cur.fetchone()

@@ -17,6 +17,10 @@ Behaviour (see position, stream, decode, values for details):
   since it was created are not lost).
 - open(snapshot position): resumes the snapshot at table granularity (see
   stream). open(stream position): the slot must still exist.
+- A slot the server invalidated (wal_status ``lost``, past ``max_slot_wal_keep_size``): open()
+  at a checkpoint fails for good (``setup.slot_lost``: names the slot and the way back); with no
+  checkpoint the slot is dropped and made anew. While streaming, ``failed()`` reports it from the
+  slot health poll and ``worker.walguard`` fails the pipeline; START_REPLICATION says it too.
 - ``commit(position)`` is the only source of flush feedback: the commit LSN of the
   committed event (so a transaction committed only in part is sent again and its
   delivered prefix skipped by index).
@@ -30,6 +34,7 @@ from typing import Any
 
 import psycopg2
 
+from shared.errors import SourceError
 from shared.spec.model import PostgresSourceConfig
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff
@@ -37,6 +42,7 @@ from worker.sources.health import HealthPoller
 from worker.sources.postgres import position as pg_position
 from worker.sources.postgres.backfill import PgBackfill
 from worker.sources.postgres.health import SlotProbe
+from worker.sources.postgres.health import slot_lost as health_slot_lost
 from worker.sources.postgres.position import SnapshotPos, StreamPos
 from worker.sources.postgres.setup import (
     check_server,
@@ -45,6 +51,7 @@ from worker.sources.postgres.setup import (
     drop_publication_if_ours,
     ensure_publication,
     fail,
+    slot_lost,
     split_table,
 )
 from worker.sources.postgres.slot import check_slot, create_slot, drop_slot, slot_info, wait_slot_free
@@ -161,6 +168,12 @@ class PostgresSource(Source[PostgresSourceConfig]):
         if info is not None:
             check_slot(info, self.slot, db)
             info = wait_slot_free(cur, self.slot, info)
+        if info is not None and info.lost:
+            if start is not None:  # the checkpoint's changes are gone with the slot's WAL
+                raise slot_lost(self.slot, self.ctx.pipeline)
+            drop_slot(cur, self.slot)  # no checkpoint: start over with a new slot
+            info = None
+            self.log.warning("pg_slot_dropped", reason="invalidated by the server (wal_status=lost), no checkpoint")
         if (start is None and cfg.snapshot == "initial") or (isinstance(start, SnapshotPos) and info is None):
             if info is not None:
                 drop_slot(cur, self.slot)
@@ -253,6 +266,12 @@ class PostgresSource(Source[PostgresSourceConfig]):
             raise fail(f"dropping slot {self.slot}: {str(exc).strip()}", retryable=True) from exc
         finally:
             conn.close()
+
+    def failed(self) -> SourceError | None:
+        """The slot health poll found the slot invalidated by the server (wal_status lost)."""
+        if self._health is not None and health_slot_lost(self._health.values()):
+            return slot_lost(self.slot, self.ctx.pipeline)
+        return None
 
     def stats(self) -> dict[str, Any]:
         thread = self._thread

@@ -126,7 +126,7 @@ class StreamThread(threading.Thread):
                     self._stream((), None)
                 return
             except BaseException as exc:  # noqa: BLE001 - classified below
-                err = classify(exc, self.p.slot)
+                err = classify(exc, self.p.slot, self.p.pipeline)
                 in_use = in_use + 1 if "is active for PID" in err.message else 0
                 if not err.retryable or in_use >= 4:
                     self.log.error("pg_source_failed", error=err.message)
