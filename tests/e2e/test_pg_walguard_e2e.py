@@ -34,7 +34,7 @@ FILLER = "INSERT INTO filler SELECT g, md5(g::text) || repeat('x', 1000) FROM ge
 
 @pytest.fixture
 def sup(tmp_path: Path) -> Iterator[Supervisor]:
-    s = Supervisor(tmp_path)
+    s = Supervisor(tmp_path, env={"TIDEGATE_PROBE_INTERVAL_S": "1"})  # ops.source of failed pipelines
     s.start()
     try:
         yield s
@@ -122,6 +122,12 @@ def test_an_invalidated_slot_fails_the_pipeline_and_the_told_recovery_works(
     assert info["ops"]["restarts"] == 0, info["ops"]
     assert sql(conn, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)) == [(False,)]
     assert sup.info(name)["status"] == "failed"  # the worker is gone, not restarted
+    src = wait_until(  # a failed pipeline's source health still comes, from the supervisor's probe
+        lambda: (s := sup.info(name)["ops"]["source"]).get("wal_status") == "lost" and s,
+        timeout=30,
+        message=lambda: f"ops.source of the failed pipeline: {sup.info(name)['ops']['source']}",
+    )
+    assert src["slot"] == slot and src["slot_active"] is False
     recover(sup, name)
     wait_for_row(out, "t", 11, op="r")  # a new slot, a new snapshot
     sup.wait_status(name, "running")
