@@ -18,6 +18,7 @@ FIELDS = (
     "wal_status",
     "safe_wal_size",
     "slot_active",
+    "tables_dropped",
 )
 # wal_status and safe_wal_size are PostgreSQL 13+; on a standby the current LSN is the replayed one
 SLOT_SQL = """
@@ -27,6 +28,9 @@ SELECT restart_lsn::text, confirmed_flush_lsn::text,
        {extra}, active
 FROM pg_replication_slots WHERE slot_name = %s
 """
+
+
+DROPPED_SQL = "SELECT o FROM unnest(%s::oid[]) o WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = o)"
 
 
 def slot_lost(values: dict[str, Any]) -> bool:
@@ -40,8 +44,9 @@ def slot_lost(values: dict[str, Any]) -> bool:
 class SlotProbe:
     fields: tuple[str, ...] = FIELDS
 
-    def __init__(self, dsn: str, slot: str, pipeline: str) -> None:
+    def __init__(self, dsn: str, slot: str, pipeline: str, tables: dict[int, str] | None = None) -> None:
         self.dsn, self.slot, self.app = dsn, slot, f"tidegate_{pipeline}_health"
+        self.tables = tables or {}  # oid -> name of the tables the pipeline captures by name
         self._conn: Any = None
 
     def read(self) -> dict[str, Any]:
@@ -53,6 +58,9 @@ class SlotProbe:
             with self._conn.cursor() as cur:
                 cur.execute(SLOT_SQL.format(extra=extra), (self.slot,))
                 row = cur.fetchone()
+                if self.tables:  # a captured table dropped under the pipeline (its oid is gone)
+                    cur.execute(DROPPED_SQL, (list(self.tables),))
+                    out["tables_dropped"] = sorted(self.tables[r[0]] for r in cur.fetchall())
         except Exception as exc:
             self.close()
             out["errors"] = {"slot": f"{exc.__class__.__name__}: {str(exc).strip()}"}

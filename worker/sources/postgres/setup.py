@@ -235,6 +235,17 @@ def slot_lost(slot: str, pipeline: str) -> SourceError:
     )
 
 
+def tables_dropped(names: list[str], pipeline: str) -> SourceError:
+    """Captured tables were dropped under the running pipeline: it halts rather than go on
+    without them, and says how to go on."""
+    n, which = pipeline or "<name>", ", ".join(names)
+    return fail(
+        f"captured table {which} was dropped while the pipeline ran (its changes up to the drop "
+        f"were read). To go on: remove it from source.config.tables (PATCH /pipelines/{n}; the "
+        f"pipeline restarts from its checkpoint), or re-create it and POST /pipelines/{n}/resume"
+    )
+
+
 def classify(exc: BaseException, slot: str, pipeline: str = "") -> SourceError:
     """Any failure of the stream thread as a SourceError; retryable = reconnect with backoff."""
     if isinstance(exc, SourceError):

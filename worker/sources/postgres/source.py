@@ -53,6 +53,7 @@ from worker.sources.postgres.setup import (
     fail,
     slot_lost,
     split_table,
+    tables_dropped,
 )
 from worker.sources.postgres.slot import check_slot, create_slot, drop_slot, slot_info, wait_slot_free
 from worker.sources.postgres.stream import Feedback, StreamParams, StreamThread
@@ -98,9 +99,12 @@ class PostgresSource(Source[PostgresSourceConfig]):
         thread = await loop.run_in_executor(self._pool, self._prepare, start)
         self._thread = thread
         thread.start()
+        named = {t.oid: t.full for t in self._tables.values()} if self.config.tables else None
         if self._health is None:
-            probe = SlotProbe(self.config.dsn, self.slot, self.ctx.pipeline)
+            probe = SlotProbe(self.config.dsn, self.slot, self.ctx.pipeline, named)
             self._health = HealthPoller(probe, f"pg-{self.ctx.pipeline}").start()
+        else:  # opened again: the tables as they are now
+            self._health.probe.tables = named or {}  # type: ignore[attr-defined]
 
     def health_probe(self, committed: str | None) -> SlotProbe:
         return SlotProbe(self.config.dsn, self.slot, self.ctx.pipeline)
@@ -268,9 +272,13 @@ class PostgresSource(Source[PostgresSourceConfig]):
             conn.close()
 
     def failed(self) -> SourceError | None:
-        """The slot health poll found the slot invalidated by the server (wal_status lost)."""
-        if self._health is not None and health_slot_lost(self._health.values()):
+        """The slot health poll found the slot invalidated by the server (wal_status lost), or a
+        captured table dropped."""
+        values = self._health.values() if self._health is not None else {}
+        if health_slot_lost(values):
             return slot_lost(self.slot, self.ctx.pipeline)
+        if values.get("tables_dropped"):
+            return tables_dropped(values["tables_dropped"], self.ctx.pipeline)
         return None
 
     def stats(self) -> dict[str, Any]:
