@@ -32,7 +32,8 @@ from shared.spec.model import PipelineSpec
 from shared.states import initial_status_of
 
 if TYPE_CHECKING:  # psycopg2 is imported only for a state URL (shared.store.open_store)
-    from shared.store.postgres import LeaseRow, PgStore
+    from shared.store.postgres import PgStore
+    from shared.store.postgres_leases import LeaseRow
     from shared.store.sqlite import PipelineRow
 
 LEASE_TTL_S = float(os.environ.get("TIDEGATE_LEASE_TTL_S", "15"))
