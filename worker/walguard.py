@@ -22,6 +22,7 @@ from typing import Any
 from shared.errors import ErrorInfo, PipelineFailed, describe
 from shared.spec.sizes import format_bytes, parse_bytes
 from worker.backoff import sleep_or_stop
+from worker.sources.base import Source
 
 GUARD_INTERVAL_S = 1.0  # reads the poller's last values only: no query of its own
 
@@ -61,6 +62,8 @@ class WalGuard:
         self._warning: ErrorInfo | None = None  # ours, while it is the last error
 
     async def run(self, stopping: Any) -> None:
+        if self.limit is None and type(self.parts.source.current).failed is Source.failed:
+            return  # nothing to guard (a generator...): an idle pipeline wakes no more for it
         while not await sleep_or_stop(stopping, GUARD_INTERVAL_S):
             self.check()
 
