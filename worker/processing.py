@@ -11,6 +11,7 @@ Imports: stdlib + msgspec + shared + worker.
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,8 @@ def unchanged_encodings(
     (native steps that only kept or dropped events): the sinks then write those bytes instead
     of encoding the events again. None when any event is new or changed (or repeated)."""
     n, j = len(events), 0
+    if len(out) == n:  # kept them all (the usual filter): one pass in C
+        return list(encoded) if all(map(operator.is_, out, events)) else None
     picked: list[bytes] = []
     for o in out:
         while j < n and events[j] is not o:

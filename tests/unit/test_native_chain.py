@@ -122,6 +122,9 @@ def test_unchanged_events_keep_their_source_encodings() -> None:
     assert unchanged_encodings(events, encoded, [dict(events[0])]) is None, "a changed (new) event"
     assert unchanged_encodings(events, encoded, [events[1], events[1]]) is None, "a repeat"
     assert unchanged_encodings(events, encoded, [events[2], events[0]]) is None, "out of order"
+    assert unchanged_encodings(events, encoded, list(events)) == encoded, "all kept"
+    assert unchanged_encodings(events, encoded, [events[0], events[2], events[1]]) is None, "all, out of order"
+    assert unchanged_encodings(events, encoded, [events[0], events[1], dict(events[2])]) is None, "all, one new"
     chain, _ = chain_of(FILTER, MASK)
     assert unchanged_encodings(events, encoded, run(chain, events)) is None
     chain, _ = chain_of(FILTER)
