@@ -83,7 +83,8 @@ class Counters(msgspec.Struct):
     batches: int = 0
     inflight: int = 0
     lag_ms: int | None = None
-    processor_ms: float = 0.0  # total time spent in processors
+    processor_ms: float = 0.0  # total time spent in processors (the sum of processor_ms_by_id)
+    processor_ms_by_id: dict[str, float] = {}  # processor id -> time spent in it
     batch_events_sum: int = 0
     batch_ms_sum: float = 0.0
     rss_bytes: int = 0

@@ -21,6 +21,10 @@ from supervisor.process import WorkerHandle
 from supervisor.restart import RestartPolicy
 
 
+def _added(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in {*a, *b}}
+
+
 class NotFound(Exception):
     pass
 
@@ -60,6 +64,7 @@ class Managed:
             inflight=c.inflight,
             lag_ms=c.lag_ms,
             processor_ms=b.processor_ms + c.processor_ms,
+            processor_ms_by_id=_added(b.processor_ms_by_id, c.processor_ms_by_id),
             batch_events_sum=b.batch_events_sum + c.batch_events_sum,
             batch_ms_sum=b.batch_ms_sum + c.batch_ms_sum,
             rss_bytes=c.rss_bytes,

@@ -2,6 +2,8 @@
 (workers report counters through the control protocol; the collector reads
 them at scrape time, so nothing is kept twice). Histograms are rebuilt from the
 workers' per-bucket counts (`Counters.batch_size_hist` / `batch_ms_hist`).
+Processor time is one series per processor (`tidegate_processor_seconds_total{pipeline,
+processor}`): their sum is the pipeline's total, so no separate pipeline series is kept.
 Imports: stdlib + prometheus-client + shared.protocol + shared.states + supervisor.
 """
 
@@ -30,7 +32,9 @@ class PipelineCollector(Collector):
         ev_out = CounterMetricFamily("tidegate_events_out", "Events of committed batches", labels=labels)
         batches = CounterMetricFamily("tidegate_batches", "Committed batches", labels=labels)
         restarts = CounterMetricFamily("tidegate_restarts", "Worker restarts after crashes", labels=labels)
-        proc = CounterMetricFamily("tidegate_processor_seconds", "Time spent in processors", labels=labels)
+        proc = CounterMetricFamily(
+            "tidegate_processor_seconds", "Time spent in each processor", labels=["pipeline", "processor"]
+        )
         sink_err = CounterMetricFamily("tidegate_sink_errors", "Failed sink deliveries", labels=["pipeline", "sink"])
         sink_ev = CounterMetricFamily("tidegate_sink_events", "Events delivered per sink", labels=["pipeline", "sink"])
         inflight = GaugeMetricFamily("tidegate_inflight_batches", "Batches between batcher and commit", labels=labels)
@@ -59,7 +63,8 @@ class PipelineCollector(Collector):
             ev_out.add_metric(n, t.events_out)
             batches.add_metric(n, t.batches)
             restarts.add_metric(n, m.restarts)
-            proc.add_metric(n, t.processor_ms / 1000.0)
+            for pid, ms in processor_ms(m, t).items():
+                proc.add_metric([m.name, pid], ms / 1000.0)
             inflight.add_metric(n, t.inflight)
             if t.lag_ms is not None:
                 lag.add_metric(n, t.lag_ms / 1000.0)
@@ -97,6 +102,15 @@ class PipelineCollector(Collector):
         yield from sink_lag(managed)
         yield from dlq_families(self.manager, managed)
         yield from snapshot_families(self.manager, managed)
+
+
+def processor_ms(m: Any, t: Any) -> dict[str, float]:
+    """Milliseconds per processor id: every processor of the current spec (0 before its first
+    batch), and those an earlier version of the spec had, with the time they took then."""
+    out = {p.id: 0.0 for p in m.spec.spec.processors}
+    for pid, ms in t.processor_ms_by_id.items():
+        out[pid] = out.get(pid, 0.0) + ms
+    return out
 
 
 def source_health(managed: list[Any]) -> list[GaugeMetricFamily]:

@@ -34,7 +34,10 @@ def message_of(event: dict[str, Any]) -> dict[str, Any] | None:
 
 def messages(events: list[dict[str, Any]]) -> list[dict[str, Any] | None] | None:
     """The message of each event (None for a change event), or None when the batch has none."""
-    if not any(MESSAGE in e for e in events):
+    for e in events:  # a plain loop: about half the cost of any() over a generator, per event
+        if MESSAGE in e:
+            break
+    else:
         return None
     out = [message_of(e) for e in events]
     return out if any(m is not None for m in out) else None

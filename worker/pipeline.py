@@ -116,7 +116,7 @@ class Pipeline:
                     batch.out_events = out
                     batch.out_native = unchanged_encodings(batch.events, batch.encoded, out)
                 finally:
-                    c.processor_ms = p.chain.busy_ms
+                    c.processor_ms, c.processor_ms_by_id = p.chain.busy_ms, dict(p.chain.busy_by_id)
             p.commits.track(batch)
             for r in p.runners:
                 r.submit(batch)

@@ -11,6 +11,7 @@ Imports: stdlib + msgspec + shared + worker.
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,8 @@ def unchanged_encodings(
     (native steps that only kept or dropped events): the sinks then write those bytes instead
     of encoding the events again. None when any event is new or changed (or repeated)."""
     n, j = len(events), 0
+    if len(out) == n:  # kept them all (the usual filter): one pass in C
+        return list(encoded) if all(map(operator.is_, out, events)) else None
     picked: list[bytes] = []
     for o in out:
         while j < n and events[j] is not o:
@@ -79,7 +82,8 @@ class ProcessorChain:
         self.log = log
         self.processors: list[Processor] = []
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="processors")
-        self.busy_ms = 0.0
+        self.busy_ms = 0.0  # the sum of busy_by_id
+        self.busy_by_id: dict[str, float] = {}  # ms in each processor, over the batches it ran
         self.health = health  # told of each failed attempt, as it happens (ops.last_error)
         self.on_error = {getattr(s, "id", ""): getattr(s, "on_error", "fail") for s in specs}
         self._poison: list[Poison] = []
@@ -97,13 +101,18 @@ class ProcessorChain:
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self.pool, self._open)
 
-    def _run(self, encoded: list[bytes], events: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    def _run(
+        self, encoded: list[bytes], events: list[dict[str, Any]] | None = None, spent: dict[str, float] | None = None
+    ) -> list[dict[str, Any]]:
         """Every processor in order. Consecutive native steps share one list of decoded events
         (the batch's own objects when the chain starts with one: native steps never mutate
-        them); JSON text is made only for a JavaScript step, and decoded once after it."""
+        them); JSON text is made only for a JavaScript step, and decoded once after it. Each
+        step's time (ms) is added to `spent[id]`."""
         objs: list[dict[str, Any]] | None = None
         data: bytes | None = None
         made_by: str | None = None  # the processor whose output `data` is (None: the batch itself)
+        spent, clock = {} if spent is None else spent, time.perf_counter
+        t = clock()
         for p in self.processors:
             if isinstance(p, NativeProcessor):
                 if objs is None:
@@ -119,19 +128,33 @@ class ProcessorChain:
                     data = b"[" + b",".join(encoded) + b"]"
                 data = p.process(data)
                 made_by = p.id
+            now = clock()  # a step's time includes making its input (JSON text or events)
+            spent[p.id] = spent.get(p.id, 0.0) + (now - t) * 1000
+            t = now
+        last = self.processors[-1].id
         if objs is not None:
-            return objs if objs is not events else list(objs)
-        assert data is not None
-        return _checked(data, self.processors[-1].id)
+            out = objs if objs is not events else list(objs)
+        else:
+            assert data is not None
+            out = _checked(data, last)
+        spent[last] += (clock() - t) * 1000  # decoding the last step's output
+        return out
+
+    def _count(self, spent: dict[str, float]) -> None:
+        """Add a batch's time (every run of its successful attempt, narrowing included: the
+        failed attempts before it are not counted) to each processor's and the total."""
+        for pid, ms in spent.items():
+            self.busy_by_id[pid] = self.busy_by_id.get(pid, 0.0) + ms
+        self.busy_ms = sum(self.busy_by_id.values())
 
     def policy(self, processor_id: str) -> str:
         return self.on_error.get(processor_id, "fail")
 
     def _run_narrowed(
-        self, encoded: list[bytes], events: list[dict[str, Any]] | None
+        self, encoded: list[bytes], events: list[dict[str, Any]] | None, spent: dict[str, float]
     ) -> tuple[list[dict[str, Any]], list[Poison]]:
         try:
-            return self._run(encoded, events), []
+            return self._run(encoded, events, spent), []
         except ProcessorError as exc:
             if self.policy(exc.processor_id) == "fail":
                 raise
@@ -139,7 +162,7 @@ class ProcessorChain:
                 self._reset(exc.processor_id)
 
             def part(lo: int, hi: int) -> list[dict[str, Any]]:
-                return self._run(encoded[lo:hi], None if events is None else events[lo:hi])
+                return self._run(encoded[lo:hi], None if events is None else events[lo:hi], spent)
 
             return narrow(len(encoded), part, exc, self.policy, self._reset)
 
@@ -176,10 +199,10 @@ class ProcessorChain:
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
-            t0 = time.perf_counter()
+            spent: dict[str, float] = {}
             try:
-                out, self._poison = await loop.run_in_executor(self.pool, self._run_narrowed, encoded, events)
-                self.busy_ms += (time.perf_counter() - t0) * 1000
+                out, self._poison = await loop.run_in_executor(self.pool, self._run_narrowed, encoded, events, spent)
+                self._count(spent)
                 if attempt:
                     self.log.info("processor_recovered", attempts=attempt)
                 return out

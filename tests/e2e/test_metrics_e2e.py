@@ -1,7 +1,8 @@
 """/metrics of a real supervisor, parsed with prometheus-client's own parser:
-counters move with traffic (generator -> JavaScript -> file, plus a best-effort
+counters move with traffic (generator -> JavaScript -> mask -> file, plus a best-effort
 HTTP sink that cannot connect), histograms are well formed, gauges are there,
-and a killed worker shows up as a restart."""
+processor time is counted per processor, and a killed worker shows up as a restart
+(counters keep their totals)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,11 @@ def value(fams: dict[str, Any], family: str, sample: str | None = None, **labels
     return None
 
 
+def proc_s(fams: dict[str, Any], processor: str) -> float | None:
+    fam = "tidegate_processor_seconds"
+    return value(fams, fam, f"{fam}_total", pipeline=NAME, processor=processor)
+
+
 def test_metrics_move_with_traffic(tmp_path: Path) -> None:
     dead = free_port()  # nothing listens there: the best-effort sink fails and is counted
     spec = generator_spec(
@@ -50,7 +56,8 @@ def test_metrics_move_with_traffic(tmp_path: Path) -> None:
             "type": "javascript",
             "id": "tag",
             "inline": "export function process(b) { return b.map(e => ({...e, tagged: 1})); }",
-        }
+        },
+        {"type": "mask", "id": "hide", "fields": ["after.payload"], "action": "redact"},
     ]
     spec["spec"]["batch"] = {"max_events": 200, "max_ms": 20}
     with Supervisor(tmp_path) as sup:
@@ -93,7 +100,6 @@ def test_metrics_move_with_traffic(tmp_path: Path) -> None:
             ("tidegate_events_in", "tidegate_events_in_total"),
             ("tidegate_events_out", "tidegate_events_out_total"),
             ("tidegate_batches", "tidegate_batches_total"),
-            ("tidegate_processor_seconds", "tidegate_processor_seconds_total"),
         ):
             a, b = value(first, fam, sample, pipeline=NAME), value(second, fam, sample, pipeline=NAME)
             assert a is not None and b is not None and b > a, (fam, a, b)
@@ -106,6 +112,15 @@ def test_metrics_move_with_traffic(tmp_path: Path) -> None:
             None,
             0.0,
         )
+
+        # processor time: one series per processor (their sum is the pipeline's), each moving
+        assert first["tidegate_processor_seconds"].type == "counter"
+        for fams in (first, second):
+            labels = [s.labels for s in fams["tidegate_processor_seconds"].samples]
+            assert sorted(x["processor"] for x in labels if x["pipeline"] == NAME) == ["hide", "tag"], labels
+        for pid in ("tag", "hide"):
+            a, b = (proc_s(m, pid) for m in (first, second))
+            assert a is not None and b is not None and b > a > 0, (pid, a, b)
 
         # histograms: cumulative buckets, +Inf == count == batches, sums that make sense
         batches = value(second, "tidegate_batches", "tidegate_batches_total", pipeline=NAME)
@@ -144,7 +159,9 @@ def test_metrics_move_with_traffic(tmp_path: Path) -> None:
         assert value(second, "tidegate_pipelines") == 1.0
 
         # a crash is a restart; counters keep their totals across worker runs
-        before = value(scrape(sup), "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME) or 0
+        last = scrape(sup)
+        before = value(last, "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME) or 0
+        spent = {pid: proc_s(last, pid) or 0.0 for pid in ("tag", "hide")}
         os.kill(sup.worker_pid(NAME), signal.SIGKILL)
         wait_until(
             lambda: value(scrape(sup), "tidegate_restarts", "tidegate_restarts_total", pipeline=NAME) == 1,
@@ -152,5 +169,8 @@ def test_metrics_move_with_traffic(tmp_path: Path) -> None:
             message="tidegate_restarts_total == 1",
         )
         sup.wait_status(NAME, "running", timeout=20)
-        after = value(scrape(sup), "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME) or 0
+        now = scrape(sup)
+        after = value(now, "tidegate_events_out", "tidegate_events_out_total", pipeline=NAME) or 0
         assert after >= before
+        for pid, s in spent.items():
+            assert (proc_s(now, pid) or 0.0) >= s, (pid, s, proc_s(now, pid))

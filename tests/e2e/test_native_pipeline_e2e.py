@@ -44,7 +44,8 @@ def test_filter_javascript_mask_to_file(tmp_path: Path) -> None:
             message="ops: 600 events in, 200 out",
         )
         metrics = sup.client.get("/metrics").text
-        assert 'tidegate_processor_seconds_total{pipeline="native"}' in metrics
+        for pid in ("orders", "enrich", "pii", "short"):
+            assert f'tidegate_processor_seconds_total{{pipeline="native",processor="{pid}"}}' in metrics
         bad = generator_spec("bad", [file_sink("o", tmp_path / "bad.jsonl")])
         bad["spec"]["processors"] = [{"type": "filter", "id": "f", "where": [{"path": "after.x", "regex": "("}]}]
         r = sup.client.post("/pipelines", json=bad)

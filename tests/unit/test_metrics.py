@@ -49,6 +49,7 @@ def test_collector_renders_every_family(tmp_path: Path) -> None:
             events_out=290,
             batches=3,
             processor_ms=1500.0,
+            processor_ms_by_id={"old": 1500.0},  # a processor an earlier spec had
             batch_events_sum=290,
             batch_ms_sum=60.0,
             sink_events={"out": 290},
@@ -78,7 +79,8 @@ def test_collector_renders_every_family(tmp_path: Path) -> None:
     assert samples[("tidegate_events_out_total", p)] == 300
     assert samples[("tidegate_batches_total", p)] == 4
     assert samples[("tidegate_restarts_total", p)] == 2
-    assert samples[("tidegate_processor_seconds_total", p)] == 1.5
+    assert samples[("tidegate_processor_seconds_total", (("pipeline", "m1"), ("processor", "old")))] == 1.5
+    assert ("tidegate_processor_seconds_total", p) not in samples, "per processor only: sum() is the total"
     assert samples[("tidegate_sink_errors_total", (("pipeline", "m1"), ("sink", "out")))] == 1
     assert samples[("tidegate_worker_rss_bytes", p)] == 12345
     assert samples[("tidegate_source_lag_seconds", p)] == 0.04
@@ -92,3 +94,38 @@ def test_collector_renders_every_family(tmp_path: Path) -> None:
     assert samples[("tidegate_source_slot_active", p)] == 0
     assert ("tidegate_source_binlog_behind_bytes", p) not in samples  # not a mysql source
     assert fams["tidegate_batch_size_events"].type == "histogram"
+
+
+def test_processor_seconds_per_processor_id_across_worker_runs(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path)).open()
+    try:
+        mgr = PipelineManager(store, state_dir=str(tmp_path), log_format="json", log_level="error")
+        js = "export function process(b) { return b; }"
+        spec = validate_document(
+            {
+                "metadata": {"name": "two"},
+                "spec": {
+                    "source": {"type": "generator"},
+                    "processors": [
+                        {"type": "filter", "id": "keep", "ops": ["c"]},
+                        {"type": "javascript", "id": "tag", "inline": js},
+                        {"type": "mask", "id": "pii", "fields": ["after.email"]},
+                    ],
+                    "sinks": [{"type": "file", "config": {"id": "out", "path": str(tmp_path / "o.jsonl")}}],
+                },
+            }
+        )
+        m = Managed("two", spec, Desired.RUNNING, status=Status.RUNNING)
+        m.base = Counters(processor_ms=1750.0, processor_ms_by_id={"keep": 250.0, "tag": 1500.0})  # a crashed run
+        m.cur = Counters(processor_ms=1000.0, processor_ms_by_id={"keep": 100.0, "tag": 900.0})
+        mgr.pipelines.add(m)
+        store.put_pipeline("two", b"{}", "running")
+        text = metrics.render(metrics.build_registry(mgr)).decode()
+    finally:
+        store.close()
+    (fam,) = [f for f in text_string_to_metric_families(text) if f.name == "tidegate_processor_seconds"]
+    assert fam.type == "counter"
+    got = {s.labels["processor"]: s.value for s in fam.samples if s.name == "tidegate_processor_seconds_total"}
+    assert got == {"keep": 0.35, "tag": 2.4, "pii": 0.0}, "a processor yet to run is there, at 0"
+    assert all(s.labels["pipeline"] == "two" for s in fam.samples)
+    assert sum(got.values()) == m.totals().processor_ms / 1000.0

@@ -122,7 +122,37 @@ def test_unchanged_events_keep_their_source_encodings() -> None:
     assert unchanged_encodings(events, encoded, [dict(events[0])]) is None, "a changed (new) event"
     assert unchanged_encodings(events, encoded, [events[1], events[1]]) is None, "a repeat"
     assert unchanged_encodings(events, encoded, [events[2], events[0]]) is None, "out of order"
+    assert unchanged_encodings(events, encoded, list(events)) == encoded, "all kept"
+    assert unchanged_encodings(events, encoded, [events[0], events[2], events[1]]) is None, "all, out of order"
+    assert unchanged_encodings(events, encoded, [events[0], events[1], dict(events[2])]) is None, "all, one new"
     chain, _ = chain_of(FILTER, MASK)
     assert unchanged_encodings(events, encoded, run(chain, events)) is None
     chain, _ = chain_of(FILTER)
     assert unchanged_encodings(events, encoded, run(chain, events)) == [encoded[0], encoded[2]]
+
+
+def test_each_processor_s_time_is_counted_and_they_sum_to_the_total() -> None:
+    chain, _ = chain_of(FILTER, {"type": "javascript", "id": "js", "inline": ENRICH}, MASK)
+
+    async def go() -> None:
+        await chain.open()
+        try:
+            for _ in range(3):
+                events = copy.deepcopy(BATCH)
+                await chain.run([msgspec.json.encode(e) for e in events], no_wait, events)
+            chain.run_one(msgspec.json.encode(BATCH[0]), BATCH[0])  # a DLQ replay is not batch time
+        finally:
+            await chain.close()
+
+    asyncio.run(go())
+    assert set(chain.busy_by_id) == {"paid", "js", "pii"}
+    assert all(ms > 0 for ms in chain.busy_by_id.values())
+    assert chain.busy_ms == pytest.approx(sum(chain.busy_by_id.values()))
+    assert chain.busy_by_id["js"] > chain.busy_by_id["paid"], "a sandbox round trip costs more than a filter"
+
+
+def test_a_failed_attempt_is_not_counted() -> None:
+    chain, _ = chain_of({"type": "flatten", "id": "flat"})
+    with pytest.raises(PipelineFailed):
+        run(chain, [event(5, after={"a__b": 1, "a": {"b": 2}})])
+    assert chain.busy_by_id == {} and chain.busy_ms == 0.0

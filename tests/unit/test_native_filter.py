@@ -170,3 +170,38 @@ def test_drop_noisy_updates_keeps_the_rest() -> None:
     ]
     doc = {"action": "drop", "ops": ["u"], "where": [{"path": "after.s", "changed": False}]}
     assert kept(doc, evs) == ["2", "3"]
+
+
+def test_conditions_on_one_image_read_it_once_and_a_missing_image_matches_as_missing_paths() -> None:
+    conds = [
+        {"path": "after.id", "ne": 5},
+        {"path": "after.x", "exists": False},
+        {"path": "after.y", "not_in": [1]},
+        {"path": "after.id", "lte": 10},
+    ]
+    evs = [
+        event(1, after={"id": 3}),
+        event(2, after={"id": 5}),
+        event(3, after={"id": 4, "x": 0}),
+        event(4, after={"id": "7.5", "y": 2}),  # a numeric string compares as a number
+        event(5, after={"id": 11}),
+        event(6, after={"id": True}),  # a boolean is not a number
+    ]
+    assert kept({"where": conds}, evs) == ["1", "4"]
+    assert native({"type": "filter", "where": conds}).run.source.count("e.get('after')") == 1
+    gone = [event(7, "d", before={"id": 1}, after=None), {"op": "c", "source": {}, "after": "not an object"}]
+    assert kept({"where": conds[:3]}, [*gone[:1], dict(gone[1], source={"position": "8"})]) == ["7", "8"]
+    assert kept({"where": conds}, gone[:1]) == [], "lte on a missing path does not match"
+    assert kept({"where": conds[:3], "action": "drop"}, evs) == ["2", "3"]
+
+
+def test_exists_on_one_two_and_three_part_paths() -> None:
+    evs = [
+        event(1, after={"a": {"b": 1}}),
+        event(2, after={"a": {"b": None}}),
+        event(3, after={"a": None}),
+        event(4, after=None),
+    ]
+    for path, present in (("after", ["1", "2", "3"]), ("after.a", ["1", "2"]), ("after.a.b", ["1"])):
+        assert kept({"where": [{"path": path, "exists": True}]}, evs) == present
+        assert kept({"where": [{"path": path, "exists": False}]}, evs) == [p for p in "1234" if p not in present]

@@ -92,3 +92,26 @@ def test_the_fast_hmac_is_hmac_sha256() -> None:
     for key in (b"", b"k", b"x" * 64, b"y" * 65, "clé".encode() * 40):
         for msg in (b"", b"ann@example.com", b"z" * 1000):
             assert hmac_sha256_hex(key)(msg) == hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def test_image_column_fields_copy_only_the_events_and_images_they_change() -> None:
+    """The common shape (`<image>.<column or glob>`, compiled into one function)."""
+    first = event(1, "u", before=dict(ROW), after=dict(ROW))
+    events = [first, event(2, after={"id": 2, "note": None}), event(3, "d", before=dict(ROW), after=None)]
+    for action in ({"action": "redact"}, {"action": "hash", "key": "k"}, {"action": "truncate", "length": 1}):
+        for fields in (["after.email", "after.note", "after.nope"], ["after.e*", "after.no?e", "after.zz*"]):
+            out = masked({"fields": fields, **action}, events)
+            assert out[1] is events[1] and out[2] is events[2], f"nothing to mask: the same event ({action})"
+            assert out[0] is not first and out[0]["after"]["email"] != ROW["email"]
+            assert out[0]["before"] is first["before"] and out[0]["source"] is first["source"]
+            assert out[0]["after"]["note"] is None and "nope" not in out[0]["after"]
+    twice = native({"type": "mask", "fields": ["after.email"]})
+    once = twice.apply([first])
+    assert twice.apply(once)[0] is once[0], "a redacted value is not redacted again"
+
+
+def test_globs_decide_once_per_column_name_with_a_bounded_cache() -> None:
+    p = native({"type": "mask", "fields": ["after.x_*", "after.id"]})
+    rows = [{"id": i, f"x_{i}": "secret", f"y_{i}": "kept"} for i in range(10050)]
+    out = p.apply([event(i, after=r) for i, r in enumerate(rows)])
+    assert all(o["after"] == {"id": "***", f"x_{i}": "***", f"y_{i}": "kept"} for i, o in enumerate(out))

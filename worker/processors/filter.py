@@ -138,18 +138,30 @@ class _Source:
     def __init__(self) -> None:
         self.names: dict[str, Any] = {"MISSING": MISSING}
         self.terms: list[str] = []
+        self.images: dict[str, str] = {}  # first path part -> the name it is read into, once
 
     def const(self, value: Any) -> str:
         name = f"K{len(self.names)}"
         self.names[name] = value
         return name
 
-    def path(self, parts: tuple[str, ...]) -> str:
+    def path(self, parts: tuple[str, ...], missing: str = "MISSING") -> str:
+        """The value at `parts`, or `missing`. A two-part path reads its first part into a name
+        the first time (`after.id` then `after.payload`: `e.get('after')` once): every condition
+        reads its path before anything else and conditions are `and`-ed, so a later one only
+        runs after the one that bound the name."""
         if len(parts) == 1:
-            return f"e.get({parts[0]!r}, MISSING)"
+            return f"e.get({parts[0]!r}, {missing})" if missing != "None" else f"e.get({parts[0]!r})"
         if len(parts) == 2:
-            y = self.const(None)  # a fresh name for the walrus target
-            return f"({y}.get({parts[1]!r}, MISSING) if ({y} := e.get({parts[0]!r})).__class__ is dict else MISSING)"
+            head = parts[0]
+            if head in self.images:
+                y = self.images[head]
+                read = y
+            else:
+                y = self.images[head] = self.const(None)  # a fresh name for the walrus target
+                read = f"({y} := e.get({head!r}))"
+            tail = f"{parts[1]!r}, {missing}" if missing != "None" else repr(parts[1])
+            return f"({y}.get({tail}) if {read}.__class__ is dict else {missing})"
         return f"{self.const(getter(parts))}(e)"
 
     def condition(self, cond: Any) -> str:
@@ -157,8 +169,10 @@ class _Source:
         parts = split_path(cond.path)
         if op == "changed":  # unknown_changed not given (UNSET) means true
             return f"{self.const(_changed(parts[1:], bool(cond.changed), cond.unknown_changed is not False))}(e)"
-        x, path = self.const(None), self.path(parts)
         value = operand(cond, op)
+        if op == "exists" and len(parts) <= 2:  # null or missing: None
+            return f"{self.path(parts, 'None')} {'is not' if value else 'is'} None"
+        x, path = self.const(None), self.path(parts)
         if op in ("eq", "ne") and (value is None or value.__class__ in (bool, str)):
             if value.__class__ is str:
                 return f"{path} {'==' if op == 'eq' else '!='} {self.const(value)}"
@@ -171,8 +185,8 @@ class _Source:
             c, sym = self.const(None), {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
             slow = self.const(_ordered(op, value))
             return (  # the test (with the walrus) runs first in `a if test else b`
-                f"{slow}({x}) if ({c} := ({x} := {path}).__class__) is str"
-                f" else ({c} is int or {c} is float) and {x} {sym} {self.const(value)}"
+                f"{x} {sym} {self.const(value)} if ({c} := ({x} := {path}).__class__) is int or {c} is float"
+                f" else {c} is str and {slow}({x})"
             )
         return f"{self.const(_test(op, value))}({path})"
 

@@ -100,7 +100,7 @@ class FlattenProcessor(NativeProcessor):
             if nb is before and na is after:
                 append(e)
             else:
-                e = dict(e)
+                e = e.copy()
                 e["before"], e["after"] = nb, na
                 append(e)
         return out

@@ -10,7 +10,9 @@ place. `action`:
   and key give the same hash in every run and joins on hashed columns still work;
 - `truncate`: a string keeps its first `length` characters; other values are left alone.
 A null stays null (there is nothing to hide), and a path that does not exist is left alone.
-The event and the objects on the way to a masked value are copied; nothing else is.
+The event and the objects on the way to a masked value are copied (`dict.copy`, only when
+a value changes); nothing else is. The common shape, every field `<image>.<column or glob>`,
+is compiled at open into one generated function (`two_level`); deeper paths walk a tree.
 
 Imports: stdlib + msgspec + shared + worker.processors.
 """
@@ -98,7 +100,7 @@ def mask(obj: dict[str, Any], node: Node, act: Action) -> dict[str, Any]:
             nv = mask(v, child, act)
             if nv is not v:
                 if out is None:
-                    out = dict(obj)
+                    out = obj.copy()
                 out[name] = nv
     leaves = [k for k in obj if k in node.names or any(g(k) for g in node.globs)] if node.globs else node.names
     for name in leaves:
@@ -108,38 +110,72 @@ def mask(obj: dict[str, Any], node: Node, act: Action) -> dict[str, Any]:
         nv = act(cur)
         if nv is not cur:
             if out is None:
-                out = dict(obj)
+                out = obj.copy()
             out[name] = nv
     return out if out is not None else obj
 
 
-def two_level(root: Node, act: Action) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """`mask` for the common shape, every field `<image>.<column or glob>`, without recursion."""
-    groups = tuple((top, tuple(n.names), tuple(n.globs)) for top, n in root.children.items())
+class Columns:
+    """Which columns of a row the exact names and globs of one image pick, decided once per
+    column name (cached; the cache is emptied when it grows past 10000 names)."""
 
-    def one(e: dict[str, Any]) -> dict[str, Any]:
-        out = None
-        for top, names, globs in groups:
-            row = e.get(top)
-            if row.__class__ is not dict:
-                continue
-            new = None
-            for name in [k for k in row if k in names or any(g(k) for g in globs)] if globs else names:
-                v = row.get(name, MISSING)
-                if v is MISSING:
-                    continue
-                nv = act(v)
-                if nv is not v:
-                    if new is None:
-                        new = dict(row)
-                    new[name] = nv
-            if new is not None:
-                if out is None:
-                    out = dict(e)
-                out[top] = new
-        return e if out is None else out
+    def __init__(self, names: set[str], globs: list[Any]) -> None:
+        self.names, self.globs = names, globs
+        self.cache: dict[str, bool] = {}
 
-    return one
+    def pick(self, row: dict[str, Any]) -> list[str]:
+        cache = self.cache
+        return [k for k in row if cache.get(k) or (k not in cache and self._decide(k))]
+
+    def _decide(self, k: str) -> bool:
+        hit = k in self.names or any(g(k) for g in self.globs)
+        if len(self.cache) >= 10000:
+            self.cache.clear()
+        self.cache[k] = hit
+        return hit
+
+
+def _masked_value(key: str, redact: bool, pad: str) -> list[str]:
+    """The lines for one value `r[key]` (a null or missing one is left alone, as every action does)."""
+    if redact:  # the action inlined: "***" for anything but null (and the marker itself)
+        test, value = "v is not None and v is not MARKER", "MARKER"
+    else:
+        test, value = "v is not None and (nv := ACT(v)) is not v", "nv"
+    return [
+        f"{pad}v = r.get({key})",
+        f"{pad}if {test}:",
+        f"{pad}    if n is None:",
+        f"{pad}        n = r.copy()",
+        f"{pad}    n[{key}] = {value}",
+    ]
+
+
+def two_level(root: Node, act: Action, redact: bool) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """`apply` for the common shape, every field `<image>.<column or glob>`, as the source of one
+    generated function: each image read once per event, the exact columns by name, the event
+    and the image copied (`dict.copy`) only when a value changes. Built once, at open."""
+    names: dict[str, Any] = {"MARKER": MARKER, "ACT": act}
+    code = ["def apply(events):", "    out = []", "    ap = out.append", "    for e in events:", "        o = None"]
+    for i, (top, node) in enumerate(root.children.items()):
+        code += [f"        r = e.get({top!r})", "        if r.__class__ is dict:", "            n = None"]
+        if node.globs:
+            names[f"C{i}"] = Columns(node.names, node.globs)
+            code += [f"            for k in C{i}.pick(r):", *_masked_value("k", redact, " " * 16)]
+        else:
+            for name in sorted(node.names):
+                code += _masked_value(repr(name), redact, " " * 12)
+        code += [
+            "            if n is not None:",
+            "                if o is None:",
+            "                    o = e.copy()",
+            f"                o[{top!r}] = n",
+        ]
+    code += ["        ap(e if o is None else o)", "    return out", ""]
+    source = "\n".join(code)
+    exec(compile(source, "<mask>", "exec"), names)  # noqa: S102 - our own source
+    fn: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = names["apply"]
+    fn.source = source  # type: ignore[attr-defined]  # for tests and debugging
+    return fn
 
 
 class MaskProcessor(NativeProcessor):
@@ -151,11 +187,10 @@ class MaskProcessor(NativeProcessor):
             self.root.add(parts)
         self.act = build_action(s.action, s.key, s.length)
         if all(len(p) == 2 for p in paths):
-            self.one = two_level(self.root, self.act)
+            self.run = two_level(self.root, self.act, s.action == "redact")
         else:
             root, act = self.root, self.act
-            self.one = lambda e: mask(e, root, act)
+            self.run = lambda events: [mask(e, root, act) for e in events]
 
     def apply(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        one = self.one
-        return [one(e) for e in events]
+        return self.run(events)
