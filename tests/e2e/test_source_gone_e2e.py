@@ -1,7 +1,9 @@
 """What a source's database takes away under a running pipeline halts it with an error that says
 what happened and how to go on; nothing is silently skipped (issue #12): a captured PostgreSQL
-table dropped, the replication slot dropped behind tidegate's back (running and stopped), and
-the MariaDB binlog the checkpoint points into purged. Through a real `tidegate serve`.
+table dropped, the replication slot dropped behind tidegate's back (running and stopped), the
+MariaDB binlog the checkpoint points into purged, a captured MariaDB table dropped, and a change
+to one written as a statement (a session with binlog_format STATEMENT). Through a real
+`tidegate serve`.
 """
 
 from __future__ import annotations
@@ -130,3 +132,38 @@ def test_a_purged_binlog_halts_the_mysql_pipeline(db: str, tmp_path: Path) -> No
         err = info["ops"]["last_error"] or ""
         assert "is gone" in err and "needed to resume" in err, err
         assert "checkpoints" in err, err
+
+
+def test_a_captured_mysql_table_dropped_halts_the_pipeline(db: str, tmp_path: Path) -> None:
+    with Supervisor(tmp_path) as s:
+        sql(db, "CREATE TABLE a (id INT PRIMARY KEY)", "CREATE TABLE b (id INT PRIMARY KEY)")
+        out, name = tmp_path / "out.jsonl", "tg-my-gone"
+        s.create(my_spec(name, db, ["a", "b"], out, snapshot="never"))
+        s.wait_status(name, "running")
+        sql(db, "INSERT INTO b VALUES (1)", "INSERT INTO b VALUES (2)", "DROP TABLE b")
+        info = s.wait_status(name, "failed", timeout=60)
+        err = info["ops"]["last_error"] or ""
+        assert f"captured table {db}.b was dropped" in err and "PATCH /pipelines/" in err, err
+        wait_for_row(out, "b", 2)  # what it wrote before the drop was read, not skipped
+        r = s.client.patch(
+            f"/pipelines/{name}", json={"spec": {"source": {"config": {"tables": [f"{db}.a"]}}}}, headers=MERGE
+        )
+        assert r.status_code == 200, r.text
+        s.wait_status(name, "running", timeout=60)
+        sql(db, "INSERT INTO a VALUES (7)")
+        wait_for_row(out, "a", 7)
+
+
+def test_a_change_written_as_a_statement_halts_the_mysql_pipeline(db: str, tmp_path: Path) -> None:
+    with Supervisor(tmp_path) as s:
+        sql(db, "CREATE TABLE t (id INT PRIMARY KEY, v INT)")
+        out, name = tmp_path / "out.jsonl", "tg-my-stmt"
+        s.create(my_spec(name, db, ["t"], out, snapshot="never"))
+        s.wait_status(name, "running")
+        sql(db, "INSERT INTO t VALUES (1, 1)")
+        wait_for_row(out, "t", 1)
+        # one session writes statements (this session only: the server stays ROW for everyone else)
+        sql(db, "SET SESSION binlog_format = 'STATEMENT'", "UPDATE t SET v = 2 WHERE id = 1")
+        info = s.wait_status(name, "failed", timeout=60)
+        err = info["ops"]["last_error"] or ""
+        assert f"a change to {db}.t reached the binlog as a statement" in err and "binlog_format" in err, err

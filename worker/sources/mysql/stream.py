@@ -21,7 +21,7 @@ import pymysql
 
 from shared.errors import SourceError
 from worker.sources.handoff import Handoff, Stopped
-from worker.sources.mysql import binlog, libreader
+from worker.sources.mysql import binlog, libreader, statements
 from worker.sources.mysql.binlog import HEARTBEAT_S, gtid_at
 from worker.sources.mysql.decode import LibraryNeeded, RowImages, change_events, fast_types
 from worker.sources.mysql.events import GTID, HEARTBEAT, QUERY, ROTATE, ROWS, Mark, Rows, UnsupportedEvent
@@ -193,7 +193,8 @@ class BinlogStream:
                 return
             if q.startswith(("SAVEPOINT", "ROLLBACK TO", "XA ")):
                 return
-            if q not in ("COMMIT", "ROLLBACK"):
+            if q not in ("COMMIT", "ROLLBACK"):  # DML as a statement or a DROP of ours stops here
+                statements.check(ev.query, self.tables, self.dsn.where, f"{self.fname}:{ev.start}")
                 self._ddl(ev)
         elif kind == GTID:
             self._begin(ev, True)
