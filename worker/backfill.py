@@ -1,11 +1,12 @@
 """Incremental snapshots (backfills while streaming, CONTRACT section 13): the worker's registry.
 
-Imports: stdlib + shared.protocol + shared.store.sqlite (now_iso). Source-agnostic: a source that supports them
-(postgres) asks `next_work()` for the next chunk to read, reports each chunk it emitted with
-`emitted()`, and the pipeline's committed position comes in through `commit()`. Two cursors per
-snapshot: the reading cursor (advanced when a chunk is emitted) and the durable progress (the
-stored document: advanced only once the chunk's last event is committed), so a crash or restart
-resumes from the last committed chunk. Thread-safe: the source's thread and the loop both call it.
+Imports: stdlib + shared.protocol + shared.store.sqlite (now_iso). Source-agnostic: a source that
+supports them (postgres, mysql) asks `next_work()` for the next chunk to read, reports each chunk it
+emitted with `emitted()` (or `fail()`s the snapshot when its table cannot be read), and the
+pipeline's committed position comes in through `commit()`. Two cursors per snapshot: the reading
+cursor (advanced when a chunk is emitted) and the durable progress (the stored document: advanced
+only once the chunk's last event is committed), so a crash or restart resumes from the last
+committed chunk. Thread-safe: the source's thread and the loop both call it.
 """
 
 from __future__ import annotations
@@ -157,6 +158,22 @@ class Backfills:
             self.pending.append((key, work.snap_id, ti, last_key, rows, table_done))
             if key is None:
                 self._apply_upto(None)
+
+    def fail(self, work: Work, error: str) -> None:
+        """The chunk for `work` cannot be read (its table is gone...): that snapshot is `failed`."""
+        with self.lock:
+            job = self.jobs.get(work.snap_id)
+            if job is None or job.doc["status"] not in ACTIVE:
+                return
+            job.doc.update(status="failed", error=error, finished_at=now_iso())
+            self.pending = [p for p in self.pending if p[1] != work.snap_id]
+            self._persist(job)
+        self.log.warning("backfill_failed", snapshot=work.snap_id, table=work.table, error=error)
+
+    def in_flight(self) -> int:
+        """Chunks emitted whose last event is not committed yet."""
+        with self.lock:
+            return len(self.pending)
 
     def commit(self, position: str) -> None:
         if not self.pending or self.key is None:
