@@ -265,3 +265,38 @@ def test_a_table_dropped_mid_backfill_fails_the_snapshot_and_streaming_goes_on(
     sql(db, "INSERT INTO u VALUES (1, 1)")
     wait_for_row(out, "u", 1, timeout=60)
     assert supervisor.info(name)["status"] == "running"
+
+
+def test_patch_adding_a_table_snapshots_only_that_table(supervisor: Supervisor, db: str, tmp_path: Path) -> None:
+    sql(
+        db,
+        "CREATE TABLE a (id INT PRIMARY KEY, v INT)",
+        "CREATE TABLE b (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO a SELECT seq, seq FROM seq_1_to_2000",
+        "INSERT INTO b SELECT seq, seq FROM seq_1_to_3000",
+    )
+    out, name = tmp_path / "out.jsonl", "tg-my-bfadd"
+    supervisor.create(spec(name, db, ["a"], out))
+    wait_until(lambda: len(read_jsonl(out)) >= 2000, timeout=60, message="the initial snapshot of a")
+    sql(db, "INSERT INTO a VALUES (5000, 0)")
+    wait_for_row(out, "a", 5000)
+    r = supervisor.client.patch(
+        f"/pipelines/{name}",
+        json={"spec": {"source": {"config": {"tables": [f"{db}.a", f"{db}.b"]}}}},
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200, r.text
+
+    def done() -> dict[str, Any] | None:
+        got = supervisor.client.get(f"/pipelines/{name}/snapshots").json()
+        return next((s for s in got if s["status"] == "done"), None)
+
+    snap = wait_until(done, timeout=90, message="the added table's snapshot done")
+    assert snap["tables"] == [f"{db}.b"] and snap["rows_read"] == 3000, snap
+    sql(db, "UPDATE b SET v = -1 WHERE id = 7", f"INSERT INTO b VALUES ({SENTINEL}, 0)")
+    events = dedupe(wait_for_row(out, "b", SENTINEL))
+    mark = next(i for i, e in enumerate(events) if e["source"]["table"] == "a" and e["after"]["id"] == 5000)
+    later = events[mark + 1 :]
+    assert not [e for e in later if e["source"]["table"] == "a"], "rows of the other table were emitted again"
+    assert sorted(e["after"]["id"] for e in later if e["op"] == "r") == list(range(1, 3001))
+    assert fold([e for e in events if e["source"]["table"] == "b"]) == table_state(db, ["b"])
