@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_mysql_source_e2e import spec
-from tests.integration.test_mysql_source_helpers import connect, scratch_db, sql, table_state
+from tests.integration.test_mysql_source_helpers import connect, fold, scratch_db, sql, table_state
 from tests.support import wait_until
 from tests.support.cdc import dedupe, kill_worker, wait_for_row
 from tests.support.supervisor import Supervisor, read_jsonl
@@ -58,32 +58,6 @@ class RandomWriter(threading.Thread):
                 self.txs += 1
                 time.sleep(max(0.0, 0.014 - (time.monotonic() - t0)))
         c.close()
-
-
-def fold(events: list[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
-    """The table a consumer holds after these events, checked on the way (the writer never inserts
-    an id again): a `u`/`d` whose `before` is not what is held, a change of a deleted row, an `r`
-    of a deleted row (a chunk row older than the delete): a chunk row older than a change emitted
-    before it, or a stream row skipped or doubled, fails here. A row the table held before the
-    pipeline started is unknown until its `r` or first change; an `r` upserts (a chunk read again
-    after a crash comes again)."""
-    state: dict[tuple[str, Any], dict[str, Any]] = {}
-    gone: set[tuple[str, Any]] = set()
-    for i, e in enumerate(events):
-        t, before, after = e["source"]["table"], e["before"], e["after"]
-        where = f"event #{i} {e['op']} {e['source']['position']}"
-        k = (t, (after or before)["id"])
-        assert k not in gone, f"{where}: row {k} was deleted before"
-        if before is not None:
-            held = state.pop(k, None)
-            assert held in (None, {"id": before["id"], "v": before["v"]}), f"{where}: before {before}, held {held}"
-        if e["op"] == "c":
-            assert k not in state, f"{where}: row {k} exists already"
-        if after is None:
-            gone.add(k)
-        else:
-            state[k] = {"id": after["id"], "v": after["v"]}
-    return state
 
 
 def snapshot(sup: Supervisor, name: str, snap_id: str) -> dict[str, Any]:
