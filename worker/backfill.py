@@ -54,6 +54,7 @@ class Backfills:
         self._save = save  # (snapshot id, stored document): queued to the state store's thread
         self.log = log
         self.lock = threading.Lock()
+        self.progress = threading.Condition(self.lock)  # notified when pending chunks become durable
         self.jobs: dict[str, Job] = {}
         self.pending: list[Pending] = []
         self.key: Callable[[str], Any] | None = None  # the source's position_key
@@ -175,6 +176,11 @@ class Backfills:
         with self.lock:
             return len(self.pending)
 
+    def wait_in_flight(self, below: int, timeout: float) -> bool:
+        """Block (the source's thread) until fewer than `below` chunks are in flight, at most `timeout` s."""
+        with self.progress:
+            return self.progress.wait_for(lambda: len(self.pending) < below, timeout)
+
     def commit(self, position: str) -> None:
         if not self.pending or self.key is None:
             return
@@ -189,6 +195,7 @@ class Backfills:
             if key is not None and (committed is None or key > committed):
                 return
             self.pending.pop(0)
+            self.progress.notify_all()
             job = self.jobs.get(snap_id)
             if job is None or job.doc["status"] not in ACTIVE:
                 continue

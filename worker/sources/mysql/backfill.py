@@ -51,6 +51,8 @@ from worker.sources.mysql.setup import Dsn, TableInfo, connect
 
 IN_FLIGHT = 2  # chunks emitted and not yet committed, at most: bounds what a crash reads again
 RETRY_S = 1.0  # after a failed chunk read
+WAIT_S = 0.2  # with nothing to read on the binlog: how long to wait for a chunk's commit
+LATE_S = 60.0  # a high watermark not seen after this long is logged
 NO_TABLE = 1146
 
 
@@ -64,6 +66,8 @@ class Window:
     last_key: dict[str, str] | None
     done: bool  # the chunk reached the table's end
     open: bool = False  # the low watermark was seen
+    since: float = field(default_factory=time.monotonic)
+    late: bool = False  # logged as late
     changed: set[tuple[Any, ...]] = field(default_factory=set)
 
 
@@ -122,13 +126,27 @@ class MyBackfill:
         return {"backfill": {"chunks_read": self.seq, "in_flight": self.jobs.in_flight(), "window": chunk}}
 
     # ------------------------------------------------------------- reading
-    def step(self) -> bool:
-        """Read the next chunk between two watermarks, if one is due; True when one was read."""
-        feed = self.feed
-        if self.window is not None or feed is None or feed.count >= feed.limit // 2:
+    def step(self, reading: Callable[[], bool]) -> bool:
+        """Read the next chunk between two watermarks, if one is due; True when one was read.
+        `reading()`: binlog data is waiting (then the stream does not wait for commits here)."""
+        feed, w = self.feed, self.window
+        if w is not None:
+            if not w.late and time.monotonic() - w.since > LATE_S:
+                w.late = True
+                self.log.warning(
+                    "backfill_watermark_late",
+                    snapshot=w.work.snap_id,
+                    after_s=LATE_S,
+                    hint="the binlog read is far behind, or the signal table's database is left out of "
+                    f"the binlog ({self.signal.full_name}: binlog_do_db / binlog_ignore_db?)",
+                )
             return False
-        if self.jobs.in_flight() >= IN_FLIGHT or time.monotonic() < self.retry_at:
+        if feed is None or feed.count >= feed.limit // 2:
             return False
+        if time.monotonic() < self.retry_at:
+            return False
+        if self.jobs.in_flight() >= IN_FLIGHT and (reading() or not self.jobs.wait_in_flight(IN_FLIGHT, WAIT_S)):
+            return False  # (an idle binlog sends its next event, a heartbeat, only in a second)
         work = self.jobs.next_work()
         if work is None:
             return False

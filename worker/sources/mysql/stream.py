@@ -143,7 +143,7 @@ class BinlogStream:
                 rows(ev)
                 continue
             if bf is not None:
-                bf.step()  # a chunk between two watermarks, handed over at the high one
+                bf.step(self._data_waiting)  # a chunk between two watermarks, handed over at the high one
             if kind == ROTATE:
                 self._rotate(ev)
             elif kind == HEARTBEAT:
