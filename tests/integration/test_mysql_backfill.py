@@ -5,6 +5,7 @@ changes landing between the watermarks; the chunk positions order and resume lik
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,3 +77,38 @@ def test_backfill_with_changes_and_a_reconnect_folds_to_the_table(db: str, fast:
     reads = [e for e in events if e["op"] == "r"]
     assert reads and all(e["source"]["snapshot"] == "incremental" for e in reads)
     assert fold(events) == table_state(db, ["t"])
+
+
+def test_a_user_that_cannot_write_the_signal_table_fails_the_snapshot_naming_the_grant(db: str) -> None:
+    user = db.replace("tg_my_", "tgbf")
+    sql(
+        db,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT)",
+        "INSERT INTO t VALUES (1, 1)",
+        f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'pw'",
+        f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{user}'@'127.0.0.1'",
+        f"GRANT SELECT ON {db}.* TO '{user}'@'127.0.0.1'",
+    )
+    jobs = Backfills(lambda sid, doc: None, structlog.get_logger())
+    jobs.key = key
+    config = MysqlSourceConfig(dsn=f"mysql://{user}:pw@127.0.0.1:3306/{db}", tables=[f"{db}.t"], snapshot="never")
+
+    async def main() -> dict[str, Any]:
+        src = MysqlSource(config, SourceContext(pipeline="tg-bf-grant", backfills=jobs))
+        await src.open(None)
+        try:
+            names, estimate, _ = src.backfill_check([f"{db}.t"])
+            jobs.start("s1", names, 100, estimate)
+            deadline = time.monotonic() + 30
+            while jobs.docs()[0]["status"] == "running" and time.monotonic() < deadline:
+                await src.read()
+            return jobs.docs()[0]
+        finally:
+            await src.close()
+
+    try:
+        doc = run(main())
+    finally:
+        sql(db, f"DROP USER '{user}'@'127.0.0.1'")
+    assert doc["status"] == "failed" and "GRANT CREATE, INSERT, UPDATE" in doc["error"], doc
+    assert "tidegate_signal" in doc["error"] and doc["finished_at"], doc

@@ -53,7 +53,8 @@ IN_FLIGHT = 2  # chunks emitted and not yet committed, at most: bounds what a cr
 RETRY_S = 1.0  # after a failed chunk read
 WAIT_S = 0.2  # with nothing to read on the binlog: how long to wait for a chunk's commit
 LATE_S = 60.0  # a high watermark not seen after this long is logged
-NO_TABLE = 1146
+CHUNK_FATAL = frozenset({1146, 1142, 1049})  # table gone, SELECT denied, database gone
+SIGNAL_FATAL = frozenset({1142, 1044, 1049, 1290, 1792})  # denied, no such database, read-only server
 
 
 @dataclass
@@ -157,14 +158,14 @@ class MyBackfill:
         self.seq += 1
         token = f"{self.nonce}-{self.seq}"
         sql, args = chunk_query(t, work.after, work.chunk_rows + 1)
-        stage = "the low watermark"
+        stage = "writing the low watermark"
         try:
             cur = self._cursor()
             write_signal(cur, self.signal.db, self.pipeline, "L:" + token)
-            stage = "the chunk"
+            stage = "reading the chunk"
             cur.execute(sql, args)
             rows = cur.fetchall()
-            stage = "the high watermark"
+            stage = "writing the high watermark"
             write_signal(cur, self.signal.db, self.pipeline, "H:" + token)
         except (pymysql.MySQLError, OSError) as exc:
             self._failed(work, stage, exc)
@@ -179,8 +180,14 @@ class MyBackfill:
         self.close()
         self._created = False
         code = exc.args[0] if isinstance(exc, pymysql.MySQLError) and exc.args else None
-        text = f"{self.dsn.where}: reading {stage} of {work.table}: {exc}"
-        if stage == "the chunk" and code == NO_TABLE:
+        text = f"{self.dsn.where}: {stage} of {work.table}: {exc}"
+        chunk = stage == "reading the chunk"
+        if code in (CHUNK_FATAL if chunk else SIGNAL_FATAL):
+            if not chunk:
+                text += (
+                    f"; the watermarks are rows of {self.signal.full_name}: GRANT CREATE, INSERT, UPDATE on it "
+                    "to the dsn's user (on a server that is not read-only)"
+                )
             self.jobs.fail(work, text)
             return
         self.retry_at = time.monotonic() + RETRY_S
