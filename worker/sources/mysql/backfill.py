@@ -45,7 +45,7 @@ import pymysql
 
 from worker.backfill import Backfills, Work
 from worker.sources.handoff import Handoff
-from worker.sources.mysql.chunks import chunk_query, create_signal, key_text, signal_info, write_signal
+from worker.sources.mysql.chunks import SIGNAL_TABLE, chunk_query, create_signal, key_text, signal_info, write_signal
 from worker.sources.mysql.position import key as position_key
 from worker.sources.mysql.setup import Dsn, TableInfo, connect
 
@@ -223,6 +223,16 @@ class MyBackfill:
             for row in (e["before"], e["after"]):
                 if row is not None:
                     changed.add(tuple(row.get(k) for k in pk))
+
+    def on_ddl(self, tables: list[TableInfo], query: str) -> None:
+        """A statement that may concern these tables (a TRUNCATE, an ALTER): a chunk of one of them
+        whose watermarks surround it is read again (its rows may predate it)."""
+        w = self.window
+        if w is None or SIGNAL_TABLE in query:
+            return  # (the signal table's CREATE names no table of ours)
+        if any((t.db, t.name) == (w.table.db, w.table.name) for t in tables):
+            self.window = None
+            self.log.info("backfill_chunk_again", snapshot=w.work.snap_id, reason="a statement on its table")
 
     def on_signal(self, after: dict[str, Any] | None, tx: tuple[str, str, str], flush: Callable[[], None]) -> None:
         """A row of the signal table (its after image); `tx`: its transaction's position prefix and

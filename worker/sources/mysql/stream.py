@@ -156,8 +156,7 @@ class BinlogStream:
         """A rows event: its captured rows join `pending` (sent in pieces of max_chunk)."""
         t = self.tables.get((ev.schema, ev.table))
         if t is None or not self.tx_open:
-            bf = self.backfill
-            if bf is not None and self.tx_open and (ev.schema, ev.table) == bf.signal_key:
+            if (bf := self.backfill) is not None and self.tx_open and (ev.schema, ev.table) == bf.signal_key:
                 for _, after in self.images(ev, bf.signal):
                     bf.on_signal(after, (self.prefix, self.suffix, self.gtid_set), self._flush)
             return
@@ -275,8 +274,9 @@ class BinlogStream:
 
     def _ddl(self, ev: Mark) -> None:
         """A statement on one of our tables may have changed its columns: refresh their converters."""
-        text = ev.query.lower()
-        hit = [t for t in self.tables.values() if t.name.lower() in text]
+        hit = [t for t in self.tables.values() if t.name.lower() in ev.query.lower()]
+        if self.backfill is not None:
+            self.backfill.on_ddl(hit, ev.query)  # a chunk read around it is read again
         if not hit:
             return
         libreader.forget_columns(hit)
