@@ -30,7 +30,10 @@ neither skips nor repeats a stream row. The chunk's progress becomes durable onl
 is committed (worker.backfill); a crash before that reads the chunk again from the previous key
 (new watermarks, later positions), so its rows delivered already may come again, never older.
 The token carries a per-process nonce: watermarks of an earlier process, read again after a
-restart, are ignored, and so is an open window after a reconnect (the chunk is read again).
+restart, are ignored, and so is an open window after a reconnect or a statement on its table
+(TRUNCATE, ALTER: the chunk is read again). At most IN_FLIGHT chunks wait for their commit (what a
+crash reads again); a chunk that cannot be read because its table is gone, or watermarks the dsn's
+user may not write, fail that snapshot (Backfills.fail) and the pipeline streams on.
 """
 
 from __future__ import annotations
@@ -142,8 +145,8 @@ class MyBackfill:
                     f"the binlog ({self.signal.full_name}: binlog_do_db / binlog_ignore_db?)",
                 )
             return False
-        if feed is None or feed.count >= feed.limit // 2:
-            return False
+        if feed is None or feed.count >= feed.limit // 2 or not self.jobs.running():
+            return False  # (the common case, on every transaction: no snapshot running, no lock taken)
         if time.monotonic() < self.retry_at:
             return False
         if self.jobs.in_flight() >= IN_FLIGHT and (reading() or not self.jobs.wait_in_flight(IN_FLIGHT, WAIT_S)):
