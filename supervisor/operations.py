@@ -21,7 +21,7 @@ import structlog
 
 from shared.protocol import Pause, Resume, SnapshotCommand, SnapshotReply
 from shared.spec.load import SpecInvalid, encode_spec, to_document, validate_document
-from shared.spec.model import PipelineSpec, PostgresSourceConfig
+from shared.spec.model import MysqlSourceConfig, PipelineSpec, PostgresSourceConfig
 from shared.spec.patch import merge_patch
 from shared.states import Desired, Status
 from shared.store import StoreUnavailable
@@ -34,15 +34,21 @@ ADDED_TABLE_WAIT_S = 60.0  # a pipeline PATCHed with a new table: how long its s
 
 
 def added_tables(old: PipelineSpec, new: PipelineSpec) -> list[str]:
-    """Tables a spec change adds to a postgres source with `snapshot: initial` (CONTRACT section 13:
-    they are snapshotted incrementally, the others are not read again)."""
+    """Tables a spec change adds to a postgres or mysql source with `snapshot: initial` (CONTRACT
+    section 13: they are snapshotted incrementally, the others are not read again)."""
     a, b = old.spec.source.config, new.spec.source.config
-    if not isinstance(a, PostgresSourceConfig) or not isinstance(b, PostgresSourceConfig) or b.snapshot != "initial":
+    if type(a) is not type(b) or not isinstance(b, PostgresSourceConfig | MysqlSourceConfig) or b.snapshot != "initial":
         return []
-    before = {t if "." in t else f"public.{t}" for t in a.tables}
-    if not before:  # FOR ALL TABLES: nothing is added
+    assert isinstance(a, PostgresSourceConfig | MysqlSourceConfig)
+    default = "public" if isinstance(b, PostgresSourceConfig) else ""  # mysql names are db.table already
+
+    def full(t: str) -> str:
+        return t if "." in t or not default else f"{default}.{t}"
+
+    before = {full(t) for t in a.tables}
+    if not before:  # FOR ALL TABLES (every table of the dsn's database): nothing is added
         return []
-    return [t for t in b.tables if (t if "." in t else f"public.{t}") not in before]
+    return [t for t in b.tables if full(t) not in before]
 
 
 class Operations:
@@ -133,7 +139,7 @@ class Operations:
         await self._wait_for(m, lambda: m.status == Status.RUNNING, ADDED_TABLE_WAIT_S)
         try:
             cfg = m.spec.spec.source.config
-            chunk = cfg.snapshot_chunk if isinstance(cfg, PostgresSourceConfig) else 10000
+            chunk = cfg.snapshot_chunk if isinstance(cfg, PostgresSourceConfig | MysqlSourceConfig) else 10000
             reply = await self.snapshot(m.name, "start", tables=tables, chunk_rows=chunk)
         except Exception as exc:  # noqa: BLE001 - logged; the user can POST the snapshot
             log.warning("added_table_snapshot_failed", tables=tables, error=str(exc))

@@ -1,11 +1,12 @@
 """Incremental snapshots (backfills while streaming, CONTRACT section 13): the worker's registry.
 
-Imports: stdlib + shared.protocol + shared.store.sqlite (now_iso). Source-agnostic: a source that supports them
-(postgres) asks `next_work()` for the next chunk to read, reports each chunk it emitted with
-`emitted()`, and the pipeline's committed position comes in through `commit()`. Two cursors per
-snapshot: the reading cursor (advanced when a chunk is emitted) and the durable progress (the
-stored document: advanced only once the chunk's last event is committed), so a crash or restart
-resumes from the last committed chunk. Thread-safe: the source's thread and the loop both call it.
+Imports: stdlib + shared.protocol + shared.store.sqlite (now_iso). Source-agnostic: a source that
+supports them (postgres, mysql) asks `next_work()` for the next chunk to read, reports each chunk it
+emitted with `emitted()` (or `fail()`s the snapshot when its table cannot be read), and the
+pipeline's committed position comes in through `commit()`. Two cursors per snapshot: the reading
+cursor (advanced when a chunk is emitted) and the durable progress (the stored document: advanced
+only once the chunk's last event is committed), so a crash or restart resumes from the last
+committed chunk. Thread-safe: the source's thread and the loop both call it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Backfills:
         self._save = save  # (snapshot id, stored document): queued to the state store's thread
         self.log = log
         self.lock = threading.Lock()
+        self.progress = threading.Condition(self.lock)  # notified when pending chunks become durable
         self.jobs: dict[str, Job] = {}
         self.pending: list[Pending] = []
         self.key: Callable[[str], Any] | None = None  # the source's position_key
@@ -117,18 +119,6 @@ class Backfills:
                 self._persist(job)
             return 200, "", dict(job.doc)
 
-    def fail(self, snap_id: str, error: str) -> None:
-        """The source cannot read this snapshot's table any more (dropped, no privilege): the
-        snapshot is `failed` with the reason; the pipeline and its stream go on."""
-        with self.lock:
-            job = self.jobs.get(snap_id)
-            if job is None or job.doc["status"] not in ACTIVE:
-                return
-            job.doc.update(status="failed", error=error, finished_at=now_iso())
-            self.pending = [p for p in self.pending if p[1] != snap_id]
-            self._persist(job)
-        self.log.warning("backfill_failed", snapshot=snap_id, error=error)
-
     # ---------------------------------------------------------------- source
     def running(self) -> bool:
         return any(j.doc["status"] == "running" for j in list(self.jobs.values()))
@@ -170,6 +160,27 @@ class Backfills:
             if key is None:
                 self._apply_upto(None)
 
+    def fail(self, work: Work, error: str) -> None:
+        """The chunk for `work` cannot be read (its table is gone...): that snapshot is `failed`."""
+        with self.lock:
+            job = self.jobs.get(work.snap_id)
+            if job is None or job.doc["status"] not in ACTIVE:
+                return
+            job.doc.update(status="failed", error=error, finished_at=now_iso())
+            self.pending = [p for p in self.pending if p[1] != work.snap_id]
+            self._persist(job)
+        self.log.warning("backfill_failed", snapshot=work.snap_id, table=work.table, error=error)
+
+    def in_flight(self) -> int:
+        """Chunks emitted whose last event is not committed yet."""
+        with self.lock:
+            return len(self.pending)
+
+    def wait_in_flight(self, below: int, timeout: float) -> bool:
+        """Block (the source's thread) until fewer than `below` chunks are in flight, at most `timeout` s."""
+        with self.progress:
+            return self.progress.wait_for(lambda: len(self.pending) < below, timeout)
+
     def commit(self, position: str) -> None:
         if not self.pending or self.key is None:
             return
@@ -184,6 +195,7 @@ class Backfills:
             if key is not None and (committed is None or key > committed):
                 return
             self.pending.pop(0)
+            self.progress.notify_all()
             job = self.jobs.get(snap_id)
             if job is None or job.doc["status"] not in ACTIVE:
                 continue

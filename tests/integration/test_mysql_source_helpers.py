@@ -136,3 +136,29 @@ def table_state(db: str, tables: list[str], cols: tuple[str, ...] = ("id", "v"))
         for rid, r in rows(db, t, ", ".join(cols)).items():
             out[(t, rid)] = {c: r[c] for c in cols}
     return out
+
+
+def fold(events: list[dict[str, Any]]) -> dict[tuple[str, Any], dict[str, Any]]:
+    """The table a consumer holds after these events, checked on the way (the tests never insert
+    an id again): a `u`/`d` whose `before` is not what is held, a change of a deleted row, an `r`
+    of a deleted row (a chunk row older than the delete): a chunk row older than a change emitted
+    before it, or a stream row skipped or doubled, fails here. A row the table held before the
+    pipeline started is unknown until its `r` or first change; an `r` upserts (a chunk read again
+    after a crash comes again)."""
+    state: dict[tuple[str, Any], dict[str, Any]] = {}
+    gone: set[tuple[str, Any]] = set()
+    for i, e in enumerate(events):
+        t, before, after = e["source"]["table"], e["before"], e["after"]
+        where = f"event #{i} {e['op']} {e['source']['position']}"
+        k = (t, (after or before)["id"])
+        assert k not in gone, f"{where}: row {k} was deleted before"
+        if before is not None:
+            held = state.pop(k, None)
+            assert held in (None, {"id": before["id"], "v": before["v"]}), f"{where}: before {before}, held {held}"
+        if e["op"] == "c":
+            assert k not in state, f"{where}: row {k} exists already"
+        if after is None:
+            gone.add(k)
+        else:
+            state[k] = {"id": after["id"], "v": after["v"]}
+    return state

@@ -97,3 +97,20 @@ def test_a_chunk_snapshot_does_not_see_its_in_progress_xids_nor_any_from_xmax_on
     inv = Invisible(f"{(1 << 32) + 90}:{(1 << 32) + 100}:{(1 << 32) + 95}")  # xid8 with epoch 1
     assert "95" in inv and "100" in inv and "12345" in inv
     assert "94" not in inv and "99" not in inv and "" not in inv and None not in inv
+
+
+def test_fail_marks_the_snapshot_failed_and_drops_its_pending_chunks() -> None:
+    b, saved = jobs()
+    b.start("s", ["public.t"], 2, 10)
+    w = b.next_work()
+    assert w is not None
+    b.emitted(w, {"id": "2"}, 2, False, 10)
+    assert b.in_flight() == 1
+    w2 = b.next_work()
+    assert w2 is not None
+    b.fail(w2, "table public.t is gone")
+    d = doc(saved, "s")
+    assert (d["status"], d["error"], d["rows_read"]) == ("failed", "table public.t is gone", 0) and d["finished_at"]
+    assert b.in_flight() == 0 and b.next_work() is None and not b.busy_tables()
+    b.fail(w2, "again")  # no longer active: unchanged
+    assert doc(saved, "s")["error"] == "table public.t is gone"

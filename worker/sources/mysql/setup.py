@@ -232,8 +232,8 @@ class TableInfo:
 def all_tables(cur: Any, db: str) -> list[tuple[str, str]]:
     cur.execute(
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
-        "AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
-        (db,),
+        "AND TABLE_TYPE = 'BASE TABLE' AND TABLE_NAME <> 'tidegate_signal' ORDER BY TABLE_NAME",
+        (db,),  # the incremental snapshots' watermarks (chunks.SIGNAL_TABLE) are not captured
     )
     return [(db, r[0]) for r in cur.fetchall()]
 

@@ -9,13 +9,13 @@ restarts or the link drops, the reader backs off (0.5 s to 10 s) and resumes aft
 handed over (in a snapshot: at the interrupted table), so read() returns None meanwhile; `stats()`
 shows `connected: false` and the error, and the log has `mysql_reconnect`. Errors that a retry cannot
 fix (binlog purged, missing privilege, table gone) are raised from read() as SourceError(retryable=False).
+Incremental snapshots (CONTRACT 13): backfill.py on the stream's thread, watermark rows in the signal table.
 Nothing is acknowledged upstream (a binlog has no consumer state): commit() records the position.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from typing import Any
 
@@ -25,9 +25,12 @@ from shared.errors import SourceError
 from shared.spec.model import MysqlSourceConfig
 from worker.sources.base import Chunk, Source, SourceContext
 from worker.sources.handoff import Handoff, Stopped
+from worker.sources.mysql.backfill import MyBackfill
 from worker.sources.mysql.binlog import current_point, require_binlog
+from worker.sources.mysql.chunks import check
 from worker.sources.mysql.decode import LibraryNeeded
 from worker.sources.mysql.health import binlog_health, committed_probe, stop_health
+from worker.sources.mysql.names import default_server_id, split_names
 from worker.sources.mysql.position import (
     CONTINUE,
     PLAIN,
@@ -59,28 +62,6 @@ HANDOFF_CHUNKS = 8  # chunks of max_chunk events waiting for the loop at most (b
 BACKOFF_S = (0.5, 10.0)
 
 
-def default_server_id(pipeline: str) -> int:
-    """A stable server_id per pipeline, in [2^30, 2^32): away from the small ids servers use."""
-    h = int.from_bytes(hashlib.blake2b(pipeline.encode(), digest_size=8).digest(), "big")
-    return (1 << 30) + h % ((1 << 32) - (1 << 30) - 1)
-
-
-def split_names(tables: list[str], default_db: str | None, where: str) -> list[tuple[str, str]]:
-    out = []
-    for t in tables:
-        db, dot, name = t.partition(".")
-        if not dot:
-            if not default_db:
-                raise SourceError(
-                    f"{where}: table {t!r} has no database: write it as db.table in "
-                    "spec.source.config.tables or put the database in the dsn",
-                    retryable=False,
-                )
-            db, name = default_db, t
-        out.append((db, name))
-    return out
-
-
 class MysqlSource(Source[MysqlSourceConfig]):
     max_chunk = 2000  # events per chunk at most (a bigger transaction spans chunks)
 
@@ -102,6 +83,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
         self._committed: str | None = None
         self._fast = True  # the own binlog decoder, until a table needs mysql-replication's
         self._health: Any = None  # binlog distance on a slow timer (worker.sources.health)
+        self._backfill: MyBackfill | None = None  # incremental snapshots, once open
 
     @staticmethod
     def position_key(position: str) -> Any:
@@ -167,6 +149,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
             server_id=self.server_id,
             tables=[t.full_name for t in tables],
         )
+        self._backfill = MyBackfill.of(dsn, self.ctx, tables, self.log)
         if self.config.snapshot == "initial":
             self._progress.update(
                 table=None, rows_done=0, rows_estimated=0, done=not (start is None or isinstance(start, SnapshotPos))
@@ -177,7 +160,8 @@ class MysqlSource(Source[MysqlSourceConfig]):
         """Where the reader starts: `start` checked against the server's binlogs (or, with `snapshot:
         never` and no checkpoint, the current binlog point)."""
         if start is None and self.config.snapshot == "never":
-            start = BinlogPos(*_point_args(current_point(cur, where)), 0)
+            point = current_point(cur, where)
+            start = BinlogPos(point.file, point.pos, 0)
         elif isinstance(start, BinlogPos):
             require_binlog(cur, where, start.tx_start)
         elif isinstance(start, SnapshotPos) and start.table_index >= n_tables:
@@ -223,6 +207,9 @@ class MysqlSource(Source[MysqlSourceConfig]):
                     resume = parse(feed.last_position) if feed.last_position else start
         except Stopped:
             return
+        finally:
+            if self._backfill is not None:
+                self._backfill.close()
 
     def _run_once(self, dsn: Dsn, server: ServerInfo, tables: list[TableInfo], resume: Any) -> None:
         feed = self._handoff
@@ -247,10 +234,23 @@ class MysqlSource(Source[MysqlSourceConfig]):
             begin = entries[0].point
             resume = BinlogPos(begin.file, begin.pos, 0, entries_after(entries, begin))
         self._stream = BinlogStream(
-            dsn, server, tables, self.server_id, feed, self._status, self.log, self.max_chunk, self._fast
+            dsn,
+            server,
+            tables,
+            self.server_id,
+            feed,
+            self._status,
+            self.log,
+            self.max_chunk,
+            self._fast,
+            self._backfill,
         )
         self._status["last_error"] = None
         self._stream.run(resume)
+
+    def backfill_check(self, tables: list[str]) -> tuple[list[str], int, str | None]:
+        bf = self._backfill
+        return check(bf.by_name, tables, bf.dsn.db) if bf else ([], 0, "the mysql source is not open yet")
 
     # -- loop side --------------------------------------------------------------------------------
     async def read(self) -> Chunk | None:
@@ -283,6 +283,7 @@ class MysqlSource(Source[MysqlSourceConfig]):
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {"binlog": dict(self._status), "server_id": self.server_id, "committed": self._committed}
         out.update(self._health.values() if self._health else {})  # binlog_file, behind_bytes, ... (CONTRACT 8)
+        out.update(self._backfill.stats() if self._backfill else {})
         if self._progress:
             p = self._progress
             out["snapshot"] = {
@@ -294,7 +295,3 @@ class MysqlSource(Source[MysqlSourceConfig]):
                 "tables_total": p.get("tables_total"),
             }
         return out
-
-
-def _point_args(p: Any) -> tuple[str, int]:
-    return p.file, p.pos

@@ -1,15 +1,16 @@
 """Binlog streaming for the mysql source: binlog events -> chunks of change events.
 
-Runs on the source's reader thread (the readers block). Imports: stdlib, pymysql and the sibling
-modules of worker.sources.mysql. The events come from the source's own reader (wire.py, its rows
-decoded by generated code) or, where that cannot decode the tables, from mysql-replication
-(libreader.py); both hand out events.Mark / events.Rows.
+Runs on the source's reader thread (the readers block). Imports: stdlib, pymysql, the siblings. The
+events come from the source's own reader (wire.py, rows decoded by generated code) or, where that
+cannot decode the tables, mysql-replication (libreader.py): both hand out events.Mark / Rows.
 
 Transactions: a GTID event (or BEGIN without GTID) opens one at its start position `txpos`; XID (or
 COMMIT, or a DDL statement) closes it. Rows get `<file>:<txpos>:<n>` (see position). Chunks end at
 a transaction end (`tx_end=True`) unless a transaction outgrows `max_chunk` rows, then it is cut with
 `tx_end=False`, holding back at least its last row for the closing chunk. Small transactions are
 grouped while more binlog data is already waiting on the socket (bounded by size and 20 ms).
+Incremental snapshots (backfill.py): the signal table's rows are watermarks, never emitted; between
+two events a chunk may be read, and at its high watermark it is handed over after the held rows.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import pymysql
 from shared.errors import SourceError
 from worker.sources.handoff import Handoff, Stopped
 from worker.sources.mysql import binlog, libreader, statements
+from worker.sources.mysql.backfill import MyBackfill
 from worker.sources.mysql.binlog import HEARTBEAT_S, gtid_at
 from worker.sources.mysql.decode import LibraryNeeded, RowImages, change_events, fast_types
 from worker.sources.mysql.events import GTID, HEARTBEAT, QUERY, ROTATE, ROWS, Mark, Rows, UnsupportedEvent
@@ -53,6 +55,7 @@ class BinlogStream:
         log: Any,
         max_chunk: int = 2000,
         fast: bool = True,
+        backfill: MyBackfill | None = None,
     ) -> None:
         self.dsn, self.server, self.server_id, self.feed = dsn, server, server_id, feed
         self.tables = {(t.db, t.name): t for t in tables}
@@ -60,6 +63,7 @@ class BinlogStream:
         self.reader: FastReader | libreader.LibReader | None = None
         self.fast = fast and fast_types(server, tables)
         self.images = RowImages()
+        self.backfill = backfill  # incremental snapshots: the signal table's rows are its watermarks
 
     # -- connection -------------------------------------------------------------------------------
     def _connect(self, **kwargs: Any) -> pymysql.connections.Connection:
@@ -68,11 +72,11 @@ class BinlogStream:
         return binlog.connect(**kwargs)
 
     def open_reader(self, start: BinlogPoint) -> FastReader | libreader.LibReader:
-        tables = list(self.tables.values())
+        tables = list(self.tables.values()) + ([self.backfill.signal] if self.backfill is not None else [])
         if not self.fast:
             return libreader.LibReader(self.dsn, self.server, self.server_id, tables, start, self._connect, HEARTBEAT_S)
         settings = self.dsn.connect_args(read_timeout=int(HEARTBEAT_S * 10))
-        wanted = set(self.tables)
+        wanted = {(t.db, t.name) for t in tables}
         return FastReader(self._connect, settings, self.server_id, start, self.server.flavor, wanted, HEARTBEAT_S)
 
     def interrupt(self) -> None:
@@ -107,6 +111,8 @@ class BinlogStream:
         self.pending: list[dict[str, Any]] = []
         self.closed = False  # the last pending event ends its transaction
         self.since = 0.0
+        if self.backfill is not None:
+            self.backfill.bind(self.feed, self.max_chunk)
         try:
             self._loop(reader)
         except UnsupportedEvent as exc:
@@ -127,19 +133,21 @@ class BinlogStream:
         raise SourceError(f"{self.dsn.where}: the binlog stream ended", retryable=True)
 
     def _loop(self, reader: Any) -> None:
-        stop, rows, mark = self.feed.stopping, self._rows, self._mark
+        stop, rows, mark, bf = self.feed.stopping, self._rows, self._mark, self.backfill
         for ev in iter(reader.fetchone, None):
             if stop.is_set():
                 raise Stopped()
             kind = ev.kind
             if kind == ROWS:
                 rows(ev)
-            elif kind == ROTATE:
+                continue
+            if bf is not None:
+                bf.step(self._data_waiting)  # a chunk between two watermarks, handed over at the high one
+            if kind == ROTATE:
                 self._rotate(ev)
             elif kind == HEARTBEAT:
-                if self.pending and self.closed:
-                    self.feed.send(self.pending, True)
-                    self.pending = []
+                if self.closed:
+                    self._flush()
             else:
                 mark(ev, kind)
 
@@ -147,6 +155,9 @@ class BinlogStream:
         """A rows event: its captured rows join `pending` (sent in pieces of max_chunk)."""
         t = self.tables.get((ev.schema, ev.table))
         if t is None or not self.tx_open:
+            if (bf := self.backfill) is not None and self.tx_open and (ev.schema, ev.table) == bf.signal_key:
+                for _, after in self.images(ev, bf.signal):
+                    bf.on_signal(after, (self.prefix, self.suffix, self.gtid_set), self._flush)
             return
         by_row = None
         tx = (self.fseq, self.txpos)
@@ -170,6 +181,8 @@ class BinlogStream:
         self.n = n + len(events)
         if not events:
             return
+        if self.backfill is not None:
+            self.backfill.observe(t, events)
         pending = self.pending
         if not pending:
             self.since = time.monotonic()
@@ -181,6 +194,12 @@ class BinlogStream:
             pending = pending[max_chunk:]
             self.since = time.monotonic()
         self.pending = pending
+
+    def _flush(self) -> None:
+        """Hand the rows held so far over (a chunk of an incremental snapshot goes out after them)."""
+        if self.pending:
+            self.feed.send(self.pending, self.closed)
+            self.pending = []
 
     def _mark(self, ev: Mark, kind: int) -> None:
         """A transaction boundary (GTID, BEGIN, XID, COMMIT) or a statement (DDL ends a transaction)."""
@@ -255,8 +274,9 @@ class BinlogStream:
 
     def _ddl(self, ev: Mark) -> None:
         """A statement on one of our tables may have changed its columns: refresh their converters."""
-        text = ev.query.lower()
-        hit = [t for t in self.tables.values() if t.name.lower() in text]
+        hit = [t for t in self.tables.values() if t.name.lower() in ev.query.lower()]
+        if self.backfill is not None:
+            self.backfill.on_ddl(hit, ev.query)  # a chunk read around it is read again
         if not hit:
             return
         libreader.forget_columns(hit)

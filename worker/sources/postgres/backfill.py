@@ -157,7 +157,7 @@ class PgBackfill:
             cur.execute("COMMIT")
         except UNREADABLE as exc:  # the table was dropped or its privilege revoked: the snapshot fails
             self.close()
-            self.jobs.fail(work.snap_id, f"cannot read {work.table}: {str(exc).strip()}")
+            self.jobs.fail(work, f"cannot read {work.table}: {str(exc).strip()}")
             return False
         except BaseException:
             self.close()
