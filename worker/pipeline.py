@@ -1,13 +1,12 @@
-"""One pipeline, end to end: source -> batcher -> processors -> every sink ->
-commit policy -> checkpoints (the state store) -> source.commit(committed).
-The data path and control live here; opening and closing in `worker.assembly`.
-
-Imports: stdlib + shared + worker (never supervisor).
+"""One pipeline, end to end: source -> batcher -> processors -> every sink -> commit policy ->
+checkpoints (the state store) -> source.commit(committed). The data path and control live here;
+opening and closing in `worker.assembly`. Imports: stdlib + shared + worker (never supervisor).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -32,8 +31,7 @@ _WAKE = object()  # a stop wakes the batch loop at once
 
 
 class Pipeline:
-    """Runs the loops over the parts `open_pipeline` builds; its state is its control (gate,
-    stopping, lease) and its health."""
+    """Runs the loops over the parts `open_pipeline` builds; its state is its control and health."""
 
     def __init__(self, spec: PipelineSpec, store: Any, log: Any, *, state_dir: str, start_paused: bool = False) -> None:
         self.spec = spec
@@ -49,18 +47,8 @@ class Pipeline:
         self.stopping = asyncio.Event()
         self.ready = asyncio.Event()
         self.backfills = Backfills(self._save_snapshot, log)
-        self.wiring = Wiring(
-            spec,
-            store,
-            self.store_pool,
-            log,
-            state_dir,
-            self.gate,
-            self.stopping,
-            self.health,
-            self._on_lease_lost,
-            self.backfills,
-        )
+        parts = (self.store_pool, log, state_dir, self.gate, self.stopping, self.health, self._on_lease_lost)
+        self.wiring = Wiring(spec, store, *parts, self.backfills)
         self.parts: Parts | None = None
         self.drop_source_state = False
         self.lease_lost: LeaseLost | None = None
@@ -81,12 +69,11 @@ class Pipeline:
         self.request_stop()
 
     def _save_snapshot(self, snap_id: str, doc: str) -> Any:
-        def done(fut: Any) -> None:
-            if fut.exception() is not None:
-                self.log.warning("backfill_store_failed", snapshot=snap_id, error=str(fut.exception()))
-
         fut = self.store_pool.submit(self.store.save_snapshot, self.name, snap_id, doc)
-        fut.add_done_callback(done)
+        warn = self.log.warning
+        fut.add_done_callback(
+            lambda f: f.exception() and warn("backfill_store_failed", snapshot=snap_id, error=str(f.exception()))
+        )
         return fut
 
     async def snapshot_command(self, cmd: Any) -> Any:
@@ -131,8 +118,9 @@ class Pipeline:
             try:
                 chunk = await source.current.read()
             except SourceError as exc:
-                if not exc.retryable:
-                    raise PipelineFailed(exc.info()) from exc
+                if not exc.retryable:  # what was read before it is delivered first (_batch_loop)
+                    await queue.put(exc)
+                    return
                 self.health.error(exc.info())
                 self.log.warning("source_failed", error=exc.message)
                 await queue.put(_REOPEN)
@@ -152,7 +140,7 @@ class Pipeline:
         self._queue = queue
         reader = tasks.create_task(self._guard(self._reader_loop(queue)), name="reader_loop")
         commits = self.p.commits
-        caught_up = False  # the source said it has nothing more right now
+        caught_up, failed = False, None  # the source said it has nothing more right now / failed for good
         while not self.stopping.is_set():
             await self.gate.wait()
             if not queue.empty():
@@ -177,6 +165,9 @@ class Pipeline:
                 continue
             if item is _WAKE:
                 continue
+            if isinstance(item, SourceError):  # the source failed for good: deliver what came before
+                failed = item
+                break
             if item is _REOPEN:
                 batcher.discard()
                 await self._reopen_source(queue)
@@ -196,6 +187,13 @@ class Pipeline:
         last = batcher.flush()
         if last is not None and self.p.commits.has_room() and self.lease_lost is None:
             await self._dispatch(last)
+        elif last is not None and failed is not None:  # it waits for its place in the window
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_DRAIN_S):
+                    await self._dispatch(last)
+        if failed is not None:
+            await self._drain(STOP_DRAIN_S)
+            raise PipelineFailed(failed.info()) from failed
 
     async def _drain(self, timeout: float | None, *, give_up_on_sink_errors: bool = True) -> bool:
         """Wait for in-flight batches to be committed. A stop does not wait for a sink that

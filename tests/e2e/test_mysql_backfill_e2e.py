@@ -222,9 +222,11 @@ def test_composite_text_key_is_chunked_exactly(supervisor: Supervisor, db: str, 
     assert sorted((a["k"], a["u"], a["v"]) for a in reads) == want
 
 
-def test_a_table_dropped_mid_backfill_fails_the_snapshot_and_streaming_goes_on(
+def test_a_table_dropped_mid_backfill_halts_the_pipeline_and_fails_the_snapshot(
     supervisor: Supervisor, db: str, tmp_path: Path
 ) -> None:
+    """A captured table dropped: the pipeline halts saying so (issue #12); once PATCH takes the
+    table out of `tables` it streams on, and the table's snapshot is `failed` (issue #16)."""
     fill(db, 20_000)
     sql(db, "CREATE TABLE u (id INT PRIMARY KEY, v INT)")
     out, name = tmp_path / "out.jsonl", "tg-my-bfdrop"
@@ -236,8 +238,17 @@ def test_a_table_dropped_mid_backfill_fails_the_snapshot_and_streaming_goes_on(
     snap_id = r.json()["id"]
     sql(db, "DROP TABLE t")
     supervisor.action(name, "resume")
+    info = supervisor.wait_status(name, "failed", timeout=60)
+    assert f"captured table {db}.t was dropped" in (info["ops"]["last_error"] or ""), info["ops"]
+    r = supervisor.client.patch(
+        f"/pipelines/{name}",
+        json={"spec": {"source": {"config": {"tables": [f"{db}.u"]}}}},
+        headers={"content-type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 200, r.text
     failed = wait_status(supervisor, name, snap_id, "failed", timeout=60)
     assert failed["error"] and "t" in failed["error"] and failed["finished_at"], failed
+    streaming(supervisor, name)  # nothing was committed: the new worker starts at the end of the binlog
     sql(db, "INSERT INTO u VALUES (1, 1)")
     wait_for_row(out, "u", 1, timeout=60)
     assert supervisor.info(name)["status"] == "running"

@@ -212,7 +212,8 @@ class BinlogStream:
                 return
             if q.startswith(("SAVEPOINT", "ROLLBACK TO", "XA ")):
                 return
-            if q not in ("COMMIT", "ROLLBACK"):  # DML as a statement or a DROP of ours stops here
+            if q not in ("COMMIT", "ROLLBACK"):  # DML as a statement or a DROP of ours stops here,
+                self._flush()  # after every row before it is handed over
                 statements.check(ev.query, self.tables, self.dsn.where, f"{self.fname}:{ev.start}")
                 self._ddl(ev)
         elif kind == GTID:

@@ -135,7 +135,10 @@ class PgBackfill:
             # one), or an empty hand-off; the loop wakes this thread when it has taken half
             buf.thread_blocked = True
             return False
-        table = self.by_name[work.table]
+        table = self.by_name.get(work.table)
+        if table is None:  # removed from source.config.tables (by PATCH) since the snapshot started
+            self.jobs.fail(work, f"table {work.table} is no longer captured by this pipeline's source")
+            return False
         self.seq += 1
         token = f"{self.nonce}-{self.seq}"
         cur = self._cursor()
