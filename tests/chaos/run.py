@@ -90,6 +90,17 @@ def warm_up(rig: Rig, faults: Faults) -> None:
         say(f"fault worker_kill pg-redis in its snapshot ({snapshot_read()} rows read): {_kill_pg(faults)}")
     poll(lambda: snapshot_read() == len(snap), 120, "the PostgreSQL snapshot in the file sink")
     say(f"fault worker_kill pg-redis at its snapshot/stream handoff: {_kill_pg(faults)}")
+    # the writer starts once the snapshot is committed whole: a snapshot interrupted *while the
+    # writer runs* is re-exported at a newer point and leaves rows deleted in between downstream
+    # (a known defect, issue #12's note; the fix is to finish it as a watermarked backfill)
+    poll(
+        lambda: all(
+            not (c or {}).get("position", "snapshot:").startswith("snapshot:")
+            for c in (rig.sup.info("pg-redis")["ops"]["checkpoints"].get(s) for s in ("out", "cache"))
+        ),
+        120,
+        "the PostgreSQL snapshot committed by both sinks",
+    )
 
 
 def _kill_pg(faults: Faults) -> str:
