@@ -16,11 +16,10 @@ from typing import Any
 import structlog
 
 from shared.protocol import SourceProbed
-from shared.spec.load import encode_spec
 from shared.spec.model import type_tag
 from shared.states import Status
 from supervisor.managed import Managed, Registry
-from supervisor.process import WorkerHandle
+from supervisor.workers import WorkerConfig, run_once
 
 PROBE_INTERVAL_S = float(os.environ.get("TIDEGATE_PROBE_INTERVAL_S", "10"))
 PROBE_TIMEOUT_S = 20.0
@@ -30,7 +29,7 @@ PROBED = {"postgres", "mysql"}
 class SourceProbes:
     def __init__(self, registry: Registry, config: Any) -> None:
         self.registry = registry
-        self.config = config  # supervisor.workers.WorkerConfig
+        self.config: WorkerConfig = config
         self.log = structlog.get_logger().bind(component="probes")
 
     def due(self) -> list[Managed]:
@@ -53,20 +52,13 @@ class SourceProbes:
 
     async def probe(self, m: Managed) -> None:
         got: list[dict[str, Any]] = []
+        spec = m.spec
 
-        def on_report(_h: WorkerHandle, msg: Any) -> None:
+        def on_report(msg: Any) -> None:
             if isinstance(msg, SourceProbed):
                 got.append(dict(msg.source))
 
-        spec = m.spec
-        h = WorkerHandle(m.name, on_report, lambda _h, _code: None)
-        c = self.config
-        h.start(
-            encode_spec(spec), c.state_dir, c.log_format, c.log_level, paused=True, mode="probe", state_url=c.state_url
-        )
-        if not await h.wait(PROBE_TIMEOUT_S):
-            h.signal(9)
-            await h.wait(5.0)
+        if not await run_once(m, self.config, "probe", PROBE_TIMEOUT_S, on_report):
             got.append({"errors": {"probe": f"no answer from the source within {PROBE_TIMEOUT_S:.0f}s"}})
         current = self.registry.get(m.name)
         if got and current is m and m.handle is None and m.spec is spec:  # nothing started meanwhile

@@ -58,6 +58,21 @@ class WorkerConfig:
     state_url: str | None = None
 
 
+async def run_once(
+    m: Managed, config: WorkerConfig, mode: str, timeout: float, on_report: Callable[[Any], None] | None = None
+) -> bool:
+    """A worker process in `mode` (drop, probe) for `m`'s spec, to its exit: False when it had to
+    be killed after `timeout` seconds. `on_report` gets what it sends."""
+    h = WorkerHandle(m.name, lambda _h, msg: on_report(msg) if on_report else None, lambda _h, _code: None)
+    c = config
+    h.start(encode_spec(m.spec), c.state_dir, c.log_format, c.log_level, True, mode=mode, state_url=c.state_url)
+    if await h.wait(timeout):
+        return True
+    h.signal(signal.SIGKILL)
+    await h.wait(5.0)
+    return False
+
+
 class Workers:
     def __init__(self, registry: Registry, store: Any, config: WorkerConfig, fence: Fence | None = None) -> None:
         self.registry = registry
@@ -251,17 +266,4 @@ class Workers:
         """No worker runs: start one in drop mode so the source removes its server-side state."""
         if type_tag(m.spec.spec.source) == "generator":
             return
-        h = WorkerHandle(m.name, lambda _h, _msg: None, lambda _h, _code: None)
-        c = self.config
-        h.start(
-            encode_spec(m.spec),
-            c.state_dir,
-            c.log_format,
-            c.log_level,
-            paused=True,
-            mode="drop",
-            state_url=c.state_url,
-        )
-        if not await h.wait(30.0):
-            h.signal(9)
-            await h.wait(5.0)
+        await run_once(m, self.config, "drop", 30.0)

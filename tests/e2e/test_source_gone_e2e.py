@@ -15,6 +15,7 @@ import pytest
 
 from tests.e2e.test_mysql_source_e2e import spec as my_spec
 from tests.e2e.test_pg_source_e2e import spec as pg_spec
+from tests.e2e.test_pg_source_e2e import sup  # noqa: F401 - fixture (stopped before `pg` cleans up)
 from tests.integration.test_mysql_source_helpers import connect, scratch_db, sql
 from tests.integration.test_pg_source import PG, pg  # noqa: F401 - pg is a fixture
 from tests.support import wait_until
@@ -22,16 +23,6 @@ from tests.support.cdc import wait_for_row
 from tests.support.supervisor import Supervisor
 
 MERGE = {"content-type": "application/merge-patch+json"}
-
-
-@pytest.fixture
-def sup(pg: PG, tmp_path: Path) -> Iterator[Supervisor]:
-    s = Supervisor(tmp_path)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def test_a_captured_table_dropped_halts_the_pipeline_and_patch_goes_on(pg: PG, sup: Supervisor, tmp_path: Path) -> None:

@@ -8,9 +8,8 @@ Transactions: a GTID event (or BEGIN without GTID) opens one at its start positi
 COMMIT, or a DDL statement) closes it. Rows get `<file>:<txpos>:<n>` (see position). Chunks end at
 a transaction end (`tx_end=True`) unless a transaction outgrows `max_chunk` rows, then it is cut with
 `tx_end=False`, holding back at least its last row for the closing chunk. Small transactions are
-grouped while more binlog data is already waiting on the socket (bounded by size and 20 ms).
-Incremental snapshots (backfill.py): the signal table's rows are watermarks, never emitted; between
-two events a chunk may be read, and at its high watermark it is handed over after the held rows.
+grouped while more binlog data waits on the socket (bounded by size and 20 ms). Backfills (backfill.py):
+signal-table rows are watermarks, never emitted; a chunk goes out at its high one, after the held rows.
 """
 
 from __future__ import annotations
